@@ -1,0 +1,83 @@
+"""The image's single layer: which entries it holds, written as tar, compressed and hashed in one pass."""
+
+from __future__ import annotations
+
+import posixpath
+from dataclasses import dataclass
+from pathlib import Path
+
+from .compress import MEDIA_TYPES, HashingWriter, open_compressor
+from .errors import BinaryError, SpecError
+from .layout import Staging
+from .model import Descriptor
+from .spec import ExtraFile
+from .tarwriter import TarEntry, write_tar
+
+BINARY_MODE = 0o755
+DIR_MODE = 0o755
+
+
+@dataclass(frozen=True)
+class Layer:
+    descriptor: Descriptor  # the compressed blob
+    diff_id: str  # sha256 of the uncompressed tar, for the config's rootfs
+
+
+def _file_entry(source: Path, dest: str, mode: int | None, uid: int, gid: int,
+                mtime: int) -> TarEntry:
+    try:
+        stat = source.stat()
+    except OSError as error:
+        raise BinaryError(f"cannot read file {source}: {error.strerror}; check the path") from None
+    if not source.is_file():
+        raise BinaryError(f"{source} is not a regular file; name a file, not a directory or device")
+    if mode is None:
+        # Only the owner's execute bit is taken from the source: it is what git and tar keep,
+        # while group/other bits depend on the umask of whoever checked the sources out.
+        mode = 0o755 if stat.st_mode & 0o100 else 0o644
+    return TarEntry(dest.lstrip("/"), mode, mtime, uid, gid, source, stat.st_size)
+
+
+def layer_entries(binary: Path, binary_dest: str, files: tuple[ExtraFile, ...],
+                  mtime: int) -> list[TarEntry]:
+    """The binary, the extra files, and an explicit entry for every parent directory.
+
+    Explicit parents make the directories' mode, owner and mtime ours instead of whatever the
+    unpacking runtime would invent. Every mtime is SOURCE_DATE_EPOCH itself rather than the
+    file's own clamped to it: a file's mtime records when it was checked out or built.
+    """
+    entries = [_file_entry(binary, binary_dest, BINARY_MODE, 0, 0, mtime)]
+    entries += [_file_entry(f.src, f.dest, f.mode, f.uid, f.gid, mtime) for f in files]
+    names = [e.name for e in entries]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise SpecError(f"two files go to /{duplicates[0]}; give each file its own destination")
+    parents = {p for n in names for p in _parents(n)}
+    clashes = sorted(parents & set(names))
+    if clashes:
+        raise SpecError(f"/{clashes[0]} is both a file and the folder of another file; rename one")
+    entries += [TarEntry(p, DIR_MODE, mtime) for p in parents]
+    return entries
+
+
+def _parents(name: str) -> list[str]:
+    parts = []
+    parent = posixpath.dirname(name)
+    while parent:
+        parts.append(parent)
+        parent = posixpath.dirname(parent)
+    return parts
+
+
+def write_layer(entries: list[TarEntry], staging: Staging, compression: str, level: int,
+                jobs: int | None) -> Layer:
+    """Stream the tar through the compressor into a staged blob, hashing both sides on the way."""
+    with staging.new_blob() as (stream, tmp):
+        compressed = HashingWriter(stream)
+        compressor = open_compressor(compression, compressed, level, jobs)  # type: ignore[arg-type]
+        uncompressed = HashingWriter(compressor)
+        write_tar(entries, uncompressed)  # type: ignore[arg-type]
+        compressor.close()
+    staging.finish_blob(tmp, compressed.digest)
+    descriptor = Descriptor(MEDIA_TYPES[compression], compressed.digest, compressed.size)
+    return Layer(descriptor, uncompressed.digest)

@@ -1,0 +1,185 @@
+"""The settings of one image: read from a YAML spec file, overridden by flags, validated once.
+
+Both sources are turned into the same raw shape (the spec file's) and checked against the
+image-spec JSON Schema, so a flag and a spec key obey the same rules and errors name whichever
+the user wrote. Flag values that hold lists are shell words (`--env "A=1 B='two words'"`):
+one string that build systems can pass through unchanged, spaces in values included.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import shlex
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from . import schema
+from .errors import SpecError
+
+# Flags whose values are lists of shell words, and the spec key each fills.
+WORD_FLAGS = {"entrypoint": "entrypoint", "cmd": "cmd", "env": "env", "port": "ports",
+              "label": "labels", "annotation": "annotations", "tag": "tags", "file": "files"}
+MAP_KEYS = ("env", "labels", "annotations")
+
+
+@dataclass(frozen=True)
+class ExtraFile:
+    """A file copied from the build machine into the image."""
+
+    src: Path
+    dest: str
+    mode: int | None  # None: 0755 if the source is executable, else 0644
+    uid: int = 0
+    gid: int = 0
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    """Everything about an image except the binary's bytes; defaults apply where None."""
+
+    path: str | None = None
+    entrypoint: tuple[str, ...] | None = None
+    cmd: tuple[str, ...] | None = None
+    env: tuple[tuple[str, str], ...] = ()
+    user: str | None = None
+    workdir: str | None = None
+    ports: tuple[str, ...] = ()
+    labels: tuple[tuple[str, str], ...] = ()
+    annotations: tuple[tuple[str, str], ...] = ()
+    stop_signal: str | None = None
+    tags: tuple[str, ...] = ("latest",)
+    files: tuple[ExtraFile, ...] = ()
+    compression: str = "gzip"
+    gzip_level: int = 9
+    arch: str | None = None
+    tune: str | None = None
+    allow_dynamic: bool = False
+
+
+def split_words(flag: str, value: str) -> list[str]:
+    """Split a flag value the way a POSIX shell splits words."""
+    try:
+        return shlex.split(value)
+    except ValueError as error:
+        raise SpecError(
+            f"--{flag} {value!r} cannot be split into words ({error}); balance the quotes"
+        ) from None
+
+
+def load_spec_file(path: Path) -> dict[str, Any]:
+    """Read and validate a YAML spec file; `files[].src` become paths relative to its folder."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        reason = getattr(error, "strerror", None) or str(error)
+        raise SpecError(f"cannot read spec file {path}: {reason}; check --spec") from None
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" line {mark.line + 1} column {mark.column + 1}" if mark else ""
+        problem = getattr(error, "problem", None) or "invalid YAML"
+        raise SpecError(f"spec file {path}{where}: {problem}; fix the YAML syntax") from None
+    if document is None:
+        document = {}
+    if not isinstance(document, dict):
+        raise SpecError(f"spec file {path} must be a mapping of settings, not a {type(document).__name__}")
+    _require_valid(document, f"spec file {path}")
+    for item in document.get("files", []):
+        item["src"] = str(path.parent / item["src"])
+    return document
+
+
+def flags_document(flags: Mapping[str, Any]) -> dict[str, Any]:
+    """Turn parsed command-line flags (None when not given) into the spec file's shape."""
+    document: dict[str, Any] = {}
+    for flag, value in flags.items():
+        if value is None:
+            continue
+        key = WORD_FLAGS.get(flag, flag.replace("-", "_"))
+        if flag in WORD_FLAGS:
+            words = [w for v in value for w in split_words(flag, v)]
+            document[key] = [_file_word(w) for w in words] if flag == "file" else words
+        else:
+            document[key] = value
+    _require_valid(document, "command line")
+    return document
+
+
+def _file_word(word: str) -> dict[str, Any]:
+    parts = word.split(":")
+    if len(parts) not in (2, 3) or not all(parts):
+        raise SpecError(f"--file {word!r} is not SRC:DEST[:MODE]; e.g. --file 'motd:/etc/motd:0644'")
+    item: dict[str, Any] = {"src": parts[0], "dest": parts[1]}
+    if len(parts) == 3:
+        item["mode"] = parts[2]
+    return item
+
+
+def _require_valid(document: dict[str, Any], source: str) -> None:
+    found = schema.problems(document, "image-spec")
+    if found:
+        raise SpecError(f"{source}: {found[0]}")
+
+
+def merge(spec_file: Mapping[str, Any], flags: Mapping[str, Any]) -> ImageSpec:
+    """Flags override the spec file: lists and scalars are replaced, maps merge key by key."""
+    merged = dict(spec_file)
+    for key, value in flags.items():
+        if key in MAP_KEYS:
+            merged[key] = dict(_pairs(merged.get(key, {}))) | dict(_pairs(value))
+        else:
+            merged[key] = value
+    return _to_spec(merged)
+
+
+def _pairs(value: Mapping[str, str] | list[str]) -> list[tuple[str, str]]:
+    if isinstance(value, Mapping):
+        return list(value.items())
+    return [tuple(item.split("=", 1)) for item in value]  # type: ignore[misc]
+
+
+def _image_path(value: str, what: str) -> str:
+    """Normalise an absolute image path, refusing any that climbs out of the root."""
+    if ".." in value.split("/"):
+        raise SpecError(f"{what} {value!r} contains '..'; give a plain absolute path")
+    path = posixpath.normpath(value)
+    if path == "/":
+        raise SpecError(f"{what} {value!r} names the root directory; give a file path")
+    return path
+
+
+def _mode(value: int | str | None) -> int | None:
+    return int(value, 8) if isinstance(value, str) else value
+
+
+def _to_spec(raw: Mapping[str, Any]) -> ImageSpec:
+    files = tuple(
+        ExtraFile(Path(f["src"]), _image_path(f["dest"], "file destination"), _mode(f.get("mode")),
+                  f.get("uid", 0), f.get("gid", 0))
+        for f in raw.get("files", [])
+    )
+    entrypoint, cmd = raw.get("entrypoint"), raw.get("cmd")
+    return ImageSpec(
+        path=_image_path(raw["path"], "path") if "path" in raw else None,
+        entrypoint=tuple(entrypoint) if entrypoint is not None else None,
+        cmd=tuple(cmd) if cmd is not None else None,
+        env=tuple(_pairs(raw.get("env", {}))),
+        user=raw.get("user"),
+        workdir=posixpath.normpath(raw["workdir"]) if "workdir" in raw else None,
+        ports=tuple(dict.fromkeys(raw.get("ports", []))),
+        labels=tuple(_pairs(raw.get("labels", {}))),
+        annotations=tuple(_pairs(raw.get("annotations", {}))),
+        stop_signal=raw.get("stop_signal"),
+        tags=tuple(dict.fromkeys(raw.get("tags", ["latest"]))),
+        files=files,
+        compression=raw.get("compression", "gzip"),
+        gzip_level=raw.get("gzip_level", 9),
+        arch=raw.get("arch"),
+        tune=raw.get("tune"),
+        allow_dynamic=raw.get("allow_dynamic", False),
+    )
