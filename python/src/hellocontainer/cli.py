@@ -93,6 +93,22 @@ def _build_parser() -> argparse.ArgumentParser:
                                    "sizes, diff_ids, compression, tags. Exit 1 lists every problem.")
     validate.add_argument("ref", metavar="LAYOUT[:TAG]")
 
+    index = commands.add_parser(
+        "index", help="join single-platform images into one multi-platform image",
+        description="Write one image index listing the platform manifests of every SOURCE "
+        "(a layout, or LAYOUT:TAG) into the layout --output, under each --tag.")
+    index.add_argument("sources", nargs="+", metavar="SOURCE[:TAG]")
+    index.add_argument("--output", "-o", required=True, metavar="DIR", help="OCI image layout directory")
+    index.add_argument("--tag", action="append", metavar="WORDS",
+                       help=f"tags for index.json (default: latest); {WORDS}")
+
+    diff = commands.add_parser(
+        "diff", help="explain why two images differ",
+        description="Compare images A and B (layouts, or LAYOUT:TAG): tags, config fields, layers "
+        "and each file's tar header and content. Exit 0 when identical, 1 when they differ.")
+    diff.add_argument("a", metavar="A[:TAG]")
+    diff.add_argument("b", metavar="B[:TAG]")
+
     inspect = commands.add_parser("inspect", help="show an image's tags, platform, config and files")
     inspect.add_argument("ref", metavar="LAYOUT[:TAG]")
     inspect.add_argument("--json", action="store_true", help="machine-readable output")
@@ -155,7 +171,33 @@ def _run_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS: dict[str, Any] = {"build": _run_build, "validate": _run_validate, "inspect": _run_inspect}
+def _run_index(args: argparse.Namespace) -> int:
+    from .multiarch import Source, build_index
+    from .spec import split_words
+
+    tags = tuple(dict.fromkeys(w for v in args.tag or ["latest"] for w in split_words("tag", v)))
+    sources = [Source(*_split_ref(ref)) for ref in args.sources]
+    descriptor = build_index(sources, Path(args.output), tags)
+    for tag in tags:
+        print(f"{args.output}:{tag} {descriptor.digest}")
+    return 0
+
+
+def _run_diff(args: argparse.Namespace) -> int:
+    from .diff import diff_layouts
+
+    differences = diff_layouts(_split_ref(args.a), _split_ref(args.b))
+    for line in differences:
+        print(line)
+    if not differences:
+        print(f"{args.a} and {args.b} are identical")
+    return 1 if differences else 0
+
+
+COMMANDS: dict[str, Any] = {
+    "build": _run_build, "validate": _run_validate, "inspect": _run_inspect, "index": _run_index,
+    "diff": _run_diff,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import tarfile
 from pathlib import Path
 from typing import Any
@@ -32,8 +33,15 @@ class _ChunkReader:
         return out
 
 
-def layer_files(layout: Layout, layer: Descriptor) -> list[dict[str, Any]]:
-    """The tar headers of a layer, in archive order."""
+def _sha256(stream: Any) -> str:
+    digest = hashlib.sha256()
+    for chunk in iter(lambda: stream.read(1 << 20), b""):
+        digest.update(chunk)
+    return digest.hexdigest()
+
+
+def layer_files(layout: Layout, layer: Descriptor, hashes: bool = False) -> list[dict[str, Any]]:
+    """The tar headers of a layer, in archive order; with `hashes`, each file's content sha256."""
     compression = _compression_of(layer.media_type)
     if compression is None:
         return []
@@ -42,12 +50,16 @@ def layer_files(layout: Layout, layer: Descriptor) -> list[dict[str, Any]]:
         reader = _ChunkReader(decompressed_chunks(stream, compression))
         with tarfile.open(fileobj=reader, mode="r|") as tar:  # type: ignore[call-overload]
             for member in tar:
-                files.append({
+                entry = {
                     "path": "/" + member.name.rstrip("/"),
                     "type": "dir" if member.isdir() else "file" if member.isfile() else "other",
                     "mode": f"{member.mode:04o}", "uid": member.uid, "gid": member.gid,
+                    "uname": member.uname, "gname": member.gname,
                     "size": member.size, "mtime": int(member.mtime),
-                })
+                }
+                if hashes and member.isfile():
+                    entry["sha256"] = _sha256(tar.extractfile(member))
+                files.append(entry)
     return files
 
 

@@ -103,7 +103,7 @@ VARIANTS: dict[str, tuple[str, ...]] = {
 # `armv7a`, `armv7l`, `armv6`, `armv5te`, `armv7-a`, `armv7ve`: the digit is the OCI variant.
 _ARM_LEVEL = re.compile(r"^armv(\d+)")
 # config.sub's MIPS spellings: mipsisa32r6el, mips64r6el, mipsisa64r2 …
-_MIPS = re.compile(r"^mips(?:isa)?(64)?(?:r\d+)?(el)?$")
+_MIPS = re.compile(r"^mips(?:isa)?(32|64)?(?:r\d+)?(el)?$")
 
 
 def _arm_level(word: str) -> str | None:
@@ -134,7 +134,7 @@ def _lookup(name: str) -> tuple[Platform, str | None]:
     mips = _MIPS.match(word)
     if mips:
         bits, little = mips.group(1), mips.group(2)
-        return PLATFORMS["mips" + (bits or "") + ("le" if little else "")], None
+        return PLATFORMS["mips" + ("64" if bits == "64" else "") + ("le" if little else "")], None
     raise _unknown(name)
 
 

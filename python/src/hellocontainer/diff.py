@@ -1,0 +1,123 @@
+"""`hellocontainer diff A B`: why two images are not the same, in one screen.
+
+A rebuild that is not byte-identical shows up as a different manifest digest, which says
+nothing about the cause. This walks both images in parallel and reports the first place each
+difference appears: a tag, a config field, a layer's compression, or a file's tar header
+(mode, owner, names, mtime, size) or content.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from . import model
+from .errors import LayoutError
+from .inspect import layer_files
+from .layout import Layout
+from .model import Descriptor
+
+FILE_FIELDS = ("type", "mode", "uid", "gid", "uname", "gname", "mtime", "size", "sha256")
+
+
+def _entries(layout: Layout, tag: str | None) -> dict[str, Descriptor]:
+    """index.json entries by tag (untagged ones by digest), or only `tag`."""
+    entries = {(d.ref_name or d.digest): d for d in layout.index_manifests()}
+    if tag is None:
+        return entries
+    if tag not in entries:
+        raise LayoutError(f"{layout.root} has no tag {tag!r} (tags: {', '.join(sorted(entries))})")
+    return {tag: entries[tag]}
+
+
+def json_differences(a: Any, b: Any, where: str) -> list[str]:
+    """Leaf-by-leaf differences of two JSON values, as `where.path: a → b` lines."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = []
+        for key in sorted(set(a) | set(b)):
+            out += json_differences(a.get(key, "(absent)"), b.get(key, "(absent)"), f"{where}.{key}")
+        return out
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        return [line for i, (x, y) in enumerate(zip(a, b))
+                for line in json_differences(x, y, f"{where}[{i}]")]
+    return [] if a == b else [f"{where}: {a!r} → {b!r}"]
+
+
+class Differ:
+    def __init__(self, a: Layout, b: Layout) -> None:
+        self.a, self.b = a, b
+
+    def descriptors(self, da: Descriptor, db: Descriptor, where: str) -> list[str]:
+        if da.digest == db.digest:
+            return []
+        if da.media_type != db.media_type:
+            return [f"{where}: media type {da.media_type} → {db.media_type}"]
+        if da.media_type in model.INDEX_TYPES:
+            return self.indexes(da, db, where)
+        if da.media_type in model.MANIFEST_TYPES:
+            return self.manifests(da, db, where)
+        return [f"{where}: blob {da.digest} → {db.digest}"]
+
+    def indexes(self, da: Descriptor, db: Descriptor, where: str) -> list[str]:
+        def by_platform(layout: Layout, d: Descriptor) -> dict[str, Descriptor]:
+            children = [Descriptor.from_json(c) for c in layout.read_blob_json(d.digest)["manifests"]]
+            return {"/".join((c.platform or {}).values()) or c.digest: c for c in children}
+
+        pa, pb = by_platform(self.a, da), by_platform(self.b, db)
+        out = [f"{where}: platform {p} only in A" for p in sorted(set(pa) - set(pb))]
+        out += [f"{where}: platform {p} only in B" for p in sorted(set(pb) - set(pa))]
+        for platform in sorted(set(pa) & set(pb)):
+            out += self.descriptors(pa[platform], pb[platform], f"{where} [{platform}]")
+        return out
+
+    def manifests(self, da: Descriptor, db: Descriptor, where: str) -> list[str]:
+        ma, mb = self.a.read_blob_json(da.digest), self.b.read_blob_json(db.digest)
+        out = json_differences(ma.get("annotations", {}), mb.get("annotations", {}),
+                               f"{where} manifest annotations")
+        ca, cb = ma["config"], mb["config"]
+        if ca["digest"] != cb["digest"]:
+            config_a, config_b = self.a.read_blob_json(ca["digest"]), self.b.read_blob_json(cb["digest"])
+            out += json_differences(config_a, config_b, f"{where} config")
+        la, lb = ma["layers"], mb["layers"]
+        if len(la) != len(lb):
+            out.append(f"{where}: {len(la)} layers → {len(lb)} layers")
+        for i, (x, y) in enumerate(zip(la, lb)):
+            out += self.layers(Descriptor.from_json(x), Descriptor.from_json(y), f"{where} layer {i}")
+        return out
+
+    def layers(self, la: Descriptor, lb: Descriptor, where: str) -> list[str]:
+        if la.digest == lb.digest:
+            return []
+        out = []
+        if la.media_type != lb.media_type:
+            out.append(f"{where}: media type {la.media_type} → {lb.media_type}")
+        fa = {f["path"]: f for f in layer_files(self.a, la, hashes=True)}
+        fb = {f["path"]: f for f in layer_files(self.b, lb, hashes=True)}
+        out += [f"{where}: {p} only in A" for p in sorted(set(fa) - set(fb))]
+        out += [f"{where}: {p} only in B" for p in sorted(set(fb) - set(fa))]
+        for path in sorted(set(fa) & set(fb)):
+            for field in FILE_FIELDS:
+                x, y = fa[path].get(field), fb[path].get(field)
+                if x != y:
+                    out.append(f"{where}: {path} {field} {x} → {y}")
+        if list(fa) != list(fb) and set(fa) == set(fb):
+            out.append(f"{where}: same files in a different order in the tar")
+        if len(out) == 0:
+            out.append(f"{where}: same files and headers, different compressed bytes "
+                       f"({la.size} → {lb.size} B): another compressor, level or zlib build")
+        return out
+
+
+def diff_layouts(a: tuple[Path, str | None], b: tuple[Path, str | None]) -> list[str]:
+    """Every difference between image A and image B; empty when they are identical."""
+    la, lb = Layout(a[0]), Layout(b[0])
+    ea, eb = _entries(la, a[1]), _entries(lb, b[1])
+    differ = Differ(la, lb)
+    if a[1] is not None or b[1] is not None:  # two named images: compare them whatever their tags
+        (ta, da), (tb, db) = next(iter(ea.items())), next(iter(eb.items()))
+        return differ.descriptors(da, db, f"{ta} ↔ {tb}" if ta != tb else ta)
+    out = [f"tag {t} only in A" for t in sorted(set(ea) - set(eb))]
+    out += [f"tag {t} only in B" for t in sorted(set(eb) - set(ea))]
+    for tag in sorted(set(ea) & set(eb)):
+        out += differ.descriptors(ea[tag], eb[tag], f"tag {tag}")
+    return out
