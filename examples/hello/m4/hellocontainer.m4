@@ -1,0 +1,107 @@
+# hellocontainer.m4 -- configure side of `make container` (the make side is container.am).
+#
+# Copy this file into your project's m4/ directory and container.am next to your top-level
+# Makefile.am; README.md of the hello example lists the lines to add.
+#
+# serial 1
+
+# HELLOCONTAINER_INIT([BINARY])
+# -----------------------------
+# BINARY: the program's installed path, as a make expression (default: $(bindir)/$(PACKAGE)).
+# `make container` installs into a staging root and packages BINARY from there, so the image holds
+# exactly what `make install` installs.
+#
+# Substitutes:
+#   HELLOCONTAINER          the packager (found on PATH; HELLOCONTAINER=/path overrides)
+#   HELLOCONTAINER_FLAGS    extra `hellocontainer build' flags (precious, e.g. "--tag 1.0")
+#   HELLOCONTAINER_CFLAGS   prefix maps that keep build directories out of objects
+#   HELLOCONTAINER_LDFLAGS  -static (unless --disable-static-binary)
+#   HELLOCONTAINER_BINARY, HELLOCONTAINER_OUTPUT (hellocontainer), HELLOCONTAINER_TAGS (latest)
+#   HELLOCONTAINER_DISTCHECK_CONFIGURE_FLAGS  for AM_DISTCHECK_CONFIGURE_FLAGS
+#   host_cpu (via AC_CANONICAL_HOST): container.am passes it as --arch; the packager alone maps
+#   it to an OCI platform, so nothing here knows about architectures.
+# Makefile.am may override any of them by assigning the variable.
+AC_DEFUN([HELLOCONTAINER_INIT],
+[AC_REQUIRE([AC_CANONICAL_HOST])dnl
+AC_REQUIRE([AC_PROG_CC])dnl
+AC_ARG_VAR([HELLOCONTAINER], [OCI image packager run by `make container'])
+AC_ARG_VAR([HELLOCONTAINER_FLAGS], [extra flags for `hellocontainer build'])
+AC_ARG_ENABLE([static-binary],
+  [AS_HELP_STRING([--disable-static-binary],
+    [link dynamically (the image then lacks the C library the program needs)])],
+  [], [enable_static_binary=yes])
+AC_ARG_ENABLE([container],
+  [AS_HELP_STRING([--disable-container],
+    [do not look for the packager (for builds that package the program themselves)])],
+  [], [enable_container=yes])
+AC_LANG_PUSH([C])
+
+# Without a prefix map, DWARF's DW_AT_comp_dir (and __FILE__) hold the absolute build directory.
+# Stripping drops the DWARF but not the GNU build-id, which the linker hashes over the unstripped
+# output: two checkouts in different directories would give different binaries, so different
+# image digests.  Both directories map to "."; the build directory is given last because GCC
+# tries the most recently given map first, and it is the longer prefix when it lies inside the
+# source tree (mkdir build && cd build && ../configure).
+HELLOCONTAINER_CFLAGS=
+_HELLOCONTAINER_CHECK_CFLAG([-ffile-prefix-map=/old=/new],
+  [HELLOCONTAINER_CFLAGS='-ffile-prefix-map=$(abs_top_srcdir)=. -ffile-prefix-map=$(abs_top_builddir)=.'],
+  [dnl GCC < 8 and clang < 10 split the option in two; take whichever half exists.
+   _HELLOCONTAINER_CHECK_CFLAG([-fdebug-prefix-map=/old=/new],
+     [HELLOCONTAINER_CFLAGS='-fdebug-prefix-map=$(abs_top_srcdir)=. -fdebug-prefix-map=$(abs_top_builddir)=.'])
+   _HELLOCONTAINER_CHECK_CFLAG([-fmacro-prefix-map=/old=/new],
+     [HELLOCONTAINER_CFLAGS="$HELLOCONTAINER_CFLAGS "'-fmacro-prefix-map=$(abs_top_srcdir)=. -fmacro-prefix-map=$(abs_top_builddir)=.'])])
+
+# Static: the image holds the one binary and no C library to load.
+HELLOCONTAINER_LDFLAGS=
+AS_IF([test "x$enable_static_binary" != xno],
+  [AC_CACHE_CHECK([whether $CC links static programs], [hellocontainer_cv_static_link],
+    [hellocontainer_save_LDFLAGS=$LDFLAGS
+     LDFLAGS="$LDFLAGS -static"
+     AC_LINK_IFELSE([AC_LANG_PROGRAM([[#include <stdio.h>]], [[puts("");]])],
+       [hellocontainer_cv_static_link=yes], [hellocontainer_cv_static_link=no])
+     LDFLAGS=$hellocontainer_save_LDFLAGS])
+   AS_IF([test "x$hellocontainer_cv_static_link" = xyes],
+     [HELLOCONTAINER_LDFLAGS=-static],
+     [AC_MSG_ERROR([$CC cannot link a static program; install the C library's static archive (libc6-dev; or musl-tools and CC=musl-gcc) or configure with --disable-static-binary])])])
+AC_LANG_POP([C])
+
+AS_IF([test "x$enable_container" != xno],
+  [AC_PATH_PROG([HELLOCONTAINER], [hellocontainer])
+   AS_IF([test -z "$HELLOCONTAINER"],
+     [AC_MSG_ERROR([the OCI image packager 'hellocontainer' is not on PATH; install it with 'pip install ./python' in the hellocontainer repository (Yocto: hellocontainer-native; Buildroot: host-hellocontainer), set HELLOCONTAINER=/path/to/hellocontainer, or configure with --disable-container])],
+     [test -x "$HELLOCONTAINER"],
+     [],
+     [AC_MSG_ERROR([HELLOCONTAINER=$HELLOCONTAINER is not an executable; point it at the installed 'hellocontainer' program])])],
+  [HELLOCONTAINER=])
+# `make distcheck' configures the unpacked tarball afresh; hand it this configure's choice.
+AS_IF([test -n "$HELLOCONTAINER"],
+  [HELLOCONTAINER_DISTCHECK_CONFIGURE_FLAGS="HELLOCONTAINER=$HELLOCONTAINER"],
+  [HELLOCONTAINER_DISTCHECK_CONFIGURE_FLAGS=--disable-container])
+
+HELLOCONTAINER_BINARY='m4_default([$1], [$(bindir)/$(PACKAGE)])'
+HELLOCONTAINER_OUTPUT=hellocontainer
+HELLOCONTAINER_TAGS=latest
+AC_SUBST([HELLOCONTAINER_CFLAGS])
+AC_SUBST([HELLOCONTAINER_LDFLAGS])
+AC_SUBST([HELLOCONTAINER_BINARY])
+AC_SUBST([HELLOCONTAINER_OUTPUT])
+AC_SUBST([HELLOCONTAINER_TAGS])
+AC_SUBST([HELLOCONTAINER_DISTCHECK_CONFIGURE_FLAGS])
+])
+
+# _HELLOCONTAINER_CHECK_CFLAG(FLAG, [ACTION-IF-ACCEPTED], [ACTION-IF-REJECTED])
+# ------------------------------------------------------------------------------
+# Compile an empty program with FLAG.  -Werror because clang merely warns about options it
+# ignores, and an ignored prefix map would silently leave paths in the binary.
+AC_DEFUN([_HELLOCONTAINER_CHECK_CFLAG],
+[AS_VAR_PUSHDEF([hellocontainer_cache], [hellocontainer_cv_cflag_$1])dnl
+AC_CACHE_CHECK([whether $CC accepts $1], [hellocontainer_cache],
+  [hellocontainer_save_CFLAGS=$CFLAGS
+   CFLAGS="$CFLAGS -Werror $1"
+   AC_COMPILE_IFELSE([AC_LANG_PROGRAM([], [])],
+     [AS_VAR_SET([hellocontainer_cache], [yes])],
+     [AS_VAR_SET([hellocontainer_cache], [no])])
+   CFLAGS=$hellocontainer_save_CFLAGS])
+AS_VAR_IF([hellocontainer_cache], [yes], [$2], [$3])
+AS_VAR_POPDEF([hellocontainer_cache])dnl
+])
