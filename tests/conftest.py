@@ -82,20 +82,29 @@ def podman_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return home
 
 
+def podman_command(podman_home: Path) -> tuple[list[str], dict[str, str]]:
+    """The argv prefix and environment that point podman at a private store in `podman_home`.
+
+    vfs storage needs no fuse or overlay support; runc and the ulimits come from our
+    containers.conf (crun's defaults need CAP_SYS_RESOURCE, which this environment lacks).
+    """
+    env = dict(os.environ)
+    env["CONTAINERS_CONF"] = str(podman_home / "containers.conf")
+    env["XDG_RUNTIME_DIR"] = str(podman_home / "xdg")
+    (podman_home / "xdg").mkdir(exist_ok=True)
+    argv = [require_tool("podman", "podman"), "--root", str(podman_home / "root"),
+            "--runroot", str(podman_home / "runroot"), "--tmpdir", str(podman_home / "tmp"),
+            "--storage-driver", "vfs"]
+    return argv, env
+
+
 @pytest.fixture
 def podman(podman_home: Path) -> Runner:
     """Run podman with a private root/runroot/tmpdir and our containers.conf."""
 
     def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        env = dict(os.environ)
-        env["CONTAINERS_CONF"] = str(podman_home / "containers.conf")
-        env["XDG_RUNTIME_DIR"] = str(podman_home / "xdg")
-        (podman_home / "xdg").mkdir(exist_ok=True)
-        argv = ["podman", "--root", str(podman_home / "root"),
-                "--runroot", str(podman_home / "runroot"),
-                "--tmpdir", str(podman_home / "tmp"),
-                "--storage-driver", "vfs", *map(str, args)]
-        return _run(argv, check, env=env)
+        argv, env = podman_command(podman_home)
+        return _run([*argv, *map(str, args)], check, env=env)
 
     return run
 
