@@ -14,13 +14,13 @@ from pathlib import Path
 
 from . import elfcheck, model, platforms
 from .archive import write_archive
-from .errors import BinaryError, LayoutError, SpecError
+from .errors import BinaryError, LayoutError
 from .image import config_document, manifest_document
 from .layer import layer_entries, write_layer
 from .layout import Layout, Staging, publish
 from .model import Descriptor
 from .platforms import Platform
-from .spec import ImageSpec
+from .spec import ImageSpec, check_tags
 from .validate import Checker
 
 
@@ -52,18 +52,9 @@ def resolve_binary(binary: str, sysroot: str | None) -> Path:
     return root / relative
 
 
-def _check_tags(tags: tuple[str, ...]) -> None:
-    for tag in tags:
-        if not model.REF_NAME.fullmatch(tag):
-            raise SpecError(
-                f"tag {tag!r} is not a valid OCI reference name; use letters and digits "
-                "separated by . _ - : @ + or /, e.g. 1.0 or latest"
-            )
-
-
 def build(request: BuildRequest) -> BuildResult:
     spec, binary = request.spec, request.binary
-    _check_tags(spec.tags)
+    check_tags(spec.tags)
     if not binary.exists():
         raise BinaryError(f"binary {binary} does not exist; check the path (and --sysroot)")
     if binary.is_dir():

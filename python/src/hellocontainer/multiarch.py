@@ -17,6 +17,7 @@ from . import model
 from .errors import LayoutError, SpecError
 from .layout import Layout, Staging, publish
 from .model import Descriptor
+from .spec import check_tags
 from .validate import Checker
 
 
@@ -75,9 +76,7 @@ def _copy_blobs(layout: Layout, descriptor: Descriptor, staging: Staging) -> Non
 
 def build_index(sources: list[Source], output: Path, tags: tuple[str, ...]) -> Descriptor:
     """Write one image index of every source's platforms into `output` under `tags`."""
-    for tag in tags:
-        if not model.REF_NAME.fullmatch(tag):
-            raise SpecError(f"tag {tag!r} is not a valid OCI reference name; e.g. 1.0 or latest")
+    check_tags(tags)
     by_platform: dict[tuple[str, str, str], tuple[Descriptor, Source]] = {}
     for source in sources:
         for descriptor in _entries(source):

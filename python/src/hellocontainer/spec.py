@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from . import schema
+from . import model, schema
 from .errors import SpecError
 
 # Flags whose values are lists of shell words, and the spec key each fills.
@@ -68,6 +68,16 @@ def split_words(flag: str, value: str) -> list[str]:
         raise SpecError(
             f"--{flag} {value!r} cannot be split into words ({error}); balance the quotes"
         ) from None
+
+
+def check_tags(tags: tuple[str, ...]) -> None:
+    """Each tag must be an OCI ref name (image-layout spec), or `oci:DIR:TAG` cannot find it."""
+    for tag in tags:
+        if not model.REF_NAME.fullmatch(tag):
+            raise SpecError(
+                f"tag {tag!r} is not a valid OCI reference name; use letters and digits "
+                "separated by . _ - : @ + or /, e.g. 1.0 or latest"
+            )
 
 
 def load_spec_file(path: Path) -> dict[str, Any]:

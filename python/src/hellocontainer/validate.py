@@ -144,13 +144,17 @@ class Checker:
         else:
             self.check_blob(descriptor, where)
 
+    def check_media_type(self, document: dict[str, Any], descriptor: Descriptor, where: str) -> None:
+        """A document's own mediaType, when it has one, must be what its descriptor says."""
+        if document.get("mediaType", descriptor.media_type) != descriptor.media_type:
+            self.problem(f"{where}: mediaType {document['mediaType']} differs from the "
+                         f"descriptor's {descriptor.media_type}")
+
     def check_index_blob(self, descriptor: Descriptor, where: str) -> None:
         document = self.load_json(descriptor, "index", where)
         if document is None:
             return
-        if document.get("mediaType", descriptor.media_type) != descriptor.media_type:
-            self.problem(f"{where}: mediaType {document['mediaType']} differs from the "
-                         f"descriptor's {descriptor.media_type}")
+        self.check_media_type(document, descriptor, where)
         for i, child in enumerate(document["manifests"]):
             self.check_descriptor(Descriptor.from_json(child), f"{where} > manifests[{i}]")
 
@@ -158,9 +162,7 @@ class Checker:
         manifest = self.load_json(descriptor, "manifest", where)
         if manifest is None:
             return
-        if manifest.get("mediaType", descriptor.media_type) != descriptor.media_type:
-            self.problem(f"{where}: manifest mediaType {manifest['mediaType']} differs from the "
-                         f"descriptor's {descriptor.media_type}")
+        self.check_media_type(manifest, descriptor, where)
         config = self.load_json(Descriptor.from_json(manifest["config"]), "config",
                                 f"{where} > config")
         layers = [Descriptor.from_json(layer) for layer in manifest["layers"]]

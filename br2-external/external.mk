@@ -1,0 +1,62 @@
+################################################################################
+#
+# hellocontainer br2-external tree: its packages, and a make helper that
+# packages any static binary as a reproducible OCI image layout.
+#
+################################################################################
+
+# The packager as host-hellocontainer installs it. A package that calls
+# HELLOCONTAINER_PACKAGE adds host-hellocontainer to its dependencies.
+HELLOCONTAINER_CLI = $(HOST_DIR)/bin/hellocontainer
+
+# $(call HELLOCONTAINER_KCONFIG_WORD,SYMBOL)
+# The value of the Kconfig string SYMBOL as ONE single-quoted shell word,
+# byte for byte. .config stores "..." with \" and \\ escapes; qstrip
+# would delete the escaped quotes along with the outer ones and squeeze
+# runs of blanks, breaking shell words like GREETING="hello  world".
+# So: drop only the outer quotes (anchored on a marker glued to them),
+# undo the two escapes (\\ first: the \ left behind is never followed
+# by a quote, since a lone " cannot occur inside the value), then quote
+# for the shell, where inside '...' only ' itself needs care.
+HELLOCONTAINER_KCONFIG_WORD = '$(subst ','\'',$(subst \",",$(subst \\,\,$(subst @hc@,,$(subst "@hc@,,$(subst @hc@",,@hc@$($(1))@hc@))))))'
+
+# $(call HELLOCONTAINER_KCONFIG_FLAG,--FLAG,SYMBOL)
+# "--FLAG 'value'" for a non-empty Kconfig string, nothing for an empty
+# one (the packager's default then applies).
+HELLOCONTAINER_KCONFIG_FLAG = \
+	$(if $(subst ",,$($(2))),$(1) $(call HELLOCONTAINER_KCONFIG_WORD,$(2)))
+
+# The target platform, in the configuration's own words: BR2_ARCH (which
+# also spells the endianness: armeb, aarch64_be, mips/mipsel, ...) and
+# every ARM architecture level the selected core has. The packager maps
+# them to the OCI architecture and variant (the highest armvN wins; it
+# ignores levels on arm64), so no architecture table lives here.
+HELLOCONTAINER_ARM_LEVELS = \
+	$(strip $(foreach level,4 5 6 7A 7M 8A 9A,$(if $(BR2_ARM_CPU_ARMV$(level)),armv$(level))))
+HELLOCONTAINER_PLATFORM_OPTS = \
+	$(call HELLOCONTAINER_KCONFIG_FLAG,--arch,BR2_ARCH) \
+	$(if $(HELLOCONTAINER_ARM_LEVELS),--tune '$(HELLOCONTAINER_ARM_LEVELS)')
+
+# $(call HELLOCONTAINER_PACKAGE,BINARY,NAME,FLAGS)
+# One shell command that packages the static program BINARY as the OCI
+# image layout $(BINARIES_DIR)/NAME-oci for the configured target.
+#   BINARY: path of the program on the build machine; with --sysroot DIR
+#           in FLAGS, its path inside DIR (e.g. /usr/bin/foo).
+#   NAME:   image name; the layout is $(BINARIES_DIR)/NAME-oci.
+#   FLAGS:  more "hellocontainer build" options, already shell-quoted,
+#           e.g. --env 'A=1 GREETING="hello world"' --tag '1.0 latest'.
+#           They come last, so they override the platform options.
+# The old layout is removed first: tags or blobs of an earlier run must
+# not survive a rebuild with other settings. Timestamps in the image come
+# from SOURCE_DATE_EPOCH, which Buildroot exports when BR2_REPRODUCIBLE=y
+# (unset, the packager uses 0, 1970-01-01: never the wall clock).
+# --jobs follows BR2_JLEVEL; the blobs do not depend on it.
+HELLOCONTAINER_PACKAGE = \
+	rm -rf $(BINARIES_DIR)/$(strip $(2))-oci && \
+	$(HELLOCONTAINER_CLI) build $(1) \
+		--output $(BINARIES_DIR)/$(strip $(2))-oci \
+		$(HELLOCONTAINER_PLATFORM_OPTS) \
+		$(if $(PARALLEL_JOBS),--jobs $(PARALLEL_JOBS)) \
+		$(3)
+
+include $(sort $(wildcard $(BR2_EXTERNAL_HELLOCONTAINER_PATH)/package/*/*.mk))

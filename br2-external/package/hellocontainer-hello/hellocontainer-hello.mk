@@ -1,0 +1,90 @@
+################################################################################
+#
+# hellocontainer-hello
+#
+################################################################################
+
+# examples/hello of the repository that holds this br2-external tree.
+HELLOCONTAINER_HELLO_SITE = $(BR2_EXTERNAL_HELLOCONTAINER_PATH)/../examples/hello
+HELLOCONTAINER_HELLO_SITE_METHOD = local
+HELLOCONTAINER_HELLO_LICENSE = MIT
+
+# The checkout has configure.ac and Makefile.am, not configure.
+HELLOCONTAINER_HELLO_AUTORECONF = YES
+
+# Objects and programs of an in-tree build for the build machine (which
+# the example's .gitignore lists) would look up to date after the copy,
+# and a host binary would end up in the target image.
+HELLOCONTAINER_HELLO_OVERRIDE_SRCDIR_RSYNC_EXCLUSIONS = --filter=':- .gitignore'
+
+# configure links the program statically by default; the packager is run
+# by the images step below, not by "make container".
+HELLOCONTAINER_HELLO_CONF_OPTS = --disable-container
+HELLOCONTAINER_HELLO_DEPENDENCIES = host-hellocontainer
+
+# The program is only needed inside the image; the root filesystem gets
+# the image itself when BR2_PACKAGE_HELLOCONTAINER_HELLO_ROOTFS_PATH is set.
+HELLOCONTAINER_HELLO_INSTALL_TARGET = NO
+HELLOCONTAINER_HELLO_INSTALL_IMAGES = YES
+
+# Each Kconfig string goes to the packager as ONE shell word, so values
+# with spaces and quotes reach it unchanged; empty strings pass nothing
+# and leave the packager's default.
+HELLOCONTAINER_HELLO_PACKAGER_OPTS = \
+	$(call HELLOCONTAINER_KCONFIG_FLAG,--tag,BR2_PACKAGE_HELLOCONTAINER_HELLO_TAG) \
+	$(call HELLOCONTAINER_KCONFIG_FLAG,--entrypoint,BR2_PACKAGE_HELLOCONTAINER_HELLO_ENTRYPOINT) \
+	$(call HELLOCONTAINER_KCONFIG_FLAG,--cmd,BR2_PACKAGE_HELLOCONTAINER_HELLO_CMD) \
+	$(call HELLOCONTAINER_KCONFIG_FLAG,--env,BR2_PACKAGE_HELLOCONTAINER_HELLO_ENV) \
+	$(call HELLOCONTAINER_KCONFIG_FLAG,--user,BR2_PACKAGE_HELLOCONTAINER_HELLO_USER) \
+	$(call HELLOCONTAINER_KCONFIG_FLAG,--workdir,BR2_PACKAGE_HELLOCONTAINER_HELLO_WORKDIR) \
+	$(call HELLOCONTAINER_KCONFIG_FLAG,--port,BR2_PACKAGE_HELLOCONTAINER_HELLO_PORTS) \
+	$(call HELLOCONTAINER_KCONFIG_FLAG,--label,BR2_PACKAGE_HELLOCONTAINER_HELLO_LABELS) \
+	$(call HELLOCONTAINER_KCONFIG_FLAG,--compression,BR2_PACKAGE_HELLOCONTAINER_HELLO_COMPRESSION)
+
+ifeq ($(BR2_PACKAGE_HELLOCONTAINER_HELLO_ARCHIVE),y)
+HELLOCONTAINER_HELLO_PACKAGER_OPTS += --archive $(BINARIES_DIR)/hello-oci.tar
+endif
+
+# Install into a private root inside the build directory, strip the
+# program as Buildroot strips the target (honouring BR2_STRIP_none), and
+# package it from there: the image holds exactly what "make install"
+# installs. The old archive goes first so that switching the option off
+# leaves no stale tar behind; the helper removes the old layout itself.
+define HELLOCONTAINER_HELLO_INSTALL_IMAGES_CMDS
+	rm -rf $(@D)/oci-root $(BINARIES_DIR)/hello-oci.tar
+	$(TARGET_MAKE_ENV) $(MAKE) -C $(@D) DESTDIR=$(@D)/oci-root install
+	$(STRIPCMD) $(@D)/oci-root/usr/bin/hello
+	$(call HELLOCONTAINER_PACKAGE,/usr/bin/hello,hello,--sysroot $(@D)/oci-root $(HELLOCONTAINER_HELLO_PACKAGER_OPTS))
+endef
+
+HELLOCONTAINER_HELLO_ROOTFS_PATH = \
+	$(call qstrip,$(BR2_PACKAGE_HELLOCONTAINER_HELLO_ROOTFS_PATH))
+
+ifeq ($(BR2_PACKAGE_HELLOCONTAINER_HELLO),y)
+ifneq ($(HELLOCONTAINER_HELLO_ROOTFS_PATH),)
+# The path is removed before the copy, so it must name one directory
+# strictly inside the target: one word, absolute, not "/", no "." or "..".
+HELLOCONTAINER_HELLO_ROOTFS_PATH_ERRORS = \
+	$(if $(filter 1,$(words $(HELLOCONTAINER_HELLO_ROOTFS_PATH))),,spaces) \
+	$(if $(filter /%,$(HELLOCONTAINER_HELLO_ROOTFS_PATH)),,relative) \
+	$(if $(subst /,,$(HELLOCONTAINER_HELLO_ROOTFS_PATH)),,root) \
+	$(filter . ..,$(subst /, ,$(HELLOCONTAINER_HELLO_ROOTFS_PATH)))
+ifneq ($(strip $(HELLOCONTAINER_HELLO_ROOTFS_PATH_ERRORS)),)
+$(error BR2_PACKAGE_HELLOCONTAINER_HELLO_ROOTFS_PATH="$(HELLOCONTAINER_HELLO_ROOTFS_PATH)" is not a directory inside the root filesystem; set an absolute path such as /usr/share/hellocontainer/hello-oci)
+endif
+
+# A target-finalize hook: it runs after every package's images step and
+# before the filesystem images are made. The images step itself must not
+# write to the target directory (with per-package directories it is not
+# the final one), and post-image scripts run after the root filesystem
+# image already exists.
+define HELLOCONTAINER_HELLO_INSTALL_ROOTFS
+	rm -rf '$(TARGET_DIR)$(HELLOCONTAINER_HELLO_ROOTFS_PATH)'
+	mkdir -p '$(TARGET_DIR)$(HELLOCONTAINER_HELLO_ROOTFS_PATH)'
+	cp -R $(BINARIES_DIR)/hello-oci/. '$(TARGET_DIR)$(HELLOCONTAINER_HELLO_ROOTFS_PATH)'
+endef
+HELLOCONTAINER_HELLO_TARGET_FINALIZE_HOOKS += HELLOCONTAINER_HELLO_INSTALL_ROOTFS
+endif
+endif
+
+$(eval $(autotools-package))

@@ -1,0 +1,556 @@
+"""The Buildroot br2-external tree (br2-external/): its Kconfig, its make glue, real Buildroot.
+
+Three layers, from always-on to opt-in:
+
+- kconfiglib (a real Kconfig parser) reads the tree's Kconfig files below a stub that defines
+  exactly the Buildroot symbols they reference; the README's option table must match the Kconfig
+  defaults.
+- Plain GNU make includes the tree's real external.mk. Without Buildroot's package
+  infrastructure, `$(eval $(autotools-package))` expands to nothing, so the package .mk files
+  reduce to their own variable definitions: the images step, the target-finalize hook and the
+  README's helper example then run as Buildroot would run them, against the real packager, with
+  a .config that kconfiglib wrote (so quoting is Kconfig's own). examples/hello is copied and
+  built the way Buildroot's steps would (natively here).
+- With HELLOCONTAINER_BUILDROOT_DIR pointing at a Buildroot checkout, Buildroot itself loads our
+  defconfigs and utils/check-package judges the tree's form. CI has no checkout: skipped there.
+"""
+
+from __future__ import annotations
+
+import filecmp
+import gzip
+import io
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import kconfiglib
+import pytest
+from elftools.elf.elffile import ELFFile
+
+from conftest import REPO, STRICT, Runner, require_tool
+from foreign import build_static_hello, cross_compilers
+
+EXTERNAL = REPO / "br2-external"
+EXAMPLE = REPO / "examples" / "hello"
+README = EXTERNAL / "README.md"
+EPOCH = "1700000000"
+
+# The only Buildroot symbols the tree's Kconfig files may reference, defined as Buildroot
+# defines them on an x86_64 build machine with an MMU target.
+BUILDROOT_STUBS = {
+    "BR2_USE_MMU": "bool\n\tdefault y",
+    "BR2_PACKAGE_HOST_RUSTC_ARCH_SUPPORTS": "bool\n\tdefault y",
+}
+
+# Settings a user would type into menuconfig: spaces, runs of spaces, both quote kinds; a
+# trailing slash on the root filesystem path.
+SETTINGS = {
+    "BR2_PACKAGE_HELLOCONTAINER_HELLO_TAG": "latest 1.0",
+    "BR2_PACKAGE_HELLOCONTAINER_HELLO_CMD": "--greeting 'two words'",
+    "BR2_PACKAGE_HELLOCONTAINER_HELLO_ENV": "A=1 GREETING=\"hello   world\" NAME='Ada Lovelace'",
+    "BR2_PACKAGE_HELLOCONTAINER_HELLO_USER": "1000:1000",
+    "BR2_PACKAGE_HELLOCONTAINER_HELLO_WORKDIR": "/",
+    "BR2_PACKAGE_HELLOCONTAINER_HELLO_PORTS": "8080/tcp 53/udp",
+    "BR2_PACKAGE_HELLOCONTAINER_HELLO_LABELS": "org.opencontainers.image.vendor='ACME Inc' tier=demo",
+    "BR2_PACKAGE_HELLOCONTAINER_HELLO_ARCHIVE": "y",
+    "BR2_PACKAGE_HELLOCONTAINER_HELLO_ROOTFS_PATH": "/usr/share/hellocontainer/hello-oci/",
+}
+# The same settings as a user would pass them to the CLI directly.
+CLI_SETTINGS = [
+    "--tag", SETTINGS["BR2_PACKAGE_HELLOCONTAINER_HELLO_TAG"],
+    "--cmd", SETTINGS["BR2_PACKAGE_HELLOCONTAINER_HELLO_CMD"],
+    "--env", SETTINGS["BR2_PACKAGE_HELLOCONTAINER_HELLO_ENV"],
+    "--user", SETTINGS["BR2_PACKAGE_HELLOCONTAINER_HELLO_USER"],
+    "--workdir", SETTINGS["BR2_PACKAGE_HELLOCONTAINER_HELLO_WORKDIR"],
+    "--port", SETTINGS["BR2_PACKAGE_HELLOCONTAINER_HELLO_PORTS"],
+    "--label", SETTINGS["BR2_PACKAGE_HELLOCONTAINER_HELLO_LABELS"],
+    "--compression", "gzip",
+]
+
+# Buildroot's own qstrip (support/misc/utils.mk), the one Buildroot function the .mk files call.
+MAKE_PREAMBLE = """\
+qstrip = $(strip $(subst ",,$(1)))
+include $(CONFIG)
+include $(BR2_EXTERNAL_HELLOCONTAINER_PATH)/external.mk
+"""
+
+
+# ---------------------------------------------------------------------------------------------
+# kconfiglib
+
+def load_kconfig(directory: Path) -> kconfiglib.Kconfig:
+    """The tree's Config.in below a stub top level, parsed as Buildroot's kconfig would."""
+    stubs = "".join(f"config {name}\n\t{body}\n\n" for name, body in BUILDROOT_STUBS.items())
+    top = directory / "Config.in"
+    top.write_text(f'mainmenu "Buildroot stub"\n\n{stubs}'
+                   'source "$BR2_EXTERNAL_HELLOCONTAINER_PATH/Config.in"\n')
+    # Buildroot's symbols carry their BR2_ prefix in their names, so .config adds none
+    # (CONFIG_=""); the tree's `source` lines name it by BR2_EXTERNAL_HELLOCONTAINER_PATH.
+    # kconfiglib reads both from the environment while parsing only.
+    saved = {name: os.environ.get(name) for name in ("CONFIG_", "BR2_EXTERNAL_HELLOCONTAINER_PATH")}
+    os.environ.update({"CONFIG_": "", "BR2_EXTERNAL_HELLOCONTAINER_PATH": str(EXTERNAL)})
+    try:
+        return kconfiglib.Kconfig(str(top), warn_to_stderr=False)
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                del os.environ[name]
+            else:
+                os.environ[name] = value
+
+
+@pytest.fixture
+def kconf(tmp_path: Path) -> kconfiglib.Kconfig:
+    return load_kconfig(tmp_path)
+
+
+def our_nodes(kconf: kconfiglib.Kconfig) -> Iterator[kconfiglib.MenuNode]:
+    """Menu nodes that come from the br2-external tree, not from the stub."""
+    for node in kconf.node_iter():
+        if Path(node.filename).resolve().is_relative_to(EXTERNAL):
+            yield node
+
+
+def kconfig_value(sym: kconfiglib.Symbol) -> str:
+    """A symbol's value the way the README table and .config spell it: n, y, "text"."""
+    if sym.orig_type == kconfiglib.STRING:
+        return f'"{sym.str_value}"'
+    return sym.str_value
+
+
+def readme_table() -> dict[str, str]:
+    """The README's option table: symbol -> default as written there."""
+    rows = {}
+    for line in README.read_text().splitlines():
+        match = re.match(r"^\| `(BR2_[A-Z0-9_]+)`[^|]*\| `([^`]*)` \|", line)
+        if match:
+            rows[match.group(1)] = match.group(2)
+    return rows
+
+
+def test_kconfig_needs_stubs_for_exactly_the_buildroot_symbols_it_references(kconf) -> None:
+    ours = {node.item.name for node in our_nodes(kconf)
+            if isinstance(node.item, kconfiglib.Symbol)}
+    referenced = {sym.name for node in our_nodes(kconf) for sym in node.referenced
+                  if isinstance(sym, kconfiglib.Symbol) and not sym.is_constant}
+    assert referenced - ours == set(BUILDROOT_STUBS)
+
+
+def test_every_kconfig_option_has_help_text(kconf) -> None:
+    without_help = [node.item.name or f"choice {node.prompt[0]!r}" for node in our_nodes(kconf)
+                    if node.prompt and not isinstance(node.item, int) and not node.help]
+    assert without_help == []
+
+
+def test_readme_documents_every_option(kconf) -> None:
+    options = {node.item.name for node in our_nodes(kconf)
+               if isinstance(node.item, kconfiglib.Symbol) and node.prompt
+               and node.item.choice is None}
+    assert options - set(readme_table()) == set()
+
+
+def test_readme_table_gives_each_options_kconfig_default(kconf) -> None:
+    table = readme_table()
+    assert table, "no option table found in br2-external/README.md"
+    # Sub-options only take their defaults once the package is enabled; the top-level ones
+    # must be read before that.
+    defaults = {name: kconfig_value(kconf.syms[name]) for name in table
+                if kconfiglib.expr_value(kconf.syms[name].direct_dep) == 2}
+    kconf.syms["BR2_PACKAGE_HELLOCONTAINER_HELLO"].set_value(2)
+    defaults.update({name: kconfig_value(kconf.syms[name]) for name in table
+                     if name not in defaults})
+    assert defaults == table
+
+
+# ---------------------------------------------------------------------------------------------
+# plain make with the tree's real external.mk
+
+def run(argv: list[str | Path], cwd: Path | None = None, env: dict[str, str] | None = None,
+        check: bool = True) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run([str(a) for a in argv], cwd=cwd, env=env, capture_output=True,
+                            text=True, check=False)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{' '.join(map(str, argv))} exited {result.returncode}\n"
+                             f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}")
+    return result
+
+
+def write_config(path: Path, settings: dict[str, str], **symbols: str) -> Path:
+    """A .config as menuconfig writes it: our package enabled plus `settings`, and any
+    further (Buildroot) symbols given as raw .config values."""
+    kconf = load_kconfig(path.parent)
+    kconf.syms["BR2_PACKAGE_HELLOCONTAINER_HELLO"].set_value(2)
+    for name, value in settings.items():
+        assert kconf.syms[name].set_value(value), f"{name} refused {value!r}"
+    kconf.write_config(str(path), header="")
+    with path.open("a") as config:
+        config.writelines(f"{name}={value}\n" for name, value in symbols.items())
+    return path
+
+
+def buildroot_arch() -> str:
+    """BR2_ARCH of a Buildroot configuration for the machine the tests run on (x86_64 and
+    aarch64 are spelled the same way by `uname -m`)."""
+    return platform.machine()
+
+
+@pytest.fixture(scope="module")
+def make_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """Environment for make: SOURCE_DATE_EPOCH as Buildroot exports it with BR2_REPRODUCIBLE."""
+    require_tool("make", "make")
+    env = dict(os.environ)
+    env["SOURCE_DATE_EPOCH"] = EPOCH
+    env.pop("MAKEFLAGS", None)
+    return env
+
+
+@pytest.fixture(scope="module")
+def host_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A HOST_DIR whose bin/hellocontainer is this checkout's packager, as host-hellocontainer
+    would install it."""
+    packager = Path(sys.executable).with_name("hellocontainer")
+    if not packager.exists():
+        message = "hellocontainer not installed next to the test interpreter; run scripts/dev-venv"
+        if STRICT:
+            pytest.fail(message)
+        pytest.skip(message)
+    host = tmp_path_factory.mktemp("host")
+    (host / "bin").mkdir()
+    (host / "bin" / "hellocontainer").symlink_to(packager)
+    return host
+
+
+def buildroot_make(makefile_body: str, directory: Path, host: Path, env: dict[str, str],
+                   *variables: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run plain make on the tree's external.mk plus `makefile_body`, with the directories and
+    commands Buildroot would define."""
+    makefile = directory / "Makefile"
+    makefile.write_text(MAKE_PREAMBLE + makefile_body)
+    return run(["make", "--no-print-directory", "-f", makefile,
+                f"BR2_EXTERNAL_HELLOCONTAINER_PATH={EXTERNAL}",
+                f"HOST_DIR={host}",
+                f"BINARIES_DIR={directory / 'images'}",
+                f"TARGET_DIR={directory / 'target'}",
+                "STRIPCMD=strip --remove-section=.comment --remove-section=.note",
+                "TARGET_MAKE_ENV=",
+                "PARALLEL_JOBS=1",
+                *variables], cwd=directory, env=env, check=check)
+
+
+@pytest.fixture(scope="module")
+def hello_build(tmp_path_factory: pytest.TempPathFactory, make_env: dict[str, str],
+                host_dir: Path) -> Path:
+    """examples/hello as Buildroot's rsync, autoreconf, configure and build steps leave it."""
+    for tool, package in (("rsync", "rsync"), ("autoreconf", "autoconf"),
+                          ("automake", "automake"), ("gcc", "gcc"), ("strip", "binutils")):
+        require_tool(tool, package)
+    work = tmp_path_factory.mktemp("buildroot-build")
+    build = work / "hellocontainer-hello"
+    build.mkdir()
+    # Buildroot's rsync line for local sources (package/pkg-generic.mk), with our exclusions.
+    buildroot_make("rsync:\n\trsync -au --chmod=u=rwX,go=rX "
+                   "$(HELLOCONTAINER_HELLO_OVERRIDE_SRCDIR_RSYNC_EXCLUSIONS) "
+                   f"{EXAMPLE}/ {build}\n",
+                   work, host_dir, make_env, f"CONFIG={write_config(work / '.config', {})}")
+    run(["autoreconf", "-f", "-i"], cwd=build, env=make_env)
+    run([build / "configure", "--prefix=/usr", "--disable-container"], cwd=build, env=make_env)
+    run(["make"], cwd=build, env=make_env)
+    return build
+
+
+@pytest.fixture(scope="module")
+def images_step(tmp_path_factory: pytest.TempPathFactory, hello_build: Path,
+                make_env: dict[str, str], host_dir: Path) -> Path:
+    """The hello package's images step, run on the configured settings; returns its directory
+    (images/ holds the output, .config the configuration)."""
+    work = tmp_path_factory.mktemp("images-step")
+    config = write_config(work / ".config", SETTINGS, BR2_ARCH=f'"{buildroot_arch()}"')
+    buildroot_make(f"{hello_build}/.stamp_images_installed:\n"
+                   "\t$(HELLOCONTAINER_HELLO_INSTALL_IMAGES_CMDS)\n",
+                   work, host_dir, make_env, f"CONFIG={config}")
+    return work
+
+
+def layout_blob(layout: Path, digest: str) -> bytes:
+    algorithm, hexdigest = digest.split(":")
+    return (layout / "blobs" / algorithm / hexdigest).read_bytes()
+
+
+def tagged_manifests(layout: Path) -> dict[str, str]:
+    """tag -> manifest digest, from index.json."""
+    index = json.loads((layout / "index.json").read_text())
+    return {m["annotations"]["org.opencontainers.image.ref.name"]: m["digest"]
+            for m in index["manifests"]}
+
+
+def image_config(layout: Path, tag: str = "latest") -> dict:
+    manifest = json.loads(layout_blob(layout, tagged_manifests(layout)[tag]))
+    return json.loads(layout_blob(layout, manifest["config"]["digest"]))
+
+
+def image_platform(layout: Path, tag: str = "latest") -> dict[str, str]:
+    config = image_config(layout, tag)
+    return {key: config[key] for key in ("architecture", "variant") if key in config}
+
+
+def image_file(layout: Path, name: str, tag: str = "latest") -> bytes:
+    manifest = json.loads(layout_blob(layout, tagged_manifests(layout)[tag]))
+    (layer,) = manifest["layers"]
+    data = layout_blob(layout, layer["digest"])
+    if layer["mediaType"].endswith("+gzip"):
+        data = gzip.decompress(data)
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        for member in tar.getmembers():
+            if member.name.lstrip("./") == name.lstrip("/"):
+                extracted = tar.extractfile(member)
+                assert extracted is not None, f"{name} is not a regular file in the layer"
+                return extracted.read()
+    raise AssertionError(f"{name} not in the layer")
+
+
+def test_rsync_leaves_out_an_in_tree_build_for_the_build_machine(
+        tmp_path: Path, make_env: dict[str, str], host_dir: Path) -> None:
+    require_tool("rsync", "rsync")
+    source = tmp_path / "src"
+    shutil.copytree(EXAMPLE, source)
+    for leftover in ("hello", "hello.o", "Makefile", "config.status"):
+        (source / leftover).write_text("from ./configure && make on the build machine\n")
+    build = tmp_path / "build"
+    build.mkdir()
+    buildroot_make("rsync:\n\trsync -au --chmod=u=rwX,go=rX "
+                   "$(HELLOCONTAINER_HELLO_OVERRIDE_SRCDIR_RSYNC_EXCLUSIONS) "
+                   f"{source}/ {build}\n",
+                   tmp_path, host_dir, make_env, f"CONFIG={write_config(tmp_path / '.config', {})}")
+    copied = {p.name for p in build.iterdir()}
+    assert "hello.c" in copied
+    assert copied.isdisjoint({"hello", "hello.o", "Makefile", "config.status"})
+
+
+def test_images_step_gives_the_same_manifest_digests_as_the_cli(
+        images_step: Path, hello_build: Path, hellocontainer: Runner, tmp_path: Path) -> None:
+    direct = tmp_path / "hello-oci"
+    hellocontainer("build", "--sysroot", hello_build / "oci-root", "/usr/bin/hello",
+                   "--output", direct, "--arch", buildroot_arch(), *CLI_SETTINGS,
+                   env={"SOURCE_DATE_EPOCH": EPOCH})
+    through_buildroot = tagged_manifests(images_step / "images" / "hello-oci")
+    assert set(through_buildroot) == {"latest", "1.0"}
+    assert through_buildroot == tagged_manifests(direct)
+
+
+def test_kconfig_strings_with_spaces_and_quotes_reach_the_image_config(images_step: Path) -> None:
+    config = image_config(images_step / "images" / "hello-oci")["config"]
+    assert {"A=1", "GREETING=hello   world", "NAME=Ada Lovelace"} <= set(config["Env"])
+    assert config["Cmd"] == ["--greeting", "two words"]
+    assert config["Labels"] == {"org.opencontainers.image.vendor": "ACME Inc", "tier": "demo"}
+    assert config["User"] == "1000:1000"
+    assert set(config["ExposedPorts"]) == {"8080/tcp", "53/udp"}
+
+
+def test_images_step_writes_the_oci_archive_when_chosen(
+        images_step: Path, hello_build: Path, hellocontainer: Runner, tmp_path: Path) -> None:
+    direct = tmp_path / "hello-oci.tar"
+    hellocontainer("build", "--sysroot", hello_build / "oci-root", "/usr/bin/hello",
+                   "--output", tmp_path / "hello-oci", "--archive", direct,
+                   "--arch", buildroot_arch(), *CLI_SETTINGS, env={"SOURCE_DATE_EPOCH": EPOCH})
+    assert (images_step / "images" / "hello-oci.tar").read_bytes() == direct.read_bytes()
+
+
+def test_images_step_packages_the_program_stripped(images_step: Path) -> None:
+    program = image_file(images_step / "images" / "hello-oci", "/hello")
+    elf = ELFFile(io.BytesIO(program))
+    assert elf.get_section_by_name(".symtab") is None
+    assert elf.get_section_by_name(".interp") is None, "the program is not static"
+
+
+def test_finalize_hook_copies_the_image_into_the_root_filesystem(
+        images_step: Path, make_env: dict[str, str], host_dir: Path) -> None:
+    buildroot_make("finalize:\n\t$(HELLOCONTAINER_HELLO_INSTALL_ROOTFS)\n",
+                   images_step, host_dir, make_env, f"CONFIG={images_step / '.config'}")
+    installed = images_step / "target" / "usr" / "share" / "hellocontainer" / "hello-oci"
+    comparison = filecmp.dircmp(images_step / "images" / "hello-oci", installed)
+    assert (comparison.left_only, comparison.right_only, comparison.diff_files) == ([], [], [])
+    assert tagged_manifests(installed) == tagged_manifests(images_step / "images" / "hello-oci")
+
+
+@pytest.mark.parametrize("path", ["/", "//", "relative/hello-oci", "/usr/../../escape",
+                                  "/two words"])
+def test_rootfs_path_outside_the_target_is_refused(
+        path: str, tmp_path: Path, make_env: dict[str, str], host_dir: Path) -> None:
+    config = write_config(tmp_path / ".config",
+                          {"BR2_PACKAGE_HELLOCONTAINER_HELLO_ROOTFS_PATH": path})
+    result = buildroot_make("all:\n\t@echo configured\n", tmp_path, host_dir, make_env,
+                            f"CONFIG={config}", check=False)
+    assert result.returncode != 0
+    assert "BR2_PACKAGE_HELLOCONTAINER_HELLO_ROOTFS_PATH=" in result.stderr
+    assert "set an absolute path such as /usr/share/hellocontainer/hello-oci" in result.stderr
+
+
+@pytest.mark.parametrize(("br2_arch", "level", "compiler", "expected"), [
+    ("aarch64", "ARMV8A", "arm64", {"architecture": "arm64"}),
+    ("arm", "ARMV7A", "arm/v7", {"architecture": "arm", "variant": "v7"}),
+    ("arm", "ARMV6", "arm/v6", {"architecture": "arm", "variant": "v6"}),
+    ("arm", "ARMV5", "arm/v5", {"architecture": "arm", "variant": "v5"}),
+], ids=["aarch64", "armv7a", "armv6", "armv5"])
+def test_helper_targets_the_platform_of_the_configured_core(
+        br2_arch: str, level: str, compiler: str, expected: dict[str, str], tmp_path: Path,
+        make_env: dict[str, str], host_dir: Path) -> None:
+    program = build_static_hello(cross_compilers()[compiler], tmp_path)
+    # What Buildroot's .config holds for such a core, e.g. BR2_cortex_a9 selects ARMV7A.
+    config = write_config(tmp_path / ".config", {}, BR2_ARCH=f'"{br2_arch}"',
+                          **{f"BR2_ARM_CPU_{level}": "y"})
+    buildroot_make(f"all:\n\t$(call HELLOCONTAINER_PACKAGE,{program},hello,)\n",
+                   tmp_path, host_dir, make_env, f"CONFIG={config}")
+    assert image_platform(tmp_path / "images" / "hello-oci") == expected
+
+
+def readme_helper_example() -> str:
+    """The make block of the README's helper section."""
+    section = README.read_text().split("## The make helper", 1)[1]
+    blocks = re.findall(r"```make\n(.*?)```", section, re.DOTALL)
+    (example,) = [block for block in blocks if "FOO_PACKAGE_OCI_IMAGE" in block]
+    return example
+
+
+def test_readme_helper_example_writes_foo_oci(
+        tmp_path: Path, hello_static: Path, make_env: dict[str, str], host_dir: Path) -> None:
+    build = tmp_path / "foo-1.2"
+    build.mkdir()
+    shutil.copy(hello_static, build / "foo")
+    buildroot_make(readme_helper_example()
+                   + f"\n{build}/.stamp_target_installed:\n"
+                   "\t$(foreach hook,$(FOO_POST_INSTALL_TARGET_HOOKS),$($(hook))$(sep))\n",
+                   tmp_path, host_dir, make_env,
+                   f"CONFIG={write_config(tmp_path / '.config', {})}",
+                   "FOO_VERSION=1.2", "INSTALL=install")
+    layout = tmp_path / "images" / "foo-oci"
+    assert set(tagged_manifests(layout)) == {"1.2", "latest"}
+    config = image_config(layout)["config"]
+    assert config["Entrypoint"] == ["/foo"]
+    assert "FOO_GREETING=hello world" in config["Env"]
+
+
+# ---------------------------------------------------------------------------------------------
+# real Buildroot (opt-in)
+
+BUILDROOT_DIR = os.environ.get("HELLOCONTAINER_BUILDROOT_DIR", "")
+needs_buildroot = pytest.mark.skipif(
+    not BUILDROOT_DIR,
+    reason="set HELLOCONTAINER_BUILDROOT_DIR to a Buildroot checkout to run Buildroot itself")
+DEFCONFIGS = {
+    "x86_64": "hellocontainer_qemu_x86_64_defconfig",
+    "aarch64": "hellocontainer_qemu_aarch64_virt_defconfig",
+}
+
+
+def buildroot(output: Path, *args: str) -> str:
+    """`make` in the Buildroot checkout with our tree and its own output directory."""
+    return run(["make", "-s", "--no-print-directory", "-C", BUILDROOT_DIR,
+                f"BR2_EXTERNAL={EXTERNAL}", f"O={output}", *args]).stdout
+
+
+# Each Buildroot make call parses all of Buildroot (seconds each): ask for every variable the
+# tests need in one printvars call per configuration.
+PRINTED_VARS = ("HELLOCONTAINER_HELLO_INSTALL_IMAGES_CMDS", "HELLOCONTAINER_PLATFORM_OPTS",
+                "TARGET_FINALIZE_HOOKS")
+
+
+def printvars(output: Path) -> dict[str, str]:
+    """PRINTED_VARS as Buildroot expands them; multi-line values (defines) kept whole."""
+    text = buildroot(output, "printvars", f"VARS={' '.join(PRINTED_VARS)}")
+    names = "|".join(PRINTED_VARS)
+    parts = re.split(rf"^({names})=", text, flags=re.MULTILINE)[1:]
+    return {name: value.rstrip("\n") for name, value in zip(parts[::2], parts[1::2])}
+
+
+def config_lines(text: str) -> list[str]:
+    """The settings of a defconfig: assignments and `# X is not set`, not free comments."""
+    return [line for line in text.splitlines()
+            if line.startswith("BR2_") or re.match(r"^# BR2_\w+ is not set$", line)]
+
+
+@pytest.fixture(scope="module", params=sorted(DEFCONFIGS))
+def configured(request: pytest.FixtureRequest,
+               tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path, dict[str, str]]:
+    """(BR2_ARCH, output directory, printvars) after `make <our defconfig>` and
+    `make olddefconfig`."""
+    if not BUILDROOT_DIR:
+        pytest.skip("set HELLOCONTAINER_BUILDROOT_DIR to a Buildroot checkout")
+    output = tmp_path_factory.mktemp(f"buildroot-{request.param}")
+    buildroot(output, DEFCONFIGS[request.param])
+    buildroot(output, "olddefconfig")
+    return request.param, output, printvars(output)
+
+
+@needs_buildroot
+def test_buildroot_savedefconfig_keeps_our_defconfig(configured, tmp_path: Path) -> None:
+    arch, output, _ = configured
+    saved = tmp_path / "saved_defconfig"
+    buildroot(output, "savedefconfig", f"BR2_DEFCONFIG={saved}")
+    ours = (EXTERNAL / "configs" / DEFCONFIGS[arch]).read_text()
+    assert config_lines(saved.read_text()) == config_lines(ours)
+
+
+@needs_buildroot
+def test_buildroot_images_step_calls_the_packager_for_the_target(configured) -> None:
+    arch, output, variables = configured
+    commands = " ".join(variables["HELLOCONTAINER_HELLO_INSTALL_IMAGES_CMDS"].split())
+    assert (f"{output}/host/bin/hellocontainer build /usr/bin/hello "
+            f"--output {output}/images/hello-oci --arch '{arch}'") in commands
+    assert "--tag 'latest' --compression 'gzip'" in commands
+
+
+@needs_buildroot
+def test_buildroot_rootfs_copy_is_a_target_finalize_hook(configured) -> None:
+    _, _, variables = configured
+    assert "HELLOCONTAINER_HELLO_INSTALL_ROOTFS" in variables["TARGET_FINALIZE_HOOKS"].split()
+
+
+@needs_buildroot
+def test_buildroot_show_info_wires_the_packages(configured) -> None:
+    _, output, _ = configured
+    info = json.loads(buildroot(output, "hellocontainer-hello-show-info",
+                                "host-hellocontainer-show-info").replace("}\n{", ","))
+    hello, packager = info["hellocontainer-hello"], info["host-hellocontainer"]
+    assert (hello["install_target"], hello["install_images"]) == (False, True)
+    assert "host-hellocontainer" in hello["dependencies"]
+    assert {"host-python-jsonschema", "host-python-pyelftools",
+            "host-python-pyyaml"} <= set(packager["dependencies"])
+
+
+@needs_buildroot
+def test_buildroot_packager_pulls_host_rust_through_jsonschema(configured) -> None:
+    _, output, _ = configured
+    depends = buildroot(output, "host-hellocontainer-show-recursive-depends").split()
+    assert {"host-python-rpds-py", "host-rustc"} <= set(depends)
+
+
+@needs_buildroot
+def test_buildroot_arm_core_gives_the_packager_its_architecture_level(tmp_path: Path) -> None:
+    defconfig = tmp_path / "arm_defconfig"
+    defconfig.write_text((Path(BUILDROOT_DIR) / "configs" / "qemu_arm_vexpress_defconfig")
+                         .read_text() + "BR2_PACKAGE_HELLOCONTAINER_HELLO=y\n")
+    output = tmp_path / "output"
+    buildroot(output, "defconfig", f"BR2_DEFCONFIG={defconfig}")
+    assert printvars(output)["HELLOCONTAINER_PLATFORM_OPTS"].split() == [
+        "--arch", "'arm'", "--tune", "'armv7A'"]
+
+
+@needs_buildroot
+def test_check_package_reports_no_warnings() -> None:
+    # check-package runs on the python3 of PATH (its shebang), as Buildroot's manual has it.
+    python = require_tool("python3", "python3")
+    if run([python, "-c", "import magic, flake8"], check=False).returncode != 0:
+        pytest.skip(f"utils/check-package needs python-magic and flake8 in {python}: "
+                    "pip install python-magic flake8")
+    files = sorted(str(p.relative_to(EXTERNAL)) for p in EXTERNAL.rglob("*") if p.is_file())
+    result = run([Path(BUILDROOT_DIR) / "utils" / "check-package", "-b", *files], cwd=EXTERNAL)
+    # Warnings go to stdout, the totals to stderr.
+    assert (result.stdout, result.stderr.splitlines()[-1]) == ("", "0 warnings generated")
