@@ -18,7 +18,6 @@ Three layers, from always-on to opt-in:
 from __future__ import annotations
 
 import filecmp
-import gzip
 import io
 import json
 import os
@@ -27,7 +26,6 @@ import re
 import shutil
 import subprocess
 import sys
-import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -37,6 +35,7 @@ from elftools.elf.elffile import ELFFile
 
 from conftest import REPO, STRICT, Runner, require_tool
 from foreign import build_static_hello, cross_compilers
+from oci import image_config, image_file, tagged_manifests
 
 EXTERNAL = REPO / "br2-external"
 EXAMPLE = REPO / "examples" / "hello"
@@ -279,41 +278,9 @@ def images_step(tmp_path_factory: pytest.TempPathFactory, hello_build: Path,
     return work
 
 
-def layout_blob(layout: Path, digest: str) -> bytes:
-    algorithm, hexdigest = digest.split(":")
-    return (layout / "blobs" / algorithm / hexdigest).read_bytes()
-
-
-def tagged_manifests(layout: Path) -> dict[str, str]:
-    """tag -> manifest digest, from index.json."""
-    index = json.loads((layout / "index.json").read_text())
-    return {m["annotations"]["org.opencontainers.image.ref.name"]: m["digest"]
-            for m in index["manifests"]}
-
-
-def image_config(layout: Path, tag: str = "latest") -> dict:
-    manifest = json.loads(layout_blob(layout, tagged_manifests(layout)[tag]))
-    return json.loads(layout_blob(layout, manifest["config"]["digest"]))
-
-
 def image_platform(layout: Path, tag: str = "latest") -> dict[str, str]:
     config = image_config(layout, tag)
     return {key: config[key] for key in ("architecture", "variant") if key in config}
-
-
-def image_file(layout: Path, name: str, tag: str = "latest") -> bytes:
-    manifest = json.loads(layout_blob(layout, tagged_manifests(layout)[tag]))
-    (layer,) = manifest["layers"]
-    data = layout_blob(layout, layer["digest"])
-    if layer["mediaType"].endswith("+gzip"):
-        data = gzip.decompress(data)
-    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
-        for member in tar.getmembers():
-            if member.name.lstrip("./") == name.lstrip("/"):
-                extracted = tar.extractfile(member)
-                assert extracted is not None, f"{name} is not a regular file in the layer"
-                return extracted.read()
-    raise AssertionError(f"{name} not in the layer")
 
 
 def test_rsync_leaves_out_an_in_tree_build_for_the_build_machine(

@@ -7,14 +7,10 @@ the packager found on PATH exactly as a user's configure finds it.
 
 from __future__ import annotations
 
-import gzip
-import io
-import json
 import os
 import shutil
 import subprocess
 import sys
-import tarfile
 from pathlib import Path
 
 import pytest
@@ -27,6 +23,7 @@ from foreign import (
     elf_identity,
     podman_run_foreign,
 )
+from oci import image_config, image_file, manifest
 
 EXAMPLE = REPO / "examples" / "hello"
 GREETING = "Hello container!\n"
@@ -93,37 +90,6 @@ def make_container(src: Path, build: Path, env: dict[str, str], *configure_args:
 def copy_tree(src: Path, dest: Path) -> Path:
     shutil.copytree(src, dest, symlinks=True)
     return dest
-
-
-def blob(layout: Path, digest: str) -> bytes:
-    algorithm, hexdigest = digest.split(":")
-    return (layout / "blobs" / algorithm / hexdigest).read_bytes()
-
-
-def manifest(layout: Path) -> dict:
-    """The manifest `make container` tagged (its layout holds exactly one)."""
-    index = json.loads((layout / "index.json").read_text())
-    (descriptor,) = index["manifests"]
-    return json.loads(blob(layout, descriptor["digest"]))
-
-
-def image_config(layout: Path) -> dict:
-    return json.loads(blob(layout, manifest(layout)["config"]["digest"]))
-
-
-def image_file(layout: Path, name: str) -> bytes:
-    """A file's bytes from the image's (single) layer."""
-    (layer,) = manifest(layout)["layers"]
-    data = blob(layout, layer["digest"])
-    if layer["mediaType"].endswith("+gzip"):
-        data = gzip.decompress(data)
-    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
-        for member in tar.getmembers():
-            if member.name.lstrip("./") == name.lstrip("/"):
-                extracted = tar.extractfile(member)
-                assert extracted is not None, f"{name} is not a regular file in the layer"
-                return extracted.read()
-    raise AssertionError(f"{name} not in the layer")
 
 
 @pytest.fixture(scope="module")
