@@ -183,3 +183,19 @@ def test_build_is_not_confused_by_a_read_only_binary(hellocontainer, hello_stati
     copy.chmod(stat.S_IRUSR)
     hellocontainer("build", copy, "--output", out)
     hellocontainer("validate", out)
+
+
+def test_env_word_without_equals_sign_is_named(hellocontainer, hello_static, out):
+    result = hellocontainer("build", hello_static, "--env", "GREETING hello", "--output", out,
+                            check=False)
+    assert_one_line_error(result, "--env", "'GREETING'", "KEY=VALUE")
+    nothing_written(out.parent, set())
+
+
+def test_archive_under_a_file_is_refused_before_anything_is_written(hellocontainer, hello_static,
+                                                                    out, tmp_path):
+    (tmp_path / "blocker").write_text("")
+    result = hellocontainer("build", hello_static, "--output", out,
+                            "--archive", tmp_path / "blocker" / "hello.tar", check=False)
+    assert_one_line_error(result, "--archive", "blocker")
+    nothing_written(out.parent, set())

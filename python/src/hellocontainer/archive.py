@@ -31,6 +31,7 @@ def _layout_entries(layout: Path, mtime: int) -> list[TarEntry]:
 def write_archive(layout: Path, archive: Path, mtime: int) -> None:
     """Write `layout` as an oci-archive tar at `archive`, atomically (temporary file + rename)."""
     try:
+        archive.parent.mkdir(parents=True, exist_ok=True)  # like --output, parents are created
         fd, tmp = tempfile.mkstemp(dir=archive.parent, prefix=f".{archive.name}.")
     except OSError as error:
         raise LayoutError(

@@ -90,5 +90,11 @@ def build(request: BuildRequest) -> BuildResult:
 
 
 def _check_archive_target(archive: Path | None) -> None:
-    if archive is not None and archive.is_dir():
+    """Refuse an archive path that cannot be written before anything is published."""
+    if archive is None:
+        return
+    if archive.is_dir():
         raise LayoutError(f"--archive {archive} is a directory; name the .tar file to write")
+    blocker = next((p for p in archive.parents if p.exists()), None)
+    if blocker is not None and not blocker.is_dir():
+        raise LayoutError(f"--archive {archive}: {blocker} is not a directory; choose another path")

@@ -209,7 +209,7 @@ class GzipWriter(io.BufferedIOBase):
         while len(self._inflight) >= 2 * self._jobs:
             self._sink.write(self._inflight.popleft().result())
         if last and not self._inflight:
-            # The only block (small inputs such as a hello binary): no thread to start.
+            # A one-block input (a hello binary): compress here rather than start a thread.
             self._sink.write(_deflate_block(self._level, zdict, block, last))
             return
         if self._pool is None:

@@ -9,6 +9,7 @@ one string that build systems can pass through unchanged, spaces in values inclu
 from __future__ import annotations
 
 import posixpath
+import re
 import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -113,10 +114,22 @@ def flags_document(flags: Mapping[str, Any]) -> dict[str, Any]:
         key = WORD_FLAGS.get(flag, flag.replace("-", "_"))
         if flag in WORD_FLAGS:
             words = [w for v in value for w in split_words(flag, v)]
+            if key in MAP_KEYS:
+                for word in words:
+                    if "=" not in word or word.startswith("="):
+                        raise SpecError(f"--{flag} word {word!r} is not KEY=VALUE; "
+                                        f"quote values with spaces: --{flag} \"KEY='a b'\"")
             document[key] = [_file_word(w) for w in words] if flag == "file" else words
         else:
             document[key] = value
-    _require_valid(document, "command line")
+    found = schema.problems(document, "image-spec")
+    if found:
+        # Name the flag the user typed, not the spec key it fills: "--port" rather than "ports".
+        message = found[0]
+        key = re.split(r"[\[ .]", message, maxsplit=1)[0]
+        flag = next((f for f, k in WORD_FLAGS.items() if k == key), key.replace("_", "-"))
+        detail = re.sub(r"^\[\d+\]", "", message[len(key):])  # the word's index means nothing here
+        raise SpecError(f"--{flag}{detail}")
     return document
 
 
@@ -124,6 +137,8 @@ def _file_word(word: str) -> dict[str, Any]:
     parts = word.split(":")
     if len(parts) not in (2, 3) or not all(parts):
         raise SpecError(f"--file {word!r} is not SRC:DEST[:MODE]; e.g. --file 'motd:/etc/motd:0644'")
+    if not parts[1].startswith("/"):
+        raise SpecError(f"--file {word!r}: destination {parts[1]!r} must be an absolute path in the image")
     item: dict[str, Any] = {"src": parts[0], "dest": parts[1]}
     if len(parts) == 3:
         item["mode"] = parts[2]

@@ -62,16 +62,16 @@ def write_tar(entries: Iterable[TarEntry], out: BinaryIO) -> None:
     for entry in sorted(entries, key=TarEntry.sort_key):
         out.write(header(entry))
         if entry.source is not None:
-            _copy_exactly(entry, out)
+            _copy_exactly(entry.source, entry.size, out)
     # Two zero blocks end the archive (POSIX). No padding to a 10 KiB record: that would only
     # add zeros to the layer, and readers do not need it.
     out.write(b"\0" * (2 * BLOCK))
 
 
-def _copy_exactly(entry: TarEntry, out: BinaryIO) -> None:
-    assert entry.source is not None
-    remaining = entry.size
-    with entry.source.open("rb") as stream:
+def _copy_exactly(source: Path, size: int, out: BinaryIO) -> None:
+    """Copy exactly `size` bytes (the size already written in the header), then pad the block."""
+    remaining = size
+    with source.open("rb") as stream:
         while remaining:
             chunk = stream.read(min(CHUNK, remaining))
             if not chunk:
@@ -80,7 +80,7 @@ def _copy_exactly(entry: TarEntry, out: BinaryIO) -> None:
             remaining -= len(chunk)
         if remaining or stream.read(1):
             raise BinaryError(
-                f"{entry.source} changed size while it was being packaged; "
+                f"{source} changed size while it was being packaged; "
                 "do not modify inputs during the build"
             )
-    out.write(b"\0" * (-entry.size % BLOCK))
+    out.write(b"\0" * (-size % BLOCK))
