@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
 import stat
@@ -154,14 +153,6 @@ def test_existing_non_layout_folder_is_not_touched(hellocontainer, hello_static,
     assert_one_line_error(result, "not an OCI image layout")
     assert sorted(p.name for p in target.iterdir()) == ["cat.jpg"]
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
-
-
-@pytest.mark.skipif(importlib.util.find_spec("zstandard") is not None,
-                    reason="zstandard is installed here, so its absence cannot be shown")
-def test_zstd_without_its_module_says_how_to_get_it(hellocontainer, hello_static, out):
-    result = hellocontainer("build", hello_static, "--compression", "zstd", "--output", out,
-                            check=False)
-    assert_one_line_error(result, "zstandard", "gzip")
 
 
 def test_missing_spec_file_is_named(hellocontainer, hello_static, out, tmp_path):

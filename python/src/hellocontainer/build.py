@@ -78,7 +78,7 @@ def build(request: BuildRequest) -> BuildResult:
             for tag in spec.tags
         ]
         # The new image is checked like any layout before anyone can see it.
-        checker = Checker(Layout(staging.dir))
+        checker = Checker(Layout(staging.dir), {layer.descriptor.digest: layer.diff_id})
         for descriptor in tagged:
             checker.check_descriptor(descriptor, f"new image {descriptor.ref_name}")
         if checker.problems:

@@ -84,7 +84,8 @@ def _build_parser() -> argparse.ArgumentParser:
                        help=f"extra file SRC:DEST[:MODE]; {WORDS}")
     image.add_argument("--compression", choices=("gzip", "none", "zstd"),
                        help="layer compression (default gzip; zstd needs python zstandard)")
-    image.add_argument("--gzip-level", type=int, metavar="1-9", help="gzip level (default 9)")
+    image.add_argument("--gzip-level", type=int, metavar="1-9",
+                       help="gzip level (default: 9 for layers up to 16 MiB, 3 above)")
     image.add_argument("--allow-dynamic", action="store_const", const=True,
                        help="package a dynamically linked binary anyway")
 

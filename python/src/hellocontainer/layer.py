@@ -11,7 +11,7 @@ from .errors import BinaryError, SpecError
 from .layout import Staging
 from .model import Descriptor
 from .spec import ExtraFile
-from .tarwriter import TarEntry, write_tar
+from .tarwriter import BLOCK, TarEntry, write_tar
 
 BINARY_MODE = 0o755
 DIR_MODE = 0o755
@@ -69,9 +69,32 @@ def _parents(name: str) -> list[str]:
     return parts
 
 
-def write_layer(entries: list[TarEntry], staging: Staging, compression: str, level: int,
+# Default gzip levels. Level 9 costs about 0.15 CPU-seconds per MiB with zlib and saves a few
+# percent over level 3, which costs 0.02: worth it for the few-kilobyte binaries this tool is
+# for, not for a 256 MiB one whose build would wait half a minute to save 4 %. Level 3 is the
+# last of zlib's fast levels and still gives smaller layers than umoci's default. The choice
+# depends only on the layer's size, so it is as reproducible as everything else.
+SMALL_LAYER_LEVEL = 9
+LARGE_LAYER_LEVEL = 3
+LARGE_LAYER_BYTES = 16 << 20
+
+
+def tar_size(entries: list[TarEntry]) -> int:
+    """Bytes of the uncompressed layer: a header and padded content per entry, two end blocks."""
+    return sum(BLOCK + -(-entry.size // BLOCK) * BLOCK for entry in entries) + 2 * BLOCK
+
+
+def gzip_level_for(entries: list[TarEntry], level: int | None) -> int:
+    """The level asked for, or by default 9 for layers up to 16 MiB and 3 above."""
+    if level is not None:
+        return level
+    return SMALL_LAYER_LEVEL if tar_size(entries) <= LARGE_LAYER_BYTES else LARGE_LAYER_LEVEL
+
+
+def write_layer(entries: list[TarEntry], staging: Staging, compression: str, level: int | None,
                 jobs: int | None) -> Layer:
     """Stream the tar through the compressor into a staged blob, hashing both sides on the way."""
+    level = gzip_level_for(entries, level)
     with staging.new_blob() as (stream, tmp):
         compressed = HashingWriter(stream)
         compressor = open_compressor(compression, compressed, level, jobs)  # type: ignore[arg-type]

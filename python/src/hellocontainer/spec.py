@@ -55,7 +55,7 @@ class ImageSpec:
     tags: tuple[str, ...] = ("latest",)
     files: tuple[ExtraFile, ...] = ()
     compression: str = "gzip"
-    gzip_level: int = 9
+    gzip_level: int | None = None  # None: chosen by layer size, see layer.gzip_level_for
     arch: str | None = None
     tune: str | None = None
     allow_dynamic: bool = False
@@ -203,7 +203,7 @@ def _to_spec(raw: Mapping[str, Any]) -> ImageSpec:
         tags=tuple(dict.fromkeys(raw.get("tags", ["latest"]))),
         files=files,
         compression=raw.get("compression", "gzip"),
-        gzip_level=raw.get("gzip_level", 9),
+        gzip_level=raw.get("gzip_level"),
         arch=raw.get("arch"),
         tune=raw.get("tune"),
         allow_dynamic=raw.get("allow_dynamic", False),
