@@ -16,8 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from . import model, schema
 from .errors import SpecError
 
@@ -83,6 +81,8 @@ def check_tags(tags: tuple[str, ...]) -> None:
 
 def load_spec_file(path: Path) -> dict[str, Any]:
     """Read and validate a YAML spec file; `files[].src` become paths relative to its folder."""
+    import yaml  # here, not at the top: most builds have no spec file and skip its import
+
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:

@@ -73,18 +73,30 @@ def decompressed_chunks(stream: BinaryIO, compression: str) -> Iterator[bytes]:
         raise LayoutError(f"cannot decompress {compression} data")
 
 
+def _hash_file(path: Path) -> tuple[str, int]:
+    """sha256 digest and size of a file, read a chunk at a time."""
+    digest = hashlib.sha256()
+    size = 0
+    with path.open("rb") as stream:
+        for chunk in iter(lambda: stream.read(CHUNK), b""):
+            digest.update(chunk)
+            size += len(chunk)
+    return "sha256:" + digest.hexdigest(), size
+
+
 class Checker:
     """Collects the problems of one layout; each blob is verified at most once."""
 
-    def __init__(self, layout: Layout, known_diff_ids: dict[str, str] | None = None) -> None:
+    def __init__(self, layout: Layout, written: dict[str, str] | None = None) -> None:
         self.layout = layout
         self.problems: list[str] = []
         self._verified: dict[str, bool] = {}
-        # Layer digest → diff_id for layers whose uncompressed bytes were hashed as they went
-        # into the compressor (a build checking its own new image). Decompressing them again
-        # would cost a fifth of a large build and could only find a compressor bug, which the
-        # compressor's own tests are for; their digest, size and format are still checked.
-        self._known_diff_ids = known_diff_ids or {}
+        # Layer digest → diff_id of layers this process has just written, hashing the
+        # compressed and the uncompressed bytes as they streamed by (a build checking its own
+        # new image). Reading, hashing and decompressing them again would cost a quarter of a
+        # large build and could only find a bug in hashlib or the compressor, which have tests
+        # of their own; their presence, size and format are still checked.
+        self._written = written or {}
 
     def problem(self, message: str) -> None:
         if message not in self.problems:
@@ -104,12 +116,11 @@ class Checker:
         except LayoutError as error:
             self.problem(f"{where}: {error}")
             return False
-        digest = hashlib.sha256()
         try:
-            with path.open("rb") as stream:
-                for chunk in iter(lambda: stream.read(CHUNK), b""):
-                    digest.update(chunk)
-                size = stream.tell()
+            if descriptor.digest in self._written:
+                actual, size = descriptor.digest, path.stat().st_size  # hashed while written
+            else:
+                actual, size = _hash_file(path)
         except FileNotFoundError:
             self.problem(f"{where}: blob {descriptor.digest} is missing")
             return False
@@ -121,9 +132,9 @@ class Checker:
             self.problem(f"{where}: blob {descriptor.digest} has {size} bytes, "
                          f"but the descriptor says {descriptor.size}")
             ok = False
-        if "sha256:" + digest.hexdigest() != descriptor.digest:
+        if actual != descriptor.digest:
             self.problem(f"{where}: blob {descriptor.digest} does not match its digest "
-                         f"(its bytes hash to sha256:{digest.hexdigest()})")
+                         f"(its bytes hash to {actual})")
             ok = False
         return ok
 
@@ -212,8 +223,8 @@ class Checker:
                 self.problem(f"{where}: media type {layer.media_type} says {compression}, "
                              f"but the bytes are {actual}")
                 return None
-            if layer.digest in self._known_diff_ids:
-                return self._known_diff_ids[layer.digest]
+            if layer.digest in self._written:
+                return self._written[layer.digest]
             stream.seek(0)
             diff = hashlib.sha256()
             try:
