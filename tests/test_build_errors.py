@@ -99,7 +99,7 @@ def test_bad_tag_is_refused(hellocontainer, hello_static, out):
     nothing_written(out.parent, set())
 
 
-@pytest.mark.parametrize("value", ["yesterday", "-5", "1.5"])
+@pytest.mark.parametrize("value", ["yesterday", "-5", "1.5", "\u00b2", "\u0661\u0662"])
 def test_bad_source_date_epoch_is_refused(hellocontainer, hello_static, out, value):
     result = hellocontainer("build", hello_static, "--output", out,
                             env={"SOURCE_DATE_EPOCH": value}, check=False)
@@ -190,3 +190,45 @@ def test_archive_under_a_file_is_refused_before_anything_is_written(hellocontain
                             "--archive", tmp_path / "blocker" / "hello.tar", check=False)
     assert_one_line_error(result, "--archive", "blocker")
     nothing_written(out.parent, set())
+
+
+@pytest.mark.parametrize(("yaml_text", "fragment"), [
+    ("path: /a\npath: /b\n", "given twice"),
+    ("env: {yes: '1'}\n", "not a string"),
+    ("files: [{src: motd, dest: /etc/motd, mode: 644}]\n", "in quotes"),
+])
+def test_yaml_that_would_silently_change_the_image_is_refused(hellocontainer, hello_static, out,
+                                                              tmp_path, yaml_text, fragment):
+    spec = tmp_path / "image.yaml"
+    spec.write_text(yaml_text)
+    (tmp_path / "motd").write_text("hi\n")
+    result = hellocontainer("build", hello_static, "--spec", spec, "--output", out, check=False)
+    assert_one_line_error(result, "image.yaml", fragment)
+    nothing_written(out.parent, set())
+
+
+def test_file_name_longer_than_a_file_system_allows_is_refused(hellocontainer, hello_static, out):
+    result = hellocontainer("build", hello_static, "--path", "/" + "c" * 256, "--output", out,
+                            check=False)
+    assert_one_line_error(result, "256 bytes", "255")
+    nothing_written(out.parent, set())
+
+
+def test_unwritable_archive_leaves_no_layout(hellocontainer, hello_static, out):
+    result = hellocontainer("build", hello_static, "--output", out,
+                            "--archive", "/proc/sys/hello.tar", check=False)
+    assert_one_line_error(result, "/proc/sys/hello.tar", "--archive")
+    nothing_written(out.parent, set())
+
+
+def test_archive_inside_the_layout_is_refused(hellocontainer, hello_static, out):
+    result = hellocontainer("build", hello_static, "--output", out,
+                            "--archive", out / "hello.tar", check=False)
+    assert_one_line_error(result, "inside the layout")
+    nothing_written(out.parent, set())
+
+
+def test_output_dot_builds_into_the_current_empty_folder(hellocontainer, hello_static, out):
+    out.mkdir()
+    hellocontainer("build", hello_static, "--output", ".", cwd=out)
+    assert sorted(p.name for p in out.iterdir()) == ["blobs", "index.json", "oci-layout"]

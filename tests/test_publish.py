@@ -48,15 +48,16 @@ def test_rebuilding_a_tag_replaces_it_and_drops_its_old_blobs(hellocontainer, he
 def test_concurrent_builds_into_one_layout_keep_both_tags(hello_static, tmp_path):
     layout = tmp_path / "layout"
     env = {**os.environ, "SOURCE_DATE_EPOCH": "1"}
+    builds = 8  # enough to race on creating the layout and on each other's staging folders
     for round_ in range(3):  # a new layout, then an existing one, twice
         processes = [subprocess.Popen(build_command(hello_static, layout, f"r{round_}-{n}",
                                                     "--env", f"N={n}"), env=env,
                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-                     for n in range(4)]
+                     for n in range(builds)]
         for process in processes:
             _, stderr = process.communicate()
             assert process.returncode == 0, stderr
-    assert tags(layout) == sorted(f"r{r}-{n}" for r in range(3) for n in range(4))
+    assert tags(layout) == sorted(f"r{r}-{n}" for r in range(3) for n in range(builds))
     validated = subprocess.run([sys.executable, "-m", "hellocontainer", "validate", str(layout)],
                                capture_output=True, text=True)
     assert validated.returncode == 0, validated.stderr

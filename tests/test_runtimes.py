@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, require_tool
+from oci import image_config
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +33,8 @@ def test_podman_runs_the_readme_image(podman, readme_image):
 
 def test_our_validate_accepts_the_readme_image(hellocontainer, readme_image):
     layout, tag = readme_image
-    assert "valid" in hellocontainer("validate", f"{layout}:{tag}").stdout
+    assert hellocontainer("validate", f"{layout}:{tag}").stdout == \
+        f"{layout}:{tag}: valid OCI image layout\n"
 
 
 def test_oci_image_tool_validates_the_readme_image(readme_image):
@@ -55,7 +57,11 @@ def test_skopeo_inspects_and_copies_to_docker_archive(readme_image, tmp_path):
     archive = tmp_path / "hello.tar"
     subprocess.run([skopeo, "copy", f"oci:{layout}:{tag}", f"docker-archive:{archive}:hello:latest"],
                    capture_output=True, text=True, check=True)
-    assert archive.stat().st_size > 0
+    copied = json.loads(subprocess.run([skopeo, "inspect", f"docker-archive:{archive}"],
+                                       capture_output=True, text=True, check=True).stdout)
+    # docker-archive keeps layers uncompressed: its layer digest is our config's diff_id.
+    assert copied["Architecture"] == "amd64"
+    assert copied["Layers"] == image_config(layout, tag)["rootfs"]["diff_ids"]
 
 
 def test_umoci_unpack_and_runc_run_print_the_greeting(readme_image, tmp_path):

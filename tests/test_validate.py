@@ -153,4 +153,38 @@ def test_layout_written_by_umoci_validates(hellocontainer, hello_static, tmp_pat
     (rootfs / "hello").write_bytes(hello_static.read_bytes())
     subprocess.run([umoci, "insert", "--rootless", "--image", f"{layout}:latest",
                     str(rootfs / "hello"), "/hello"], check=True, capture_output=True)
-    assert "valid" in hellocontainer("validate", layout).stdout
+    assert hellocontainer("validate", layout).stdout == f"{layout}: valid OCI image layout\n"
+
+
+def _add_blob(layout: Path, data: bytes) -> dict:
+    import hashlib
+
+    digest = hashlib.sha256(data).hexdigest()
+    (layout / "blobs" / "sha256" / digest).write_bytes(data)
+    return {"digest": f"sha256:{digest}", "size": len(data)}
+
+
+def test_oci_artifact_manifest_beside_an_image_is_valid_and_kept(hellocontainer, hello_static,
+                                                                  layout):
+    """An OCI 1.1 artifact (empty config) another tool attached: valid, and a later build into
+    the layout keeps its entry whole, artifactType included."""
+    empty = {"mediaType": "application/vnd.oci.empty.v1+json", **_add_blob(layout, b"{}")}
+    sbom = {"mediaType": "text/spdx+json", **_add_blob(layout, b'{"spdxVersion":"SPDX-2.3"}')}
+    artifact = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                           "artifactType": "application/spdx+json", "config": empty,
+                           "layers": [sbom]}).encode()
+    index = blobs(layout)["index"]
+    entry = {"mediaType": "application/vnd.oci.image.manifest.v1+json",
+             "artifactType": "application/spdx+json", **_add_blob(layout, artifact)}
+    index["manifests"].append(entry)
+    (layout / "index.json").write_text(json.dumps(index))
+    hellocontainer("validate", layout)
+    hellocontainer("build", hello_static, "--output", layout, "--tag", "second")
+    kept = json.loads((layout / "index.json").read_text())["manifests"]
+    assert entry in kept
+    hellocontainer("validate", layout)
+
+
+def test_deeply_nested_json_is_a_problem_not_a_crash(hellocontainer, layout):
+    (layout / "index.json").write_text("[" * 100000)
+    invalid(hellocontainer, layout, "index.json")

@@ -28,23 +28,39 @@ def _layout_entries(layout: Path, mtime: int) -> list[TarEntry]:
     return entries
 
 
-def write_archive(layout: Path, archive: Path, mtime: int) -> None:
-    """Write `layout` as an oci-archive tar at `archive`, atomically (temporary file + rename)."""
-    try:
-        archive.parent.mkdir(parents=True, exist_ok=True)  # like --output, parents are created
-        fd, tmp = tempfile.mkstemp(dir=archive.parent, prefix=f".{archive.name}.")
-    except OSError as error:
-        raise LayoutError(
-            f"cannot write archive {archive}: {error.strerror}; choose a writable --archive"
-        ) from None
-    try:
-        with os.fdopen(fd, "wb") as stream:
-            write_tar(_layout_entries(layout, mtime), stream)
+class ArchiveWriter:
+    """An oci-archive of a layout, written atomically once the layout is published.
+
+    The temporary file is created up front, before anything is published, so that an archive
+    path that cannot be written fails the build while it can still leave no output.
+    """
+
+    def __init__(self, archive: Path, layout: Path, mtime: int) -> None:
+        self.archive, self.layout, self.mtime = archive, layout, mtime
+        try:
+            archive.parent.mkdir(parents=True, exist_ok=True)  # like --output, parents are created
+            fd, tmp = tempfile.mkstemp(dir=archive.parent, prefix=f".{archive.name}.")
+        except OSError as error:
+            raise LayoutError(
+                f"cannot write archive {archive}: {error.strerror}; choose a writable --archive"
+            ) from None
+        self._stream = os.fdopen(fd, "wb")
+        self._tmp = tmp
+        self._moved = False
+
+    def write(self) -> None:
+        """Fill the archive from the layout as it is now and move it into place."""
+        with self._stream as stream:
+            write_tar(_layout_entries(self.layout, self.mtime), stream)
             stream.flush()
             os.fsync(stream.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, archive)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+        os.chmod(self._tmp, 0o644)
+        os.replace(self._tmp, self.archive)
+        self._moved = True
+
+    def discard(self) -> None:
+        """Remove the temporary file unless `write` moved it into place."""
+        if not self._moved:
+            self._stream.close()
+            with contextlib.suppress(OSError):
+                os.unlink(self._tmp)

@@ -8,30 +8,31 @@ that disappears on failure, so an error never leaves partial output.
 
 from __future__ import annotations
 
-import posixpath
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import elfcheck, model, platforms
-from .archive import write_archive
+from .archive import ArchiveWriter
 from .errors import BinaryError, LayoutError
 from .image import config_document, manifest_document
 from .layer import layer_entries, write_layer
 from .layout import Layout, Staging, publish
 from .model import Descriptor
 from .platforms import Platform
-from .spec import ImageSpec, check_tags
+from .spec import ExtraFile, ImageSpec, check_tags
 from .validate import Checker
 
 
 @dataclass(frozen=True)
 class BuildRequest:
-    binary: Path  # already joined with --sysroot
+    binary: str  # a path, or with `sysroot` a path inside it
     output: Path
     spec: ImageSpec
     epoch: int
     archive: Path | None = None
     jobs: int | None = None
+    sysroot: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -41,19 +42,56 @@ class BuildResult:
     tags: tuple[str, ...]
 
 
-def resolve_binary(binary: str, sysroot: str | None) -> Path:
+def resolve_in_root(root: Path, path: str) -> Path:
+    """`path` as a program inside `root` would see it (as under chroot).
+
+    A sysroot holds the target's files, and its symbolic links are meant for the target:
+    `usr/bin/hello -> /bin/busybox` must lead to the sysroot's busybox, never the build
+    machine's. Links are followed component by component, absolute ones from `root`, and `..`
+    stops at `root`, so nothing outside it can be reached.
+    """
+    parts = [p for p in path.split("/") if p not in ("", ".")]
+    resolved: list[str] = []
+    hops = 0
+    while parts:
+        part = parts.pop(0)
+        if part == "..":
+            if resolved:
+                resolved.pop()
+            continue
+        candidate = root.joinpath(*resolved, part)
+        if candidate.is_symlink():
+            hops += 1
+            if hops > 40:  # the kernel's own limit (MAXSYMLINKS)
+                raise BinaryError(f"{path} in sysroot {root}: too many levels of symbolic links")
+            target = os.readlink(candidate)
+            if target.startswith("/"):
+                resolved = []
+            parts = [p for p in target.split("/") if p not in ("", ".")] + parts
+            continue
+        resolved.append(part)
+    return root.joinpath(*resolved)
+
+
+def resolve_binary(binary: str, sysroot: Path | None) -> Path:
     """The binary's path on the build machine; inside the sysroot when one is given."""
     if sysroot is None:
         return Path(binary)
-    root = Path(sysroot)
-    if not root.is_dir():
+    if not sysroot.is_dir():
         raise BinaryError(f"sysroot {sysroot} is not a directory; check --sysroot")
-    relative = posixpath.normpath("/" + binary).lstrip("/")
-    return root / relative
+    return resolve_in_root(sysroot, "/" + binary)
+
+
+def resolve_file(extra: ExtraFile, sysroot: Path | None) -> Path:
+    """Where an extra file's bytes come from: an absolute source lives in the sysroot, if any."""
+    if sysroot is not None and extra.src.startswith("/"):
+        return resolve_in_root(sysroot, extra.src)
+    return extra.base / extra.src
 
 
 def build(request: BuildRequest) -> BuildResult:
-    spec, binary = request.spec, request.binary
+    spec = request.spec
+    binary = resolve_binary(request.binary, request.sysroot)
     check_tags(spec.tags)
     if not binary.exists():
         raise BinaryError(f"binary {binary} does not exist; check the path (and --sysroot)")
@@ -61,9 +99,11 @@ def build(request: BuildRequest) -> BuildResult:
         raise BinaryError(f"binary {binary} is a directory; name the program file inside it")
     declared = platforms.resolve(spec.arch, spec.tune) if spec.arch else None
     platform = elfcheck.check_binary(binary, declared, spec.allow_dynamic)
-    dest = spec.path or "/" + binary.name
-    entries = layer_entries(binary, dest, spec.files, request.epoch)
-    _check_archive_target(request.archive)
+    # Named as the user named it: a sysroot's usr/bin/hello may be a link to /bin/busybox.
+    dest = spec.path or "/" + os.path.basename(request.binary.rstrip("/"))
+    files = [(resolve_file(f, request.sysroot), f) for f in spec.files]
+    entries = layer_entries(binary, dest, files, request.epoch)
+    _check_archive_target(request.archive, request.output)
 
     with Staging(request.output) as staging:
         layer = write_layer(entries, staging, spec.compression, spec.gzip_level, request.jobs)
@@ -83,16 +123,22 @@ def build(request: BuildRequest) -> BuildResult:
             checker.check_descriptor(descriptor, f"new image {descriptor.ref_name}")
         if checker.problems:
             raise LayoutError("internal error, the new image is invalid: " + "; ".join(checker.problems))
-        publish(staging, tagged)
-    if request.archive is not None:
-        write_archive(request.output, request.archive, request.epoch)
+        archive = None if request.archive is None else \
+            ArchiveWriter(request.archive, request.output, request.epoch)
+        try:
+            publish(staging, tagged, then=archive.write if archive else None)
+        finally:
+            if archive is not None:
+                archive.discard()
     return BuildResult(manifest_descriptor, platform, spec.tags)
 
 
-def _check_archive_target(archive: Path | None) -> None:
+def _check_archive_target(archive: Path | None, output: Path) -> None:
     """Refuse an archive path that cannot be written before anything is published."""
     if archive is None:
         return
+    if output.absolute() in archive.absolute().parents:
+        raise LayoutError(f"--archive {archive} lies inside the layout {output}; write it beside it")
     if archive.is_dir():
         raise LayoutError(f"--archive {archive} is a directory; name the .tar file to write")
     blocker = next((p for p in archive.parents if p.exists()), None)

@@ -122,7 +122,7 @@ IMAGE_FLAGS = ("arch", "tune", "path", "entrypoint", "cmd", "env", "user", "work
 
 
 def _run_build(args: argparse.Namespace) -> int:
-    from .build import BuildRequest, build, resolve_binary
+    from .build import BuildRequest, build
     from .sourcedate import source_date_epoch
     from .spec import flags_document, load_spec_file, merge
 
@@ -132,8 +132,11 @@ def _run_build(args: argparse.Namespace) -> int:
     if args.jobs is not None and args.jobs < 1:
         raise UsageError(f"--jobs {args.jobs} must be at least 1")
     request = BuildRequest(
-        binary=resolve_binary(args.binary, args.sysroot),
-        output=Path(args.output),
+        binary=args.binary,
+        sysroot=Path(args.sysroot) if args.sysroot else None,
+        # Absolute, so that `--output .` has a parent folder to stage beside. Only the file
+        # system sees this path; no byte of the image does.
+        output=Path(os.path.abspath(args.output)),
         spec=merge(file_doc, flag_doc),
         epoch=epoch,
         archive=Path(args.archive) if args.archive else None,
@@ -178,7 +181,7 @@ def _run_index(args: argparse.Namespace) -> int:
 
     tags = tuple(dict.fromkeys(w for v in args.tag or ["latest"] for w in split_words("tag", v)))
     sources = [Source(*_split_ref(ref)) for ref in args.sources]
-    descriptor = build_index(sources, Path(args.output), tags)
+    descriptor = build_index(sources, Path(os.path.abspath(args.output)), tags)
     for tag in tags:
         print(f"{args.output}:{tag} {descriptor.digest}")
     return 0

@@ -38,7 +38,7 @@ def _file_entry(source: Path, dest: str, mode: int | None, uid: int, gid: int,
     return TarEntry(dest.lstrip("/"), mode, mtime, uid, gid, source, stat.st_size)
 
 
-def layer_entries(binary: Path, binary_dest: str, files: tuple[ExtraFile, ...],
+def layer_entries(binary: Path, binary_dest: str, files: list[tuple[Path, ExtraFile]],
                   mtime: int) -> list[TarEntry]:
     """The binary, the extra files, and an explicit entry for every parent directory.
 
@@ -47,7 +47,7 @@ def layer_entries(binary: Path, binary_dest: str, files: tuple[ExtraFile, ...],
     file's own clamped to it: a file's mtime records when it was checked out or built.
     """
     entries = [_file_entry(binary, binary_dest, BINARY_MODE, 0, 0, mtime)]
-    entries += [_file_entry(f.src, f.dest, f.mode, f.uid, f.gid, mtime) for f in files]
+    entries += [_file_entry(src, f.dest, f.mode, f.uid, f.gid, mtime) for src, f in files]
     names = [e.name for e in entries]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:

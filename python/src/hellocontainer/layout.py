@@ -18,7 +18,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -53,14 +53,17 @@ class Layout:
             raise LayoutError(f"{self.root} has no {name}; is it an OCI image layout?") from None
         except (OSError, ValueError) as error:
             raise LayoutError(f"cannot read {self.root / name}: {error}") from None
+        except RecursionError:
+            raise LayoutError(f"{self.root / name} nests JSON too deeply to be an OCI document") from None
 
     def read_blob_json(self, digest: str) -> Any:
         try:
             return json.loads(self.blob_path(digest).read_bytes())
         except FileNotFoundError:
             raise LayoutError(f"blob {digest} is missing from {self.root}") from None
-        except (OSError, ValueError) as error:
-            raise LayoutError(f"blob {digest} in {self.root} is not readable JSON: {error}") from None
+        except (OSError, ValueError, RecursionError) as error:
+            reason = "nested too deeply" if isinstance(error, RecursionError) else error
+            raise LayoutError(f"blob {digest} in {self.root} is not readable JSON: {reason}") from None
 
     def index_manifests(self) -> list[Descriptor]:
         return [Descriptor.from_json(d) for d in self.read_json("index.json").get("manifests", [])]
@@ -143,12 +146,16 @@ class Staging:
                 if not parent.exists():
                     parent.mkdir()
                     self._created.append(parent)
-            _remove_stale_staging(output)
-            self.dir = Path(tempfile.mkdtemp(prefix=_staging_prefix(output), dir=output.parent))
-            # Held until this build ends, so that a later build can tell our live folder from
-            # the debris of a killed one (whose lock the kernel released).
-            self._lock_fd = os.open(self.dir, os.O_RDONLY | os.O_DIRECTORY)
-            fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+            # Cleaning up and creating-then-locking happen under a short lock on the parent
+            # folder: otherwise another build could take our new, not yet locked folder for
+            # the debris of a killed build and delete it.
+            with _locked(output.parent):
+                _remove_stale_staging(output)
+                self.dir = Path(tempfile.mkdtemp(prefix=_staging_prefix(output), dir=output.parent))
+                # Held until this build ends, so that a later build can tell our live folder
+                # from the debris of a killed one (whose lock the kernel released).
+                self._lock_fd = os.open(self.dir, os.O_RDONLY | os.O_DIRECTORY)
+                fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
             self.blobs = self.dir / "blobs" / "sha256"
             self.blobs.mkdir(parents=True)
         except OSError as error:
@@ -227,25 +234,29 @@ def _locked(directory: Path) -> Iterator[None]:
         os.close(fd)  # closing releases the lock
 
 
-def publish(staging: Staging, manifests: list[Descriptor]) -> None:
+def publish(staging: Staging, manifests: list[Descriptor],
+            then: Callable[[], None] | None = None) -> None:
     """Make `manifests` (tagged descriptors whose blobs are staged) visible in the output layout.
 
     A new output is created by renaming the complete staging folder into place. An existing one
     is updated under the lock: blobs first, index.json last, then blobs that only the replaced
-    tags used are removed.
+    tags used are removed. `then` runs while the lock is still held, so that what it reads
+    (an oci-archive of the layout, say) is exactly what was published.
     """
     output = staging.output
     if not output.exists():
-        (staging.dir / "oci-layout").write_bytes(OCI_LAYOUT_BYTES)
-        (staging.dir / "index.json").write_bytes(index_document(manifests))
+        _write_file_atomically(staging.dir / "oci-layout", OCI_LAYOUT_BYTES)
+        _write_file_atomically(staging.dir / "index.json", index_document(manifests))
+        _fsync_dir(staging.blobs)
         for path in (staging.dir, staging.dir / "blobs", staging.blobs):
             os.chmod(path, DIR_MODE)  # mkdtemp made it 0700
-        for path in (staging.dir / "oci-layout", staging.dir / "index.json"):
-            os.chmod(path, FILE_MODE)
         try:
             os.rename(staging.dir, output)
             _fsync_dir(output.parent)
             staging.published = True
+            # The folder we renamed is the one this build has held locked since it was made.
+            if then is not None:
+                then()
             return
         except OSError as error:
             if error.errno not in (errno.EEXIST, errno.ENOTEMPTY):
@@ -255,6 +266,8 @@ def publish(staging: Staging, manifests: list[Descriptor]) -> None:
         raise LayoutError(f"output {output} exists and is not a directory; choose another --output")
     with _locked(output):
         _merge(staging, manifests)
+        if then is not None:
+            then()
 
 
 def _merge(staging: Staging, manifests: list[Descriptor]) -> None:

@@ -63,14 +63,17 @@ class Descriptor:
     size: int
     platform: dict[str, str] | None = None
     annotations: dict[str, str] = field(default_factory=dict)
+    # Fields we do not interpret (artifactType, urls, data, …), kept so that rewriting an index
+    # another tool wrote loses nothing of its entries.
+    extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def of(cls, media_type: str, data: bytes) -> Descriptor:
         return cls(media_type, sha256_digest(data), len(data))
 
     def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"mediaType": self.media_type, "digest": self.digest,
-                               "size": self.size}
+        out: dict[str, Any] = {**self.extra, "mediaType": self.media_type,
+                               "digest": self.digest, "size": self.size}
         if self.platform:
             out["platform"] = dict(self.platform)
         if self.annotations:
@@ -79,8 +82,10 @@ class Descriptor:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Descriptor:
+        known = ("mediaType", "digest", "size", "platform", "annotations")
         return cls(data["mediaType"], data["digest"], data["size"], data.get("platform"),
-                   dict(data.get("annotations") or {}))
+                   dict(data.get("annotations") or {}),
+                   {k: v for k, v in data.items() if k not in known})
 
     @property
     def ref_name(self) -> str | None:

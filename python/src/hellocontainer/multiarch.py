@@ -69,8 +69,13 @@ def _copy_blobs(layout: Layout, descriptor: Descriptor, staging: Staging) -> Non
     for digest in sorted(layout.reachable([descriptor])):
         target = staging.blob_path(digest)
         if not target.exists():
-            with staging.new_blob() as (stream, tmp), layout.blob_path(digest).open("rb") as blob:
-                shutil.copyfileobj(blob, stream, 1 << 20)
+            try:
+                with staging.new_blob() as (stream, tmp), \
+                        layout.blob_path(digest).open("rb") as blob:
+                    shutil.copyfileobj(blob, stream, 1 << 20)
+            except OSError as error:
+                raise LayoutError(f"source {layout.root}: blob {digest} cannot be read "
+                                  f"({error.strerror}); run 'hellocontainer validate' on it") from None
             staging.finish_blob(tmp, digest)
 
 

@@ -7,6 +7,7 @@ Unix epoch. Unset means 0 (1970-01-01T00:00:00Z): an image never carries the wal
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections.abc import Mapping
 
@@ -20,7 +21,8 @@ def source_date_epoch(environ: Mapping[str, str] = os.environ) -> int:
     raw = environ.get("SOURCE_DATE_EPOCH", "").strip()
     if not raw:
         return 0
-    if not raw.isdigit() or int(raw) > _MAX:
+    # ASCII digits only: str.isdigit() also accepts "²" and Arabic-Indic digits.
+    if not re.fullmatch(r"[0-9]+", raw) or int(raw) > _MAX:
         raise SpecError(
             f"SOURCE_DATE_EPOCH='{raw}' is not a non-negative integer count of seconds; "
             "set it to e.g. $(git log -1 --format=%ct) or unset it"

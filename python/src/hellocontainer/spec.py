@@ -29,11 +29,12 @@ MAP_KEYS = ("env", "labels", "annotations")
 class ExtraFile:
     """A file copied from the build machine into the image."""
 
-    src: Path
+    src: str  # as written: relative to `base`, or absolute (inside the sysroot, if one is given)
     dest: str
     mode: int | None  # None: 0755 if the source is executable, else 0644
     uid: int = 0
     gid: int = 0
+    base: Path = Path()  # the spec file's folder, or the current directory for --file
 
 
 @dataclass(frozen=True)
@@ -80,8 +81,27 @@ def check_tags(tags: tuple[str, ...]) -> None:
 
 
 def load_spec_file(path: Path) -> dict[str, Any]:
-    """Read and validate a YAML spec file; `files[].src` become paths relative to its folder."""
+    """Read and validate a YAML spec file; a relative `files[].src` is relative to its folder."""
     import yaml  # here, not at the top: most builds have no spec file and skip its import
+
+    class StrictLoader(yaml.SafeLoader):
+        """YAML that refuses what would silently change the image: a repeated key (the last
+        would win) and a key that is not a string (`yes:` is a boolean, `0x10:` the number 16)."""
+
+        def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+            seen: set[str] = set()
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                line = key_node.start_mark.line + 1
+                if key_node.tag != "tag:yaml.org,2002:str":
+                    raise SpecError(f"spec file {path} line {line}: key {key_node.value!r} is not "
+                                    "a string (YAML reads it as a boolean, number or null); quote it")
+                if key_node.value in seen:
+                    raise SpecError(f"spec file {path} line {line}: key {key_node.value!r} is given "
+                                    "twice; keep one")
+                seen.add(key_node.value)
+            return super().construct_mapping(node, deep)
 
     try:
         text = path.read_text(encoding="utf-8")
@@ -89,7 +109,7 @@ def load_spec_file(path: Path) -> dict[str, Any]:
         reason = getattr(error, "strerror", None) or str(error)
         raise SpecError(f"cannot read spec file {path}: {reason}; check --spec") from None
     try:
-        document = yaml.safe_load(text)
+        document = yaml.load(text, Loader=StrictLoader)  # a SafeLoader: no arbitrary objects
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" line {mark.line + 1} column {mark.column + 1}" if mark else ""
@@ -101,7 +121,7 @@ def load_spec_file(path: Path) -> dict[str, Any]:
         raise SpecError(f"spec file {path} must be a mapping of settings, not a {type(document).__name__}")
     _require_valid(document, f"spec file {path}")
     for item in document.get("files", []):
-        item["src"] = str(path.parent / item["src"])
+        item["base"] = path.parent  # a relative src is relative to the spec file
     return document
 
 
@@ -126,7 +146,7 @@ def flags_document(flags: Mapping[str, Any]) -> dict[str, Any]:
     if found:
         # Name the flag the user typed, not the spec key it fills: "--port" rather than "ports".
         message = found[0]
-        key = re.split(r"[\[ .]", message, maxsplit=1)[0]
+        key = re.split(r"[\[ .:]", message, maxsplit=1)[0]
         flag = next((f for f, k in WORD_FLAGS.items() if k == key), key.replace("_", "-"))
         detail = re.sub(r"^\[\d+\]", "", message[len(key):])  # the word's index means nothing here
         raise SpecError(f"--{flag}{detail}")
@@ -168,24 +188,31 @@ def _pairs(value: Mapping[str, str] | list[str]) -> list[tuple[str, str]]:
     return [tuple(item.split("=", 1)) for item in value]  # type: ignore[misc]
 
 
-def _image_path(value: str, what: str) -> str:
+NAME_MAX = 255  # bytes in one path component on Linux file systems: runtimes cannot unpack more
+
+
+def _image_path(value: str, what: str, root_allowed: bool = False) -> str:
     """Normalise an absolute image path, refusing any that climbs out of the root."""
     if ".." in value.split("/"):
         raise SpecError(f"{what} {value!r} contains '..'; give a plain absolute path")
-    path = posixpath.normpath(value)
-    if path == "/":
+    path = "/" + posixpath.normpath(value).lstrip("/")  # normpath keeps a leading "//"
+    if path == "/" and not root_allowed:
         raise SpecError(f"{what} {value!r} names the root directory; give a file path")
+    long = next((c for c in path.split("/") if len(c.encode()) > NAME_MAX), None)
+    if long is not None:
+        raise SpecError(f"{what} has a component of {len(long.encode())} bytes; "
+                        f"a file name may have at most {NAME_MAX}")
     return path
 
 
-def _mode(value: int | str | None) -> int | None:
-    return int(value, 8) if isinstance(value, str) else value
+def _mode(value: str | None) -> int | None:
+    return int(value, 8) if value is not None else None
 
 
 def _to_spec(raw: Mapping[str, Any]) -> ImageSpec:
     files = tuple(
-        ExtraFile(Path(f["src"]), _image_path(f["dest"], "file destination"), _mode(f.get("mode")),
-                  f.get("uid", 0), f.get("gid", 0))
+        ExtraFile(f["src"], _image_path(f["dest"], "file destination"), _mode(f.get("mode")),
+                  f.get("uid", 0), f.get("gid", 0), f.get("base", Path()))
         for f in raw.get("files", [])
     )
     entrypoint, cmd = raw.get("entrypoint"), raw.get("cmd")
@@ -195,7 +222,7 @@ def _to_spec(raw: Mapping[str, Any]) -> ImageSpec:
         cmd=tuple(cmd) if cmd is not None else None,
         env=tuple(_pairs(raw.get("env", {}))),
         user=raw.get("user"),
-        workdir=posixpath.normpath(raw["workdir"]) if "workdir" in raw else None,
+        workdir=_image_path(raw["workdir"], "workdir", root_allowed=True) if "workdir" in raw else None,
         ports=tuple(dict.fromkeys(raw.get("ports", []))),
         labels=tuple(_pairs(raw.get("labels", {}))),
         annotations=tuple(_pairs(raw.get("annotations", {}))),

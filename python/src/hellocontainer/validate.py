@@ -179,8 +179,15 @@ class Checker:
         if manifest is None:
             return
         self.check_media_type(manifest, descriptor, where)
-        config = self.load_json(Descriptor.from_json(manifest["config"]), "config",
-                                f"{where} > config")
+        config_descriptor = Descriptor.from_json(manifest["config"])
+        if config_descriptor.media_type not in (model.MEDIA_CONFIG, model.MEDIA_DOCKER_CONFIG):
+            # An OCI 1.1 artifact (a signature, an SBOM, …): its config is not an image
+            # config, and its layers have no diff_ids; only the blobs themselves can be checked.
+            self.check_blob(config_descriptor, f"{where} > config")
+            for i, layer in enumerate(manifest["layers"]):
+                self.check_blob(Descriptor.from_json(layer), f"{where} > layers[{i}]")
+            return
+        config = self.load_json(config_descriptor, "config", f"{where} > config")
         layers = [Descriptor.from_json(layer) for layer in manifest["layers"]]
         diff_ids = [self.check_layer(layer, f"{where} > layers[{i}]")
                     for i, layer in enumerate(layers)]
