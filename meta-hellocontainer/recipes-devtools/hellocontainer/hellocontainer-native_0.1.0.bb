@@ -7,9 +7,8 @@ DESCRIPTION = "The hellocontainer packager, run by hellocontainer.bbclass: it \
                and SOURCE_DATE_EPOCH."
 SECTION = "devel"
 LICENSE = "MIT"
-# The sources carry no license text of their own; oe-core ships MIT's.
-# nooelint: oelint.var.licenseremotefile
-LIC_FILES_CHKSUM = "file://${COMMON_LICENSE_DIR}/MIT;md5=0835ade698e0bcf8506ecda2f7b4f302"
+# The license text is the repository's LICENSE, fetched next to python/.
+LIC_FILES_CHKSUM = "file://../LICENSE;md5=e297d9b73328c9e87597c156f140ef08"
 
 DEPENDS = "\
     python3-jsonschema-native \
@@ -17,12 +16,13 @@ DEPENDS = "\
     python3-pyyaml-native \
 "
 
-# The packager is this repository's python/ directory, next to the layer:
+# The packager is this repository's python/ directory, next to the layer
+# (and its LICENSE, in the repository's root):
 # building it needs no network, the tool always matches the class calling it,
 # and the fetcher checksums every file in it, so an edit rebuilds the tool.
 # nooelint: oelint.vars.fileextrapaths,oelint.vars.outofcontext
 FILESEXTRAPATHS:prepend := "${THISDIR}/../../..:"
-SRC_URI = "file://python"
+SRC_URI = "file://python file://LICENSE"
 
 S = "${UNPACKDIR}/python"
 

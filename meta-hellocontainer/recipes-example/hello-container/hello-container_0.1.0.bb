@@ -7,16 +7,16 @@ DESCRIPTION = "The repository's examples/hello program, linked statically and \
                the target for podman run."
 SECTION = "examples"
 LICENSE = "MIT"
-# The sources carry no license text of their own; oe-core ships MIT's.
-# nooelint: oelint.var.licenseremotefile
-LIC_FILES_CHKSUM = "file://${COMMON_LICENSE_DIR}/MIT;md5=0835ade698e0bcf8506ecda2f7b4f302"
+# The license text is the repository's LICENSE, fetched next to hello/.
+LIC_FILES_CHKSUM = "file://../LICENSE;md5=e297d9b73328c9e87597c156f140ef08"
 
 # The sources are this repository's examples/hello, next to the layer: the
 # recipe builds what is checked out there, and the fetcher checksums every
-# file in it, so an edit rebuilds the program and its image.
+# file in it, so an edit rebuilds the program and its image. LICENSE comes
+# from the repository's root.
 # nooelint: oelint.vars.fileextrapaths,oelint.vars.outofcontext
-FILESEXTRAPATHS:prepend := "${THISDIR}/../../../examples:"
-SRC_URI = "file://hello"
+FILESEXTRAPATHS:prepend := "${THISDIR}/../../../examples:${THISDIR}/../../..:"
+SRC_URI = "file://hello file://LICENSE"
 
 S = "${UNPACKDIR}/hello"
 
