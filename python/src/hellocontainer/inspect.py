@@ -11,7 +11,7 @@ from . import model
 from .errors import LayoutError
 from .layout import Layout
 from .model import Descriptor
-from .validate import _compression_of, decompressed_chunks
+from .validate import compression_of, decompressed_chunks
 
 
 class _ChunkReader:
@@ -42,7 +42,7 @@ def _sha256(stream: Any) -> str:
 
 def layer_files(layout: Layout, layer: Descriptor, hashes: bool = False) -> list[dict[str, Any]]:
     """The tar headers of a layer, in archive order; with `hashes`, each file's content sha256."""
-    compression = _compression_of(layer.media_type)
+    compression = compression_of(layer.media_type)
     if compression is None:
         return []
     files = []

@@ -24,7 +24,7 @@ GZIP_MAGIC = b"\x1f\x8b"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 
 
-def _compression_of(media_type: str) -> str | None:
+def compression_of(media_type: str) -> str | None:
     """gzip, zstd or none for a layer media type; None for types that are not layers we read."""
     if media_type in (model.MEDIA_LAYER_GZIP, model.MEDIA_DOCKER_LAYER_GZIP):
         return "gzip"
@@ -220,7 +220,7 @@ class Checker:
         """Verify a layer blob and return its diff_id (None when it cannot be computed)."""
         if not self.check_blob(layer, where):
             return None
-        compression = _compression_of(layer.media_type)
+        compression = compression_of(layer.media_type)
         if compression is None:
             return None  # a foreign layer type: the digest check above is all we can do
         path = self.layout.blob_path(layer.digest)
