@@ -244,6 +244,15 @@ def buildroot_make(makefile_body: str, directory: Path, host: Path, env: dict[st
                 *variables], cwd=directory, env=env, check=check)
 
 
+def rsync_like_buildroot(source: Path, build: Path, work: Path, host_dir: Path,
+                         make_env: dict[str, str]) -> None:
+    """Buildroot's rsync line for local sources (package/pkg-generic.mk), with our exclusions."""
+    buildroot_make("rsync:\n\trsync -au --chmod=u=rwX,go=rX "
+                   "$(HELLOCONTAINER_HELLO_OVERRIDE_SRCDIR_RSYNC_EXCLUSIONS) "
+                   f"{source}/ {build}\n",
+                   work, host_dir, make_env, f"CONFIG={write_config(work / '.config', {})}")
+
+
 @pytest.fixture(scope="module")
 def hello_build(tmp_path_factory: pytest.TempPathFactory, make_env: dict[str, str],
                 host_dir: Path) -> Path:
@@ -254,11 +263,7 @@ def hello_build(tmp_path_factory: pytest.TempPathFactory, make_env: dict[str, st
     work = tmp_path_factory.mktemp("buildroot-build")
     build = work / "hellocontainer-hello"
     build.mkdir()
-    # Buildroot's rsync line for local sources (package/pkg-generic.mk), with our exclusions.
-    buildroot_make("rsync:\n\trsync -au --chmod=u=rwX,go=rX "
-                   "$(HELLOCONTAINER_HELLO_OVERRIDE_SRCDIR_RSYNC_EXCLUSIONS) "
-                   f"{EXAMPLE}/ {build}\n",
-                   work, host_dir, make_env, f"CONFIG={write_config(work / '.config', {})}")
+    rsync_like_buildroot(EXAMPLE, build, work, host_dir, make_env)
     run(["autoreconf", "-f", "-i"], cwd=build, env=make_env)
     run([build / "configure", "--prefix=/usr", "--disable-container"], cwd=build, env=make_env)
     run(["make"], cwd=build, env=make_env)
@@ -292,10 +297,7 @@ def test_rsync_leaves_out_an_in_tree_build_for_the_build_machine(
         (source / leftover).write_text("from ./configure && make on the build machine\n")
     build = tmp_path / "build"
     build.mkdir()
-    buildroot_make("rsync:\n\trsync -au --chmod=u=rwX,go=rX "
-                   "$(HELLOCONTAINER_HELLO_OVERRIDE_SRCDIR_RSYNC_EXCLUSIONS) "
-                   f"{source}/ {build}\n",
-                   tmp_path, host_dir, make_env, f"CONFIG={write_config(tmp_path / '.config', {})}")
+    rsync_like_buildroot(source, build, tmp_path, host_dir, make_env)
     copied = {p.name for p in build.iterdir()}
     assert "hello.c" in copied
     assert copied.isdisjoint({"hello", "hello.o", "Makefile", "config.status"})

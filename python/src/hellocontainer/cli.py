@@ -44,6 +44,16 @@ def _split_ref(ref: str) -> tuple[Path, str | None]:
 WORDS = "shell words: values may be quoted, e.g. \"A=1 B='two words'\"; repeatable"
 
 
+def _add_output(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--output", "-o", required=True, metavar="DIR",
+                        help="OCI image layout directory (created, or extended keeping its tags)")
+
+
+def _add_tag(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    parser.add_argument("--tag", action="append", metavar="WORDS",
+                        help=f"tags for index.json (default: latest); {WORDS}")
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog=PROG, description="Package one static binary as a small, "
                      "reproducible OCI image layout.")
@@ -56,7 +66,7 @@ def _build_parser() -> argparse.ArgumentParser:
         description="Package BINARY into the OCI image layout --output (created, or extended "
         "with new tags). Timestamps come from SOURCE_DATE_EPOCH (unset: 0).")
     build.add_argument("binary", metavar="BINARY", help="the static binary (inside --sysroot if given)")
-    build.add_argument("--output", "-o", required=True, metavar="DIR", help="OCI image layout directory")
+    _add_output(build)
     build.add_argument("--sysroot", metavar="DIR", help="root directory BINARY is relative to")
     build.add_argument("--spec", metavar="FILE", help="YAML image spec; flags override its keys")
     build.add_argument("--archive", metavar="FILE", help="also write the layout as an oci-archive tar")
@@ -78,8 +88,7 @@ def _build_parser() -> argparse.ArgumentParser:
     image.add_argument("--annotation", action="append", metavar="WORDS",
                        help=f"manifest annotation KEY=VALUE; {WORDS}")
     image.add_argument("--stop-signal", metavar="SIG", help="signal that stops the container")
-    image.add_argument("--tag", action="append", metavar="WORDS",
-                       help=f"tags for index.json (default: latest); {WORDS}")
+    _add_tag(image)
     image.add_argument("--file", action="append", metavar="WORDS",
                        help=f"extra file SRC:DEST[:MODE]; {WORDS}")
     image.add_argument("--compression", choices=("gzip", "none", "zstd"),
@@ -99,9 +108,8 @@ def _build_parser() -> argparse.ArgumentParser:
         description="Write one image index listing the platform manifests of every SOURCE "
         "(a layout, or LAYOUT:TAG) into the layout --output, under each --tag.")
     index.add_argument("sources", nargs="+", metavar="SOURCE[:TAG]")
-    index.add_argument("--output", "-o", required=True, metavar="DIR", help="OCI image layout directory")
-    index.add_argument("--tag", action="append", metavar="WORDS",
-                       help=f"tags for index.json (default: latest); {WORDS}")
+    _add_output(index)
+    _add_tag(index)
 
     diff = commands.add_parser(
         "diff", help="explain why two images differ",
@@ -177,9 +185,10 @@ def _run_inspect(args: argparse.Namespace) -> int:
 
 def _run_index(args: argparse.Namespace) -> int:
     from .multiarch import Source, build_index
-    from .spec import split_words
+    from .spec import flags_document, merge
 
-    tags = tuple(dict.fromkeys(w for v in args.tag or ["latest"] for w in split_words("tag", v)))
+    # Split, checked and deduplicated exactly as `build --tag` is.
+    tags = merge({}, flags_document({"tag": args.tag})).tags
     sources = [Source(*_split_ref(ref)) for ref in args.sources]
     descriptor = build_index(sources, Path(os.path.abspath(args.output)), tags)
     for tag in tags:

@@ -45,9 +45,6 @@ class HashingWriter:
             self._sink.write(data)
         return len(data)
 
-    def tell(self) -> int:
-        return self.size
-
     def flush(self) -> None:
         if self._sink is not None and hasattr(self._sink, "flush"):
             self._sink.flush()

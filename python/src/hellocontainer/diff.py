@@ -61,7 +61,7 @@ class Differ:
     def indexes(self, da: Descriptor, db: Descriptor, where: str) -> list[str]:
         def by_platform(layout: Layout, d: Descriptor) -> dict[str, Descriptor]:
             children = [Descriptor.from_json(c) for c in layout.read_blob_json(d.digest)["manifests"]]
-            return {"/".join((c.platform or {}).values()) or c.digest: c for c in children}
+            return {model.platform_name(c.platform or {}) or c.digest: c for c in children}
 
         pa, pb = by_platform(self.a, da), by_platform(self.b, db)
         out = [f"{where}: platform {p} only in A" for p in sorted(set(pa) - set(pb))]

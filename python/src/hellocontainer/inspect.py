@@ -78,7 +78,7 @@ def _image(layout: Layout, descriptor: Descriptor) -> dict[str, Any]:
     runtime = config.get("config", {})
     layers = [Descriptor.from_json(d) for d in document.get("layers", [])]
     report.update({
-        "platform": {k: config[k] for k in ("os", "architecture", "variant") if k in config},
+        "platform": model.config_platform(config),
         "created": config.get("created"),
         "config": {"digest": config_descriptor.digest, "size": config_descriptor.size},
         "entrypoint": runtime.get("Entrypoint"), "cmd": runtime.get("Cmd"),
@@ -121,7 +121,7 @@ def inspect_layout(root: Path, tag: str | None) -> dict[str, Any]:
 
 def _describe_image(image: dict[str, Any], indent: str) -> list[str]:
     platform = image.get("platform") or {}
-    name = "/".join(platform[k] for k in ("os", "architecture", "variant") if k in platform)
+    name = model.platform_name(platform)
     lines = [f"{indent}manifest  {image['digest']} ({image['size']} B) {name}"]
     if "manifests" in image:
         lines[0] = f"{indent}index     {image['digest']} ({image['size']} B)"

@@ -54,6 +54,19 @@ def sha256_digest(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
+PLATFORM_FIELDS = ("os", "architecture", "variant")
+
+
+def config_platform(config: dict[str, Any]) -> dict[str, str]:
+    """The platform an image config declares, as an index descriptor's `platform` spells it."""
+    return {key: config[key] for key in PLATFORM_FIELDS if config.get(key)}
+
+
+def platform_name(platform: dict[str, str]) -> str:
+    """`linux/arm/v7`: the name podman's --platform takes."""
+    return "/".join(platform[key] for key in PLATFORM_FIELDS if platform.get(key))
+
+
 @dataclass(frozen=True)
 class Descriptor:
     """An image-spec descriptor: what a blob is, its digest and size, and optional extras."""

@@ -33,10 +33,6 @@ def _platform_key(platform: dict[str, str]) -> tuple[str, str, str]:
     return (platform.get("os", ""), platform.get("architecture", ""), platform.get("variant", ""))
 
 
-def _platform_name(platform: dict[str, str]) -> str:
-    return "/".join(part for part in _platform_key(platform) if part)
-
-
 def _entries(source: Source) -> list[Descriptor]:
     """The platform-specific manifests a source contributes (a nested index is flattened)."""
     layout = Layout(source.layout)
@@ -61,7 +57,7 @@ def _with_platform(layout: Layout, descriptor: Descriptor) -> Descriptor:
         raise LayoutError(f"{layout.root}: {descriptor.digest} is a {descriptor.media_type}, "
                           "not an image manifest")
     config = layout.read_blob_json(layout.read_blob_json(descriptor.digest)["config"]["digest"])
-    platform = {k: config[k] for k in ("architecture", "os", "variant") if config.get(k)}
+    platform = model.config_platform(config)
     return Descriptor(descriptor.media_type, descriptor.digest, descriptor.size, platform)
 
 
@@ -88,10 +84,9 @@ def build_index(sources: list[Source], output: Path, tags: tuple[str, ...]) -> D
             key = _platform_key(descriptor.platform or {})
             if key in by_platform and by_platform[key][0].digest != descriptor.digest:
                 other = by_platform[key][1].layout
-                raise SpecError(
-                    f"{source.layout} and {other} both provide {_platform_name(descriptor.platform or {})}; "
-                    "give one image per platform"
-                )
+                name = model.platform_name(descriptor.platform or {})
+                raise SpecError(f"{source.layout} and {other} both provide {name}; "
+                                "give one image per platform")
             by_platform[key] = (descriptor, source)
     manifests = [by_platform[key][0] for key in sorted(by_platform)]
 

@@ -210,9 +210,8 @@ class Checker:
             self.problem(f"{where}: the config has {len(history)} non-empty history entries "
                          f"for {len(expected)} layers")
         if descriptor.platform:
-            own = {k: config.get(k) for k in ("architecture", "os", "variant") if config.get(k)}
-            said = {k: v for k, v in descriptor.platform.items()
-                    if k in ("architecture", "os", "variant")}
+            own = model.config_platform(config)
+            said = {k: v for k, v in descriptor.platform.items() if k in model.PLATFORM_FIELDS}
             if own != said:
                 self.problem(f"{where}: the index says platform {said} but the config says {own}")
 
