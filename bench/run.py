@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib.util
 import json
 import os
 import shutil
@@ -41,6 +42,9 @@ MIB = 1024 * 1024
 # Any fixed value: the packager's `created` comes from it, so repeated runs can be compared.
 SOURCE_DATE_EPOCH = "1700000000"
 TIME = "/usr/bin/time"  # GNU time (Debian package `time`), not the shell keyword
+# `--gzip-level max` (zopfli) costs seconds of CPU per MiB: it runs on inputs up to this size
+# only, or the 256 MiB input alone would take most of an hour.
+MAX_LEVEL_INPUT_BYTES = 1 * MIB
 
 # The sequence meta-virtualization's image-oci-umoci class runs for one image, minus the
 # optional label/env/port/author steps; `umoci gc` is added so the intermediate config and
@@ -175,6 +179,7 @@ class Tool:
     name: str
     script: str = ""  # a bash script run in the scratch directory, or
     packager: tuple[str, ...] = ()  # hellocontainer argv prefix; `build …` options follow
+    max_input_bytes: int | None = None  # skip larger inputs
 
     def argv(self, scratch: Path) -> list[str]:
         if self.script:
@@ -202,6 +207,8 @@ def run_once(tool: Tool, binary: Path, workdir: Path) -> Run:
 def run_input(tools: list[Tool], binary: Path, workdir: Path, repeat: int) -> dict[str, list[Run]]:
     """Every tool `repeat` times on one input, round-robin: load from other processes on the
     machine then slows all tools alike instead of whichever happened to run at the time."""
+    size = binary.stat().st_size
+    tools = [t for t in tools if t.max_input_bytes is None or size <= t.max_input_bytes]
     runs: dict[str, list[Run]] = {tool.name: [] for tool in tools}
     for _ in range(repeat):
         for tool in tools:
@@ -307,7 +314,8 @@ def main() -> int:
     parser.add_argument("--sizes", default="1,16,64,256",
                         help="comma-separated sizes in MiB of the large inputs")
     parser.add_argument("--levels", default="",
-                        help="extra --gzip-level values to run hellocontainer with, e.g. 4,6")
+                        help="extra --gzip-level values to run hellocontainer with, e.g. 4,6,max "
+                        f"(max: inputs up to {MAX_LEVEL_INPUT_BYTES // MIB} MiB only)")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--out-dir", type=Path, default=HERE)
     parser.add_argument("--workdir", type=Path, default=None,
@@ -316,14 +324,22 @@ def main() -> int:
     if not Path(TIME).exists():
         raise SystemExit(f"bench: error: {TIME} not found; install it with: apt-get install time")
     sizes = [int(s) for s in args.sizes.split(",") if s]
-    levels = [int(s) for s in args.levels.split(",") if s]
+    levels = [s for s in args.levels.split(",") if s]
+    bad = [s for s in levels if s != "max" and not (s.isdigit() and 1 <= int(s) <= 9)]
+    if bad:
+        raise SystemExit(f"bench: error: --levels {bad[0]!r} is not a gzip level; use 1 to 9 or max")
+    if "max" in levels and importlib.util.find_spec("zopfli") is None:
+        raise SystemExit("bench: error: --levels max needs the Python module zopfli; "
+                         "install it with: pip install zopfli")
 
     tools: list[Tool] = []
     packager = shutil.which(args.packager)
     if packager and subprocess.run([packager, "--help"], capture_output=True, check=False).returncode == 0:
         tools.append(Tool("hellocontainer", packager=(packager,)))
         tools += [Tool(f"hellocontainer --gzip-level {lvl}",
-                       packager=(packager, "--gzip-level", str(lvl))) for lvl in levels]
+                       packager=(packager, "--gzip-level", lvl),
+                       max_input_bytes=MAX_LEVEL_INPUT_BYTES if lvl == "max" else None)
+                  for lvl in levels]
     else:
         print(f"bench: {args.packager} does not run; benchmarking the others only",
               file=sys.stderr)
@@ -343,6 +359,10 @@ def main() -> int:
         # Other processes skew wall time (not so much CPU time): note how busy the machine was.
         "load average (1 min) at start": f"{os.getloadavg()[0]:.2f}",
     }
+    if "max" in levels:
+        facts["zopfli (for --gzip-level max)"] = version(
+            [sys.executable, "-c", "import zopfli; print(zopfli.__version__)"])
+        facts["--gzip-level max runs on"] = f"inputs up to {MAX_LEVEL_INPUT_BYTES // MIB} MiB"
     workdir = Path(tempfile.mkdtemp(prefix="hellocontainer-bench-", dir=args.workdir))
     rows: list[Row] = []
     try:

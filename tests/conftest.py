@@ -32,6 +32,21 @@ events_logger = "file"
 """
 
 
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Why tests were skipped, grouped by reason, most frequent first: "90 skipped" alone
+    says nothing, and one line per skipped test would bury the few reasons there are."""
+    reasons: dict[str, int] = {}
+    for report in terminalreporter.stats.get("skipped", []):
+        longrepr = report.longrepr  # (file, line, "Skipped: reason") for a skip
+        reason = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
+        reason = reason.removeprefix("Skipped: ")
+        reasons[reason] = reasons.get(reason, 0) + 1
+    if reasons:
+        terminalreporter.section("skipped tests, by reason")
+        for reason, count in sorted(reasons.items(), key=lambda item: (-item[1], item[0])):
+            terminalreporter.write_line(f"{count:4d}  {reason}")
+
+
 def require_tool(name: str, package: str) -> str:
     """Return the path of `name`, or skip (fail under CI) naming the package that installs it."""
     path = shutil.which(name)

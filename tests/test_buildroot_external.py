@@ -43,10 +43,19 @@ README = EXTERNAL / "README.md"
 EPOCH = "1700000000"
 
 # The only Buildroot symbols the tree's Kconfig files may reference, defined as Buildroot
-# defines them on an x86_64 build machine with an MMU target.
+# defines them on an x86_64 build machine with an MMU target and a glibc or musl toolchain. The
+# runtime packages have prompts, as in Buildroot: podman is the user's own choice.
 BUILDROOT_STUBS = {
     "BR2_USE_MMU": "bool\n\tdefault y",
     "BR2_PACKAGE_HOST_RUSTC_ARCH_SUPPORTS": "bool\n\tdefault y",
+    "BR2_TOOLCHAIN_GCC_AT_LEAST_4_9": "bool\n\tdefault y",
+    "BR2_TOOLCHAIN_HAS_THREADS": "bool\n\tdefault y",
+    "BR2_TOOLCHAIN_USES_UCLIBC": "bool",
+    "BR2_PACKAGE_HOST_GO_TARGET_ARCH_SUPPORTS": "bool\n\tdefault y",
+    "BR2_PACKAGE_HOST_GO_TARGET_CGO_LINKING_SUPPORTS": "bool\n\tdefault y",
+    "BR2_PACKAGE_CRUN": 'bool "crun"',
+    "BR2_PACKAGE_RUNC": 'bool "runc"',
+    "BR2_PACKAGE_PODMAN": 'bool "podman"',
 }
 
 # Settings a user would type into menuconfig: spaces, runs of spaces, both quote kinds; a
@@ -74,9 +83,14 @@ CLI_SETTINGS = [
     "--compression", "gzip",
 ]
 
-# Buildroot's own qstrip (support/misc/utils.mk), the one Buildroot function the .mk files call.
+# Buildroot's own qstrip and sep (support/misc/utils.mk): the Buildroot functions the .mk files
+# and Buildroot's step recipes call.
 MAKE_PREAMBLE = """\
 qstrip = $(strip $(subst ",,$(1)))
+define sep
+
+
+endef
 include $(CONFIG)
 include $(BR2_EXTERNAL_HELLOCONTAINER_PATH)/external.mk
 """
@@ -159,13 +173,16 @@ def test_readme_documents_every_option(kconf) -> None:
 def test_readme_table_gives_each_options_kconfig_default(kconf) -> None:
     table = readme_table()
     assert table, "no option table found in br2-external/README.md"
-    # Sub-options only take their defaults once the package is enabled; the top-level ones
-    # must be read before that.
-    defaults = {name: kconfig_value(kconf.syms[name]) for name in table
-                if kconfiglib.expr_value(kconf.syms[name].direct_dep) == 2}
-    kconf.syms["BR2_PACKAGE_HELLOCONTAINER_HELLO"].set_value(2)
-    defaults.update({name: kconfig_value(kconf.syms[name]) for name in table
-                     if name not in defaults})
+    # Sub-options only take their defaults once the option above them is enabled (the
+    # package, then autostart); each level is read before the next one is switched on.
+    defaults: dict[str, str] = {}
+    for switch in ("BR2_PACKAGE_HELLOCONTAINER_HELLO", "BR2_PACKAGE_HELLOCONTAINER_HELLO_AUTOSTART",
+                   None):
+        defaults.update({name: kconfig_value(kconf.syms[name]) for name in table
+                         if name not in defaults
+                         and kconfiglib.expr_value(kconf.syms[name].direct_dep) == 2})
+        if switch:
+            kconf.syms[switch].set_value(2)
     assert defaults == table
 
 
@@ -404,6 +421,169 @@ def test_readme_helper_example_writes_foo_oci(
     config = image_config(layout)["config"]
     assert config["Entrypoint"] == ["/foo"]
     assert "FOO_GREETING=hello world" in config["Env"]
+
+
+# ---------------------------------------------------------------------------------------------
+# start at boot: the target directory the package's steps leave
+
+# Buildroot's steps for one package (package/pkg-generic.mk), in the order a build runs them,
+# with the package's own commands and hooks; the build directory is the first prerequisite's
+# folder, as $(@D) is in Buildroot.
+PACKAGE_STEPS = """\
+target-finalize: {build}/.stamp_images_installed {build}/.stamp_target_installed
+\t$(foreach hook,$(HELLOCONTAINER_HELLO_TARGET_FINALIZE_HOOKS),$($(hook))$(sep))
+
+{build}/.stamp_images_installed:
+\t$(HELLOCONTAINER_HELLO_INSTALL_IMAGES_CMDS)
+\t$(foreach hook,$(HELLOCONTAINER_HELLO_POST_INSTALL_IMAGES_HOOKS),$(call $(hook))$(sep))
+
+{build}/.stamp_target_installed: {build}/.stamp_images_installed
+\t$(if $(filter YES,$(HELLOCONTAINER_HELLO_INSTALL_TARGET)),$(HELLOCONTAINER_HELLO_INSTALL_TARGET_CMDS))
+\t$(if $(BR2_INIT_SYSTEMD),$(HELLOCONTAINER_HELLO_INSTALL_INIT_SYSTEMD))
+\t$(if $(BR2_INIT_SYSV)$(BR2_INIT_BUSYBOX),$(HELLOCONTAINER_HELLO_INSTALL_INIT_SYSV))
+"""
+
+# A build directory whose `make install` installs a given program as autotools' would.
+FAKE_BUILD_MAKEFILE = """\
+install:
+\tinstall -D -m 0755 {program} $(DESTDIR)/usr/bin/hello
+"""
+
+RUNTIME_SYMBOLS = {"crun": "_RUNTIME_CRUN", "runc": "_RUNTIME_RUNC", "podman": "_RUNTIME_PODMAN"}
+RESTART_SYMBOLS = {"no": "_RESTART_NO", "on-failure": "_RESTART_ON_FAILURE",
+                   "always": "_RESTART_ALWAYS"}
+INIT_SYMBOLS = {"busybox": "BR2_INIT_BUSYBOX", "sysv": "BR2_INIT_SYSV",
+                "systemd": "BR2_INIT_SYSTEMD"}
+
+
+def buildroot_target_overlay(work: Path, program: Path, br2_arch: str, *, runtime: str = "crun",
+                             init: str = "busybox", restart: str = "on-failure",
+                             network: str = "none",
+                             rootfs_path: str = "/usr/share/hellocontainer/hello-oci",
+                             **symbols: str) -> Path:
+    """The target directory (TARGET_DIR) a Buildroot build of hellocontainer-hello with autostart
+    leaves, made by the package's own images, target-install and target-finalize commands
+    (plain make on the real external.mk, the packager of this checkout), for `program`: the
+    static hello for the board, already stripped (the images step's strip is a no-op here).
+
+    `br2_arch` is BR2_ARCH (x86_64, aarch64, arm; for arm add BR2_ARM_CPU_ARMV7A="y" to
+    `symbols`, as a Buildroot .config has it); `init` is busybox, sysv or systemd; `rootfs_path`
+    is BR2_PACKAGE_HELLOCONTAINER_HELLO_ROOTFS_PATH (empty: no layout on the target). Returns
+    work/target: lay it over the board's root. work/images is BINARIES_DIR.
+    """
+    require_tool("make", "make")
+    packager = Path(sys.executable).with_name("hellocontainer")
+    host = work / "host"
+    (host / "bin").mkdir(parents=True, exist_ok=True)
+    if not (host / "bin" / "hellocontainer").exists():
+        (host / "bin" / "hellocontainer").symlink_to(packager)
+    build = work / "build" / "hellocontainer-hello"
+    build.mkdir(parents=True, exist_ok=True)
+    (build / "Makefile").write_text(FAKE_BUILD_MAKEFILE.format(program=program.resolve()))
+    prefix = "BR2_PACKAGE_HELLOCONTAINER_HELLO"
+    # In menuconfig order: a choice entry appears once what it depends on is set.
+    settings = {"BR2_PACKAGE_PODMAN": "y"} if runtime == "podman" else {}
+    settings.update({f"{prefix}_ROOTFS_PATH": rootfs_path, f"{prefix}_AUTOSTART": "y",
+                     prefix + RUNTIME_SYMBOLS[runtime]: "y", prefix + RESTART_SYMBOLS[restart]: "y",
+                     f"{prefix}_NETWORK_{network.upper()}": "y"})
+    config = write_config(work / ".config", settings, BR2_ARCH=f'"{br2_arch}"',
+                          **{INIT_SYMBOLS[init]: "y"}, **symbols)
+    env = dict(os.environ, SOURCE_DATE_EPOCH=EPOCH)
+    env.pop("MAKEFLAGS", None)
+    shutil.rmtree(work / "target", ignore_errors=True)
+    buildroot_make(PACKAGE_STEPS.format(build=build), work, host, env, f"CONFIG={config}",
+                   "STRIPCMD=true", "MAKE=make")
+    return work / "target"
+
+
+def target_files(target: Path) -> set[str]:
+    return {"/" + str(p.relative_to(target)) for p in target.rglob("*") if not p.is_dir()}
+
+
+def test_autostart_target_gets_bundle_layout_and_init_script(
+        tmp_path: Path, hello_static: Path) -> None:
+    target = buildroot_target_overlay(tmp_path, hello_static, buildroot_arch())
+    files = target_files(target)
+    assert {"/etc/init.d/S95hellocontainer-hello",
+            "/usr/share/hellocontainer/hello-bundle/config.json",
+            "/usr/share/hellocontainer/hello-bundle/rootfs/hello",
+            "/usr/share/hellocontainer/hello-oci/index.json"} <= files
+    assert not any(path.startswith("/usr/lib/systemd") for path in files)
+    assert "/usr/bin/hello" not in files
+    bundled = target / "usr/share/hellocontainer/hello-bundle/rootfs/hello"
+    assert bundled.read_bytes() == hello_static.read_bytes()
+    assert os.access(target / "etc/init.d/S95hellocontainer-hello", os.X_OK)
+
+
+def test_autostart_script_is_what_the_cli_writes_for_the_same_settings(
+        tmp_path: Path, hello_static: Path, hellocontainer: Runner) -> None:
+    target = buildroot_target_overlay(tmp_path, hello_static, buildroot_arch(), runtime="runc",
+                                      restart="always", network="host")
+    hellocontainer("autostart", "--runtime", "runc", "--name", "hello", "--restart", "always",
+                   "--network", "host", "--bundle", "/usr/share/hellocontainer/hello-bundle",
+                   "--sysv", tmp_path / "direct")
+    assert (target / "etc/init.d/S95hellocontainer-hello").read_bytes() == \
+        (tmp_path / "direct").read_bytes()
+    config = json.loads((tmp_path / "images/hello-bundle/config.json").read_text())
+    assert not any(ns["type"] == "network" for ns in config["linux"]["namespaces"])
+
+
+def test_autostart_with_systemd_installs_the_unit_instead(tmp_path: Path,
+                                                          hello_static: Path) -> None:
+    target = buildroot_target_overlay(tmp_path, hello_static, buildroot_arch(), init="systemd")
+    unit = target / "usr/lib/systemd/system/hellocontainer-hello.service"
+    assert "ExecStart=crun run --bundle /usr/share/hellocontainer/hello-bundle hello\n" in \
+        unit.read_text()
+    assert not (target / "etc").exists()
+
+
+def test_autostart_with_podman_runs_the_installed_layout(tmp_path: Path,
+                                                         hello_static: Path) -> None:
+    target = buildroot_target_overlay(tmp_path, hello_static, buildroot_arch(), runtime="podman",
+                                      rootfs_path="/usr/share/hellocontainer/hello-oci/")
+    script = (target / "etc/init.d/S95hellocontainer-hello").read_text()
+    assert "oci:/usr/share/hellocontainer/hello-oci:latest" in script
+    assert not (target / "usr/share/hellocontainer/hello-bundle").exists()
+    assert not (tmp_path / "images/hello-bundle").exists()
+
+
+def test_autostart_off_keeps_the_target_step_off(tmp_path: Path, make_env: dict[str, str],
+                                                 host_dir: Path) -> None:
+    body = "all:\n\t@echo $(HELLOCONTAINER_HELLO_INSTALL_TARGET) $(HELLOCONTAINER_HELLO_INSTALL_INIT_SYSV)\n"
+    off = buildroot_make(body, tmp_path, host_dir, make_env,
+                         f"CONFIG={write_config(tmp_path / '.config', {})}")
+    assert off.stdout.strip() == "NO"
+
+
+@pytest.mark.parametrize("runtime,package", [("CRUN", "BR2_PACKAGE_CRUN"),
+                                             ("RUNC", "BR2_PACKAGE_RUNC")])
+def test_runtime_choice_selects_the_runtime_package(runtime: str, package: str, kconf) -> None:
+    for name in ("BR2_PACKAGE_HELLOCONTAINER_HELLO", "BR2_PACKAGE_HELLOCONTAINER_HELLO_AUTOSTART",
+                 f"BR2_PACKAGE_HELLOCONTAINER_HELLO_RUNTIME_{runtime}"):
+        assert kconf.syms[name].set_value(2), name
+    assert kconf.syms[package].str_value == "y"
+
+
+def test_podman_runtime_needs_podman_and_a_rootfs_path(kconf) -> None:
+    for name in ("BR2_PACKAGE_HELLOCONTAINER_HELLO", "BR2_PACKAGE_HELLOCONTAINER_HELLO_AUTOSTART"):
+        kconf.syms[name].set_value(2)
+    podman = kconf.syms["BR2_PACKAGE_HELLOCONTAINER_HELLO_RUNTIME_PODMAN"]
+    kconf.syms["BR2_PACKAGE_PODMAN"].set_value(2)
+    assert podman.visibility == 0  # no root filesystem path yet
+    kconf.syms["BR2_PACKAGE_HELLOCONTAINER_HELLO_ROOTFS_PATH"].set_value("/usr/share/hello-oci")
+    assert podman.visibility == 2
+
+
+def test_autostart_without_an_available_runtime_stops_make(
+        tmp_path: Path, make_env: dict[str, str], host_dir: Path) -> None:
+    # What a .config says when no runtime entry is visible (e.g. an old gcc without runc).
+    config = write_config(tmp_path / ".config", {"BR2_PACKAGE_HELLOCONTAINER_HELLO_AUTOSTART": "y"},
+                          BR2_PACKAGE_HELLOCONTAINER_HELLO_RUNTIME='""')
+    result = buildroot_make("all:\n\t@echo configured\n", tmp_path, host_dir, make_env,
+                            f"CONFIG={config}", check=False)
+    assert result.returncode != 0
+    assert "BR2_PACKAGE_HELLOCONTAINER_HELLO_AUTOSTART is set, but no container runtime is " \
+        "available" in result.stderr
 
 
 # ---------------------------------------------------------------------------------------------

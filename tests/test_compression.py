@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import gzip
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from conftest import STRICT, require_tool
 from oci import blob, manifest
+
+# The gzip header every layer gets, whatever compressed it: deflate, no flags, MTIME 0,
+# XFL 2 (maximum compression), OS 255 (unknown).
+PINNED_MAX_HEADER = bytes([0x1F, 0x8B, 8, 0, 0, 0, 0, 0, 2, 255])
 
 
 def layer_bytes(layout: Path) -> tuple[str, bytes]:
@@ -80,3 +87,85 @@ def test_jobs_do_not_change_the_bytes(hellocontainer, binary_of_17_mib, tmp_path
     indexes = {json.loads((tmp_path / j / "index.json").read_text())["manifests"][0]["digest"]
                for j in ("1", "2", "4")}
     assert len(indexes) == 1
+
+
+@pytest.fixture
+def zopfli() -> None:
+    """`--gzip-level max` needs the optional zopfli module (in the test extra, so CI has it)."""
+    try:
+        import zopfli.zopfli  # noqa: F401
+    except ImportError:
+        message = "Python module zopfli not installed; install it with: pip install zopfli"
+        if STRICT:
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+def test_gzip_level_max_gives_a_smaller_layer_than_level_9(hellocontainer, hello_static, zopfli,
+                                                           tmp_path):
+    hellocontainer("build", hello_static, "--output", tmp_path / "9", "--gzip-level", "9")
+    hellocontainer("build", hello_static, "--output", tmp_path / "max", "--gzip-level", "max")
+    level_9, level_max = layer_bytes(tmp_path / "9")[1], layer_bytes(tmp_path / "max")[1]
+    assert len(level_max) < len(level_9)
+    # Smaller, same content: the tar inside is the very same one.
+    assert gzip.decompress(level_max) == gzip.decompress(level_9)
+
+
+def test_gzip_level_max_is_plain_gzip_with_the_pinned_header(hellocontainer, hello_static, zopfli,
+                                                             tmp_path):
+    hellocontainer("build", hello_static, "--output", tmp_path / "o", "--gzip-level", "max")
+    media_type, data = layer_bytes(tmp_path / "o")
+    assert media_type == "application/vnd.oci.image.layer.v1.tar+gzip"
+    assert data[:10] == PINNED_MAX_HEADER
+    unpacked = subprocess.run([require_tool("gzip", "gzip"), "-d", "-c"], input=data,
+                              capture_output=True, check=True).stdout
+    assert unpacked == gzip.decompress(data)
+    assert unpacked[257:262] == b"ustar"
+    hellocontainer("validate", tmp_path / "o")
+
+
+def test_gzip_level_max_gives_the_same_bytes_every_time(hellocontainer, hello_static, zopfli,
+                                                        tmp_path):
+    for name, jobs in (("a", "1"), ("b", "2")):
+        hellocontainer("build", hello_static, "--output", tmp_path / name, "--gzip-level", "max",
+                       "--jobs", jobs)
+    assert layer_bytes(tmp_path / "a") == layer_bytes(tmp_path / "b")
+    assert (tmp_path / "a" / "index.json").read_bytes() == \
+        (tmp_path / "b" / "index.json").read_bytes()
+
+
+def test_spec_key_gzip_level_max_equals_the_flag(hellocontainer, hello_static, zopfli, tmp_path):
+    spec = tmp_path / "image.yaml"
+    spec.write_text("gzip_level: max\n")
+    hellocontainer("build", hello_static, "--output", tmp_path / "spec", "--spec", spec)
+    hellocontainer("build", hello_static, "--output", tmp_path / "flag", "--gzip-level", "max")
+    assert layer_bytes(tmp_path / "spec") == layer_bytes(tmp_path / "flag")
+
+
+@pytest.mark.parametrize("level", ["0", "10", "maximum"])
+def test_gzip_level_outside_1_to_9_or_max_is_refused(hellocontainer, hello_static, tmp_path,
+                                                     level):
+    result = hellocontainer("build", hello_static, "--output", tmp_path / "o", "--gzip-level",
+                            level, check=False)
+    assert result.returncode == 1
+    assert result.stderr.startswith("hellocontainer: error: --gzip-level ")
+    assert result.stderr.endswith("; expected 1 to 9, or max\n")
+    assert result.stderr.count("\n") == 1
+
+
+def test_gzip_level_max_without_zopfli_says_how_to_get_it(hello_static, tmp_path):
+    """A build host without zopfli: a sitecustomize in the interpreter's path blocks the
+    import, and the packager runs as users run it (`python -m hellocontainer`)."""
+    blocker = tmp_path / "no-zopfli"
+    blocker.mkdir()
+    (blocker / "sitecustomize.py").write_text("import sys\nsys.modules['zopfli'] = None\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "hellocontainer", "build", str(hello_static),
+         "--gzip-level", "max", "--output", str(tmp_path / "o")],
+        capture_output=True, text=True,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(
+            filter(None, [str(blocker), os.environ.get("PYTHONPATH")]))})
+    assert result.returncode == 1
+    assert result.stderr == ("hellocontainer: error: gzip level 'max' needs the optional Python "
+                             "module zopfli; install it (pip install zopfli) or use level 9\n")
+    assert not (tmp_path / "o").exists()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 import signal
 import subprocess
 import sys
@@ -31,18 +32,41 @@ def test_second_tag_keeps_the_first(hellocontainer, hello_static, tmp_path):
     hellocontainer("validate", f"{layout}:2.0")
 
 
-def test_rebuilding_a_tag_replaces_it_and_drops_its_old_blobs(hellocontainer, hello_static, tmp_path):
+def _blob_names(layout: Path) -> set[str]:
+    return {p.name for p in (layout / "blobs" / "sha256").iterdir()}
+
+
+def test_rebuilding_a_tag_keeps_old_blobs_for_readers_until_gc(hellocontainer, hello_static,
+                                                               tmp_path):
     layout = tmp_path / "layout"
     hellocontainer("build", hello_static, "--output", layout, "--tag", "keep", "--env", "K=1")
     hellocontainer("build", hello_static, "--output", layout, "--tag", "moving", "--env", "V=1")
-    before = {p.name for p in (layout / "blobs" / "sha256").iterdir()}
+    before = _blob_names(layout)
     hellocontainer("build", hello_static, "--output", layout, "--tag", "moving", "--env", "V=2")
-    after = {p.name for p in (layout / "blobs" / "sha256").iterdir()}
     assert tags(layout) == ["keep", "moving"]
-    # The shared layer stays, the old config and manifest of "moving" go, the new ones arrive.
-    assert len(before) == len(after) == 5
-    assert len(before - after) == 2
-    hellocontainer("validate", layout)
+    # A reader that resolved "moving" a moment ago may still read its old config and manifest:
+    # the build leaves them, and validate says how to remove them.
+    assert before <= _blob_names(layout) and len(_blob_names(layout)) == 7
+    assert "hellocontainer gc" in hellocontainer("validate", layout).stderr
+    removed = hellocontainer("gc", layout).stdout
+    assert "removed 2 files" in removed
+    # The shared layer stays, the old config and manifest of "moving" went.
+    assert len(_blob_names(layout)) == 5 and len(before - _blob_names(layout)) == 2
+    assert hellocontainer("validate", layout).stderr == ""
+
+
+def test_a_later_build_collects_garbage_once_the_index_has_settled(hellocontainer, hello_static,
+                                                                   tmp_path):
+    layout = tmp_path / "layout"
+    hellocontainer("build", hello_static, "--output", layout, "--tag", "moving", "--env", "V=1")
+    hellocontainer("build", hello_static, "--output", layout, "--tag", "moving", "--env", "V=2")
+    assert len(_blob_names(layout)) == 5
+    # Ten minutes later no reader of the replaced image is left: the next build removes it.
+    settled = time.time() - 600
+    os.utime(layout / "index.json", (settled, settled))
+    hellocontainer("build", hello_static, "--output", layout, "--tag", "other", "--env", "V=2")
+    assert len(_blob_names(layout)) == 3  # one layer, V=2's config and manifest
+    assert hellocontainer("validate", layout).stderr == ""
 
 
 def test_concurrent_builds_into_one_layout_keep_both_tags(hello_static, tmp_path):

@@ -133,7 +133,9 @@ def test_every_problem_is_listed_not_just_the_first(hellocontainer, layout):
     config = blob_path(layout, found["config"])
     config.write_bytes(config.read_bytes() + b" ")
     stderr = invalid(hellocontainer, layout, "is missing", "bytes, but the descriptor says")
-    assert "3 problems" in stderr  # missing layer; config size and digest both wrong
+    # The missing layer and the config's size. A blob longer than its descriptor is not read
+    # to the end (it could be endless), so its digest is not compared: the size says enough.
+    assert "2 problems" in stderr
 
 
 def test_unknown_tag_is_reported(hellocontainer, layout):
@@ -153,7 +155,14 @@ def test_layout_written_by_umoci_validates(hellocontainer, hello_static, tmp_pat
     (rootfs / "hello").write_bytes(hello_static.read_bytes())
     subprocess.run([umoci, "insert", "--rootless", "--image", f"{layout}:latest",
                     str(rootfs / "hello"), "/hello"], check=True, capture_output=True)
+    # umoci leaves the replaced empty image's blobs behind until `umoci gc`: valid, with a
+    # warning that says how to remove them; our gc does, and the layout stays valid.
+    first = hellocontainer("validate", layout)
+    assert first.stdout == f"{layout}: valid OCI image layout (1 warning)\n"
+    assert f"remove them with: hellocontainer gc {layout}" in first.stderr
+    assert "removed 2 files" in hellocontainer("gc", layout).stdout
     assert hellocontainer("validate", layout).stdout == f"{layout}: valid OCI image layout\n"
+    assert hellocontainer("validate", "--strict", layout).returncode == 0
 
 
 def _add_blob(layout: Path, data: bytes) -> dict:

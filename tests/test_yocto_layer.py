@@ -76,6 +76,31 @@ HELLOCONTAINER_ARCHIVE = "1"
 SOURCE_DATE_EPOCH = "{epoch}"
 """
 
+# A recipe whose container starts at boot. No meta-virtualization here: crun is only named (in
+# RDEPENDS), never built, so the layer check is turned off.
+AUTOSTART_RECIPE = """\
+SUMMARY = "Prebuilt static hello"
+LICENSE = "MIT"
+LIC_FILES_CHKSUM = "file://${{COMMON_LICENSE_DIR}}/MIT;md5={mit}"
+SRC_URI = "file://hello"
+S = "${{UNPACKDIR}}"
+INHIBIT_DEFAULT_DEPS = "1"
+
+inherit hellocontainer
+
+do_configure[noexec] = "1"
+do_compile[noexec] = "1"
+do_install() {{
+    install -D -m 0755 ${{UNPACKDIR}}/hello ${{D}}${{bindir}}/hello
+}}
+
+HELLOCONTAINER_BINARY = "${{bindir}}/hello"
+HELLOCONTAINER_STRIP = "0"
+HELLOCONTAINER_AUTOSTART = "crun"
+HELLOCONTAINER_RUNTIME_LAYERS = ""
+SOURCE_DATE_EPOCH = "{epoch}"
+"""
+
 LOCAL_CONF = """\
 MACHINE = "qemux86-64"
 DISTRO = "nodistro"
@@ -84,7 +109,7 @@ BB_NO_NETWORK = "1"
 # sanity refuses to run as root; uninative is a download.
 INHERIT:remove = "sanity uninative"
 ASSUME_PROVIDED += "hellocontainer-native virtual/fakeroot-native quilt-native \\
-                    patch-replacement-native"
+                    patch-replacement-native systemd-systemctl-native"
 HOSTTOOLS += "hellocontainer"
 FAKEROOTCMD = "{pseudo}"
 FAKEROOTBASEENV = "PSEUDO_BINDIR={pseudo_bindir} PSEUDO_LIBDIR={pseudo_libdir} \\
@@ -198,6 +223,11 @@ def build(tmp_path_factory: pytest.TempPathFactory, hello_static: Path) -> Build
         env=ENV_WORDS, epoch=EPOCH))
     # FILESOVERRIDES holds TARGET_ARCH: the qemuarm build finds files/arm/hello first.
     shutil.copy(hello_static, recipe_dir / "files" / "hello")
+    autostart_dir = test_layer / "recipes-test" / "hello-autostart"
+    (autostart_dir / "files").mkdir(parents=True)
+    (autostart_dir / "hello-autostart.bb").write_text(AUTOSTART_RECIPE.format(
+        mit=_md5(licenses / "MIT"), epoch=EPOCH))
+    shutil.copy(hello_static, autostart_dir / "files" / "hello")
     shutil.copy(build_static_hello(cross_compilers()["arm/v7"], top),
                 recipe_dir / "files" / "arm" / "hello")
 
@@ -340,3 +370,46 @@ def test_qemuarm_build_gives_arm_v7_image_that_runs(build: Build, podman_home: P
     assert manifest["platform"] == {"architecture": "arm", "os": "linux", "variant": "v7"}
     result = podman_run_foreign(podman_home, f"oci:{layout}", cross_compilers()["arm/v7"])
     assert result.stdout == "Hello container!\n"
+
+
+def _bitbake_env(build: Build, recipe: str) -> dict[str, str]:
+    env = build.bitbake("-e", recipe)
+    return dict(re.findall(r'^(?:export )?([A-Za-z0-9_:-]+)="(.*)"$', env, re.MULTILINE))
+
+
+@needs_bitbake
+def test_autostart_recipe_registers_its_service_with_one_init_class(build: Build) -> None:
+    values = _bitbake_env(build, "hello-autostart")
+    features = values["DISTRO_FEATURES"].split()
+    assert "crun" in values["RDEPENDS:hello-autostart-oci"].split()
+    splitfuncs = values["PACKAGESPLITFUNCS"].split()
+    if "systemd" in features:
+        assert "hello-autostart-oci" in values["SYSTEMD_PACKAGES"].split()
+        assert values["SYSTEMD_SERVICE:hello-autostart-oci"] == "hellocontainer-hello-autostart.service"
+        assert "systemd_populate_packages" in splitfuncs
+        assert "populate_packages_updatercd" not in splitfuncs
+    else:
+        assert "hello-autostart-oci" in values["INITSCRIPT_PACKAGES"].split()
+        assert values["INITSCRIPT_NAME:hello-autostart-oci"] == "hellocontainer-hello-autostart"
+        assert "systemd_populate_packages" not in splitfuncs
+
+
+@needs_bitbake
+def test_autostart_files_are_those_the_class_functions_give_without_bitbake(
+        build: Build, hello_static: Path, tmp_path: Path) -> None:
+    from yocto_class import yocto_oci_files
+
+    features = _bitbake_env(build, "hello-autostart")["DISTRO_FEATURES"]
+    build.bitbake("hello-autostart", "-c", "deploy")
+    image = build.recipe_workdir("tmp", "hello-autostart") / "image"
+    bundle = image / "usr/share/hellocontainer/hello-autostart-bundle"
+    assert (bundle / "config.json").is_file()
+    assert (bundle / "rootfs" / "hello").read_bytes() == hello_static.read_bytes()
+    without = yocto_oci_files(tmp_path, hello_static, "x86_64", PN="hello-autostart",
+                              DISTRO_FEATURES=features, SOURCE_DATE_EPOCH=str(EPOCH))
+
+    def files(root: Path) -> dict[str, bytes]:
+        return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
+                if p.is_file()}
+
+    assert files(image) == files(without)

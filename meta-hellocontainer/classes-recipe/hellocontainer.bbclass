@@ -8,10 +8,14 @@
 # `inherit hellocontainer`. do_hellocontainer then runs the packager on that
 # program; do_deploy puts the layout (and, if asked, an oci-archive) into
 # ${DEPLOY_DIR_IMAGE}, and the ${PN}-oci package installs the layout on the
-# target, ready for `podman run oci:<HELLOCONTAINER_INSTALL_DIR>`.
+# target, ready for `podman run oci:<HELLOCONTAINER_INSTALL_DIR>`. With
+# HELLOCONTAINER_AUTOSTART set, ${PN}-oci also starts the container at boot:
+# it holds an OCI runtime bundle (for crun and runc) and a systemd unit or a
+# SysV init script, whichever DISTRO_FEATURES asks for.
 #
 # Everything an image is made of is decided by the packager (hellocontainer-native):
-# this class only turns BitBake variables into ONE `hellocontainer build` call.
+# this class only turns BitBake variables into ONE `hellocontainer build` call
+# (and, to start it at boot, one `bundle` and one `autostart` call).
 # Each variable reaches the packager as a single argument, and the packager
 # splits it into shell words, so quoting inside a value just works:
 #   HELLOCONTAINER_ENV = "A=1 GREETING='hello world'"
@@ -48,6 +52,8 @@ HELLOCONTAINER_STOP_SIGNAL ?= ""
 HELLOCONTAINER_TAGS ?= "latest"
 # Layer compression: gzip, none or zstd
 HELLOCONTAINER_COMPRESSION ?= "gzip"
+# gzip level: 1-9, or max (zopfli, whose Python module the native packager then needs); empty: by layer size
+HELLOCONTAINER_GZIP_LEVEL ?= ""
 # Also deploy an oci-archive tar of the layout (1) or not (0)
 HELLOCONTAINER_ARCHIVE ?= "0"
 # Platform: the packager maps Yocto's TARGET_ARCH to the OCI architecture...
@@ -63,6 +69,25 @@ HELLOCONTAINER_INSTALL_DIR ?= "${datadir}/hellocontainer/${BPN}"
 # Deployed names: versioned layout directory and the stable link to it
 HELLOCONTAINER_IMAGE_NAME ?= "${PN}-${PV}-${PR}-${MACHINE}"
 HELLOCONTAINER_IMAGE_LINK_NAME ?= "${PN}-${MACHINE}"
+
+# Start the container at boot with this runtime: crun, runc or podman (empty: not at all)
+HELLOCONTAINER_AUTOSTART ?= ""
+# Install an OCI runtime bundle (1) or not (0); crun and runc run the bundle
+HELLOCONTAINER_BUNDLE ?= "${@'1' if d.getVar('HELLOCONTAINER_AUTOSTART') in ('crun', 'runc') else '0'}"
+# Where ${PN}-oci installs the bundle; only read at run time, so it may be read-only
+HELLOCONTAINER_BUNDLE_DIR ?= "${datadir}/hellocontainer/${BPN}-bundle"
+# Restart the container when it exits: no, on-failure or always (one second apart)
+HELLOCONTAINER_RESTART ?= "on-failure"
+# Network of the container: none (loopback only) or host (the board's)
+HELLOCONTAINER_NETWORK ?= "none"
+# Name of the container
+HELLOCONTAINER_NAME ?= "${BPN}"
+# Name of the systemd service (without .service) or of the SysV init script
+HELLOCONTAINER_SERVICE ?= "hellocontainer-${BPN}"
+# Package that puts the runtime on the target (meta-virtualization's names)
+HELLOCONTAINER_RUNTIME_PACKAGE ?= "${@hellocontainer_runtime_package(d)}"
+# Collections (BBFILE_COLLECTIONS) of which one must provide that package; empty: no check
+HELLOCONTAINER_RUNTIME_LAYERS ?= "virtualization-layer"
 
 # Scratch space of do_hellocontainer; the task empties it first, so nothing
 # left by an earlier run can end up in the layout.
@@ -93,7 +118,122 @@ def hellocontainer_annotations(d):
     return " ".join(shlex.quote("%s=%s" % (key, value))
                     for key, value in annotations.items() if value)
 
-fakeroot python do_hellocontainer() {
+def hellocontainer_build_argv(d, program, layout):
+    """The `hellocontainer build` call that packages `program` into `layout`."""
+    import shlex
+
+    argv = ["hellocontainer", "build", program, "--output", layout]
+    options = (
+        ("--path", d.getVar("HELLOCONTAINER_PATH")),
+        ("--arch", d.getVar("HELLOCONTAINER_ARCH")),
+        ("--tune", d.getVar("HELLOCONTAINER_TUNE")),
+        ("--entrypoint", d.getVar("HELLOCONTAINER_ENTRYPOINT")),
+        ("--cmd", d.getVar("HELLOCONTAINER_CMD")),
+        ("--env", d.getVar("HELLOCONTAINER_ENV")),
+        ("--user", d.getVar("HELLOCONTAINER_USER")),
+        ("--workdir", d.getVar("HELLOCONTAINER_WORKDIR")),
+        ("--port", d.getVar("HELLOCONTAINER_PORTS")),
+        ("--label", d.getVar("HELLOCONTAINER_LABELS")),
+        ("--annotation", d.getVar("HELLOCONTAINER_ANNOTATIONS")),
+        ("--stop-signal", d.getVar("HELLOCONTAINER_STOP_SIGNAL")),
+        ("--tag", d.getVar("HELLOCONTAINER_TAGS")),
+        ("--compression", d.getVar("HELLOCONTAINER_COMPRESSION")),
+        ("--gzip-level", d.getVar("HELLOCONTAINER_GZIP_LEVEL")),
+    )
+    for flag, value in options:
+        # An unset variable leaves the choice to the packager's default.
+        if value and value.strip():
+            argv += [flag, value]
+    if bb.utils.to_boolean(d.getVar("HELLOCONTAINER_ARCHIVE")):
+        argv += ["--archive", os.path.join(os.path.dirname(layout), "oci-archive.tar")]
+    argv += shlex.split(d.getVar("HELLOCONTAINER_EXTRA_ARGS") or "")
+    return argv
+
+def hellocontainer_init_system(d):
+    """systemd or sysvinit, as DISTRO_FEATURES has them (systemd first, as oe-core's
+    systemd.bbclass inhibits update-rc.d when both are there); empty for neither."""
+    features = (d.getVar("DISTRO_FEATURES") or "").split()
+    return next((name for name in ("systemd", "sysvinit") if name in features), "")
+
+def hellocontainer_init_class(d):
+    """The class that registers the service, or nothing when the container does not start
+    at boot: never both systemd and update-rc.d."""
+    if not d.getVar("HELLOCONTAINER_AUTOSTART"):
+        return ""
+    return {"systemd": "systemd", "sysvinit": "update-rc.d"}.get(hellocontainer_init_system(d), "")
+
+def hellocontainer_runtime_package(d):
+    """meta-virtualization's package for the runtime; for runc, what its runc recipe (and crun,
+    which also installs a runc) RPROVIDES."""
+    runtime = d.getVar("HELLOCONTAINER_AUTOSTART") or ""
+    return {"crun": "crun", "runc": "virtual-runc", "podman": "podman"}.get(runtime, "")
+
+def hellocontainer_check_autostart(d):
+    """Parse-time checks of the start at boot, for what only BitBake knows (layers, init
+    system, install paths); the packager checks the values themselves."""
+    runtime = d.getVar("HELLOCONTAINER_AUTOSTART") or ""
+    bundle = bb.utils.to_boolean(d.getVar("HELLOCONTAINER_BUNDLE"))
+    if bundle and not d.getVar("HELLOCONTAINER_BUNDLE_DIR"):
+        bb.fatal("HELLOCONTAINER_BUNDLE = \"1\" needs HELLOCONTAINER_BUNDLE_DIR, the bundle's "
+                 "path on the target")
+    if not runtime:
+        return
+    if runtime not in ("crun", "runc", "podman"):
+        bb.fatal("HELLOCONTAINER_AUTOSTART = \"%s\" is not a container runtime; set crun, "
+                 "runc or podman, or leave it empty" % runtime)
+    layers = (d.getVar("HELLOCONTAINER_RUNTIME_LAYERS") or "").split()
+    collections = (d.getVar("BBFILE_COLLECTIONS") or "").split()
+    if layers and not any(layer in collections for layer in layers):
+        bb.fatal("HELLOCONTAINER_AUTOSTART = \"%s\" needs %s on the target, and no layer of this "
+                 "build provides it: add meta-virtualization (collection %s) to bblayers.conf, "
+                 "or set HELLOCONTAINER_RUNTIME_LAYERS to the collection of the layer that does"
+                 % (runtime, d.getVar("HELLOCONTAINER_RUNTIME_PACKAGE"), " ".join(layers)))
+    if not hellocontainer_init_system(d):
+        bb.fatal("HELLOCONTAINER_AUTOSTART needs \"systemd\" or \"sysvinit\" in DISTRO_FEATURES "
+                 "to install a service (BusyBox init runs the same rc5.d links as sysvinit); "
+                 "add one, or leave HELLOCONTAINER_AUTOSTART empty")
+    if runtime in ("crun", "runc") and not bundle:
+        bb.fatal("HELLOCONTAINER_AUTOSTART = \"%s\" runs the runtime bundle, and "
+                 "HELLOCONTAINER_BUNDLE = \"0\" installs none; set it to \"1\"" % runtime)
+    if runtime == "podman" and not d.getVar("HELLOCONTAINER_INSTALL_DIR"):
+        bb.fatal("HELLOCONTAINER_AUTOSTART = \"podman\" runs the image layout, and "
+                 "HELLOCONTAINER_INSTALL_DIR is empty; set the layout's path on the target")
+
+def hellocontainer_target_argvs(d, layout):
+    """The packager calls that write the bundle and the service into ${D}, next to the
+    layout: `hellocontainer bundle` and `hellocontainer autostart`, each when asked for."""
+    import shlex
+
+    dest = d.getVar("D")
+    network = d.getVar("HELLOCONTAINER_NETWORK")
+    # The image the board runs is the first tag's (all tags name the same image).
+    tags = shlex.split(d.getVar("HELLOCONTAINER_TAGS") or "") or ["latest"]
+    argvs = []
+    if bb.utils.to_boolean(d.getVar("HELLOCONTAINER_BUNDLE")):
+        argvs.append(["hellocontainer", "bundle", "%s:%s" % (layout, tags[0]),
+                      "--output", dest + d.getVar("HELLOCONTAINER_BUNDLE_DIR"),
+                      "--network", network])
+    runtime = d.getVar("HELLOCONTAINER_AUTOSTART")
+    if runtime:
+        argv = ["hellocontainer", "autostart", "--runtime", runtime,
+                "--name", d.getVar("HELLOCONTAINER_NAME"),
+                "--restart", d.getVar("HELLOCONTAINER_RESTART"), "--network", network]
+        if runtime == "podman":
+            argv += ["--layout", "%s:%s" % (d.getVar("HELLOCONTAINER_INSTALL_DIR"), tags[0])]
+        else:
+            argv += ["--bundle", d.getVar("HELLOCONTAINER_BUNDLE_DIR")]
+        service = d.getVar("HELLOCONTAINER_SERVICE")
+        if hellocontainer_init_system(d) == "systemd":
+            argv += ["--systemd", "%s%s/%s.service" % (dest, d.getVar("systemd_system_unitdir"),
+                                                       service)]
+        else:
+            argv += ["--sysv", "%s%s/init.d/%s" % (dest, d.getVar("sysconfdir"), service)]
+        argvs.append(argv)
+    return argvs
+
+def hellocontainer_package(d):
+    """do_hellocontainer: package the installed program, deploy-ready in
+    HELLOCONTAINER_OUTDIR, and put the layout (and the bundle and service) into ${D}."""
     import shlex
     import shutil
     import subprocess
@@ -133,31 +273,7 @@ fakeroot python do_hellocontainer() {
         program = stripped
 
     layout = os.path.join(outdir, "layout")
-    argv = ["hellocontainer", "build", program, "--output", layout]
-    options = (
-        ("--path", d.getVar("HELLOCONTAINER_PATH")),
-        ("--arch", d.getVar("HELLOCONTAINER_ARCH")),
-        ("--tune", d.getVar("HELLOCONTAINER_TUNE")),
-        ("--entrypoint", d.getVar("HELLOCONTAINER_ENTRYPOINT")),
-        ("--cmd", d.getVar("HELLOCONTAINER_CMD")),
-        ("--env", d.getVar("HELLOCONTAINER_ENV")),
-        ("--user", d.getVar("HELLOCONTAINER_USER")),
-        ("--workdir", d.getVar("HELLOCONTAINER_WORKDIR")),
-        ("--port", d.getVar("HELLOCONTAINER_PORTS")),
-        ("--label", d.getVar("HELLOCONTAINER_LABELS")),
-        ("--annotation", d.getVar("HELLOCONTAINER_ANNOTATIONS")),
-        ("--stop-signal", d.getVar("HELLOCONTAINER_STOP_SIGNAL")),
-        ("--tag", d.getVar("HELLOCONTAINER_TAGS")),
-        ("--compression", d.getVar("HELLOCONTAINER_COMPRESSION")),
-    )
-    for flag, value in options:
-        # An unset variable leaves the choice to the packager's default.
-        if value and value.strip():
-            argv += [flag, value]
-    if bb.utils.to_boolean(d.getVar("HELLOCONTAINER_ARCHIVE")):
-        argv += ["--archive", os.path.join(outdir, "oci-archive.tar")]
-    argv += shlex.split(d.getVar("HELLOCONTAINER_EXTRA_ARGS") or "")
-    run(argv)
+    run(hellocontainer_build_argv(d, program, layout))
 
     installdir = d.getVar("HELLOCONTAINER_INSTALL_DIR")
     if installdir:
@@ -166,6 +282,12 @@ fakeroot python do_hellocontainer() {
         target = d.getVar("D") + installdir
         shutil.rmtree(target, ignore_errors=True)
         shutil.copytree(layout, target, symlinks=True)
+    # The packager replaces a bundle or service file of an earlier run itself.
+    for argv in hellocontainer_target_argvs(d, layout):
+        run(argv)
+
+fakeroot python do_hellocontainer() {
+    hellocontainer_package(d)
 }
 do_hellocontainer[doc] = "Packages the installed program as an OCI image layout with the hellocontainer packager"
 do_hellocontainer[cleandirs] = "${HELLOCONTAINER_OUTDIR}"
@@ -204,3 +326,49 @@ SYSROOT_DIRS_IGNORE += "${HELLOCONTAINER_INSTALL_DIR}"
 SUMMARY:${PN}-oci = "${SUMMARY} (OCI image layout for podman run oci:${HELLOCONTAINER_INSTALL_DIR})"
 PACKAGES =+ "${PN}-oci"
 FILES:${PN}-oci += "${HELLOCONTAINER_INSTALL_DIR}"
+
+# Start at boot. The deferred inherit picks systemd.bbclass or
+# update-rc.d.bbclass (or neither) by DISTRO_FEATURES once the recipe is
+# parsed, so it sees the recipe's own values; the checks below run then too,
+# so that a mistake stops the parse rather than a build hours later.
+inherit_defer ${@hellocontainer_init_class(d)}
+
+# nooelint: oelint.task.noanonpython
+python __anonymous() {
+    hellocontainer_check_autostart(d)
+    init_class = hellocontainer_init_class(d)
+    if init_class == "systemd":
+        d.appendVar("SYSTEMD_PACKAGES", " ${PN}-oci")
+    elif init_class == "update-rc.d":
+        # update-rc.d.bbclass registers ${UPDATERCPN} only while
+        # INITSCRIPT_PACKAGES is unset: a recipe's own init script stays.
+        packages = d.getVar("INITSCRIPT_PACKAGES", False)
+        if packages is None:
+            packages = "${UPDATERCPN}" if d.getVar("INITSCRIPT_NAME", False) is not None else ""
+        d.setVar("INITSCRIPT_PACKAGES", packages + " ${PN}-oci")
+}
+
+SYSROOT_DIRS_IGNORE += "${HELLOCONTAINER_BUNDLE_DIR}"
+FILES:${PN}-oci += "\
+    ${HELLOCONTAINER_BUNDLE_DIR} \
+    ${sysconfdir}/init.d/${HELLOCONTAINER_SERVICE} \
+    ${systemd_system_unitdir}/${HELLOCONTAINER_SERVICE}.service \
+"
+RDEPENDS:${PN}-oci += "${HELLOCONTAINER_RUNTIME_PACKAGE}"
+
+# The bundle's rootfs holds the image's files byte for byte (the program is
+# stripped already, see HELLOCONTAINER_STRIP): do_package must neither strip
+# them again nor split debug files into the bundle.
+python hellocontainer_keep_bundle_files() {
+    if not bb.utils.to_boolean(d.getVar("HELLOCONTAINER_BUNDLE")):
+        return
+    for root, _, files in os.walk(d.getVar("PKGD") + d.getVar("HELLOCONTAINER_BUNDLE_DIR")):
+        for name in sorted(files):
+            d.appendVar("INHIBIT_PACKAGE_STRIP_FILES", " " + os.path.join(root, name))
+}
+PACKAGE_PREPROCESS_FUNCS += "hellocontainer_keep_bundle_files"
+
+# Read by systemd.bbclass and update-rc.d.bbclass, whichever is inherited.
+SYSTEMD_SERVICE:${PN}-oci = "${HELLOCONTAINER_SERVICE}.service"
+INITSCRIPT_NAME:${PN}-oci = "${HELLOCONTAINER_SERVICE}"
+INITSCRIPT_PARAMS:${PN}-oci ?= "defaults 95 5"

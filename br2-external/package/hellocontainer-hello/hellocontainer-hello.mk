@@ -23,7 +23,8 @@ HELLOCONTAINER_HELLO_CONF_OPTS = --disable-container
 HELLOCONTAINER_HELLO_DEPENDENCIES = host-hellocontainer
 
 # The program is only needed inside the image; the root filesystem gets
-# the image itself when BR2_PACKAGE_HELLOCONTAINER_HELLO_ROOTFS_PATH is set.
+# the image itself when BR2_PACKAGE_HELLOCONTAINER_HELLO_ROOTFS_PATH is set
+# (and its init files with autostart, below).
 HELLOCONTAINER_HELLO_INSTALL_TARGET = NO
 HELLOCONTAINER_HELLO_INSTALL_IMAGES = YES
 
@@ -39,7 +40,8 @@ HELLOCONTAINER_HELLO_PACKAGER_OPTS = \
 	$(call HELLOCONTAINER_KCONFIG_FLAG,--workdir,BR2_PACKAGE_HELLOCONTAINER_HELLO_WORKDIR) \
 	$(call HELLOCONTAINER_KCONFIG_FLAG,--port,BR2_PACKAGE_HELLOCONTAINER_HELLO_PORTS) \
 	$(call HELLOCONTAINER_KCONFIG_FLAG,--label,BR2_PACKAGE_HELLOCONTAINER_HELLO_LABELS) \
-	$(call HELLOCONTAINER_KCONFIG_FLAG,--compression,BR2_PACKAGE_HELLOCONTAINER_HELLO_COMPRESSION)
+	$(call HELLOCONTAINER_KCONFIG_FLAG,--compression,BR2_PACKAGE_HELLOCONTAINER_HELLO_COMPRESSION) \
+	$(call HELLOCONTAINER_KCONFIG_FLAG,--gzip-level,BR2_PACKAGE_HELLOCONTAINER_HELLO_GZIP_LEVEL)
 
 ifeq ($(BR2_PACKAGE_HELLOCONTAINER_HELLO_ARCHIVE),y)
 HELLOCONTAINER_HELLO_PACKAGER_OPTS += --archive $(BINARIES_DIR)/hello-oci.tar
@@ -48,10 +50,11 @@ endif
 # Install into a private root inside the build directory, strip the
 # program as Buildroot strips the target (honouring BR2_STRIP_none), and
 # package it from there: the image holds exactly what "make install"
-# installs. The old archive goes first so that switching the option off
-# leaves no stale tar behind; the helper removes the old layout itself.
+# installs. The old archive and bundle go first so that switching an
+# option off leaves nothing stale behind; the helper removes the old
+# layout itself.
 define HELLOCONTAINER_HELLO_INSTALL_IMAGES_CMDS
-	rm -rf $(@D)/oci-root $(BINARIES_DIR)/hello-oci.tar
+	rm -rf $(@D)/oci-root $(BINARIES_DIR)/hello-oci.tar $(BINARIES_DIR)/hello-bundle
 	$(TARGET_MAKE_ENV) $(MAKE) -C $(@D) DESTDIR=$(@D)/oci-root install
 	$(STRIPCMD) $(@D)/oci-root/usr/bin/hello
 	$(call HELLOCONTAINER_PACKAGE,/usr/bin/hello,hello,--sysroot $(@D)/oci-root $(HELLOCONTAINER_HELLO_PACKAGER_OPTS))
@@ -85,6 +88,70 @@ define HELLOCONTAINER_HELLO_INSTALL_ROOTFS
 endef
 HELLOCONTAINER_HELLO_TARGET_FINALIZE_HOOKS += HELLOCONTAINER_HELLO_INSTALL_ROOTFS
 endif
+endif
+
+# Start at boot: the packager writes the init script or the unit, and for
+# crun and runc a runtime bundle of the image.
+HELLOCONTAINER_HELLO_RUNTIME = $(call qstrip,$(BR2_PACKAGE_HELLOCONTAINER_HELLO_RUNTIME))
+# Where the bundle goes on the target; only read at run time, so a
+# read-only root filesystem is fine.
+HELLOCONTAINER_HELLO_BUNDLE_DIR = /usr/share/hellocontainer/hello-bundle
+# The image the board runs: the first tag's (all tags name one image).
+# Tags hold no quotes or blanks, so the first word of the string is it.
+HELLOCONTAINER_HELLO_FIRST_TAG = \
+	$(or $(firstword $(subst ',,$(call qstrip,$(BR2_PACKAGE_HELLOCONTAINER_HELLO_TAG)))),latest)
+
+ifeq ($(BR2_PACKAGE_HELLOCONTAINER_HELLO)$(BR2_PACKAGE_HELLOCONTAINER_HELLO_AUTOSTART),yy)
+ifeq ($(HELLOCONTAINER_HELLO_RUNTIME),)
+$(error BR2_PACKAGE_HELLOCONTAINER_HELLO_AUTOSTART is set, but no container runtime is available for this toolchain; see the comments under "container runtime" in menuconfig)
+endif
+
+HELLOCONTAINER_HELLO_AUTOSTART_OPTS = \
+	--runtime $(HELLOCONTAINER_HELLO_RUNTIME) \
+	--name hello \
+	--restart $(call qstrip,$(BR2_PACKAGE_HELLOCONTAINER_HELLO_RESTART)) \
+	--network $(call qstrip,$(BR2_PACKAGE_HELLOCONTAINER_HELLO_NETWORK))
+
+ifeq ($(HELLOCONTAINER_HELLO_RUNTIME),podman)
+HELLOCONTAINER_HELLO_AUTOSTART_OPTS += \
+	--layout $(patsubst %/,%,$(HELLOCONTAINER_HELLO_ROOTFS_PATH)):$(HELLOCONTAINER_HELLO_FIRST_TAG)
+else
+HELLOCONTAINER_HELLO_AUTOSTART_OPTS += --bundle $(HELLOCONTAINER_HELLO_BUNDLE_DIR)
+
+define HELLOCONTAINER_HELLO_WRITE_BUNDLE
+	$(HELLOCONTAINER_CLI) bundle \
+		$(BINARIES_DIR)/hello-oci:$(HELLOCONTAINER_HELLO_FIRST_TAG) \
+		--output $(BINARIES_DIR)/hello-bundle \
+		--network $(call qstrip,$(BR2_PACKAGE_HELLOCONTAINER_HELLO_NETWORK))
+endef
+HELLOCONTAINER_HELLO_POST_INSTALL_IMAGES_HOOKS += HELLOCONTAINER_HELLO_WRITE_BUNDLE
+
+# Into the target at target-finalize, like the layout above.
+define HELLOCONTAINER_HELLO_INSTALL_BUNDLE
+	rm -rf $(TARGET_DIR)$(HELLOCONTAINER_HELLO_BUNDLE_DIR)
+	mkdir -p $(TARGET_DIR)$(HELLOCONTAINER_HELLO_BUNDLE_DIR)
+	cp -R $(BINARIES_DIR)/hello-bundle/. $(TARGET_DIR)$(HELLOCONTAINER_HELLO_BUNDLE_DIR)
+endef
+HELLOCONTAINER_HELLO_TARGET_FINALIZE_HOOKS += HELLOCONTAINER_HELLO_INSTALL_BUNDLE
+endif
+
+# Buildroot installs init scripts in the target-install step only, so
+# autostart turns that step on. The program itself still reaches the
+# target only inside the image: nothing else is installed there.
+HELLOCONTAINER_HELLO_INSTALL_TARGET = YES
+define HELLOCONTAINER_HELLO_INSTALL_TARGET_CMDS
+	@: the init files come from the _INSTALL_INIT_* commands below
+endef
+
+define HELLOCONTAINER_HELLO_INSTALL_INIT_SYSV
+	$(HELLOCONTAINER_CLI) autostart $(HELLOCONTAINER_HELLO_AUTOSTART_OPTS) \
+		--sysv $(TARGET_DIR)/etc/init.d/S95hellocontainer-hello
+endef
+
+define HELLOCONTAINER_HELLO_INSTALL_INIT_SYSTEMD
+	$(HELLOCONTAINER_CLI) autostart $(HELLOCONTAINER_HELLO_AUTOSTART_OPTS) \
+		--systemd $(TARGET_DIR)/usr/lib/systemd/system/hellocontainer-hello.service
+endef
 endif
 
 $(eval $(autotools-package))

@@ -9,17 +9,19 @@ that disappears on failure, so an error never leaves partial output.
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import elfcheck, model, platforms
 from .archive import ArchiveWriter
-from .errors import BinaryError, LayoutError
+from .errors import BinaryError, LayoutError, os_error_message
 from .image import config_document, manifest_document
 from .layer import layer_entries, write_layer
-from .layout import Layout, Staging, publish
+from .layout import Staging, preflight, publish
 from .model import Descriptor
 from .platforms import Platform
+from .reader import LayoutReader, file_kind
 from .spec import ExtraFile, ImageSpec, check_tags
 from .validate import Checker
 
@@ -93,17 +95,17 @@ def build(request: BuildRequest) -> BuildResult:
     spec = request.spec
     binary = resolve_binary(request.binary, request.sysroot)
     check_tags(spec.tags)
-    if not binary.exists():
-        raise BinaryError(f"binary {binary} does not exist; check the path (and --sysroot)")
-    if binary.is_dir():
-        raise BinaryError(f"binary {binary} is a directory; name the program file inside it")
+    _check_regular(binary, "binary", "check the path (and --sysroot)")
     declared = platforms.resolve(spec.arch, spec.tune) if spec.arch else None
     platform = elfcheck.check_binary(binary, declared, spec.allow_dynamic)
     # Named as the user named it: a sysroot's usr/bin/hello may be a link to /bin/busybox.
     dest = spec.path or "/" + os.path.basename(request.binary.rstrip("/"))
     files = [(resolve_file(f, request.sysroot), f) for f in spec.files]
+    for source, extra in files:
+        _check_regular(source, "--file source", f"fix --file {extra.src}:{extra.dest}")
     entries = layer_entries(binary, dest, files, request.epoch)
     _check_archive_target(request.archive, request.output)
+    preflight(request.output)
 
     with Staging(request.output) as staging:
         layer = write_layer(entries, staging, spec.compression, spec.gzip_level, request.jobs)
@@ -118,15 +120,15 @@ def build(request: BuildRequest) -> BuildResult:
             for tag in spec.tags
         ]
         # The new image is checked like any layout before anyone can see it.
-        checker = Checker(Layout(staging.dir), {layer.descriptor.digest: layer.diff_id})
+        checker = Checker(LayoutReader(staging.dir, check=False), {layer.descriptor.digest: layer.diff_id})
         for descriptor in tagged:
             checker.check_descriptor(descriptor, f"new image {descriptor.ref_name}")
         if checker.problems:
             raise LayoutError("internal error, the new image is invalid: " + "; ".join(checker.problems))
-        archive = None if request.archive is None else \
-            ArchiveWriter(request.archive, request.output, request.epoch)
+        archive = None if request.archive is None else ArchiveWriter(request.archive, request.epoch)
         try:
-            publish(staging, tagged, then=archive.write if archive else None)
+            publish(staging, tagged, archive=archive.write if archive else None,
+                    then=archive.commit if archive else None)
         finally:
             if archive is not None:
                 archive.discard()
@@ -137,10 +139,33 @@ def _check_archive_target(archive: Path | None, output: Path) -> None:
     """Refuse an archive path that cannot be written before anything is published."""
     if archive is None:
         return
-    if output.absolute() in archive.absolute().parents:
+    archive_path, output_path = Path(os.path.abspath(archive)), Path(os.path.abspath(output))
+    if archive_path == output_path:
+        raise LayoutError(f"--archive {archive} is the layout's own path; write it beside it")
+    if output_path in archive_path.parents:
         raise LayoutError(f"--archive {archive} lies inside the layout {output}; write it beside it")
+    if archive_path in output_path.parents:
+        raise LayoutError(f"--archive {archive} would be a file where the folder of --output "
+                          f"{output} must be; choose another --archive")
     if archive.is_dir():
         raise LayoutError(f"--archive {archive} is a directory; name the .tar file to write")
     blocker = next((p for p in archive.parents if p.exists()), None)
     if blocker is not None and not blocker.is_dir():
         raise LayoutError(f"--archive {archive}: {blocker} is not a directory; choose another path")
+
+
+def _check_regular(path: Path, what: str, fix: str) -> None:
+    """Refuse, without blocking or reading it, an input that is not a regular file.
+
+    stat (which follows links: a sysroot's program may be one) tells a FIFO, device or
+    directory apart before anything opens it; opening a FIFO would wait for a writer forever.
+    """
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        raise BinaryError(f"{what} {path} does not exist; {fix}") from None
+    except OSError as error:
+        raise BinaryError(os_error_message(error, f"{what} {path}", fix)) from None
+    if not stat.S_ISREG(info.st_mode):
+        kind = file_kind(info.st_mode)
+        raise BinaryError(f"{what} {path} is {kind}, not a regular file; {fix}")

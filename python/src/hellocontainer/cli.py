@@ -12,10 +12,13 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from . import __version__
-from .errors import HelloContainerError, UsageError
+from .errors import HelloContainerError, UsageError, os_error_message
+
+if TYPE_CHECKING:
+    from .bundle import BundleRequest
 
 PROG = "hellocontainer"
 
@@ -41,7 +44,15 @@ def _split_ref(ref: str) -> tuple[Path, str | None]:
     return Path(ref), None
 
 
-WORDS = "shell words: values may be quoted, e.g. \"A=1 B='two words'\"; repeatable"
+def _words(what: str, example: str) -> str:
+    """Help text for a flag that takes shell words, with an example in that flag's own syntax."""
+    return f"{what}; shell words, e.g. {example}; repeatable"
+
+
+def _gzip_level(value: str) -> int | str:
+    """1-9 as a number, anything else as written: the spec schema then accepts `max` or says
+    what a valid level is, for the flag and the spec key alike."""
+    return int(value) if value.isdigit() else value
 
 
 def _add_output(parser: argparse.ArgumentParser) -> None:
@@ -51,7 +62,7 @@ def _add_output(parser: argparse.ArgumentParser) -> None:
 
 def _add_tag(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
     parser.add_argument("--tag", action="append", metavar="WORDS",
-                        help=f"tags for index.json (default: latest); {WORDS}")
+                        help=_words("tags for index.json (default: latest)", "--tag 'latest 1.0'"))
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -70,6 +81,8 @@ def _build_parser() -> argparse.ArgumentParser:
     build.add_argument("--sysroot", metavar="DIR", help="root directory BINARY is relative to")
     build.add_argument("--spec", metavar="FILE", help="YAML image spec; flags override its keys")
     build.add_argument("--archive", metavar="FILE", help="also write the layout as an oci-archive tar")
+    build.add_argument("--bundle", metavar="DIR",
+                       help="also write the new image as an OCI runtime bundle (see 'bundle')")
     build.add_argument("--jobs", "-j", type=int, metavar="N",
                        help="compression threads (default: available cores; same bytes for any N)")
     image = build.add_argument_group("image settings (also spec keys)")
@@ -78,23 +91,31 @@ def _build_parser() -> argparse.ArgumentParser:
     image.add_argument("--tune", metavar="WORDS", help="ARM tune words for the variant "
                        "(Yocto TUNE_FEATURES, gcc -march such as armv7-a)")
     image.add_argument("--path", metavar="/PATH", help="the binary's path in the image (default /BASENAME)")
-    image.add_argument("--entrypoint", action="append", metavar="WORDS", help=f"entrypoint; {WORDS}")
-    image.add_argument("--cmd", action="append", metavar="WORDS", help=f"default arguments; {WORDS}")
-    image.add_argument("--env", action="append", metavar="WORDS", help=f"KEY=VALUE; {WORDS}")
+    image.add_argument("--entrypoint", action="append", metavar="WORDS",
+                       help=_words("entrypoint", "--entrypoint '/bin/app --verbose'"))
+    image.add_argument("--cmd", action="append", metavar="WORDS",
+                       help=_words("default arguments", "--cmd \"serve --title 'two words'\""))
+    image.add_argument("--env", action="append", metavar="WORDS",
+                       help=_words("KEY=VALUE", "--env \"A=1 GREETING='hello world'\""))
     image.add_argument("--user", metavar="UID[:GID]", help="numeric user (and group) to run as")
     image.add_argument("--workdir", metavar="/DIR", help="working directory")
-    image.add_argument("--port", action="append", metavar="WORDS", help=f"exposed PORT[/PROTO]; {WORDS}")
-    image.add_argument("--label", action="append", metavar="WORDS", help=f"config label KEY=VALUE; {WORDS}")
+    image.add_argument("--port", action="append", metavar="WORDS",
+                       help=_words("exposed PORT[/PROTO]", "--port '8080 53/udp'"))
+    image.add_argument("--label", action="append", metavar="WORDS",
+                       help=_words("config label KEY=VALUE", "--label \"vendor='ACME Inc'\""))
     image.add_argument("--annotation", action="append", metavar="WORDS",
-                       help=f"manifest annotation KEY=VALUE; {WORDS}")
+                       help=_words("manifest annotation KEY=VALUE",
+                                   "--annotation org.opencontainers.image.licenses=MIT"))
     image.add_argument("--stop-signal", metavar="SIG", help="signal that stops the container")
     _add_tag(image)
     image.add_argument("--file", action="append", metavar="WORDS",
-                       help=f"extra file SRC:DEST[:MODE]; {WORDS}")
+                       help=_words("extra file SRC:DEST[:MODE]",
+                                   "--file 'motd:/etc/motd:0644 ca.pem:/etc/ssl/ca.pem'"))
     image.add_argument("--compression", choices=("gzip", "none", "zstd"),
                        help="layer compression (default gzip; zstd needs python zstandard)")
-    image.add_argument("--gzip-level", type=int, metavar="1-9",
-                       help="gzip level (default: 9 for layers up to 16 MiB, 3 above)")
+    image.add_argument("--gzip-level", type=_gzip_level, metavar="1-9|max",
+                       help="gzip level; max: zopfli, the smallest gzip and the slowest, needs "
+                       "python zopfli (default: 9 for layers up to 16 MiB, 3 above)")
     image.add_argument("--allow-dynamic", action="store_const", const=True,
                        help="package a dynamically linked binary anyway")
 
@@ -102,25 +123,78 @@ def _build_parser() -> argparse.ArgumentParser:
                                    description="Check LAYOUT (or one TAG in it): schemas, digests, "
                                    "sizes, diff_ids, compression, tags. Exit 1 lists every problem.")
     validate.add_argument("ref", metavar="LAYOUT[:TAG]")
+    validate.add_argument("--strict", action="store_true",
+                          help="treat warnings (SHOULDs of the spec, unverifiable digests, "
+                          "leftover files) as problems: exit 1")
 
     index = commands.add_parser(
         "index", help="join single-platform images into one multi-platform image",
         description="Write one image index listing the platform manifests of every SOURCE "
         "(a layout, or LAYOUT:TAG) into the layout --output, under each --tag.")
     index.add_argument("sources", nargs="+", metavar="SOURCE[:TAG]")
+    index.add_argument("--allow-different-programs", action="store_true",
+                       help="join platforms whose entrypoint or cmd differ (almost always a "
+                       "mistake, so refused by default)")
     _add_output(index)
     _add_tag(index)
 
     diff = commands.add_parser(
         "diff", help="explain why two images differ",
         description="Compare images A and B (layouts, or LAYOUT:TAG): tags, config fields, layers "
-        "and each file's tar header and content. Exit 0 when identical, 1 when they differ.")
+        "and each file's tar header and content. Exit 0 when identical, 1 when they differ, "
+        "2 on trouble (like diff(1)).")
     diff.add_argument("a", metavar="A[:TAG]")
     diff.add_argument("b", metavar="B[:TAG]")
+
+    gc = commands.add_parser(
+        "gc", help="remove what no tag needs from a layout",
+        description="Remove from LAYOUT, under the lock builds take: temporary files and staging "
+        "folders of killed builds, and blobs no index.json entry reaches (such as those of "
+        "replaced tags, which builds leave for readers that may still be using them). Run it "
+        "when no reader of a replaced tag is left.")
+    gc.add_argument("layout", metavar="LAYOUT")
 
     inspect = commands.add_parser("inspect", help="show an image's tags, platform, config and files")
     inspect.add_argument("ref", metavar="LAYOUT[:TAG]")
     inspect.add_argument("--json", action="store_true", help="machine-readable output")
+
+    bundle = commands.add_parser(
+        "bundle", help="write an OCI runtime bundle that crun and runc start",
+        description="Write config.json (runtime-spec 1.2) and rootfs/ of the image LAYOUT[:TAG] "
+        "into --output, which `crun run --bundle DIR` and `runc run --bundle DIR` start. A bundle "
+        "already there is replaced.")
+    bundle.add_argument("ref", metavar="LAYOUT[:TAG]")
+    bundle.add_argument("--output", "-o", required=True, metavar="DIR",
+                        help="bundle directory (created, or replaced if it holds a bundle)")
+    bundle.add_argument("--platform", metavar="OS/ARCH[/VARIANT]",
+                        help="the image to take from a multi-platform index, e.g. linux/arm64")
+    bundle.add_argument("--network", choices=("none", "host"), default="none",
+                        help="none (default): a network namespace of its own, loopback only; "
+                        "host: the board's network, for device services")
+
+    autostart = commands.add_parser(
+        "autostart", help="write the init script or systemd unit that starts a container at boot",
+        description="Write a SysV/BusyBox init script (--sysv) and/or a systemd unit (--systemd) "
+        "that start the container NAME at boot: crun or runc run the runtime bundle --bundle, "
+        "podman runs the image layout --layout. Paths given to --bundle, --layout and "
+        "--runtime-path are paths on the target. Same settings, same bytes.")
+    autostart.add_argument("--runtime", choices=("crun", "runc", "podman"), default="crun",
+                           help="the container runtime on the target (default crun)")
+    autostart.add_argument("--name", required=True, help="container name, e.g. hello")
+    autostart.add_argument("--bundle", metavar="/DIR", help="crun, runc: the runtime bundle on the "
+                           "target (see 'bundle')")
+    autostart.add_argument("--layout", metavar="/DIR[:TAG]",
+                           help="podman: the image layout on the target")
+    autostart.add_argument("--restart", choices=("no", "on-failure", "always"), default="on-failure",
+                           help="restart the container when it exits: never, after a non-zero "
+                           "exit (default) or always; one second apart")
+    autostart.add_argument("--network", choices=("none", "host"), default="none",
+                           help="podman: --net=; crun, runc: the bundle decides (pass the value it "
+                           "was made with), 'host' only orders the start after the network")
+    autostart.add_argument("--runtime-path", metavar="/PATH",
+                           help="the runtime program on the target (default: found on PATH)")
+    autostart.add_argument("--sysv", metavar="FILE", help="write the init script here")
+    autostart.add_argument("--systemd", metavar="FILE", help="write the systemd unit here")
     return parser
 
 
@@ -150,9 +224,49 @@ def _run_build(args: argparse.Namespace) -> int:
         archive=Path(args.archive) if args.archive else None,
         jobs=args.jobs,
     )
+    bundle_dir = Path(os.path.abspath(args.bundle)) if args.bundle else None
+    if bundle_dir is not None:
+        from .bundle import BundleRequest, check_output, check_separate
+
+        # Before building: a --bundle that cannot be written must not cost a published image.
+        check_separate(request.output, bundle_dir)
+        check_output(bundle_dir)
     result = build(request)
     for tag in result.tags:
         print(f"{args.output}:{tag} {result.manifest.digest} {result.platform.name()}")
+    if bundle_dir is not None:
+        # The manifest itself, not its tag: another build may retag the layout meanwhile.
+        _bundle(BundleRequest(request.output, None, bundle_dir, manifest=result.manifest),
+                args.bundle, published=f"{args.output}:{result.tags[0]}")
+    return 0
+
+
+def _bundle(request: BundleRequest, output: str, published: str | None = None) -> None:
+    """Write a bundle and say so; `published` names the image a failure leaves behind."""
+    from .bundle import write_bundle
+
+    try:
+        result = write_bundle(request)
+    except HelloContainerError as error:
+        if published is None:
+            raise
+        # One line that says both what exists and what does not.
+        raise type(error)(f"the image was published as {published}, but its bundle was not "
+                          f"written: {error}") from None
+    if result.skipped_devices:
+        shown = ", ".join(result.skipped_devices[:3]) + (", ..." if len(result.skipped_devices) > 3
+                                                          else "")
+        print(f"{PROG}: note: {len(result.skipped_devices)} device node(s) of the image not "
+              f"created ({shown}); the runtime provides /dev", file=sys.stderr)
+    print(f"{output}: runtime bundle of {result.manifest.digest} {result.platform}")
+
+
+def _run_bundle(args: argparse.Namespace) -> int:
+    from .bundle import BundleRequest
+
+    layout, tag = _split_ref(args.ref)
+    _bundle(BundleRequest(layout, tag, Path(os.path.abspath(args.output)), args.platform,
+                          args.network), args.output)
     return 0
 
 
@@ -160,14 +274,40 @@ def _run_validate(args: argparse.Namespace) -> int:
     from .validate import validate_layout
 
     root, tag = _split_ref(args.ref)
-    problems = validate_layout(root, tag)
-    if problems:
-        for message in problems:
+    report = validate_layout(root, tag)
+    for message in report.warnings:
+        print(f"{PROG}: warning: {message}", file=sys.stderr)
+    if report.problems:
+        for message in report.problems:
             print(f"{PROG}: invalid: {message}", file=sys.stderr)
+        count = len(report.problems)
         print(f"{PROG}: error: {args.ref} is not a valid OCI image layout "
-              f"({len(problems)} problem{'s' if len(problems) > 1 else ''} above)", file=sys.stderr)
+              f"({count} problem{'s' if count > 1 else ''} above)", file=sys.stderr)
         return 1
-    print(f"{args.ref}: valid OCI image layout")
+    if report.warnings and args.strict:
+        print(f"{PROG}: error: {args.ref} has warnings, and --strict makes them fail",
+              file=sys.stderr)
+        return 1
+    print(f"{args.ref}: valid OCI image layout"
+          + (f" ({len(report.warnings)} warning{'s' if len(report.warnings) > 1 else ''})"
+             if report.warnings else ""))
+    return 0
+
+
+def _run_gc(args: argparse.Namespace) -> int:
+    from .gc import collect
+    from .layout import locked_layout
+    from .reader import LayoutReader
+
+    root = Path(args.layout)
+    reader = LayoutReader(root)
+    reader.index_document()  # refuse anything that is not a readable layout, before deleting
+    with locked_layout(root):
+        result = collect(root, reader)
+    for path in result.removed:
+        print(f"removed {path}")
+    print(f"{args.layout}: removed {len(result.removed)} file{'s' if len(result.removed) != 1 else ''}"
+          f" ({result.bytes} bytes)")
     return 0
 
 
@@ -190,7 +330,8 @@ def _run_index(args: argparse.Namespace) -> int:
     # Split, checked and deduplicated exactly as `build --tag` is.
     tags = merge({}, flags_document({"tag": args.tag})).tags
     sources = [Source(*_split_ref(ref)) for ref in args.sources]
-    descriptor = build_index(sources, Path(os.path.abspath(args.output)), tags)
+    descriptor = build_index(sources, Path(os.path.abspath(args.output)), tags,
+                             args.allow_different_programs)
     for tag in tags:
         print(f"{args.output}:{tag} {descriptor.digest}")
     return 0
@@ -199,7 +340,11 @@ def _run_index(args: argparse.Namespace) -> int:
 def _run_diff(args: argparse.Namespace) -> int:
     from .diff import diff_layouts
 
-    differences = diff_layouts(_split_ref(args.a), _split_ref(args.b))
+    try:
+        differences = diff_layouts(_split_ref(args.a), _split_ref(args.b))
+    except HelloContainerError as error:
+        error.exit_status = 2  # diff(1): 1 means "they differ", so trouble must be 2
+        raise
     for line in differences:
         print(line)
     if not differences:
@@ -207,10 +352,35 @@ def _run_diff(args: argparse.Namespace) -> int:
     return 1 if differences else 0
 
 
+def _run_autostart(args: argparse.Namespace) -> int:
+    from .autostart import SCRIPT_MODE, UNIT_MODE, autostart, systemd_unit, sysv_script, write_files
+
+    if not (args.sysv or args.systemd):
+        raise UsageError("nothing to write: give --sysv FILE and/or --systemd FILE")
+    cfg = autostart(args.runtime, args.name, restart=args.restart, network=args.network,
+                    bundle=args.bundle, layout=args.layout, runtime_path=args.runtime_path)
+    files = []
+    if args.sysv:
+        files.append((Path(args.sysv), sysv_script(cfg), SCRIPT_MODE))
+    if args.systemd:
+        files.append((Path(args.systemd), systemd_unit(cfg), UNIT_MODE))
+    write_files(files)
+    for path, kind in ((args.sysv, "init script"), (args.systemd, "systemd unit")):
+        if path:
+            print(f"{path}: {kind} starting {cfg.name} with {cfg.runtime}")
+    return 0
+
+
 COMMANDS: dict[str, Any] = {
     "build": _run_build, "validate": _run_validate, "inspect": _run_inspect, "index": _run_index,
-    "diff": _run_diff,
+    "diff": _run_diff, "gc": _run_gc, "bundle": _run_bundle,
+    "autostart": _run_autostart,
 }
+
+
+def _command(argv: Sequence[str] | None) -> str | None:
+    words = list(sys.argv[1:] if argv is None else argv)
+    return next((w for w in words if not w.startswith("-")), None)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -220,13 +390,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     except HelloContainerError as error:
         print(f"{PROG}: error: {error}", file=sys.stderr)
         return error.exit_status
-    except KeyboardInterrupt:
-        print(f"{PROG}: error: interrupted; nothing was published", file=sys.stderr)
-        return 130
     except BrokenPipeError:
         # `hellocontainer inspect … | head`: the reader left; that is not an error of ours.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except OSError as error:
+        # The one boundary for what the file system says (full disk, read-only, permissions,
+        # names too long): modules name the path; the errno decides the advice.
+        print(f"{PROG}: error: {os_error_message(error)}", file=sys.stderr)
+        return 2 if _command(argv) == "diff" else 1
+    except (MemoryError, RecursionError):
+        print(f"{PROG}: error: the input is too large or nests too deeply to process; check it "
+              f"with '{PROG} validate'", file=sys.stderr)
+        return 2 if _command(argv) == "diff" else 1
+    except KeyboardInterrupt:
+        print(f"{PROG}: error: interrupted; nothing was published", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -12,22 +12,16 @@ from pathlib import Path
 from typing import Any
 
 from . import model
-from .errors import LayoutError
 from .inspect import layer_files
-from .layout import Layout
 from .model import Descriptor
+from .reader import MAX_INDEX_DEPTH, LayoutReader
 
 FILE_FIELDS = ("type", "mode", "uid", "gid", "uname", "gname", "mtime", "size", "sha256")
 
 
-def _entries(layout: Layout, tag: str | None) -> dict[str, Descriptor]:
+def _entries(reader: LayoutReader, tag: str | None) -> dict[str, Descriptor]:
     """index.json entries by tag (untagged ones by digest), or only `tag`."""
-    entries = {(d.ref_name or d.digest): d for d in layout.index_manifests()}
-    if tag is None:
-        return entries
-    if tag not in entries:
-        raise LayoutError(f"{layout.root} has no tag {tag!r} (tags: {', '.join(sorted(entries))})")
-    return {tag: entries[tag]}
+    return {(d.ref_name or d.digest): d for d in reader.select(tag)}
 
 
 def json_differences(a: Any, b: Any, where: str) -> list[str]:
@@ -44,40 +38,47 @@ def json_differences(a: Any, b: Any, where: str) -> list[str]:
 
 
 class Differ:
-    def __init__(self, a: Layout, b: Layout) -> None:
+    def __init__(self, a: LayoutReader, b: LayoutReader) -> None:
         self.a, self.b = a, b
 
-    def descriptors(self, da: Descriptor, db: Descriptor, where: str) -> list[str]:
+    def descriptors(self, da: Descriptor, db: Descriptor, where: str, depth: int = 0) -> list[str]:
         if da.digest == db.digest:
             return []
+        if depth > MAX_INDEX_DEPTH:
+            return [f"{where}: image indexes nest deeper than {MAX_INDEX_DEPTH} levels"]
         if da.media_type != db.media_type:
             return [f"{where}: media type {da.media_type} → {db.media_type}"]
         if da.media_type in model.INDEX_TYPES:
-            return self.indexes(da, db, where)
+            return self.indexes(da, db, where, depth)
         if da.media_type in model.MANIFEST_TYPES:
             return self.manifests(da, db, where)
         return [f"{where}: blob {da.digest} → {db.digest}"]
 
-    def indexes(self, da: Descriptor, db: Descriptor, where: str) -> list[str]:
-        def by_platform(layout: Layout, d: Descriptor) -> dict[str, Descriptor]:
-            children = [Descriptor.from_json(c) for c in layout.read_blob_json(d.digest)["manifests"]]
-            return {model.platform_name(c.platform or {}) or c.digest: c for c in children}
+    def indexes(self, da: Descriptor, db: Descriptor, where: str, depth: int) -> list[str]:
+        def by_platform(reader: LayoutReader, d: Descriptor) -> dict[str, Descriptor]:
+            return {model.platform_name(c.platform or {}) or c.digest: c
+                    for c in reader.children(d)}
 
         pa, pb = by_platform(self.a, da), by_platform(self.b, db)
         out = [f"{where}: platform {p} only in A" for p in sorted(set(pa) - set(pb))]
         out += [f"{where}: platform {p} only in B" for p in sorted(set(pb) - set(pa))]
         for platform in sorted(set(pa) & set(pb)):
-            out += self.descriptors(pa[platform], pb[platform], f"{where} [{platform}]")
+            out += self.descriptors(pa[platform], pb[platform], f"{where} [{platform}]", depth + 1)
         return out
 
     def manifests(self, da: Descriptor, db: Descriptor, where: str) -> list[str]:
-        ma, mb = self.a.read_blob_json(da.digest), self.b.read_blob_json(db.digest)
+        ma, mb = self.a.document(da, "manifest"), self.b.document(db, "manifest")
         out = json_differences(ma.get("annotations", {}), mb.get("annotations", {}),
                                f"{where} manifest annotations")
-        ca, cb = ma["config"], mb["config"]
-        if ca["digest"] != cb["digest"]:
-            config_a, config_b = self.a.read_blob_json(ca["digest"]), self.b.read_blob_json(cb["digest"])
-            out += json_differences(config_a, config_b, f"{where} config")
+        ca, cb = Descriptor.from_json(ma["config"]), Descriptor.from_json(mb["config"])
+        if ca.digest != cb.digest:
+            schema_a = "config" if ca.media_type in model.CONFIG_TYPES else None
+            schema_b = "config" if cb.media_type in model.CONFIG_TYPES else None
+            if schema_a and schema_b:
+                config_a, config_b = self.a.document(ca, "config"), self.b.document(cb, "config")
+                out += json_differences(config_a, config_b, f"{where} config")
+            else:
+                out.append(f"{where}: config {ca.digest} → {cb.digest}")
         la, lb = ma["layers"], mb["layers"]
         if len(la) != len(lb):
             out.append(f"{where}: {len(la)} layers → {len(lb)} layers")
@@ -110,12 +111,12 @@ class Differ:
 
 def diff_layouts(a: tuple[Path, str | None], b: tuple[Path, str | None]) -> list[str]:
     """Every difference between image A and image B; empty when they are identical."""
-    la, lb = Layout(a[0]), Layout(b[0])
+    la, lb = LayoutReader(a[0]), LayoutReader(b[0])
     ea, eb = _entries(la, a[1]), _entries(lb, b[1])
     differ = Differ(la, lb)
     if a[1] is not None or b[1] is not None:  # two named images: compare them whatever their tags
         (ta, da), (tb, db) = next(iter(ea.items())), next(iter(eb.items()))
-        return differ.descriptors(da, db, f"{ta} ↔ {tb}" if ta != tb else ta)
+        return differ.descriptors(da, db, f"tag {ta}" if ta == tb else f"tag {ta} ↔ {tb}")
     out = [f"tag {t} only in A" for t in sorted(set(ea) - set(eb))]
     out += [f"tag {t} only in B" for t in sorted(set(eb) - set(ea))]
     for tag in sorted(set(ea) & set(eb)):

@@ -6,7 +6,7 @@ import posixpath
 from dataclasses import dataclass
 from pathlib import Path
 
-from .compress import MEDIA_TYPES, HashingWriter, open_compressor
+from .compress import MEDIA_TYPES, GzipLevel, HashingWriter, open_compressor
 from .errors import BinaryError, SpecError
 from .layout import Staging
 from .model import Descriptor
@@ -84,15 +84,19 @@ def tar_size(entries: list[TarEntry]) -> int:
     return sum(BLOCK + -(-entry.size // BLOCK) * BLOCK for entry in entries) + 2 * BLOCK
 
 
-def gzip_level_for(entries: list[TarEntry], level: int | None) -> int:
-    """The level asked for, or by default 9 for layers up to 16 MiB and 3 above."""
+def gzip_level_for(entries: list[TarEntry], level: GzipLevel | None) -> GzipLevel:
+    """The level asked for (1 to 9, or max), or by default 9 for layers up to 16 MiB and 3 above.
+
+    `max` (zopfli) is never a default: it takes seconds per megabyte and needs an optional
+    module, so only a user who asked for it waits for it.
+    """
     if level is not None:
         return level
     return SMALL_LAYER_LEVEL if tar_size(entries) <= LARGE_LAYER_BYTES else LARGE_LAYER_LEVEL
 
 
-def write_layer(entries: list[TarEntry], staging: Staging, compression: str, level: int | None,
-                jobs: int | None) -> Layer:
+def write_layer(entries: list[TarEntry], staging: Staging, compression: str,
+                level: GzipLevel | None, jobs: int | None) -> Layer:
     """Stream the tar through the compressor into a staged blob, hashing both sides on the way."""
     level = gzip_level_for(entries, level)
     with staging.new_blob() as (stream, tmp):

@@ -1,12 +1,21 @@
-"""The OCI image layout on disk: reading blobs safely, and publishing without half-written states.
+"""The OCI image layout on disk: publishing without half-written states, and without losing tags.
 
-The hard problem is a build killed at any instant, or two builds writing one layout at once.
-The answer: every blob and the index are written to temporary names first and moved into place
-with rename(2), which is atomic; blobs go in before the index.json that points at them, and
-index.json is replaced last. A reader therefore sees the old layout or the new one, never an
-index naming a missing blob. Builds into an existing layout serialise on flock(2) of the layout
-directory and merge their tags into whatever index.json holds at that moment, so concurrent
-builds keep each other's tags.
+The hard problem is a build killed at any instant (SIGKILL, power loss, a full disk), two builds
+writing one layout at once, and readers resolving tags while a build replaces them. The answer:
+
+- Every blob and the index are written to temporary names first and moved into place with
+  rename(2), which is atomic; blobs go in before the index.json that points at them, and
+  index.json is replaced last. A reader sees the old layout or the new one, never an index
+  naming a missing blob, and a kill at any point leaves every old tag valid.
+- A new layout is a whole staging folder renamed into place. Builds into an existing layout
+  serialise on flock(2) of the layout directory and merge their tags into whatever index.json
+  holds at that moment, so concurrent builds keep each other's tags.
+- Nothing on disk is trusted: the existing index.json must parse before anything is written,
+  and an existing blob is reused only after its digest and size are verified.
+- Replaced tags' blobs are not deleted by the build that replaced them: a reader may still be
+  reading them. gc.py says when they go.
+- The archive (`--archive`) is written completely before anything is published, so a full disk
+  there publishes nothing.
 """
 
 from __future__ import annotations
@@ -14,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import json
 import os
 import shutil
 import tempfile
@@ -22,72 +30,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from . import model
-from .errors import LayoutError
+from . import gc, model
+from .errors import LayoutError, os_error_message
 from .model import Descriptor
+from .reader import LayoutReader
 
 DIR_MODE = 0o755
 FILE_MODE = 0o644  # set explicitly: the umask of whoever builds must not show in the layout
-
-
-class Layout:
-    """Read access to an image layout directory, ours or another tool's."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-
-    def blob_path(self, digest: str) -> Path:
-        """The file of blob `digest`; refuses any digest that is not plain sha256 hex.
-
-        The digest becomes a path, so checking its grammar first is what stops a crafted
-        index from pointing at `blobs/sha256/../../etc/passwd`.
-        """
-        if not model.SHA256_DIGEST.fullmatch(digest):
-            raise LayoutError(f"digest {digest!r} is not sha256 followed by 64 lowercase hex digits")
-        return self.root / "blobs" / "sha256" / digest.split(":", 1)[1]
-
-    def read_json(self, name: str) -> Any:
-        try:
-            return json.loads((self.root / name).read_bytes())
-        except FileNotFoundError:
-            raise LayoutError(f"{self.root} has no {name}; is it an OCI image layout?") from None
-        except (OSError, ValueError) as error:
-            raise LayoutError(f"cannot read {self.root / name}: {error}") from None
-        except RecursionError:
-            raise LayoutError(f"{self.root / name} nests JSON too deeply to be an OCI document") from None
-
-    def read_blob_json(self, digest: str) -> Any:
-        try:
-            return json.loads(self.blob_path(digest).read_bytes())
-        except FileNotFoundError:
-            raise LayoutError(f"blob {digest} is missing from {self.root}") from None
-        except (OSError, ValueError, RecursionError) as error:
-            reason = "nested too deeply" if isinstance(error, RecursionError) else error
-            raise LayoutError(f"blob {digest} in {self.root} is not readable JSON: {reason}") from None
-
-    def index_manifests(self) -> list[Descriptor]:
-        return [Descriptor.from_json(d) for d in self.read_json("index.json").get("manifests", [])]
-
-    def reachable(self, roots: list[Descriptor]) -> set[str]:
-        """Digests of every blob reachable from `roots` (indexes and manifests are followed)."""
-        seen: set[str] = set()
-        stack = list(roots)
-        while stack:
-            descriptor = stack.pop()
-            if descriptor.digest in seen:
-                continue
-            seen.add(descriptor.digest)
-            if descriptor.media_type not in model.INDEX_TYPES + model.MANIFEST_TYPES:
-                continue
-            try:
-                document = self.read_blob_json(descriptor.digest)
-            except LayoutError:
-                continue  # a missing child is validate's business, not garbage collection's
-            children = document.get("manifests", []) + document.get("layers", [])
-            if "config" in document:
-                children.append(document["config"])
-            stack.extend(Descriptor.from_json(c) for c in children if isinstance(c, dict))
-        return seen
 
 
 def _fsync_dir(path: Path) -> None:
@@ -141,6 +90,7 @@ class Staging:
         self.output = output
         self.published = False  # True once the whole folder became the output
         self._created: list[Path] = []
+        self._lock_fd = -1
         try:
             for parent in reversed([output.parent, *output.parent.parents]):
                 if not parent.exists():
@@ -150,7 +100,7 @@ class Staging:
             # folder: otherwise another build could take our new, not yet locked folder for
             # the debris of a killed build and delete it.
             with _locked(output.parent):
-                _remove_stale_staging(output)
+                remove_stale_staging(output)
                 self.dir = Path(tempfile.mkdtemp(prefix=_staging_prefix(output), dir=output.parent))
                 # Held until this build ends, so that a later build can tell our live folder
                 # from the debris of a killed one (whose lock the kernel released).
@@ -159,25 +109,33 @@ class Staging:
             self.blobs = self.dir / "blobs" / "sha256"
             self.blobs.mkdir(parents=True)
         except OSError as error:
-            self._remove_created()
+            self._cleanup(failed=True)
             raise LayoutError(
-                f"cannot write output {output}: {error.strerror}; choose a writable --output"
+                os_error_message(error, f"cannot write output {output}", "or choose another --output")
             ) from None
 
     def __enter__(self) -> Staging:
         return self
 
-    def __exit__(self, *exc_info: object) -> None:
-        if not self.published:
-            shutil.rmtree(self.dir, ignore_errors=True)
-        os.close(self._lock_fd)
-        if exc_info[0] is not None:
-            self._remove_created()
+    def __exit__(self, kind: object, error: BaseException | None, traceback: object) -> None:
+        self._cleanup(failed=error is not None)
+        if isinstance(error, OSError):
+            # Whatever step hit the disk's limits (the layer, a blob, the index), the user needs
+            # the output it concerns and the knowledge that nothing of it became visible.
+            raise LayoutError(os_error_message(
+                error, f"cannot write output {self.output}",
+                "nothing was published" if not self.published else None)) from None
 
-    def _remove_created(self) -> None:
-        for parent in reversed(self._created):
-            with contextlib.suppress(OSError):
-                parent.rmdir()  # only ever removes a folder we made and left empty
+    def _cleanup(self, failed: bool) -> None:
+        if not self.published and hasattr(self, "dir"):
+            shutil.rmtree(self.dir, ignore_errors=True)
+        if self._lock_fd >= 0:
+            os.close(self._lock_fd)
+            self._lock_fd = -1
+        if failed:
+            for parent in reversed(self._created):
+                with contextlib.suppress(OSError):
+                    parent.rmdir()  # only ever removes a folder we made and left empty
 
     @contextlib.contextmanager
     def new_blob(self) -> Iterator[tuple[BinaryIO, Path]]:
@@ -207,11 +165,12 @@ def _staging_prefix(output: Path) -> str:
     return f".{output.name}.hellocontainer-"
 
 
-def _remove_stale_staging(output: Path) -> None:
-    """Remove staging folders of builds that were killed (SIGKILL, power loss) before cleanup."""
-    for candidate in output.parent.glob(_staging_prefix(output) + "*"):
+def stale_staging(output: Path) -> list[Path]:
+    """Staging folders beside `output` whose build is gone (their flock is free)."""
+    stale = []
+    for candidate in sorted(output.parent.glob(_staging_prefix(output) + "*")):
         try:
-            fd = os.open(candidate, os.O_RDONLY | os.O_DIRECTORY)
+            fd = os.open(candidate, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
         except OSError:
             continue
         try:
@@ -220,7 +179,17 @@ def _remove_stale_staging(output: Path) -> None:
             continue  # a live build holds it
         finally:
             os.close(fd)
+        stale.append(candidate)
+    return stale
+
+
+def remove_stale_staging(output: Path) -> list[str]:
+    """Remove staging folders of builds that were killed (SIGKILL, power loss) before cleanup."""
+    removed = []
+    for candidate in stale_staging(output):
         shutil.rmtree(candidate, ignore_errors=True)
+        removed.append(candidate.name)
+    return removed
 
 
 @contextlib.contextmanager
@@ -234,74 +203,145 @@ def _locked(directory: Path) -> Iterator[None]:
         os.close(fd)  # closing releases the lock
 
 
-def publish(staging: Staging, manifests: list[Descriptor],
+@contextlib.contextmanager
+def locked_layout(root: Path) -> Iterator[None]:
+    """The layout's lock, as builds take it: for `gc` and anything else that rewrites it."""
+    try:
+        with _locked(root):
+            yield
+    except OSError as error:
+        raise LayoutError(os_error_message(error, "layout")) from None
+
+
+# Writes the archive of the layout that is about to be published: (index.json bytes, blob
+# digest -> the file holding it). Called before anything is published; raising stops it.
+ArchiveHook = Callable[[bytes, dict[str, Path]], None]
+
+
+def publish(staging: Staging, manifests: list[Descriptor], archive: ArchiveHook | None = None,
             then: Callable[[], None] | None = None) -> None:
     """Make `manifests` (tagged descriptors whose blobs are staged) visible in the output layout.
 
     A new output is created by renaming the complete staging folder into place. An existing one
-    is updated under the lock: blobs first, index.json last, then blobs that only the replaced
-    tags used are removed. `then` runs while the lock is still held, so that what it reads
-    (an oci-archive of the layout, say) is exactly what was published.
+    is updated under the lock: blobs first, index.json last. `archive` is given the exact
+    content about to be published, and must have written it completely before anything is;
+    `then` runs after publishing, while the lock is still held.
     """
     output = staging.output
-    if not output.exists():
-        _write_file_atomically(staging.dir / "oci-layout", OCI_LAYOUT_BYTES)
-        _write_file_atomically(staging.dir / "index.json", index_document(manifests))
-        _fsync_dir(staging.blobs)
-        for path in (staging.dir, staging.dir / "blobs", staging.blobs):
-            os.chmod(path, DIR_MODE)  # mkdtemp made it 0700
-        try:
-            os.rename(staging.dir, output)
-            _fsync_dir(output.parent)
-            staging.published = True
-            # The folder we renamed is the one this build has held locked since it was made.
+    try:
+        if not os.path.lexists(output) and _publish_new(staging, manifests, archive):
             if then is not None:
                 then()
             return
-        except OSError as error:
-            if error.errno not in (errno.EEXIST, errno.ENOTEMPTY):
-                raise LayoutError(f"cannot create {output}: {error.strerror}") from None
-            # Another build created the layout first: merge into it like any existing layout.
-    if not output.is_dir():
-        raise LayoutError(f"output {output} exists and is not a directory; choose another --output")
-    with _locked(output):
-        _merge(staging, manifests)
-        if then is not None:
-            then()
+        if output.is_symlink() or not output.is_dir():
+            raise LayoutError(f"output {output} exists and is not a directory; choose another --output")
+        with _locked(output):
+            _merge(staging, manifests, archive)
+            if then is not None:
+                then()
+    except OSError as error:
+        raise LayoutError(os_error_message(error)) from None
 
 
-def _merge(staging: Staging, manifests: list[Descriptor]) -> None:
+def _publish_new(staging: Staging, manifests: list[Descriptor],
+                 archive: ArchiveHook | None) -> bool:
+    """Create the output by one rename; False when another build created it first."""
+    index = index_document(manifests)
+    _write_file_atomically(staging.dir / "oci-layout", OCI_LAYOUT_BYTES)
+    _write_file_atomically(staging.dir / "index.json", index)
+    if archive is not None:
+        archive(index, {f"sha256:{p.name}": p for p in staging.blobs.iterdir()
+                        if not p.name.startswith(".")})
+    _fsync_dir(staging.blobs)
+    for path in (staging.dir, staging.dir / "blobs", staging.blobs):
+        os.chmod(path, DIR_MODE)  # mkdtemp made it 0700
+    try:
+        os.rename(staging.dir, staging.output)
+    except OSError as error:
+        if error.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+            raise
+        # Another build created the layout first: merge into it like any existing layout.
+        os.unlink(staging.dir / "index.json")
+        os.unlink(staging.dir / "oci-layout")
+        return False
+    staging.published = True
+    _fsync_dir(staging.output.parent)
+    return True
+
+
+def _merge(staging: Staging, manifests: list[Descriptor], archive: ArchiveHook | None) -> None:
     output = staging.output
-    layout = Layout(output)
-    has_layout = (output / "oci-layout").exists()
+    has_layout = os.path.lexists(output / "oci-layout")
     if not has_layout and any(output.iterdir()):
         raise LayoutError(
             f"output {output} exists but is not an OCI image layout (no oci-layout file); "
             "choose another --output or remove it"
         )
-    document = layout.read_json("index.json") if has_layout else {"manifests": []}
-    old = [Descriptor.from_json(d) for d in document.get("manifests", [])]
+    # Read (and so check) everything we rely on before writing a byte.
+    reader = LayoutReader(output, check=has_layout)
+    if has_layout:
+        document = reader.index_document()
+        old = reader.entries()
+        reader.reachable(old)  # every document of the kept tags parses and verifies
+    else:
+        document, old = {}, []
     new_tags = {d.ref_name for d in manifests}
     kept = [d for d in old if d.ref_name is None or d.ref_name not in new_tags]
+    index = index_document(kept + manifests, document.get("annotations"))
+
+    # Debris of killed builds, and (once it is safe for readers) blobs no tag needs: removed
+    # before our own blobs move in, which no index reaches yet.
+    if has_layout:
+        gc.collect(output, reader, blobs=gc.index_is_settled(output))
 
     blobs = output / "blobs" / "sha256"
     blobs.mkdir(parents=True, exist_ok=True)
     os.chmod(output / "blobs", DIR_MODE)
     os.chmod(blobs, DIR_MODE)
-    for staged in sorted(staging.blobs.iterdir()):
-        target = blobs / staged.name
-        if not target.exists():  # content-addressed: an existing blob already has these bytes
-            os.rename(staged, target)
+    staged = sorted(p for p in staging.blobs.iterdir() if not p.name.startswith("."))
+    replace = [p for p in staged if not _good_blob(reader, blobs / p.name, p)]
+    if archive is not None:
+        sources = {f"sha256:{p.name}": p for p in staged}
+        for digest in reader.reachable(kept):
+            sources.setdefault(digest, reader.blob_path(digest))
+        staged_index = staging.dir / "index.json"
+        _write_file_atomically(staged_index, index)
+        archive(index, sources)
+    for path in replace:
+        # Content-addressed: a verified existing blob already has these bytes. A damaged one
+        # (truncated, a symlink, wrong bytes) is replaced by rename, which never follows links;
+        # a directory in its place must go first, as rename cannot replace it with a file.
+        target = blobs / path.name
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)
+        os.rename(path, target)
     _fsync_dir(blobs)
     if not has_layout:
         _write_file_atomically(output / "oci-layout", OCI_LAYOUT_BYTES)
-    _write_file_atomically(output / "index.json",
-                           index_document(kept + manifests, document.get("annotations")))
+    _write_file_atomically(output / "index.json", index)
     _fsync_dir(output)
 
-    # Remove only what the replaced tags referenced and nothing references now: blobs that
-    # another tool put here without an index entry are none of our business.
-    orphans = layout.reachable(old) - layout.reachable(kept + manifests)
-    for digest in sorted(orphans):
-        with contextlib.suppress(OSError, LayoutError):
-            layout.blob_path(digest).unlink()
+
+def _good_blob(reader: LayoutReader, existing: Path, staged: Path) -> bool:
+    """Whether the layout already holds a verified copy of the staged blob."""
+    if not os.path.lexists(existing):
+        return False
+    descriptor = Descriptor("application/octet-stream", f"sha256:{staged.name}",
+                            staged.stat().st_size)
+    try:
+        reader.verify_blob(descriptor)
+    except LayoutError:
+        return False
+    return True
+
+
+def preflight(output: Path) -> None:
+    """Refuse, before any work, an existing output whose index or documents cannot be trusted.
+
+    The same reads happen again under the lock when merging; doing them first means a damaged
+    layout costs the user one line, not a compressed layer thrown away.
+    """
+    if not os.path.lexists(output / "oci-layout"):
+        return
+    reader = LayoutReader(output)
+    reader.reachable(reader.entries())

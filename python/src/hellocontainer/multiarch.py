@@ -9,14 +9,15 @@ changes its digest.
 
 from __future__ import annotations
 
-import shutil
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import model
 from .errors import LayoutError, SpecError
-from .layout import Layout, Staging, publish
+from .layout import Staging, preflight, publish
 from .model import Descriptor
+from .reader import CHUNK, LayoutReader
 from .spec import check_tags
 from .validate import Checker
 
@@ -33,54 +34,67 @@ def _platform_key(platform: dict[str, str]) -> tuple[str, str, str]:
     return (platform.get("os", ""), platform.get("architecture", ""), platform.get("variant", ""))
 
 
-def _entries(source: Source) -> list[Descriptor]:
-    """The platform-specific manifests a source contributes (a nested index is flattened)."""
-    layout = Layout(source.layout)
-    entries = layout.index_manifests()
-    if source.tag is not None:
-        entries = [d for d in entries if d.ref_name == source.tag]
+def _entries(source: Source) -> list[tuple[Descriptor, dict[str, object]]]:
+    """The platform manifests a source contributes (a nested index is flattened), each with the
+    runtime part of its image config."""
+    reader = LayoutReader(source.layout)
+    entries = reader.select(source.tag)
     if not entries:
-        raise LayoutError(f"{source.layout} has no tag {source.tag!r}; check the source's :TAG")
+        raise LayoutError(f"{source.layout} holds no image; check the source")
     if len({d.digest for d in entries}) > 1:
         tags = ", ".join(sorted(d.ref_name or "(untagged)" for d in entries))
         raise SpecError(f"{source.layout} holds several images ({tags}); name one as LAYOUT:TAG")
     descriptor = entries[0]
     if descriptor.media_type in model.INDEX_TYPES:
-        document = layout.read_blob_json(descriptor.digest)
-        return [_with_platform(layout, Descriptor.from_json(d)) for d in document["manifests"]]
-    return [_with_platform(layout, descriptor)]
+        children = [c for c in reader.children(descriptor) if c.media_type in model.MANIFEST_TYPES]
+    else:
+        children = [descriptor]
+    out = []
+    for child in children:
+        image = reader.platform_image(child, None)
+        platform = model.config_platform(image.config)
+        out.append((Descriptor(child.media_type, child.digest, child.size, platform),
+                    image.config.get("config") or {}))
+    return out
 
 
-def _with_platform(layout: Layout, descriptor: Descriptor) -> Descriptor:
-    """The manifest descriptor with its platform, read from the config when the index lacks it."""
-    if descriptor.media_type not in model.MANIFEST_TYPES:
-        raise LayoutError(f"{layout.root}: {descriptor.digest} is a {descriptor.media_type}, "
-                          "not an image manifest")
-    config = layout.read_blob_json(layout.read_blob_json(descriptor.digest)["config"]["digest"])
-    platform = model.config_platform(config)
-    return Descriptor(descriptor.media_type, descriptor.digest, descriptor.size, platform)
-
-
-def _copy_blobs(layout: Layout, descriptor: Descriptor, staging: Staging) -> None:
-    for digest in sorted(layout.reachable([descriptor])):
+def _copy_blobs(reader: LayoutReader, descriptor: Descriptor, staging: Staging) -> None:
+    """Copy every blob the image reaches into staging, each verified as it is read."""
+    for digest in sorted(reader.reachable([descriptor])):
         target = staging.blob_path(digest)
-        if not target.exists():
-            try:
-                with staging.new_blob() as (stream, tmp), \
-                        layout.blob_path(digest).open("rb") as blob:
-                    shutil.copyfileobj(blob, stream, 1 << 20)
-            except OSError as error:
-                raise LayoutError(f"source {layout.root}: blob {digest} cannot be read "
-                                  f"({error.strerror}); run 'hellocontainer validate' on it") from None
-            staging.finish_blob(tmp, digest)
+        if target.exists():
+            continue
+        with staging.new_blob() as (stream, tmp), \
+                os.fdopen(reader.open_blob(Descriptor("", digest, 0)), "rb") as blob:
+            while chunk := blob.read(CHUNK):
+                stream.write(chunk)
+        staging.finish_blob(tmp, digest)
 
 
-def build_index(sources: list[Source], output: Path, tags: tuple[str, ...]) -> Descriptor:
+Program = tuple[tuple[str, ...], tuple[str, ...]]
+
+
+def _program(config: dict[str, object]) -> Program:
+    """What a platform's image starts: its entrypoint and default arguments."""
+    entrypoint, cmd = config.get("Entrypoint") or [], config.get("Cmd") or []
+    return (tuple(map(str, entrypoint)), tuple(map(str, cmd)))  # type: ignore[call-overload]
+
+
+def _words(program: Program) -> str:
+    import shlex
+
+    return shlex.join([*program[0], *program[1]]) or "(none)"
+
+
+def build_index(sources: list[Source], output: Path, tags: tuple[str, ...],
+                allow_different_programs: bool = False) -> Descriptor:
     """Write one image index of every source's platforms into `output` under `tags`."""
     check_tags(tags)
     by_platform: dict[tuple[str, str, str], tuple[Descriptor, Source]] = {}
+    programs: dict[Program, str] = {}
     for source in sources:
-        for descriptor in _entries(source):
+        for descriptor, runtime in _entries(source):
+            programs.setdefault(_program(runtime), model.platform_name(descriptor.platform or {}))
             key = _platform_key(descriptor.platform or {})
             if key in by_platform and by_platform[key][0].digest != descriptor.digest:
                 other = by_platform[key][1].layout
@@ -89,10 +103,16 @@ def build_index(sources: list[Source], output: Path, tags: tuple[str, ...]) -> D
                                 "give one image per platform")
             by_platform[key] = (descriptor, source)
     manifests = [by_platform[key][0] for key in sorted(by_platform)]
+    if len(programs) > 1 and not allow_different_programs:
+        (a, name_a), (b, name_b) = list(programs.items())[:2]
+        raise SpecError(f"the platforms start different programs ({name_a}: {_words(a)}; "
+                        f"{name_b}: {_words(b)}); build them with the same --path and "
+                        "--entrypoint, or pass --allow-different-programs")
+    preflight(output)
 
     with Staging(output) as staging:
         for descriptor, source in by_platform.values():
-            _copy_blobs(Layout(source.layout), descriptor, staging)
+            _copy_blobs(LayoutReader(source.layout), descriptor, staging)
         index = model.canonical_json({
             "schemaVersion": 2,
             "mediaType": model.MEDIA_INDEX,
@@ -101,7 +121,7 @@ def build_index(sources: list[Source], output: Path, tags: tuple[str, ...]) -> D
         index_descriptor = staging.add_blob(model.MEDIA_INDEX, index)
         tagged = [Descriptor(model.MEDIA_INDEX, index_descriptor.digest, index_descriptor.size,
                              None, {model.ANNOTATION_REF_NAME: tag}) for tag in tags]
-        checker = Checker(Layout(staging.dir))
+        checker = Checker(LayoutReader(staging.dir, check=False))
         for descriptor in tagged:
             checker.check_descriptor(descriptor, f"new index {descriptor.ref_name}")
         if checker.problems:

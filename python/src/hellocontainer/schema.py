@@ -16,7 +16,7 @@ from typing import Any
 import jsonschema
 from referencing import Registry, Resource
 
-SCHEMA_NAMES = ("defs", "oci-layout", "index", "manifest", "config", "image-spec")
+SCHEMA_NAMES = ("defs", "oci-layout", "index", "manifest", "config", "image-spec", "runtime-config")
 _BASE = "https://hellocontainer.invalid/schemas/"
 
 
@@ -37,6 +37,11 @@ _RFC3339 = re.compile(
 )
 _FORMATS = jsonschema.FormatChecker(formats=())
 _FORMATS.checks("date-time")(lambda value: not isinstance(value, str) or bool(_RFC3339.match(value)))
+# RFC 3986 absolute URI: scheme ":" hier-part, only characters the RFC allows (unreserved,
+# reserved and %-escapes). descriptor.md requires it of `urls`; jsonschema checks "uri" only with
+# an optional package installed, so the check is ours.
+_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%]+$")
+_FORMATS.checks("uri")(lambda value: not isinstance(value, str) or bool(_URI.match(value)))
 
 
 @cache

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from . import model, schema
-from .errors import SpecError
+from .errors import LayoutError, SpecError
 
 # Flags whose values are lists of shell words, and the spec key each fills.
 WORD_FLAGS = {"entrypoint": "entrypoint", "cmd": "cmd", "env": "env", "port": "ports",
@@ -54,7 +54,7 @@ class ImageSpec:
     tags: tuple[str, ...] = ("latest",)
     files: tuple[ExtraFile, ...] = ()
     compression: str = "gzip"
-    gzip_level: int | None = None  # None: chosen by layer size, see layer.gzip_level_for
+    gzip_level: int | str | None = None  # 1-9 or "max"; None: by layer size (layer.gzip_level_for)
     arch: str | None = None
     tune: str | None = None
     allow_dynamic: bool = False
@@ -80,6 +80,76 @@ def check_tags(tags: tuple[str, ...]) -> None:
             )
 
 
+# Limits on a spec file, far above any real one (a few dozen lines), so that a hostile or
+# mistaken one (a "billion laughs" of aliases, /dev/zero) is refused in milliseconds instead of
+# eating the build machine's memory.
+SPEC_MAX_BYTES = 1 << 20
+SPEC_MAX_DEPTH = 64
+SPEC_MAX_NODES = 100_000  # counting every alias as the copy it expands to
+
+
+def _read_spec_text(path: Path) -> str:
+    from .errors import os_error_message
+    from .reader import open_regular, read_bounded
+
+    try:
+        fd = open_regular(path, "spec file")
+        data = read_bounded(fd, SPEC_MAX_BYTES, f"spec file {path}")
+    except LayoutError as error:
+        raise SpecError(f"{error}; check --spec") from None
+    except OSError as error:
+        raise SpecError(os_error_message(error, f"spec file {path}", "check --spec")) from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise SpecError(f"spec file {path} is not UTF-8 text ({error.reason} at byte "
+                        f"{error.start}); save it as UTF-8") from None
+
+
+def _check_expansion(root: Any, path: Path) -> None:
+    """Refuse a YAML node graph that expands (aliases counted as copies) past the limits.
+
+    Aliases make the graph a DAG whose expansion can be exponential in the file's size, so sizes
+    and depths are memoised per node: the check itself is linear in the number of nodes.
+    """
+    sizes: dict[int, tuple[int, int]] = {}  # id(node) -> (expanded nodes, depth)
+    open_nodes: set[int] = set()  # on the current path: meeting one again is a cycle
+    stack: list[tuple[Any, bool]] = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        if id(node) in sizes:
+            continue
+        children = _children(node)
+        if not done:
+            if id(node) in open_nodes:
+                raise SpecError(f"spec file {path} refers to itself through a YAML alias; "
+                                "write it without aliases")
+            open_nodes.add(id(node))
+            stack.append((node, True))
+            stack.extend((child, False) for child in children if id(child) not in sizes)
+            continue
+        open_nodes.discard(id(node))
+        size = 1 + sum(sizes[id(c)][0] for c in children)
+        depth = 1 + max((sizes[id(c)][1] for c in children), default=0)
+        if size > SPEC_MAX_NODES:
+            raise SpecError(f"spec file {path} expands to more than {SPEC_MAX_NODES} values "
+                            "(YAML aliases count as copies); write it without them")
+        if depth > SPEC_MAX_DEPTH:
+            raise SpecError(f"spec file {path} nests deeper than {SPEC_MAX_DEPTH} levels; "
+                            "flatten it")
+        sizes[id(node)] = (size, depth)
+
+
+def _children(node: Any) -> list[Any]:
+    import yaml
+
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
+
+
 def load_spec_file(path: Path) -> dict[str, Any]:
     """Read and validate a YAML spec file; a relative `files[].src` is relative to its folder."""
     import yaml  # here, not at the top: most builds have no spec file and skip its import
@@ -103,18 +173,23 @@ def load_spec_file(path: Path) -> dict[str, Any]:
                 seen.add(key_node.value)
             return super().construct_mapping(node, deep)
 
+    text = _read_spec_text(path)
+    loader = StrictLoader(text)  # a SafeLoader: no arbitrary objects
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
-        reason = getattr(error, "strerror", None) or str(error)
-        raise SpecError(f"cannot read spec file {path}: {reason}; check --spec") from None
-    try:
-        document = yaml.load(text, Loader=StrictLoader)  # a SafeLoader: no arbitrary objects
+        node = loader.get_single_node()
+        if node is not None:
+            _check_expansion(node, path)
+        document = loader.construct_document(node) if node is not None else None
+    except RecursionError:
+        raise SpecError(f"spec file {path} nests deeper than {SPEC_MAX_DEPTH} levels; "
+                        "flatten it") from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" line {mark.line + 1} column {mark.column + 1}" if mark else ""
         problem = getattr(error, "problem", None) or "invalid YAML"
         raise SpecError(f"spec file {path}{where}: {problem}; fix the YAML syntax") from None
+    finally:
+        loader.dispose()
     if document is None:
         document = {}
     if not isinstance(document, dict):

@@ -1,96 +1,55 @@
 """Check an image layout, ours or another tool's, against the schemas and against its own bytes.
 
-Schemas cannot say that a digest equals the sha256 of the blob, that a diff_id equals the
+Schemas cannot say that a digest equals the hash of the blob, that a diff_id equals the
 uncompressed layer, or that a "+gzip" layer really is gzip; this module checks all of that and
-reports every problem it finds rather than stopping at the first. The build runs the same checks
-on a new image before publishing it.
+reports every problem it finds rather than stopping at the first. It reads only through
+`reader`, so a hostile layout (links out of it, FIFOs, bombs, cycles) is a problem to report,
+never a hang or a crash. The build runs the same checks on a new image before publishing it.
+
+Problems make a layout invalid. Warnings do not: they are what the spec says SHOULD (not MUST)
+hold, digests we cannot compute, and debris a killed build left behind.
 """
 
 from __future__ import annotations
 
 import hashlib
-import zlib
-from collections.abc import Iterator
+import os
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
-from . import model, schema
+from . import gc, model, schema
 from .errors import LayoutError
-from .layout import Layout
 from .model import Descriptor
+from .reader import (
+    MAX_INDEX_DEPTH,
+    LayoutReader,
+    compression_of,
+    descriptor_from,
+    parse_json,
+    verifiable,
+)
 
-CHUNK = 1 << 20
-GZIP_MAGIC = b"\x1f\x8b"
-ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
-
-
-def compression_of(media_type: str) -> str | None:
-    """gzip, zstd or none for a layer media type; None for types that are not layers we read."""
-    if media_type in (model.MEDIA_LAYER_GZIP, model.MEDIA_DOCKER_LAYER_GZIP):
-        return "gzip"
-    if media_type == model.MEDIA_LAYER_ZSTD:
-        return "zstd"
-    if media_type == model.MEDIA_LAYER_TAR:
-        return "none"
-    return None
+# Kept for the modules that import it from here (inspect, diff).
+__all__ = ["Checker", "Report", "compression_of", "validate_layout"]
 
 
-def _sniff(head: bytes) -> str:
-    if head.startswith(GZIP_MAGIC):
-        return "gzip"
-    if head.startswith(ZSTD_MAGIC):
-        return "zstd"
-    if head[257:262] == b"ustar" or head == b"\0" * len(head):
-        return "none"
-    return "unknown"
-
-
-def decompressed_chunks(stream: BinaryIO, compression: str) -> Iterator[bytes]:
-    """The uncompressed bytes of a layer stream, a chunk at a time (constant memory)."""
-    if compression == "none":
-        yield from iter(lambda: stream.read(CHUNK), b"")
-    elif compression == "gzip":
-        decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        for chunk in iter(lambda: stream.read(CHUNK), b""):
-            while chunk:
-                yield decompressor.decompress(chunk)
-                # A gzip file may hold several members back to back (pigz -i, cat a.gz b.gz).
-                chunk = decompressor.unused_data if decompressor.eof else b""
-                if chunk:
-                    decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        if not decompressor.eof:
-            raise zlib.error("gzip stream is truncated")
-    elif compression == "zstd":
-        try:
-            import zstandard
-        except ImportError:
-            raise LayoutError(
-                "reading a zstd layer needs the optional Python module zstandard (pip install zstandard)"
-            ) from None
-        reader = zstandard.ZstdDecompressor().stream_reader(stream, read_across_frames=True)
-        yield from iter(lambda: reader.read(CHUNK), b"")
-    else:
-        raise LayoutError(f"cannot decompress {compression} data")
-
-
-def _hash_file(path: Path) -> tuple[str, int]:
-    """sha256 digest and size of a file, read a chunk at a time."""
-    digest = hashlib.sha256()
-    size = 0
-    with path.open("rb") as stream:
-        for chunk in iter(lambda: stream.read(CHUNK), b""):
-            digest.update(chunk)
-            size += len(chunk)
-    return "sha256:" + digest.hexdigest(), size
+@dataclass
+class Report:
+    problems: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
 
 class Checker:
     """Collects the problems of one layout; each blob is verified at most once."""
 
-    def __init__(self, layout: Layout, written: dict[str, str] | None = None) -> None:
-        self.layout = layout
-        self.problems: list[str] = []
+    def __init__(self, reader: LayoutReader, written: dict[str, str] | None = None) -> None:
+        self.reader = reader
+        self.report = Report()
         self._verified: dict[str, bool] = {}
+        self._diff_ids: dict[str, str | None] = {}
+        self._configs: dict[str, dict[str, Any] | None] = {}
+        self._visited: set[tuple[str, str]] = set()
         # Layer digest → diff_id of layers this process has just written, hashing the
         # compressed and the uncompressed bytes as they streamed by (a build checking its own
         # new image). Reading, hashing and decompressing them again would cost a quarter of a
@@ -98,51 +57,71 @@ class Checker:
         # of their own; their presence, size and format are still checked.
         self._written = written or {}
 
+    @property
+    def problems(self) -> list[str]:
+        return self.report.problems
+
     def problem(self, message: str) -> None:
-        if message not in self.problems:
-            self.problems.append(message)
+        if message not in self.report.problems:
+            self.report.problems.append(message)
+
+    def warning(self, message: str) -> None:
+        if message not in self.report.warnings:
+            self.report.warnings.append(message)
 
     def check_blob(self, descriptor: Descriptor, where: str) -> bool:
-        """Digest grammar, presence, size and sha256 of the blob a descriptor names."""
-        if descriptor.digest in self._verified:
-            return self._verified[descriptor.digest]
-        ok = self._verify_blob(descriptor, where)
-        self._verified[descriptor.digest] = ok
-        return ok
+        """Presence, size and digest of the blob a descriptor names, once per digest."""
+        if descriptor.digest not in self._verified:
+            self._verified[descriptor.digest] = self._verify_blob(descriptor, where)
+        return self._verified[descriptor.digest]
 
     def _verify_blob(self, descriptor: Descriptor, where: str) -> bool:
-        try:
-            path = self.layout.blob_path(descriptor.digest)
-        except LayoutError as error:
-            self.problem(f"{where}: {error}")
+        if not verifiable(descriptor.digest):
+            self.warning(f"{where}: digest algorithm of {descriptor.digest} is not one this "
+                         "tool can compute; the blob was not verified")
+        if "data" in descriptor.extra and not self._check_embedded(descriptor, where):
             return False
         try:
             if descriptor.digest in self._written:
-                actual, size = descriptor.digest, path.stat().st_size  # hashed while written
+                fd = self.reader.open_blob(descriptor)  # hashed while it was written
+                size = os.fstat(fd).st_size
+                os.close(fd)
+                if size != descriptor.size:
+                    raise LayoutError(f"blob {descriptor.digest} has {size} bytes, but its "
+                                      f"descriptor says {descriptor.size}")
             else:
-                actual, size = _hash_file(path)
-        except FileNotFoundError:
-            self.problem(f"{where}: blob {descriptor.digest} is missing")
+                self.reader.verify_blob(descriptor)
+        except LayoutError as error:
+            self.problem(f"{where}: {error}")
             return False
-        except OSError as error:
-            self.problem(f"{where}: blob {descriptor.digest} cannot be read: {error.strerror}")
+        return True
+
+    def _check_embedded(self, descriptor: Descriptor, where: str) -> bool:
+        """descriptor.md: `data` is base64 (RFC 4648 §4) of exactly the blob's bytes."""
+        import base64
+        import binascii
+
+        data = descriptor.extra["data"]
+        try:
+            decoded = base64.b64decode(data, validate=True) if isinstance(data, str) else None
+        except (binascii.Error, ValueError):
+            decoded = None
+        if decoded is None:
+            self.problem(f"{where}: data is not standard base64 (RFC 4648 section 4, padded)")
             return False
-        ok = True
-        if size != descriptor.size:
-            self.problem(f"{where}: blob {descriptor.digest} has {size} bytes, "
-                         f"but the descriptor says {descriptor.size}")
-            ok = False
-        if actual != descriptor.digest:
-            self.problem(f"{where}: blob {descriptor.digest} does not match its digest "
-                         f"(its bytes hash to {actual})")
-            ok = False
-        return ok
+        if len(decoded) != descriptor.size or (
+                descriptor.digest.startswith("sha256:")
+                and model.sha256_digest(decoded) != descriptor.digest):
+            self.problem(f"{where}: the embedded data does not match the descriptor's digest "
+                         "and size")
+            return False
+        return True
 
     def load_json(self, descriptor: Descriptor, schema_name: str, where: str) -> Any | None:
         if not self.check_blob(descriptor, where):
             return None
         try:
-            document = self.layout.read_blob_json(descriptor.digest)
+            document = parse_json(self.reader.blob_bytes(descriptor), f"blob {descriptor.digest}")
         except LayoutError as error:
             self.problem(f"{where}: {error}")
             return None
@@ -152,13 +131,27 @@ class Checker:
         return None if found else document
 
     def check_descriptor(self, descriptor: Descriptor, where: str) -> None:
-        """Follow a descriptor from an index: an image manifest or a nested index."""
-        if descriptor.media_type in model.INDEX_TYPES:
-            self.check_index_blob(descriptor, where)
-        elif descriptor.media_type in model.MANIFEST_TYPES:
-            self.check_manifest(descriptor, where)
-        else:
-            self.check_blob(descriptor, where)
+        """Follow a descriptor and everything below it: iterative, each blob once, depth capped."""
+        stack = [(descriptor, where, 0)]
+        while stack:
+            current, at, depth = stack.pop()
+            # Each document once, but a manifest once per platform claim made of it: the
+            # claims are what differ between two descriptors of the same digest.
+            key = (current.digest, model.platform_name(current.platform or {}))
+            if key in self._visited:
+                continue
+            self._visited.add(key)
+            if current.media_type in model.INDEX_TYPES:
+                if depth >= MAX_INDEX_DEPTH:
+                    self.problem(f"{at}: image indexes nest deeper than {MAX_INDEX_DEPTH} levels")
+                    continue
+                children = self.check_index_blob(current, at)
+                stack.extend((child, f"{at} > manifests[{i}]", depth + 1)
+                             for i, child in reversed(list(enumerate(children))))
+            elif current.media_type in model.MANIFEST_TYPES:
+                self.check_manifest(current, at)
+            else:
+                self.check_blob(current, at)
 
     def check_media_type(self, document: dict[str, Any], descriptor: Descriptor, where: str) -> None:
         """A document's own mediaType, when it has one, must be what its descriptor says."""
@@ -166,29 +159,48 @@ class Checker:
             self.problem(f"{where}: mediaType {document['mediaType']} differs from the "
                          f"descriptor's {descriptor.media_type}")
 
-    def check_index_blob(self, descriptor: Descriptor, where: str) -> None:
+    def check_index_blob(self, descriptor: Descriptor, where: str) -> list[Descriptor]:
         document = self.load_json(descriptor, "index", where)
         if document is None:
-            return
+            return []
         self.check_media_type(document, descriptor, where)
-        for i, child in enumerate(document["manifests"]):
-            self.check_descriptor(Descriptor.from_json(child), f"{where} > manifests[{i}]")
+        return self._descriptors(document["manifests"], f"{where} > manifests")
+
+    def _descriptors(self, items: list[Any], where: str) -> list[Descriptor]:
+        out = []
+        for i, item in enumerate(items):
+            try:
+                out.append(descriptor_from(item, f"{where}[{i}]"))
+            except LayoutError as error:
+                self.problem(str(error))
+        return out
 
     def check_manifest(self, descriptor: Descriptor, where: str) -> None:
         manifest = self.load_json(descriptor, "manifest", where)
         if manifest is None:
             return
         self.check_media_type(manifest, descriptor, where)
-        config_descriptor = Descriptor.from_json(manifest["config"])
+        try:
+            config_descriptor = descriptor_from(manifest["config"], f"{where} > config")
+        except LayoutError as error:
+            self.problem(str(error))
+            return
+        layers = self._descriptors(manifest["layers"], f"{where} > layers")
+        if not layers:
+            # image-manifest: "the array SHOULD have at least one item".
+            self.warning(f"{where}: the manifest has no layers")
         if config_descriptor.media_type not in (model.MEDIA_CONFIG, model.MEDIA_DOCKER_CONFIG):
             # An OCI 1.1 artifact (a signature, an SBOM, …): its config is not an image
             # config, and its layers have no diff_ids; only the blobs themselves can be checked.
             self.check_blob(config_descriptor, f"{where} > config")
-            for i, layer in enumerate(manifest["layers"]):
-                self.check_blob(Descriptor.from_json(layer), f"{where} > layers[{i}]")
+            for i, layer in enumerate(layers):
+                self.check_blob(layer, f"{where} > layers[{i}]")
             return
-        config = self.load_json(config_descriptor, "config", f"{where} > config")
-        layers = [Descriptor.from_json(layer) for layer in manifest["layers"]]
+        if config_descriptor.digest in self._configs:
+            config = self._configs[config_descriptor.digest]
+        else:
+            config = self.load_json(config_descriptor, "config", f"{where} > config")
+            self._configs[config_descriptor.digest] = config
         diff_ids = [self.check_layer(layer, f"{where} > layers[{i}]")
                     for i, layer in enumerate(layers)]
         if config is None:
@@ -205,8 +217,8 @@ class Checker:
             if got is not None and want != got:
                 self.problem(f"{where} > layers[{i}]: uncompressed layer hashes to {got}, "
                              f"but the config's diff_id is {want}")
-        history = [h for h in config.get("history", []) if not h.get("empty_layer", False)]
-        if "history" in config and len(history) != len(expected):
+        history = [h for h in config.get("history") or [] if not h.get("empty_layer", False)]
+        if config.get("history") is not None and len(history) != len(expected):
             self.problem(f"{where}: the config has {len(history)} non-empty history entries "
                          f"for {len(expected)} layers")
         if descriptor.platform:
@@ -217,67 +229,80 @@ class Checker:
 
     def check_layer(self, layer: Descriptor, where: str) -> str | None:
         """Verify a layer blob and return its diff_id (None when it cannot be computed)."""
-        if not self.check_blob(layer, where):
-            return None
+        if layer.digest in self._diff_ids:
+            return self._diff_ids[layer.digest]
+        self._diff_ids[layer.digest] = diff_id = self._layer_diff_id(layer, where)
+        return diff_id
+
+    def _layer_diff_id(self, layer: Descriptor, where: str) -> str | None:
         compression = compression_of(layer.media_type)
         if compression is None:
-            return None  # a foreign layer type: the digest check above is all we can do
-        path = self.layout.blob_path(layer.digest)
-        with path.open("rb") as stream:
-            actual = _sniff(stream.read(512))
-            if actual != compression:
-                self.problem(f"{where}: media type {layer.media_type} says {compression}, "
-                             f"but the bytes are {actual}")
-                return None
-            if layer.digest in self._written:
-                return self._written[layer.digest]
-            stream.seek(0)
-            diff = hashlib.sha256()
-            try:
-                for chunk in decompressed_chunks(stream, compression):
-                    diff.update(chunk)
-            except (zlib.error, OSError, LayoutError) as error:
-                self.problem(f"{where}: layer cannot be decompressed: {error}")
-                return None
-            except Exception as error:  # zstandard raises its own ZstdError
-                self.problem(f"{where}: layer cannot be decompressed: {error}")
-                return None
+            self.check_blob(layer, where)
+            return None  # a foreign layer type: the digest check is all we can do
+        if layer.digest in self._written:
+            return self._written[layer.digest] if self.check_blob(layer, where) else None
+        # One pass over the blob verifies its digest and size and hashes what it inflates to.
+        diff = hashlib.sha256()
+        try:
+            for chunk in self.reader.layer_chunks(layer):
+                diff.update(chunk)
+        except LayoutError as error:
+            self.problem(f"{where}: {error}")
+            self._verified[layer.digest] = False
+            return None
+        self._verified[layer.digest] = True
+        if not verifiable(layer.digest):
+            self.warning(f"{where}: digest algorithm of {layer.digest} is not one this tool can "
+                         "compute; the blob was not verified")
         return "sha256:" + diff.hexdigest()
 
 
-def selected(manifests: list[dict[str, Any]], tag: str | None) -> list[tuple[int, Descriptor]]:
-    """Index entries to check: all, or those whose ref.name is `tag`."""
-    entries = [(i, Descriptor.from_json(d)) for i, d in enumerate(manifests)]
-    return [(i, d) for i, d in entries if tag is None or d.ref_name == tag]
-
-
-def validate_layout(root: Path, tag: str | None = None) -> list[str]:
-    """Every problem of the layout at `root` (or of one tag in it); empty when valid."""
-    layout = Layout(root)
-    checker = Checker(layout)
-    if not root.is_dir():
-        return [f"{root} is not a directory"]
+def _oci_layout_problems(reader: LayoutReader) -> list[str]:
     try:
-        oci_layout = layout.read_json("oci-layout")
-        index = layout.read_json("index.json")
+        document = reader.oci_layout()
     except LayoutError as error:
         return [str(error)]
-    for message in schema.problems(oci_layout, "oci-layout"):
-        checker.problem(f"oci-layout: {message}")
+    return [f"oci-layout: {message}" for message in schema.problems(document, "oci-layout")]
+
+
+def validate_layout(root: Path, tag: str | None = None) -> Report:
+    """Every problem and warning of the layout at `root` (or of one tag in it)."""
+    try:
+        reader = LayoutReader(root, check=False)
+    except LayoutError as error:
+        return Report([str(error)])
+    checker = Checker(reader)
+    for message in _oci_layout_problems(reader):
+        checker.problem(message)
+    try:
+        index = parse_json(reader.read_file("index.json"), f"{root}/index.json")
+    except LayoutError as error:
+        checker.problem(str(error))
+        return checker.report
     found = schema.problems(index, "index")
     for message in found:
         checker.problem(f"index.json: {message}")
     if found:
-        return checker.problems
-    entries = selected(index["manifests"], tag)
-    if tag is not None and not entries:
-        tags = sorted({d.ref_name for _, d in selected(index["manifests"], None) if d.ref_name})
-        return [f"{root} has no tag {tag!r} (tags: {', '.join(tags) or 'none'})"]
-    for i, descriptor in entries:
+        return checker.report
+    entries = checker._descriptors(index["manifests"], "index.json manifests")
+    if checker.problems:
+        return checker.report
+    chosen = [(i, d) for i, d in enumerate(entries) if tag is None or d.ref_name == tag]
+    if tag is not None and not chosen:
+        tags = sorted({d.ref_name for d in entries if d.ref_name})
+        raise LayoutError(f"{root} has no tag {tag!r} (tags: {', '.join(tags) or 'none'}); "
+                          "the layout itself was not checked")
+    for i, descriptor in chosen:
         where = f"index.json manifests[{i}]" + (f" ({descriptor.ref_name})"
                                                 if descriptor.ref_name else "")
         if descriptor.ref_name is not None and not model.REF_NAME.fullmatch(descriptor.ref_name):
             checker.problem(f"{where}: tag {descriptor.ref_name!r} does not match the OCI "
                             "ref-name grammar")
         checker.check_descriptor(descriptor, where)
-    return checker.problems
+    if tag is None and not checker.problems:
+        stray = gc.debris(root, reader)
+        if stray:
+            checker.warning(f"{len(stray)} file{'s' if len(stray) > 1 else ''} in the layout "
+                            f"{'are' if len(stray) > 1 else 'is'} not part of any image "
+                            f"(e.g. {stray[0]}); remove them with: hellocontainer gc {root}")
+    return checker.report

@@ -1,0 +1,277 @@
+"""`hellocontainer autostart`: the init script and systemd unit that start a container at boot.
+
+What a board does with these files is the boot test's business (tests/board.py boots them); here
+are the properties a reader of the files can check on this machine: the right runtime command
+with the right target paths, clean under shellcheck and `systemd-analyze verify`, byte-identical
+for the same settings wherever they are written, and one-line errors that leave nothing behind.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import Runner, require_tool
+
+BUNDLE = "/usr/share/hellocontainer/hello-bundle"
+LAYOUT = "/usr/share/hellocontainer/hello-oci"
+
+
+def write(hellocontainer: Runner, directory: Path, *args: str, check: bool = True
+          ) -> subprocess.CompletedProcess[str]:
+    """`hellocontainer autostart ARGS --sysv DIR/S95hello --systemd DIR/hello.service`."""
+    return hellocontainer("autostart", *args, "--sysv", directory / "S95hello",
+                          "--systemd", directory / "hello.service", check=check)
+
+
+def crun_files(hellocontainer: Runner, directory: Path, *args: str) -> tuple[str, str]:
+    write(hellocontainer, directory, "--name", "hello", "--bundle", BUNDLE, *args)
+    return ((directory / "S95hello").read_text(), (directory / "hello.service").read_text())
+
+
+def unit_values(unit: str, key: str) -> list[str]:
+    return re.findall(rf"^{key}=(.*)$", unit, re.MULTILINE)
+
+
+def script_commands(script: str) -> list[list[str]]:
+    """The runtime calls of the script, as the words the shell passes ("$RUNTIME" kept)."""
+    return [shlex.split(line.split(">", 1)[0].split("<", 1)[0])
+            for line in script.splitlines() if line.strip().startswith('"$RUNTIME"')]
+
+
+# ---------------------------------------------------------------------------------------------
+# the commands
+
+def test_crun_script_deletes_a_stale_container_then_runs_the_bundle(
+        hellocontainer: Runner, tmp_path: Path) -> None:
+    script, _ = crun_files(hellocontainer, tmp_path)
+    assert 'RUNTIME="crun"' in script
+    commands = script_commands(script)
+    assert commands[:2] == [["$RUNTIME", "delete", "-f", "hello"],
+                            ["$RUNTIME", "run", "--bundle", BUNDLE, "hello"]]
+
+
+def test_crun_unit_deletes_a_stale_container_then_runs_the_bundle(
+        hellocontainer: Runner, tmp_path: Path) -> None:
+    _, unit = crun_files(hellocontainer, tmp_path)
+    assert unit_values(unit, "ExecStart") == [f"crun run --bundle {BUNDLE} hello"]
+    assert "-crun delete -f hello" in unit_values(unit, "ExecStartPre")
+
+
+def test_runc_runs_the_bundle_with_runc(hellocontainer: Runner, tmp_path: Path) -> None:
+    script, unit = crun_files(hellocontainer, tmp_path, "--runtime", "runc")
+    assert 'RUNTIME="runc"' in script
+    assert ["$RUNTIME", "run", "--bundle", BUNDLE, "hello"] in script_commands(script)
+    assert unit_values(unit, "ExecStart") == [f"runc run --bundle {BUNDLE} hello"]
+
+
+def test_podman_runs_the_layout_by_tag_with_the_chosen_network(
+        hellocontainer: Runner, tmp_path: Path) -> None:
+    write(hellocontainer, tmp_path, "--runtime", "podman", "--name", "hello",
+          "--layout", f"{LAYOUT}:1.0", "--network", "host")
+    script = (tmp_path / "S95hello").read_text()
+    unit = (tmp_path / "hello.service").read_text()
+    run = ["run", "--rm", "--name", "hello", "--net=host", f"oci:{LAYOUT}:1.0"]
+    assert ["$RUNTIME", *run] in script_commands(script)
+    assert ["$RUNTIME", "rm", "-f", "hello"] in script_commands(script)
+    assert unit_values(unit, "ExecStart") == [shlex.join(["podman", *run])]
+    # A host-network container waits for the network.
+    assert unit_values(unit, "After") == ["network-online.target"]
+
+
+def test_runtime_path_is_used_as_given(hellocontainer: Runner, tmp_path: Path) -> None:
+    script, unit = crun_files(hellocontainer, tmp_path, "--runtime-path", "/opt/bin/crun")
+    assert 'RUNTIME="/opt/bin/crun"' in script
+    assert unit_values(unit, "ExecStart") == [f"/opt/bin/crun run --bundle {BUNDLE} hello"]
+
+
+@pytest.mark.parametrize("policy", ["no", "on-failure", "always"])
+def test_restart_policy_reaches_both_files(policy: str, hellocontainer: Runner,
+                                           tmp_path: Path) -> None:
+    script, unit = crun_files(hellocontainer, tmp_path, "--restart", policy)
+    assert f'RESTART="{policy}"' in script
+    assert unit_values(unit, "Restart") == [policy]
+    # Both restart one second apart with no limit, or not at all.
+    assert unit_values(unit, "RestartSec") == ["1"]
+    assert unit_values(unit, "StartLimitIntervalSec") == ([] if policy == "no" else ["0"])
+
+
+def test_unit_logs_to_journal_and_console_and_prints_the_exit_status(
+        hellocontainer: Runner, tmp_path: Path) -> None:
+    _, unit = crun_files(hellocontainer, tmp_path)
+    assert unit_values(unit, "Type") == ["exec"]
+    assert unit_values(unit, "StandardOutput") == ["journal+console"]
+    assert unit_values(unit, "StandardError") == ["journal+console"]
+    assert ("/bin/sh -c 'echo \"hellocontainer: hello exited $$EXIT_STATUS\"'"
+            in unit_values(unit, "ExecStopPost"))
+    assert unit_values(unit, "WantedBy") == ["multi-user.target"]
+
+
+def test_script_prints_the_exit_status_and_starts_in_the_background(
+        hellocontainer: Runner, tmp_path: Path) -> None:
+    script, _ = crun_files(hellocontainer, tmp_path)
+    assert 'echo "hellocontainer: $NAME exited $status"' in script
+    assert "printf 'Starting %s: ' \"$NAME\"" in script
+    assert '/bin/sh "$0" supervise </dev/null &' in script
+
+
+@pytest.mark.parametrize("runtime,package", [
+    ("crun", "BR2_PACKAGE_CRUN"), ("runc", "BR2_PACKAGE_RUNC"), ("podman", "BR2_PACKAGE_PODMAN")])
+def test_missing_runtime_fails_naming_its_package(runtime: str, package: str,
+                                                  hellocontainer: Runner, tmp_path: Path) -> None:
+    place = ["--layout", LAYOUT] if runtime == "podman" else ["--bundle", BUNDLE]
+    write(hellocontainer, tmp_path, "--runtime", runtime, "--name", "hello", *place)
+    script = (tmp_path / "S95hello").read_text()
+    unit = (tmp_path / "hello.service").read_text()
+    message = f"{runtime} not found; install {runtime} (Buildroot: {package}; Yocto: "
+    assert message in script
+    assert 'echo "FAIL"' in script
+    (check,) = [line for line in unit_values(unit, "ExecStartPre") if "command -v" in line]
+    assert message in check
+
+
+# ---------------------------------------------------------------------------------------------
+# the tools' verdicts
+
+@pytest.mark.parametrize("runtime", ["crun", "runc", "podman"])
+def test_script_is_shellcheck_clean(runtime: str, hellocontainer: Runner, tmp_path: Path) -> None:
+    shellcheck = require_tool("shellcheck", "shellcheck")
+    place = ["--layout", f"{LAYOUT}:latest"] if runtime == "podman" else ["--bundle", BUNDLE]
+    write(hellocontainer, tmp_path, "--runtime", runtime, "--name", "hello", *place)
+    result = subprocess.run([shellcheck, "--shell=sh", "--severity=style", tmp_path / "S95hello"],
+                            capture_output=True, text=True)
+    assert (result.returncode, result.stdout + result.stderr) == (0, "")
+
+
+@pytest.mark.parametrize("runtime,network", [("crun", "none"), ("runc", "host"), ("podman", "none")])
+def test_unit_passes_systemd_analyze_verify(runtime: str, network: str, hellocontainer: Runner,
+                                            tmp_path: Path) -> None:
+    analyze = require_tool("systemd-analyze", "systemd")
+    # verify also checks that ExecStart's program exists: give a stand-in for the runtime.
+    program = tmp_path / "bin" / runtime
+    program.parent.mkdir()
+    program.write_text("#!/bin/sh\n")
+    program.chmod(0o755)
+    place = ["--layout", LAYOUT] if runtime == "podman" else ["--bundle", BUNDLE]
+    hellocontainer("autostart", "--runtime", runtime, "--name", "hello", *place,
+                   "--network", network, "--runtime-path", program,
+                   "--systemd", tmp_path / "hellocontainer-hello.service")
+    result = subprocess.run([analyze, "verify", tmp_path / "hellocontainer-hello.service"],
+                            capture_output=True, text=True)
+    ours = [line for line in (result.stdout + result.stderr).splitlines()
+            if "hellocontainer-hello" in line]
+    assert (result.returncode, ours) == (0, [])
+
+
+# ---------------------------------------------------------------------------------------------
+# reproducibility and writing
+
+def test_same_settings_give_the_same_bytes_wherever_they_are_written(
+        hellocontainer: Runner, tmp_path: Path) -> None:
+    args = ["--name", "hello", "--bundle", BUNDLE, "--restart", "always"]
+    write(hellocontainer, tmp_path / "one", *args)
+    # Another folder, named relative to another working directory.
+    other = tmp_path / "some" / "other place"
+    other.mkdir(parents=True)
+    hellocontainer("autostart", *args, "--sysv", "S95hello", "--systemd", "hello.service",
+                   cwd=other)
+    for name in ("S95hello", "hello.service"):
+        first = (tmp_path / "one" / name).read_bytes()
+        assert first == (other / name).read_bytes()
+        assert str(tmp_path).encode() not in first
+
+
+def test_script_is_executable_and_unit_is_not_whatever_the_umask(tmp_path: Path) -> None:
+    from hellocontainer.cli import main
+
+    old = os.umask(0o077)
+    try:
+        assert main(["autostart", "--name", "hello", "--bundle", BUNDLE,
+                     "--sysv", str(tmp_path / "S95hello"),
+                     "--systemd", str(tmp_path / "hello.service")]) == 0
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "S95hello").stat().st_mode) == 0o755
+    assert stat.S_IMODE((tmp_path / "hello.service").stat().st_mode) == 0o644
+
+
+def test_existing_files_are_replaced_and_no_temporary_file_is_left(
+        hellocontainer: Runner, tmp_path: Path) -> None:
+    (tmp_path / "S95hello").write_text("old\n")
+    crun_files(hellocontainer, tmp_path)
+    assert (tmp_path / "S95hello").read_text().startswith("#!/bin/sh\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["S95hello", "hello.service"]
+
+
+def test_parent_folders_are_created(hellocontainer: Runner, tmp_path: Path) -> None:
+    hellocontainer("autostart", "--name", "hello", "--bundle", BUNDLE,
+                   "--sysv", tmp_path / "etc" / "init.d" / "S95hello")
+    assert (tmp_path / "etc" / "init.d" / "S95hello").is_file()
+
+
+# ---------------------------------------------------------------------------------------------
+# errors: one line, nothing written
+
+ERRORS = {
+    "relative bundle": (["--bundle", "usr/share/hello"], "--bundle 'usr/share/hello': not an "
+                        "absolute path on the target"),
+    "dot-dot bundle": (["--bundle", "/usr/../etc"], "(no '.' or '..' parts)"),
+    "blank in path": (["--bundle", "/usr/share/two words"], "not an absolute path"),
+    "crun with layout": (["--layout", LAYOUT], "--layout is for podman; crun runs a runtime "
+                         "bundle: give --bundle DIR instead"),
+    "crun without bundle": ([], "--runtime crun needs --bundle DIR"),
+    "podman with bundle": (["--runtime", "podman", "--bundle", BUNDLE],
+                           "--bundle is for crun and runc"),
+    "podman without layout": (["--runtime", "podman"], "--runtime podman needs --layout DIR[:TAG]"),
+    "bad tag": (["--runtime", "podman", "--layout", f"{LAYOUT}:-x"], "'-x' is not a tag"),
+    "bad name": (["--bundle", BUNDLE, "--name", "my container"], "--name 'my container': a "
+                 "container name is"),
+    "bad restart": (["--bundle", BUNDLE, "--restart", "sometimes"], "argument --restart: invalid "
+                    "choice: 'sometimes'"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(ERRORS))
+def test_bad_settings_are_one_line_and_write_nothing(case: str, hellocontainer: Runner,
+                                                     tmp_path: Path) -> None:
+    args, expected = ERRORS[case]
+    if "--name" not in args:
+        args = ["--name", "hello", *args]
+    result = write(hellocontainer, tmp_path, *args, check=False)
+    assert result.returncode in (1, 2)
+    assert result.stdout == ""
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("hellocontainer: error: ")
+    assert expected in line
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_nothing_to_write_is_a_usage_error(hellocontainer: Runner) -> None:
+    result = hellocontainer("autostart", "--name", "hello", "--bundle", BUNDLE, check=False)
+    assert (result.returncode, result.stderr) == (
+        2, "hellocontainer: error: nothing to write: give --sysv FILE and/or --systemd FILE\n")
+
+
+def test_unwritable_target_writes_neither_file(hellocontainer: Runner, tmp_path: Path) -> None:
+    (tmp_path / "etc").write_text("a file where a folder should be\n")
+    result = hellocontainer("autostart", "--name", "hello", "--bundle", BUNDLE,
+                            "--systemd", tmp_path / "hello.service",
+                            "--sysv", tmp_path / "etc" / "init.d" / "S95hello", check=False)
+    assert result.returncode == 1
+    (line,) = result.stderr.splitlines()
+    assert line.startswith(f"hellocontainer: error: cannot write {tmp_path}/etc/init.d/S95hello")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["etc"]
+
+
+def test_same_file_for_both_is_refused(hellocontainer: Runner, tmp_path: Path) -> None:
+    result = hellocontainer("autostart", "--name", "hello", "--bundle", BUNDLE,
+                            "--sysv", tmp_path / "x", "--systemd", tmp_path / "x", check=False)
+    assert result.returncode == 1
+    assert "--sysv and --systemd name the same file" in result.stderr
+    assert list(tmp_path.iterdir()) == []
