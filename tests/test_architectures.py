@@ -111,7 +111,11 @@ def test_config_names_the_binarys_platform(image, platform):
 
 @by_platform
 def test_validate_accepts_image_for(hellocontainer, image, platform):
-    assert "valid" in hellocontainer("validate", f"{image(platform)}:latest").stdout
+    ref = f"{image(platform)}:latest"
+    result = hellocontainer("validate", ref)
+    # The whole line: "valid" alone would also match "invalid".
+    assert result.stdout == f"{ref}: valid OCI image layout\n"
+    assert result.stderr == ""
 
 
 @by_platform

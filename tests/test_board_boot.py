@@ -91,26 +91,20 @@ def booted(request: pytest.FixtureRequest, hellos: dict[str, Path],
     return board.boot_initramfs(arch, initramfs)
 
 
-def _script(result: board.BootResult, name: str) -> board.ScriptRun:
-    runs = [run for path, run in result.scripts().items() if path.endswith(f"/{name}")]
-    assert len(runs) == 1, f"init script {name} ran {len(runs)} times; console:\n{result.console}"
-    return runs[0]
-
-
 def test_board_boots_and_powers_off_after_its_init_scripts(booted: board.BootResult) -> None:
     assert not booted.timed_out, f"the board did not power off in time; console:\n{booted.console}"
     assert booted.powered_off and booted.returncode == 0, booted.console
 
 
 def test_init_script_starts_container_with_crun_at_boot(booted: board.BootResult) -> None:
-    run = _script(booted, "S50hello")
+    run = booted.script("S50hello")
     assert run.status == 0, booted.console
     assert run.output.count(GREETING) == 1, booted.console
     assert "hellocontainer: hello exited 0" in run.output, booted.console
 
 
 def test_yocto_runlevel_link_starts_container_with_runc_at_boot(booted: board.BootResult) -> None:
-    run = _script(booted, "S55hello-runc")
+    run = booted.script("S55hello-runc")
     assert run.path == "/etc/rc5.d/S55hello-runc"
     assert run.status == 0, booted.console
     assert run.output.count(GREETING) == 1, booted.console
@@ -118,7 +112,7 @@ def test_yocto_runlevel_link_starts_container_with_runc_at_boot(booted: board.Bo
 
 
 def test_bundle_of_other_architecture_fails_on_the_console(booted: board.BootResult) -> None:
-    run = _script(booted, "S60foreign")
+    run = booted.script("S60foreign")
     assert GREETING not in run.output, booted.console
     assert "exec format error" in run.output.lower(), booted.console
     exits = [line for line in run.output.splitlines() if line.startswith("hellocontainer: foreign exited ")]
@@ -126,7 +120,7 @@ def test_bundle_of_other_architecture_fails_on_the_console(booted: board.BootRes
 
 
 def test_missing_runtime_is_named_on_the_console(booted: board.BootResult) -> None:
-    run = _script(booted, "S70noruntime")
+    run = booted.script("S70noruntime")
     assert run.status not in (0, None), booted.console
     assert f"{MISSING_RUNTIME} not found" in run.output, booted.console
     assert GREETING not in run.output, booted.console

@@ -682,6 +682,23 @@ def test_buildroot_packager_pulls_host_rust_through_jsonschema(configured) -> No
 
 
 @needs_buildroot
+def test_buildroot_autostart_selects_crun_and_installs_the_init_script(tmp_path: Path) -> None:
+    defconfig = tmp_path / "autostart_defconfig"
+    defconfig.write_text((EXTERNAL / "configs" / DEFCONFIGS["x86_64"]).read_text()
+                         + "BR2_PACKAGE_HELLOCONTAINER_HELLO_AUTOSTART=y\n")
+    output = tmp_path / "output"
+    buildroot(output, "defconfig", f"BR2_DEFCONFIG={defconfig}")
+    config = (output / ".config").read_text().splitlines()
+    assert {"BR2_PACKAGE_CRUN=y", 'BR2_PACKAGE_HELLOCONTAINER_HELLO_RUNTIME="crun"'} <= set(config)
+    info = json.loads(buildroot(output, "hellocontainer-hello-show-info"))["hellocontainer-hello"]
+    assert info["install_target"] is True
+    script = buildroot(output, "printvars", "VARS=HELLOCONTAINER_HELLO_INSTALL_INIT_SYSV")
+    assert (f"{output}/host/bin/hellocontainer autostart --runtime crun --name hello "
+            "--restart on-failure --network none --bundle /usr/share/hellocontainer/hello-bundle "
+            f"--sysv {output}/target/etc/init.d/S95hellocontainer-hello") in " ".join(script.split())
+
+
+@needs_buildroot
 def test_buildroot_arm_core_gives_the_packager_its_architecture_level(tmp_path: Path) -> None:
     defconfig = tmp_path / "arm_defconfig"
     defconfig.write_text((Path(BUILDROOT_DIR) / "configs" / "qemu_arm_vexpress_defconfig")

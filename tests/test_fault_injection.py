@@ -86,11 +86,11 @@ def test_build_killed_at_each_call_leaves_old_tags_working(hello_static, templat
             break  # the build made fewer than n such calls: every one of them has been hit
         assert killed.returncode == -9, f"{syscall} #{n}: " + summary(killed)
         where = f"after a kill at {syscall} #{n}"
+        inspecting = start([skopeo, "inspect", f"oci:{layout}:old"], env=dict(os.environ), memory=None)
         old = cli("validate", f"{layout}:old")
+        inspected = finish(inspecting)
         assert_no_crash(old)
         assert old.returncode == 0, f"{where}: " + summary(old)
-        inspected = subprocess.run([skopeo, "inspect", f"oci:{layout}:old"], capture_output=True,
-                                   text=True)
         assert inspected.returncode == 0, f"{where}: skopeo inspect: {inspected.stderr}"
         build(hello_static, layout, "new", "--env", "WHO=new2", "--file", f"{note}:/note")
         assert tags(layout) == ["new", "old"], where

@@ -12,6 +12,7 @@ import contextlib
 import os
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -46,15 +47,23 @@ Mount = Callable[[str], Path]
 
 
 @pytest.fixture
-def mount(tmp_path: Path) -> Iterator[Mount]:
-    """Mount small tmpfs file systems on demand; every one is unmounted afterwards."""
-    with contextlib.ExitStack() as stack:
-        count = iter(range(100))
+def mount() -> Iterator[Mount]:
+    """Mount small tmpfs file systems on demand; every one is unmounted afterwards.
 
-        def make(options: str) -> Path:
-            return stack.enter_context(tmpfs(tmp_path / f"fs{next(count)}", options))
+    They live in a folder any user can traverse (pytest's own temp folder is private to root),
+    so that a build run as another user meets the layout's permissions, not the path's."""
+    top = Path(tempfile.mkdtemp(prefix="hellocontainer-fs-"))
+    top.chmod(0o755)
+    try:
+        with contextlib.ExitStack() as stack:
+            count = iter(range(100))
 
-        yield make
+            def make(options: str) -> Path:
+                return stack.enter_context(tmpfs(top / f"fs{next(count)}", options))
+
+            yield make
+    finally:
+        shutil.rmtree(top, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

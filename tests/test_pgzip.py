@@ -7,12 +7,13 @@ import gzip
 import hashlib
 import io
 import subprocess
+import zlib
 from pathlib import Path
 
 import pytest
 
 from conftest import require_tool
-from hellocontainer.pgzip import DEFAULT_BLOCK_SIZE, GzipWriter
+from hellocontainer.pgzip import DEFAULT_BLOCK_SIZE, GzipWriter, default_jobs
 
 BLOCK = DEFAULT_BLOCK_SIZE
 
@@ -87,8 +88,10 @@ def test_output_bytes_are_the_same_for_1_2_and_4_threads(name: str) -> None:
 
 def test_output_bytes_do_not_depend_on_how_writes_are_chunked() -> None:
     data = realistic(3 * BLOCK + 100)
-    assert pgzip(data, chunk=1) != b""  # sanity: a byte at a time works at all
-    assert pgzip(data, chunk=7) == pgzip(data, chunk=BLOCK) == pgzip(data, chunk=len(data))
+    one_byte_at_a_time = pgzip(data, chunk=1)
+    assert gzip.decompress(one_byte_at_a_time) == data
+    assert one_byte_at_a_time == pgzip(data, chunk=7) == pgzip(data, chunk=BLOCK) \
+        == pgzip(data, chunk=len(data))
 
 
 def test_blocks_smaller_than_the_deflate_window_decompress_and_ignore_threads() -> None:
@@ -144,3 +147,105 @@ def test_failure_inside_the_with_block_leaves_no_valid_stream() -> None:
 def test_level_outside_1_to_9_is_refused(level: int) -> None:
     with pytest.raises(ValueError, match="level"):
         GzipWriter(io.BytesIO(), level=level)
+
+
+# --- the level: the deflate stream itself, not only the header byte that names it ----------
+
+def deflate_body(member: bytes) -> bytes:
+    """The deflate stream of a gzip member with no optional header fields."""
+    assert member[3] == 0, "FLG must be 0: no optional fields"
+    return member[10:-8]
+
+
+def zlib_raw_deflate(data: bytes, level: int, zdict: bytes = b"", last: bool = True) -> bytes:
+    extra = (zdict,) if zdict else ()
+    compressor = zlib.compressobj(level, zlib.DEFLATED, -15, 8, zlib.Z_DEFAULT_STRATEGY, *extra)
+    return compressor.compress(data) + compressor.flush(zlib.Z_FINISH if last else zlib.Z_SYNC_FLUSH)
+
+
+@pytest.mark.parametrize("level", range(1, 10))
+def test_one_block_is_exactly_zlibs_deflate_at_the_level(level: int) -> None:
+    data = realistic(50_000)
+    assert deflate_body(pgzip(data, level=level)) == zlib_raw_deflate(data, level)
+
+
+@pytest.mark.parametrize("level", [1, 6, 9])
+def test_each_block_is_zlibs_deflate_at_the_level_primed_with_the_32_kib_before_it(
+        level: int) -> None:
+    """The format the module docstring promises, rebuilt from zlib calls alone."""
+    data = realistic(3 * BLOCK + 4321)
+    cuts = range(0, len(data), BLOCK)
+    expected = b"".join(zlib_raw_deflate(data[start:start + BLOCK], level,
+                                         zdict=data[max(0, start - 32768):start],
+                                         last=start == cuts[-1]) for start in cuts)
+    assert deflate_body(pgzip(data, level=level, jobs=3)) == expected
+
+
+def test_higher_levels_give_smaller_layers() -> None:
+    data = realistic(4 * BLOCK)
+    sizes = [len(pgzip(data, level=level)) for level in (1, 4, 9)]
+    assert sizes == sorted(sizes, reverse=True) and sizes[0] > sizes[2], sizes
+
+
+def test_trailer_holds_the_length_modulo_2_to_the_32() -> None:
+    """ISIZE wraps, as RFC 1952 says; checked on a writer that only counts (no 4 GiB input)."""
+    sink = io.BytesIO()
+    writer = GzipWriter(sink, jobs=1)
+    writer.write(b"x")
+    writer._size = (1 << 32) + 1  # as if 4 GiB more had gone through
+    writer.close()
+    assert sink.getvalue()[-4:] == (1).to_bytes(4, "little")
+
+
+def test_tell_counts_uncompressed_bytes() -> None:
+    writer = GzipWriter(io.BytesIO(), jobs=2)
+    writer.write(b"abc")
+    writer.write(memoryview(b"defg"))
+    assert writer.tell() == 7 and writer.writable()
+    writer.close()
+
+
+def test_write_after_close_is_refused_and_close_twice_is_harmless() -> None:
+    sink = io.BytesIO()
+    writer = GzipWriter(sink, jobs=2)
+    writer.write(b"data")
+    writer.close()
+    length = len(sink.getvalue())
+    writer.close()
+    writer.flush()  # a closed writer's flush touches nothing
+    assert len(sink.getvalue()) == length
+    with pytest.raises(ValueError, match="closed"):
+        writer.write(b"more")
+
+
+def test_flush_adds_no_deflate_flush_point() -> None:
+    """Flushing between writes must not change the bytes: they may only depend on the input."""
+    data = realistic(2 * BLOCK + 99)
+    sink = io.BytesIO()
+    with GzipWriter(sink, jobs=2) as writer:
+        for start in range(0, len(data), 1000):
+            writer.write(data[start:start + 1000])
+            writer.flush()
+    assert sink.getvalue() == pgzip(data)
+
+
+def test_abandoned_writer_leaves_no_plausible_stream() -> None:
+    """A writer dropped without close (an exception elsewhere) writes no trailer."""
+    sink = io.BytesIO()
+    writer = GzipWriter(sink, jobs=2)
+    writer.write(realistic(3 * BLOCK))
+    del writer
+    with pytest.raises((EOFError, gzip.BadGzipFile)):
+        gzip.decompress(sink.getvalue())
+
+
+@pytest.mark.parametrize(("argument", "value"), [("jobs", 0), ("block_size", 0)])
+def test_jobs_and_block_size_below_one_are_refused(argument: str, value: int) -> None:
+    with pytest.raises(ValueError, match=argument):
+        GzipWriter(io.BytesIO(), **{argument: value})
+
+
+def test_default_jobs_is_the_cores_this_process_may_use() -> None:
+    import os
+
+    assert default_jobs() == len(os.sched_getaffinity(0))

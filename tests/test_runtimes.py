@@ -118,3 +118,13 @@ def test_podman_sees_entrypoint_cmd_env_with_spaces(hellocontainer, podman, tmp_
                    "--env", "GREETING='hello world' OTHER=1", "--workdir", "/usr")
     result = podman("run", "--rm", "--net=none", f"oci:{layout}:latest")
     assert result.stdout == "[first word][second][third word] hello world\n"
+
+
+def test_podman_load_names_an_archive_after_its_name_version_tag(hellocontainer, hello_static,
+                                                                   podman, tmp_path):
+    """The README's table: a `NAME:VERSION` tag is what `podman load` names the image."""
+    archive = tmp_path / "hello.tar"
+    hellocontainer("build", hello_static, "--output", tmp_path / "o", "--tag", "hello:1.0",
+                   "--archive", archive)
+    assert "localhost/hello:1.0" in podman("load", "-i", archive).stdout
+    assert podman("run", "--rm", "--net=none", "localhost/hello:1.0").stdout == "Hello container!\n"

@@ -4,12 +4,32 @@ from __future__ import annotations
 
 import gzip
 import json
+import struct
 import subprocess
+import zlib
 from pathlib import Path
 
 import pytest
+from layouts import (
+    MEDIA_CONFIG,
+    MEDIA_INDEX,
+    MEDIA_LAYER_GZIP,
+    MEDIA_MANIFEST,
+    assert_invalid,
+    assert_valid,
+    cli,
+    digest_of,
+    gzip_bytes,
+    made_layout,
+    new_layout,
+    set_tag,
+    tar_bytes,
+    write_blob,
+    write_json_blob,
+)
 
 from conftest import require_tool
+from hellocontainer.reader import CHUNK
 
 
 @pytest.fixture
@@ -92,7 +112,12 @@ def test_dot_dot_digest_is_refused_without_reading_outside(hellocontainer, layou
     index = found["index"]
     index["manifests"][0]["digest"] = "sha256:../../../../etc/passwd"
     (layout / "index.json").write_text(json.dumps(index))
-    invalid(hellocontainer, layout, "../../../../etc/passwd")
+    # The index schema's digest pattern is what refuses it here (the reader's own grammar
+    # check is reached by test_digest_the_schema_lets_through_is_stopped_by_the_reader).
+    stderr = invalid(hellocontainer, layout,
+                     "index.json: manifests[0].digest is 'sha256:../../../../etc/passwd'; "
+                     "expected algorithm:encoded")
+    assert "root:" not in stderr  # nothing of /etc/passwd was read
 
 
 def test_missing_blob_is_caught(hellocontainer, layout):
@@ -197,3 +222,225 @@ def test_oci_artifact_manifest_beside_an_image_is_valid_and_kept(hellocontainer,
 def test_deeply_nested_json_is_a_problem_not_a_crash(hellocontainer, layout):
     (layout / "index.json").write_text("[" * 100000)
     invalid(hellocontainer, layout, "index.json")
+
+
+# --- damaged layouts whose digests all match: only the check under test can fail ------------
+
+AMD64 = {"architecture": "amd64", "os": "linux"}
+LAYER_TAR = tar_bytes([("hello", b"hello\n"), ("etc/motd", b"welcome\n" * 200)])
+MEDIA_DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+MEDIA_DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+
+
+def honest_image(layout: Path, *, layer: bytes | None = None, config: dict | None = None,
+                 manifest: dict | None = None, entry: dict | None = None,
+                 tag: str | None = "latest") -> dict:
+    """One linux/amd64 image written by hand with every digest and size true, the config,
+    manifest and index entry changed by the given keys (a None value removes a key)."""
+    if not (layout / "oci-layout").exists():
+        new_layout(layout)
+
+    def changed(document: dict, changes: dict | None) -> dict:
+        out = {**document, **(changes or {})}
+        return {k: v for k, v in out.items() if v is not None}
+
+    layer_descriptor = write_blob(layout, gzip_bytes(LAYER_TAR) if layer is None else layer,
+                                  MEDIA_LAYER_GZIP)
+    config_document = changed({**AMD64, "rootfs": {"type": "layers",
+                                                   "diff_ids": [digest_of(LAYER_TAR)]}}, config)
+    config_descriptor = write_json_blob(layout, config_document, MEDIA_CONFIG)
+    manifest_document = changed({"schemaVersion": 2, "mediaType": MEDIA_MANIFEST,
+                                 "config": config_descriptor, "layers": [layer_descriptor]},
+                                manifest)
+    descriptor = changed({**write_json_blob(layout, manifest_document, MEDIA_MANIFEST),
+                          "platform": AMD64}, entry)
+    if tag is not None:
+        set_tag(layout, descriptor, tag)
+    return descriptor
+
+
+def one_problem(layout: Path, *fragments: str) -> str:
+    """`validate` finds exactly one problem, and it says all of `fragments`."""
+    stderr = assert_invalid(cli("validate", layout))
+    problems = [line for line in stderr.splitlines() if line.startswith("hellocontainer: invalid: ")]
+    assert len(problems) == 1, stderr
+    for fragment in fragments:
+        assert fragment in problems[0], problems[0]
+    return problems[0]
+
+
+def test_hand_made_image_is_valid_without_warnings(tmp_path):
+    """The control for every test below: the untouched hand-made image passes silently."""
+    honest_image(tmp_path / "L")
+    result = cli("validate", tmp_path / "L")
+    assert_valid(result, warnings=False)
+    assert result.stdout == f"{tmp_path / 'L'}: valid OCI image layout\n"
+
+
+def test_index_platform_that_differs_from_the_config_is_caught(tmp_path):
+    honest_image(tmp_path / "L", entry={"platform": {"architecture": "arm64", "os": "linux"}})
+    one_problem(tmp_path / "L", "(latest)", "the index says platform "
+                "{'architecture': 'arm64', 'os': 'linux'} but the config says "
+                "{'os': 'linux', 'architecture': 'amd64'}")
+
+
+def test_index_variant_that_the_config_lacks_is_caught(tmp_path):
+    honest_image(tmp_path / "L", config={"architecture": "arm"},
+                 entry={"platform": {"architecture": "arm", "os": "linux", "variant": "v7"}})
+    one_problem(tmp_path / "L", "'variant': 'v7'", "but the config says")
+
+
+def test_platform_fields_the_config_cannot_state_are_not_compared(tmp_path):
+    """os.version and os.features are index-only details: no false alarm over them."""
+    honest_image(tmp_path / "L", entry={"platform": {**AMD64, "os.features": ["x"]}})
+    assert_valid(cli("validate", tmp_path / "L"), warnings=False)
+
+
+def test_each_platform_claim_about_one_manifest_is_checked(tmp_path):
+    """Two tags name one manifest, one with the right platform and one with a wrong one: the
+    manifest is read once, but each claim made of it is judged."""
+    layout = tmp_path / "L"
+    right = honest_image(layout, tag="right")
+    set_tag(layout, {**right, "platform": {"architecture": "arm64", "os": "linux"}}, "wrong")
+    one_problem(layout, "(wrong)", "the index says platform")
+
+
+def test_manifest_whose_media_type_differs_from_its_descriptor_is_caught(tmp_path):
+    honest_image(tmp_path / "L", entry={"mediaType": MEDIA_DOCKER_MANIFEST})
+    one_problem(tmp_path / "L", f"mediaType {MEDIA_MANIFEST} differs from the descriptor's "
+                f"{MEDIA_DOCKER_MANIFEST}")
+
+
+def test_index_blob_whose_media_type_differs_from_its_descriptor_is_caught(tmp_path):
+    layout = tmp_path / "L"
+    manifest = honest_image(layout, tag=None)
+    index = write_json_blob(layout, {"schemaVersion": 2, "mediaType": MEDIA_DOCKER_LIST,
+                                     "manifests": [manifest]}, MEDIA_INDEX)
+    set_tag(layout, index, "multi")
+    one_problem(layout, "(multi)", f"mediaType {MEDIA_DOCKER_LIST} differs from the "
+                f"descriptor's {MEDIA_INDEX}")
+
+
+def test_platform_mismatch_inside_an_image_index_is_caught(tmp_path):
+    layout = tmp_path / "L"
+    manifest = honest_image(layout, tag=None,
+                            entry={"platform": {"architecture": "arm64", "os": "linux"}})
+    index = write_json_blob(layout, {"schemaVersion": 2, "mediaType": MEDIA_INDEX,
+                                     "manifests": [manifest]}, MEDIA_INDEX)
+    set_tag(layout, index, "multi")
+    one_problem(layout, "(multi) > manifests[0]", "the index says platform")
+
+
+def test_history_that_does_not_match_the_layers_is_caught(tmp_path):
+    history = [{"created_by": "one"}, {"created_by": "two"}]
+    honest_image(tmp_path / "L", config={"history": history})
+    one_problem(tmp_path / "L", "the config has 2 non-empty history entries for 1 layers")
+
+
+def test_empty_layer_history_entries_do_not_count(tmp_path):
+    history = [{"created_by": "ENV A=1", "empty_layer": True}, {"created_by": "COPY hello /"}]
+    honest_image(tmp_path / "L", config={"history": history})
+    assert_valid(cli("validate", tmp_path / "L"), warnings=False)
+
+
+def test_diff_ids_that_do_not_match_the_layer_count_are_caught(tmp_path):
+    diff_ids = [digest_of(LAYER_TAR), digest_of(b"another layer")]
+    honest_image(tmp_path / "L", config={"rootfs": {"type": "layers", "diff_ids": diff_ids}})
+    one_problem(tmp_path / "L", "the config lists 2 diff_ids but the manifest has 1 layers")
+
+
+def test_truncated_gzip_layer_is_caught(tmp_path):
+    """The gzip trailer cut off: the bytes are what the descriptor says, but not a whole gzip."""
+    honest_image(tmp_path / "L", layer=gzip_bytes(LAYER_TAR)[:-8])
+    one_problem(tmp_path / "L", "layers[0]", "the gzip stream is truncated")
+
+
+@pytest.mark.parametrize("garbage", [b"\x1f", b"garbage after the end"], ids=["one-byte", "text"])
+def test_bytes_after_the_gzip_data_are_caught(tmp_path, garbage):
+    honest_image(tmp_path / "L", layer=gzip_bytes(LAYER_TAR) + garbage)
+    one_problem(tmp_path / "L", "layers[0]", "trailing garbage after the gzip data")
+
+
+def test_multi_member_gzip_layer_is_valid(tmp_path):
+    """`cat a.gz b.gz` (and pigz -i) is one valid gzip file: RFC 1952 allows members in a row."""
+    half = len(LAYER_TAR) // 2
+    honest_image(tmp_path / "L", layer=gzip_bytes(LAYER_TAR[:half]) + gzip_bytes(LAYER_TAR[half:]))
+    assert_valid(cli("validate", tmp_path / "L"), warnings=False)
+
+
+def test_second_gzip_member_starting_at_the_readers_chunk_edge_is_valid(tmp_path):
+    """The first member ends one byte before the reader's read boundary, so the next member's
+    two-byte magic arrives split over two reads."""
+    half = len(LAYER_TAR) // 2
+    body = zlib.compressobj(9, zlib.DEFLATED, -15)
+    deflated = body.compress(LAYER_TAR[:half]) + body.flush()
+    trailer = struct.pack("<II", zlib.crc32(LAYER_TAR[:half]), half)
+    # FLG.FNAME: a file name, the one header field whose length we may choose freely.
+    name = b"n" * (CHUNK - 1 - 10 - 1 - len(deflated) - len(trailer))
+    first = bytes([0x1F, 0x8B, 8, 0x08, 0, 0, 0, 0, 0, 255]) + name + b"\0" + deflated + trailer
+    assert len(first) == CHUNK - 1
+    honest_image(tmp_path / "L", layer=first + gzip_bytes(LAYER_TAR[half:]))
+    assert_valid(cli("validate", tmp_path / "L"), warnings=False)
+
+
+def test_schema_invalid_manifest_is_caught(tmp_path):
+    honest_image(tmp_path / "L", manifest={"layers": "all of them"})
+    one_problem(tmp_path / "L", "(manifest sha256:", "layers")
+
+
+def test_schema_invalid_config_is_caught(tmp_path):
+    honest_image(tmp_path / "L", config={"rootfs": {"type": "layers"}})
+    one_problem(tmp_path / "L", "> config (config sha256:", "rootfs", "diff_ids")
+
+
+def test_a_tag_is_validated_alone(tmp_path):
+    """LAYOUT:TAG judges that image only: another tag's damage is not its problem."""
+    layout = tmp_path / "L"
+    honest_image(layout, tag="good")
+    honest_image(layout, tag="bad", layer=gzip_bytes(LAYER_TAR)[:-8])
+    assert_valid(cli("validate", f"{layout}:good"), warnings=False)
+    one_problem(layout, "(bad)", "truncated")
+
+
+def test_digest_the_schema_lets_through_is_stopped_by_the_reader(tmp_path):
+    """A sha256 digest followed by a newline passes the schema's `^…$` pattern (in Python's
+    regular expressions `$` also matches before a final newline); the reader's own grammar
+    check, made before any digest becomes a path, refuses it."""
+    layout = tmp_path / "L"
+    descriptor = honest_image(layout)
+    set_tag(layout, {**descriptor, "digest": descriptor["digest"] + "\n"}, "latest")
+    one_problem(layout, "digest 'sha256:", "\\n' does not match the OCI digest grammar")
+
+
+@pytest.mark.parametrize("digest", [
+    "sha256:../../../../etc/passwd", "../sha256:" + "a" * 64, "sha256:" + "a" * 64 + "/..",
+    "sha256:" + "a" * 63, "SHA256:" + "a" * 64, "sha256", ":" + "a" * 64,
+])
+def test_reader_refuses_a_digest_outside_the_grammar_before_it_becomes_a_path(tmp_path, digest):
+    from hellocontainer.errors import LayoutError
+    from hellocontainer.reader import LayoutReader
+
+    reader = LayoutReader(made_layout(tmp_path / "L"))
+    with pytest.raises(LayoutError, match=r"does not match the OCI digest grammar|is not sha256 "
+                                          r"followed by its hex digits in lowercase"):
+        reader.blob_path(digest)
+
+
+@pytest.mark.parametrize("digest", ["sha256:" + "A" * 64, "sha512:" + "a" * 64])
+def test_reader_holds_registered_algorithms_to_their_encoding(tmp_path, digest):
+    from hellocontainer.errors import LayoutError
+    from hellocontainer.reader import LayoutReader
+
+    reader = LayoutReader(made_layout(tmp_path / "L"))
+    algorithm = digest.split(":")[0]
+    with pytest.raises(LayoutError, match=f"is not {algorithm} followed by its hex digits"):
+        reader.blob_path(digest)
+
+
+def test_reader_maps_a_valid_digest_of_any_algorithm_into_blobs(tmp_path):
+    from hellocontainer.reader import LayoutReader
+
+    reader = LayoutReader(made_layout(tmp_path / "L"))
+    assert reader.blob_path("sha256:" + "a" * 64) == tmp_path / "L" / "blobs" / "sha256" / ("a" * 64)
+    assert reader.blob_path("multihash+base58:QmRZ") == tmp_path / "L" / "blobs" / \
+        "multihash+base58" / "QmRZ"

@@ -23,9 +23,15 @@ HELLOCONTAINER_HELLO_CONF_OPTS = --disable-container
 HELLOCONTAINER_HELLO_DEPENDENCIES = host-hellocontainer
 
 # The program is only needed inside the image; the root filesystem gets
-# the image itself when BR2_PACKAGE_HELLOCONTAINER_HELLO_ROOTFS_PATH is set
-# (and its init files with autostart, below).
+# the image itself when BR2_PACKAGE_HELLOCONTAINER_HELLO_ROOTFS_PATH is set.
+# Autostart needs the target-install step, the only one in which Buildroot
+# installs init scripts (_INSTALL_INIT_*, below); it still installs no
+# program.
+ifeq ($(BR2_PACKAGE_HELLOCONTAINER_HELLO_AUTOSTART),y)
+HELLOCONTAINER_HELLO_INSTALL_TARGET = YES
+else
 HELLOCONTAINER_HELLO_INSTALL_TARGET = NO
+endif
 HELLOCONTAINER_HELLO_INSTALL_IMAGES = YES
 
 # Each Kconfig string goes to the packager as ONE shell word, so values
@@ -135,10 +141,8 @@ endef
 HELLOCONTAINER_HELLO_TARGET_FINALIZE_HOOKS += HELLOCONTAINER_HELLO_INSTALL_BUNDLE
 endif
 
-# Buildroot installs init scripts in the target-install step only, so
-# autostart turns that step on. The program itself still reaches the
-# target only inside the image: nothing else is installed there.
-HELLOCONTAINER_HELLO_INSTALL_TARGET = YES
+# The target-install step's own commands: none, autotools' "make install"
+# would put the program there.
 define HELLOCONTAINER_HELLO_INSTALL_TARGET_CMDS
 	@: the init files come from the _INSTALL_INIT_* commands below
 endef

@@ -8,12 +8,12 @@ on the layout's content, never on leftovers in the folder or the order a directo
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import tempfile
 from pathlib import Path
 
 from .errors import LayoutError, os_error_message
-from .layout import OCI_LAYOUT_BYTES
 from .tarwriter import TarEntry, write_tar
 
 
@@ -22,12 +22,31 @@ def _layout_entries(top: Path, blobs: dict[str, Path], mtime: int) -> list[TarEn
     entries = [TarEntry("blobs", 0o755, mtime)]
     for algorithm in sorted({digest.split(":", 1)[0] for digest in blobs}):
         entries.append(TarEntry(f"blobs/{algorithm}", 0o755, mtime))
-    for name in ("oci-layout", "index.json"):  # written to `top` by the caller
+    for name in ("oci-layout", "index.json"):
         entries.append(TarEntry(name, 0o644, mtime, source=top / name, size=(top / name).stat().st_size))
     for digest, path in sorted(blobs.items()):
         entries.append(TarEntry(f"blobs/{digest.replace(':', '/', 1)}", 0o644, mtime, source=path,
                                 size=path.stat().st_size))
     return entries
+
+
+def _remove_stale_temporaries(archive: Path) -> None:
+    """Remove temporary archives of killed builds: `.NAME.*` beside it whose lock is free."""
+    for candidate in sorted(archive.parent.glob(f".{archive.name}.*")):
+        try:
+            if not candidate.is_file() or candidate.is_symlink():
+                continue
+            fd = os.open(candidate, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            continue  # a live build holds it
+        finally:
+            os.close(fd)
+        with contextlib.suppress(OSError):
+            candidate.unlink()
 
 
 class ArchiveWriter:
@@ -42,7 +61,11 @@ class ArchiveWriter:
         self.archive, self.mtime = archive, mtime
         try:
             archive.parent.mkdir(parents=True, exist_ok=True)  # like --output, parents are created
+            _remove_stale_temporaries(archive)
             fd, tmp = tempfile.mkstemp(dir=archive.parent, prefix=f".{archive.name}.")
+            # Held while this build lives, so a later build can tell our file from the debris
+            # of a killed one (whose lock the kernel released) and remove only the latter.
+            fcntl.flock(fd, fcntl.LOCK_EX)
         except OSError as error:
             raise LayoutError(
                 os_error_message(error, f"cannot write archive {archive}", "or choose another --archive")
@@ -51,15 +74,12 @@ class ArchiveWriter:
         self._tmp = tmp
         self._moved = False
 
-    def write(self, index: bytes, blobs: dict[str, Path]) -> None:
-        """Fill the archive with a layout whose index.json is `index` and whose blobs are `blobs`."""
+    def write(self, top: Path, blobs: dict[str, Path]) -> None:
+        """Fill the archive with the layout whose oci-layout and index.json lie in `top` and
+        whose blobs are `blobs`: exactly what is about to be published."""
         self._stream.seek(0)
         self._stream.truncate()
-        with tempfile.TemporaryDirectory(dir=os.path.dirname(self._tmp),
-                                         prefix=f".{self.archive.name}.") as top:
-            (Path(top) / "oci-layout").write_bytes(OCI_LAYOUT_BYTES)
-            (Path(top) / "index.json").write_bytes(index)
-            write_tar(_layout_entries(Path(top), blobs, self.mtime), self._stream)
+        write_tar(_layout_entries(top, blobs, self.mtime), self._stream)
         self._stream.flush()
         os.fsync(self._stream.fileno())
 

@@ -100,8 +100,8 @@ def autostart(runtime: str, name: str, *, restart: str = "on-failure", network: 
         if layout is None:
             raise AutostartError("--runtime podman needs --layout DIR[:TAG], the image layout's "
                                  "path on the target")
-        # The path alphabet has no ':', so the last ':' always starts the tag.
-        layout, _, tag = layout.partition(":") if ":" in layout else (layout, "", None)
+        if ":" in layout:  # the path alphabet has no ':', so the first one starts the tag
+            layout, tag = layout.split(":", 1)
         if tag is not None and not _TAG.fullmatch(tag):
             raise AutostartError(f"--layout {layout}:{tag}: {tag!r} is not a tag; tags are "
                                  "letters, digits, '_', '.' and '-', e.g. latest")
@@ -152,7 +152,7 @@ def _missing_message(cfg: Autostart) -> str:
 
 
 def _source(cfg: Autostart) -> str:
-    """What the container starts from, for comments and the unit's description."""
+    """What the container starts from, for the script's header."""
     if cfg.runtime == "podman":
         return f"image layout {cfg.layout}" + (f":{cfg.tag}" if cfg.tag else "")
     return f"runtime bundle {cfg.bundle}"
@@ -168,9 +168,9 @@ _SYSV = """\
 # Written by hellocontainer autostart; restart policy: @RESTART@.
 #
 # `start` returns at once: a supervisor in the background runs the container
-# with its output on this script's console, prints "hellocontainer: @NAME@
-# exited N" each time it ends, and restarts it (one second later) when the
-# policy says so. `stop` ends the supervisor first, so nothing restarts.
+# with its output on this script's console, prints "hellocontainer: NAME
+# exited STATUS" each time it ends, and restarts it (one second later) when
+# the policy says so. `stop` ends the supervisor first, so nothing restarts.
 #
 
 NAME="@NAME@"

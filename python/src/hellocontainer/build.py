@@ -8,14 +8,17 @@ that disappears on failure, so an error never leaves partial output.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import os
 import stat
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import elfcheck, model, platforms
+from . import elfcheck, model, platforms, referrers, sbom
 from .archive import ArchiveWriter
-from .errors import BinaryError, LayoutError, os_error_message
+from .errors import BinaryError, LayoutError, SpecError, os_error_message
 from .image import config_document, manifest_document
 from .layer import layer_entries, write_layer
 from .layout import Staging, preflight, publish
@@ -35,6 +38,7 @@ class BuildRequest:
     archive: Path | None = None
     jobs: int | None = None
     sysroot: Path | None = None
+    sbom_copy: Path | None = None  # also write the SBOM here (the deploy folder's <name>.spdx.json)
 
 
 @dataclass(frozen=True)
@@ -42,6 +46,8 @@ class BuildResult:
     manifest: Descriptor
     platform: Platform
     tags: tuple[str, ...]
+    index: Descriptor | None = None  # what the tags name when an SBOM is attached
+    sbom: Descriptor | None = None  # the SBOM's artifact manifest
 
 
 def resolve_in_root(root: Path, path: str) -> Path:
@@ -105,6 +111,9 @@ def build(request: BuildRequest) -> BuildResult:
         _check_regular(source, "--file source", f"fix --file {extra.src}:{extra.dest}")
     entries = layer_entries(binary, dest, files, request.epoch)
     _check_archive_target(request.archive, request.output)
+    if request.sbom_copy is not None and spec.sbom is None:
+        raise SpecError("--sbom-copy needs an SBOM; add --sbom (or the spec key sbom)")
+    _check_beside_layout(request.sbom_copy, request.output, "--sbom-copy")
     preflight(request.output)
 
     with Staging(request.output) as staging:
@@ -113,26 +122,112 @@ def build(request: BuildRequest) -> BuildResult:
         config_descriptor = staging.add_blob(model.MEDIA_CONFIG, model.canonical_json(config))
         manifest = manifest_document(config_descriptor, [layer.descriptor], spec)
         manifest_descriptor = staging.add_blob(model.MEDIA_MANIFEST, model.canonical_json(manifest))
-        tagged = [
-            Descriptor(manifest_descriptor.media_type, manifest_descriptor.digest,
-                       manifest_descriptor.size, platform.to_oci(),
-                       {model.ANNOTATION_REF_NAME: tag})
-            for tag in spec.tags
-        ]
+        image = Descriptor(manifest_descriptor.media_type, manifest_descriptor.digest,
+                           manifest_descriptor.size, platform.to_oci())
+        index = sbom_descriptor = spdx = None
+        if spec.sbom is not None:
+            facts = sbom.ImageFacts(image, platform.to_oci(), dest, *_file_hashes(binary))
+            spdx = sbom.document(spec.sbom, facts, request.epoch)
+            index, sbom_descriptor = _attach_sbom(staging, image, spdx)
+        named = index or image
+        tagged = [Descriptor(named.media_type, named.digest, named.size, named.platform,
+                             {model.ANNOTATION_REF_NAME: tag}) for tag in spec.tags]
         # The new image is checked like any layout before anyone can see it.
         checker = Checker(LayoutReader(staging.dir, check=False), {layer.descriptor.digest: layer.diff_id})
         for descriptor in tagged:
             checker.check_descriptor(descriptor, f"new image {descriptor.ref_name}")
         if checker.problems:
             raise LayoutError("internal error, the new image is invalid: " + "; ".join(checker.problems))
-        archive = None if request.archive is None else ArchiveWriter(request.archive, request.epoch)
+        copy = None
+        if request.sbom_copy is not None and spdx is not None:
+            copy = _PendingFile(request.sbom_copy, spdx, "--sbom-copy")
         try:
-            publish(staging, tagged, archive=archive.write if archive else None,
-                    then=archive.commit if archive else None)
+            archive = None if request.archive is None \
+                else ArchiveWriter(request.archive, request.epoch)
+        except BaseException:
+            if copy is not None:
+                copy.discard()
+            raise
+
+        def then() -> None:
+            if archive is not None:
+                archive.commit()
+            if copy is not None:
+                copy.commit()
+
+        try:
+            publish(staging, tagged, archive=archive.write if archive else None, then=then)
         finally:
             if archive is not None:
                 archive.discard()
-    return BuildResult(manifest_descriptor, platform, spec.tags)
+            if copy is not None:
+                copy.discard()
+    return BuildResult(manifest_descriptor, platform, spec.tags, index, sbom_descriptor)
+
+
+def _file_hashes(path: Path) -> tuple[str, str]:
+    """sha256 and sha1 (hex) of a file, streamed."""
+    # SHA1 only because SPDX 2.3 tools still expect it beside SHA256.
+    sha256, sha1 = hashlib.sha256(), hashlib.sha1()
+    with open(path, "rb") as stream:
+        while chunk := stream.read(1 << 20):
+            sha256.update(chunk)
+            sha1.update(chunk)
+    return sha256.hexdigest(), sha1.hexdigest()
+
+
+def _attach_sbom(staging: Staging, image: Descriptor, spdx: bytes) -> tuple[Descriptor, Descriptor]:
+    """Stage the SBOM as an OCI 1.1 referrer of `image`, and the image index the tags then
+    name (referrers.py says why an index): (that index, the SBOM's artifact manifest)."""
+    payload = staging.add_blob(sbom.MEDIA_SPDX, spdx)
+    staging.add_blob(referrers.MEDIA_EMPTY, referrers.EMPTY_BYTES)
+    artifact = referrers.artifact_manifest(sbom.MEDIA_SPDX, payload, image)
+    artifact_descriptor = staging.add_blob(model.MEDIA_MANIFEST, model.canonical_json(artifact))
+    index = referrers.image_index([image], [referrers.index_entry(artifact_descriptor, image)])
+    return staging.add_blob(model.MEDIA_INDEX, model.canonical_json(index)), artifact_descriptor
+
+
+class _PendingFile:
+    """A file written completely beside its destination now, and renamed into place only once
+    the image is published: a failure before that leaves neither."""
+
+    def __init__(self, path: Path, data: bytes, flag: str) -> None:
+        self.path, self._flag = path, flag
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+            self._tmp: str | None = tmp
+            with os.fdopen(fd, "wb") as stream:
+                stream.write(data)
+                stream.flush()
+                os.fsync(stream.fileno())
+            os.chmod(tmp, 0o644)
+        except OSError as error:
+            self.discard()
+            raise LayoutError(os_error_message(error, f"{flag} {path}", f"choose another {flag}")) \
+                from None
+
+    def commit(self) -> None:
+        if self._tmp is not None:
+            os.replace(self._tmp, self.path)
+            self._tmp = None
+
+    def discard(self) -> None:
+        tmp, self._tmp = getattr(self, "_tmp", None), None
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+
+
+def _check_beside_layout(path: Path | None, output: Path, flag: str) -> None:
+    """Refuse, before any work, a file path inside the layout or that is a directory."""
+    if path is None:
+        return
+    file_path, output_path = Path(os.path.abspath(path)), Path(os.path.abspath(output))
+    if file_path == output_path or output_path in file_path.parents:
+        raise LayoutError(f"{flag} {path} lies inside the layout {output}; write it beside it")
+    if path.is_dir():
+        raise LayoutError(f"{flag} {path} is a directory; name the file to write")
 
 
 def _check_archive_target(archive: Path | None, output: Path) -> None:

@@ -11,13 +11,9 @@ needs: the old one is renamed aside, the new one renamed in, the old one removed
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import os
-import shutil
 import stat
 import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +21,7 @@ from . import model, rootfs, runtime_config
 from .errors import LayoutError, os_error_message
 from .model import Descriptor
 from .reader import LayoutReader
+from .staging import StagingDir, locked, prefix, remove_tree
 
 BUNDLE_ENTRIES = {"config.json", "rootfs"}
 FILE_MODE = 0o644
@@ -113,113 +110,32 @@ def check_separate(layout: Path, output: Path) -> None:
                               "bundle beside the layout")
 
 
-class _Staging:
-    """A private folder beside the output where the bundle is built, removed unless published.
-
-    Beside the output so that publishing is a rename within one file system. It is locked
-    (flock) while this process lives, so a later run can tell the debris of a killed one,
-    which it removes, from a live one.
-    """
+class _Staging(StagingDir):
+    """The folder beside --output where the bundle is built (see staging.py)."""
 
     def __init__(self, output: Path) -> None:
-        self.output = output
-        self.published = False
-        self._created: list[Path] = []
-        try:
-            for parent in reversed([output.parent, *output.parent.parents]):
-                if not parent.exists():
-                    parent.mkdir()
-                    self._created.append(parent)
-            with _locked(output.parent):
-                _remove_stale(output)
-                self.dir = Path(tempfile.mkdtemp(prefix=_prefix(output), dir=output.parent))
-                self._lock_fd = os.open(self.dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-                fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
-        except OSError as error:
-            self._remove_created()
-            raise LayoutError(os_error_message(error, f"cannot write --output {output}")) from None
+        super().__init__(output, "bundle", "--output")
 
     def __enter__(self) -> _Staging:
         return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        if not self.published:
-            _remove_tree(self.dir)
-        os.close(self._lock_fd)
-        if exc_info[0] is not None:
-            self._remove_created()
-
-    def _remove_created(self) -> None:
-        for parent in reversed(self._created):
-            with contextlib.suppress(OSError):
-                parent.rmdir()  # only ever a folder we made and left empty
 
     def publish(self) -> None:
         """Rename the finished bundle to --output, replacing an old bundle there."""
         output = self.output
         try:
-            with _locked(output.parent):
+            with locked(output.parent):
                 check_output(output)  # again: another run may have put something there since
                 mtime = os.stat(self.dir).st_mtime_ns
                 aside = None
                 if os.path.lexists(output) and os.listdir(output):
-                    aside = Path(tempfile.mkdtemp(prefix=_prefix(output), dir=output.parent))
+                    aside = Path(tempfile.mkdtemp(prefix=prefix(output, self.kind),
+                                                  dir=output.parent))
                     os.rename(output, aside)  # onto the empty folder mkdtemp made: atomic
                 os.rename(self.dir, output)  # onto nothing or an empty folder: atomic
                 self.published = True
                 os.utime(output, ns=(mtime, mtime))  # a renamed folder may take a new time
                 if aside is not None:
-                    _remove_tree(aside)
+                    remove_tree(aside)
         except OSError as error:
             raise LayoutError(os_error_message(error, f"cannot publish the bundle {output}")) \
                 from None
-
-
-def _prefix(output: Path) -> str:
-    return f".{output.name}.bundle-"
-
-
-def _remove_tree(path: Path) -> None:
-    """Remove a staging folder or a replaced bundle, whatever modes its layers gave its folders.
-
-    Root removes anything. Anyone else first gives back to themselves the folders an image made
-    read-only (0555 is common), top-down so that each is writable before its children go.
-    """
-    if os.geteuid() != 0:
-        with contextlib.suppress(OSError):
-            os.chmod(path, 0o700)
-        for folder, subfolders, _ in os.walk(path):
-            for name in subfolders:
-                child = os.path.join(folder, name)
-                if not os.path.islink(child):  # chmod would follow it out of the tree
-                    with contextlib.suppress(OSError):
-                        os.chmod(child, 0o700)
-    shutil.rmtree(path, ignore_errors=True)
-
-
-def _remove_stale(output: Path) -> None:
-    """Remove folders of runs that were killed (SIGKILL, power loss) before cleaning up."""
-    for candidate in output.parent.glob(_prefix(output) + "*"):
-        try:
-            fd = os.open(candidate, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
-        except OSError:
-            continue
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            continue  # a live run holds it
-        finally:
-            os.close(fd)
-        _remove_tree(candidate)
-
-
-@contextlib.contextmanager
-def _locked(directory: Path) -> Iterator[None]:
-    """An exclusive flock(2) on a folder: bundle runs for one --output take turns publishing."""
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
-

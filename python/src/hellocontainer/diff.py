@@ -8,6 +8,7 @@ difference appears: a tag, a config field, a layer's compression, or a file's ta
 
 from __future__ import annotations
 
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -105,7 +106,8 @@ class Differ:
             out.append(f"{where}: same files in a different order in the tar")
         if len(out) == 0:
             out.append(f"{where}: same files and headers, different compressed bytes "
-                       f"({la.size} → {lb.size} B): another compressor, level or zlib build")
+                       f"({la.size} → {lb.size} B): another compressor, level or zlib build "
+                       f"(this machine's zlib is {zlib.ZLIB_RUNTIME_VERSION})")
         return out
 
 

@@ -53,7 +53,11 @@ def read_elf(path: Path) -> ElfFacts:
                 )
             stream.seek(0)
             elf = ELFFile(stream)
-            target = ElfTarget(elf["e_machine"], elf.elfclass, elf.little_endian)
+            machine = elf["e_machine"]
+            if not isinstance(machine, str):
+                # pyelftools names only the machines it knows; others come back as a number.
+                machine = f"machine {machine:#06x}"
+            target = ElfTarget(machine, elf.elfclass, elf.little_endian)
             interpreter = None
             needed: list[str] = []
             for segment in elf.iter_segments():

@@ -12,7 +12,7 @@ import shlex
 from pathlib import Path
 from typing import Any
 
-from . import model
+from . import model, referrers
 from .errors import LayoutError
 from .model import Descriptor
 from .reader import MAX_INDEX_DEPTH, LayoutReader, compression_of
@@ -58,9 +58,13 @@ def _image(reader: LayoutReader, descriptor: Descriptor, seen: set[str],
         if depth >= MAX_INDEX_DEPTH:
             raise LayoutError(f"image indexes in {reader.root} nest deeper than "
                               f"{MAX_INDEX_DEPTH} levels")
-        report["manifests"] = [_image(reader, child, seen, depth + 1)
-                               for child in reader.children(descriptor)
-                               if child.media_type in model.INDEX_TYPES + model.MANIFEST_TYPES]
+        children = [child for child in reader.children(descriptor)
+                    if child.media_type in model.INDEX_TYPES + model.MANIFEST_TYPES]
+        report["manifests"] = [_image(reader, child, seen, depth + 1) for child in children
+                               if not referrers.is_listed_referrer(child)]
+        # Referrers (an SBOM) are shown under the image they describe, not as platforms.
+        _attach_referrers(reader, report["manifests"],
+                          [c for c in children if referrers.is_listed_referrer(c)], seen)
         return report
     if descriptor.media_type not in model.MANIFEST_TYPES:
         return report  # another tool's blob listed in the index: nothing more to say
@@ -95,6 +99,38 @@ def _image(reader: LayoutReader, descriptor: Descriptor, seen: set[str],
     return report
 
 
+def _referrer(reader: LayoutReader, descriptor: Descriptor) -> tuple[str | None, dict[str, Any]]:
+    """(the subject's digest, a report) of an artifact manifest that refers to an image."""
+    manifest = reader.document(descriptor, "manifest")
+    config = Descriptor.from_json(manifest["config"])
+    subject = manifest.get("subject") or {}
+    return subject.get("digest"), {
+        "digest": descriptor.digest, "size": descriptor.size, "mediaType": descriptor.media_type,
+        "artifactType": manifest.get("artifactType", config.media_type),
+        "layers": [{"digest": d["digest"], "size": d["size"], "mediaType": d["mediaType"]}
+                   for d in manifest["layers"]],
+    }
+
+
+def _attach_referrers(reader: LayoutReader, images: list[dict[str, Any]],
+                      candidates: list[Descriptor], seen: set[str]) -> list[Descriptor]:
+    """Add each candidate whose subject is one of `images` to that image's `referrers`;
+    return the candidates that refer to none of them."""
+    by_digest = {image["digest"]: image for image in images}
+    left = []
+    for candidate in candidates:
+        if candidate.media_type not in model.MANIFEST_TYPES:
+            left.append(candidate)
+            continue
+        subject, report = _referrer(reader, candidate)
+        if subject not in by_digest:
+            left.append(candidate)
+            continue
+        seen.add(candidate.digest)
+        by_digest[subject].setdefault("referrers", []).append(report)
+    return left
+
+
 def _layout_bytes(root: Path) -> int:
     """Bytes of the layout's regular files; links are not followed, so nothing outside counts."""
     total = 0
@@ -111,12 +147,20 @@ def inspect_layout(root: Path, tag: str | None) -> dict[str, Any]:
     reader = LayoutReader(root)
     images: dict[str, dict[str, Any]] = {}
     seen: set[str] = set()
-    for descriptor in reader.select(tag):
+    entries = reader.select(tag)
+    for descriptor in entries:
         if descriptor.digest not in images:
             images[descriptor.digest] = {"tags": [], **_image(reader, descriptor, seen)}
         if descriptor.ref_name:
             images[descriptor.digest]["tags"].append(descriptor.ref_name)
-    return {"layout": str(root), "bytes": _layout_bytes(root), "images": list(images.values())}
+    # Untagged referrers that other tools list in index.json go under their subject.
+    loose = {d.digest: d for d in entries if d.ref_name is None and "config" not in images[d.digest]
+             and d.media_type in model.MANIFEST_TYPES}
+    subjects = [image for digest, image in images.items() if digest not in loose]
+    left = _attach_referrers(reader, subjects, list(loose.values()), seen)
+    moved = set(loose) - {d.digest for d in left}
+    return {"layout": str(root), "bytes": _layout_bytes(root),
+            "images": [image for digest, image in images.items() if digest not in moved]}
 
 
 def _words(value: list[str] | None) -> str:
@@ -157,6 +201,9 @@ def _describe_image(image: dict[str, Any], indent: str) -> list[str]:
             target = f" -> {f['linkname']}" if f.get("linkname") else ""
             lines.append(f"{indent}  {f['mode']} {f['uid']}:{f['gid']} {f['size']:>9} "
                          f"{f['path']}{target}")
+    for referrer in image.get("referrers", []):
+        lines.append(f"{indent}referrer  {referrer['digest']} ({referrer['size']} B) "
+                     f"{referrer['artifactType']}")
     return lines
 
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import os
 import shutil
 import tempfile
@@ -31,9 +30,11 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from . import gc, model
+from . import staging as staging_module
 from .errors import LayoutError, os_error_message
 from .model import Descriptor
 from .reader import LayoutReader
+from .staging import StagingDir
 
 DIR_MODE = 0o755
 FILE_MODE = 0o644  # set explicitly: the umask of whoever builds must not show in the layout
@@ -79,40 +80,17 @@ def index_document(manifests: list[Descriptor], annotations: dict[str, str] | No
 OCI_LAYOUT_BYTES = model.canonical_json({"imageLayoutVersion": model.OCI_LAYOUT_VERSION})
 
 
-class Staging:
-    """A private folder beside the output where a build writes its blobs before publishing.
-
-    It sits in the output's parent folder so that moving blobs into the layout is a rename
-    within one file system (atomic), and it is removed whatever happens.
-    """
+class Staging(StagingDir):
+    """The staging folder of a layout: a build writes its blobs here before publishing."""
 
     def __init__(self, output: Path) -> None:
-        self.output = output
-        self.published = False  # True once the whole folder became the output
-        self._created: list[Path] = []
-        self._lock_fd = -1
+        super().__init__(output, STAGING_KIND, "--output")
         try:
-            for parent in reversed([output.parent, *output.parent.parents]):
-                if not parent.exists():
-                    parent.mkdir()
-                    self._created.append(parent)
-            # Cleaning up and creating-then-locking happen under a short lock on the parent
-            # folder: otherwise another build could take our new, not yet locked folder for
-            # the debris of a killed build and delete it.
-            with _locked(output.parent):
-                remove_stale_staging(output)
-                self.dir = Path(tempfile.mkdtemp(prefix=_staging_prefix(output), dir=output.parent))
-                # Held until this build ends, so that a later build can tell our live folder
-                # from the debris of a killed one (whose lock the kernel released).
-                self._lock_fd = os.open(self.dir, os.O_RDONLY | os.O_DIRECTORY)
-                fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
             self.blobs = self.dir / "blobs" / "sha256"
             self.blobs.mkdir(parents=True)
         except OSError as error:
             self._cleanup(failed=True)
-            raise LayoutError(
-                os_error_message(error, f"cannot write output {output}", "or choose another --output")
-            ) from None
+            raise LayoutError(os_error_message(error, f"cannot write output {output}")) from None
 
     def __enter__(self) -> Staging:
         return self
@@ -125,17 +103,6 @@ class Staging:
             raise LayoutError(os_error_message(
                 error, f"cannot write output {self.output}",
                 "nothing was published" if not self.published else None)) from None
-
-    def _cleanup(self, failed: bool) -> None:
-        if not self.published and hasattr(self, "dir"):
-            shutil.rmtree(self.dir, ignore_errors=True)
-        if self._lock_fd >= 0:
-            os.close(self._lock_fd)
-            self._lock_fd = -1
-        if failed:
-            for parent in reversed(self._created):
-                with contextlib.suppress(OSError):
-                    parent.rmdir()  # only ever removes a folder we made and left empty
 
     @contextlib.contextmanager
     def new_blob(self) -> Iterator[tuple[BinaryIO, Path]]:
@@ -161,61 +128,33 @@ class Staging:
         return self.blobs / digest.split(":", 1)[1]
 
 
-def _staging_prefix(output: Path) -> str:
-    return f".{output.name}.hellocontainer-"
+STAGING_KIND = "hellocontainer"
 
 
 def stale_staging(output: Path) -> list[Path]:
-    """Staging folders beside `output` whose build is gone (their flock is free)."""
-    stale = []
-    for candidate in sorted(output.parent.glob(_staging_prefix(output) + "*")):
-        try:
-            fd = os.open(candidate, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
-        except OSError:
-            continue
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            continue  # a live build holds it
-        finally:
-            os.close(fd)
-        stale.append(candidate)
-    return stale
+    """Staging folders beside `output` whose build is gone."""
+    return staging_module.stale(output, STAGING_KIND)
 
 
 def remove_stale_staging(output: Path) -> list[str]:
     """Remove staging folders of builds that were killed (SIGKILL, power loss) before cleanup."""
-    removed = []
-    for candidate in stale_staging(output):
-        shutil.rmtree(candidate, ignore_errors=True)
-        removed.append(candidate.name)
-    return removed
-
-
-@contextlib.contextmanager
-def _locked(directory: Path) -> Iterator[None]:
-    """Hold an exclusive flock(2) on the layout directory itself: no lock file to leave behind."""
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)  # closing releases the lock
+    return staging_module.remove_stale(output, STAGING_KIND)
 
 
 @contextlib.contextmanager
 def locked_layout(root: Path) -> Iterator[None]:
     """The layout's lock, as builds take it: for `gc` and anything else that rewrites it."""
     try:
-        with _locked(root):
+        with staging_module.locked(root):
             yield
     except OSError as error:
         raise LayoutError(os_error_message(error, "layout")) from None
 
 
-# Writes the archive of the layout that is about to be published: (index.json bytes, blob
-# digest -> the file holding it). Called before anything is published; raising stops it.
-ArchiveHook = Callable[[bytes, dict[str, Path]], None]
+# Writes the archive of the layout that is about to be published: (the folder holding its
+# oci-layout and index.json, blob digest -> the file holding it). Called before anything is
+# published; raising stops it.
+ArchiveHook = Callable[[Path, dict[str, Path]], None]
 
 
 def publish(staging: Staging, manifests: list[Descriptor], archive: ArchiveHook | None = None,
@@ -235,12 +174,14 @@ def publish(staging: Staging, manifests: list[Descriptor], archive: ArchiveHook 
             return
         if output.is_symlink() or not output.is_dir():
             raise LayoutError(f"output {output} exists and is not a directory; choose another --output")
-        with _locked(output):
+        with staging_module.locked(output):
             _merge(staging, manifests, archive)
             if then is not None:
                 then()
     except OSError as error:
-        raise LayoutError(os_error_message(error)) from None
+        raise LayoutError(os_error_message(
+            error, f"cannot publish to {output}",
+            None if staging.published else "nothing was published")) from None
 
 
 def _publish_new(staging: Staging, manifests: list[Descriptor],
@@ -250,8 +191,7 @@ def _publish_new(staging: Staging, manifests: list[Descriptor],
     _write_file_atomically(staging.dir / "oci-layout", OCI_LAYOUT_BYTES)
     _write_file_atomically(staging.dir / "index.json", index)
     if archive is not None:
-        archive(index, {f"sha256:{p.name}": p for p in staging.blobs.iterdir()
-                        if not p.name.startswith(".")})
+        archive(staging.dir, {f"sha256:{p.name}": p for p in staging.blobs.iterdir()})
     _fsync_dir(staging.blobs)
     for path in (staging.dir, staging.dir / "blobs", staging.blobs):
         os.chmod(path, DIR_MODE)  # mkdtemp made it 0700
@@ -287,12 +227,17 @@ def _merge(staging: Staging, manifests: list[Descriptor], archive: ArchiveHook |
         document, old = {}, []
     new_tags = {d.ref_name for d in manifests}
     kept = [d for d in old if d.ref_name is None or d.ref_name not in new_tags]
+    if has_layout:
+        # Another tool's untagged referrer goes when its subject's last tag does (gc.py); the
+        # second condition keeps this index consistent with the blobs gc.collect removes below.
+        live, live_before = gc.live_entries(reader, kept + manifests), gc.live_entries(reader, old)
+        kept = [d for d in kept if d in live and d in live_before]
     index = index_document(kept + manifests, document.get("annotations"))
 
     # Debris of killed builds, and (once it is safe for readers) blobs no tag needs: removed
     # before our own blobs move in, which no index reaches yet.
     if has_layout:
-        gc.collect(output, reader, blobs=gc.index_is_settled(output))
+        gc.collect(output, reader, blobs=gc.index_is_settled(output), prune=False)
 
     blobs = output / "blobs" / "sha256"
     blobs.mkdir(parents=True, exist_ok=True)
@@ -304,22 +249,42 @@ def _merge(staging: Staging, manifests: list[Descriptor], archive: ArchiveHook |
         sources = {f"sha256:{p.name}": p for p in staged}
         for digest in reader.reachable(kept):
             sources.setdefault(digest, reader.blob_path(digest))
-        staged_index = staging.dir / "index.json"
-        _write_file_atomically(staged_index, index)
-        archive(index, sources)
-    for path in replace:
-        # Content-addressed: a verified existing blob already has these bytes. A damaged one
-        # (truncated, a symlink, wrong bytes) is replaced by rename, which never follows links;
-        # a directory in its place must go first, as rename cannot replace it with a file.
-        target = blobs / path.name
-        if target.is_dir() and not target.is_symlink():
-            shutil.rmtree(target)
-        os.rename(path, target)
-    _fsync_dir(blobs)
-    if not has_layout:
-        _write_file_atomically(output / "oci-layout", OCI_LAYOUT_BYTES)
-    _write_file_atomically(output / "index.json", index)
+        # The archive is made from a copy of the merged layout's two files in staging: the
+        # layout itself must not change before the archive is complete.
+        _write_file_atomically(staging.dir / "oci-layout", OCI_LAYOUT_BYTES)
+        _write_file_atomically(staging.dir / "index.json", index)
+        archive(staging.dir, sources)
+    added: list[Path] = []  # blobs that were not there: taken back if publishing fails
+    try:
+        for path in replace:
+            # Content-addressed: a verified existing blob already has these bytes. A damaged one
+            # (truncated, a symlink, wrong bytes) is replaced by rename, which never follows
+            # links; a directory in its place must go first, as rename cannot replace it.
+            target = blobs / path.name
+            if target.is_dir() and not target.is_symlink():
+                shutil.rmtree(target)
+            existed = os.path.lexists(target)
+            os.rename(path, target)
+            if not existed:
+                added.append(target)
+        _fsync_dir(blobs)
+        if not has_layout:
+            _write_file_atomically(output / "oci-layout", OCI_LAYOUT_BYTES)
+        _write_file_atomically(output / "index.json", index)
+    except BaseException:
+        # index.json still names only what was there before: the blobs we added are orphans,
+        # and a full disk or a read-only folder must leave the layout exactly as it was.
+        for target in [*added, *([] if has_layout else [output / "oci-layout"])]:
+            with contextlib.suppress(OSError):
+                target.unlink()
+        raise
     _fsync_dir(output)
+
+
+def write_index(root: Path, index: bytes) -> None:
+    """Replace the index.json of a layout whose lock the caller holds."""
+    _write_file_atomically(root / "index.json", index)
+    _fsync_dir(root)
 
 
 def _good_blob(reader: LayoutReader, existing: Path, staged: Path) -> bool:

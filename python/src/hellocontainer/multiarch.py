@@ -4,7 +4,8 @@ Embedded builds make one architecture per Buildroot configuration or Yocto MACHI
 their single-platform images into one tag whose index.json entry points at an image index blob
 listing each platform's manifest — the nesting `podman run --platform` and `skopeo copy --all`
 expect. The index blob lists platforms in a fixed order, so the order of the sources never
-changes its digest.
+changes its digest. Each source image's referrers (its SBOM) come along, listed after the
+platform images as referrers.py describes: one SBOM per platform image.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import model
+from . import model, referrers
 from .errors import LayoutError, SpecError
 from .layout import Staging, preflight, publish
 from .model import Descriptor
@@ -34,27 +35,47 @@ def _platform_key(platform: dict[str, str]) -> tuple[str, str, str]:
     return (platform.get("os", ""), platform.get("architecture", ""), platform.get("variant", ""))
 
 
-def _entries(source: Source) -> list[tuple[Descriptor, dict[str, object]]]:
+Entry = tuple[Descriptor, dict[str, object], list[Descriptor]]
+
+
+def _subject(reader: LayoutReader, descriptor: Descriptor) -> str | None:
+    """The digest an artifact manifest refers to, or None."""
+    if descriptor.media_type not in model.MANIFEST_TYPES:
+        return None
+    subject = reader.document(descriptor, "manifest").get("subject")
+    return subject.get("digest") if isinstance(subject, dict) else None
+
+
+def _entries(source: Source) -> list[Entry]:
     """The platform manifests a source contributes (a nested index is flattened), each with the
-    runtime part of its image config."""
+    runtime part of its image config and its referrers."""
     reader = LayoutReader(source.layout)
-    entries = reader.select(source.tag)
+    all_entries = reader.entries()
+    # Referrers another tool listed untagged in index.json are not images to choose from.
+    loose = [d for d in all_entries if d.ref_name is None and _subject(reader, d)]
+    entries = [d for d in reader.select(source.tag) if d not in loose]
     if not entries:
         raise LayoutError(f"{source.layout} holds no image; check the source")
     if len({d.digest for d in entries}) > 1:
         tags = ", ".join(sorted(d.ref_name or "(untagged)" for d in entries))
         raise SpecError(f"{source.layout} holds several images ({tags}); name one as LAYOUT:TAG")
     descriptor = entries[0]
+    candidates = list(loose)
     if descriptor.media_type in model.INDEX_TYPES:
-        children = [c for c in reader.children(descriptor) if c.media_type in model.MANIFEST_TYPES]
+        listed = [c for c in reader.children(descriptor) if c.media_type in model.MANIFEST_TYPES]
+        children = [c for c in listed if not referrers.is_listed_referrer(c)]
+        candidates += [c for c in listed if referrers.is_listed_referrer(c)]
     else:
         children = [descriptor]
     out = []
     for child in children:
         image = reader.platform_image(child, None)
         platform = model.config_platform(image.config)
+        found = sorted({d.digest: Descriptor(d.media_type, d.digest, d.size)
+                        for d in candidates if _subject(reader, d) == child.digest}.values(),
+                       key=lambda d: d.digest)
         out.append((Descriptor(child.media_type, child.digest, child.size, platform),
-                    image.config.get("config") or {}))
+                    image.config.get("config") or {}, found))
     return out
 
 
@@ -91,9 +112,13 @@ def build_index(sources: list[Source], output: Path, tags: tuple[str, ...],
     """Write one image index of every source's platforms into `output` under `tags`."""
     check_tags(tags)
     by_platform: dict[tuple[str, str, str], tuple[Descriptor, Source]] = {}
+    referrers_of: dict[str, list[tuple[Descriptor, Source]]] = {}
     programs: dict[Program, str] = {}
     for source in sources:
-        for descriptor, runtime in _entries(source):
+        for descriptor, runtime, found in _entries(source):
+            for referrer in found:
+                if referrer.digest not in {r.digest for r, _ in referrers_of.get(descriptor.digest, [])}:
+                    referrers_of.setdefault(descriptor.digest, []).append((referrer, source))
             programs.setdefault(_program(runtime), model.platform_name(descriptor.platform or {}))
             key = _platform_key(descriptor.platform or {})
             if key in by_platform and by_platform[key][0].digest != descriptor.digest:
@@ -110,14 +135,16 @@ def build_index(sources: list[Source], output: Path, tags: tuple[str, ...],
                         "--entrypoint, or pass --allow-different-programs")
     preflight(output)
 
+    listed = [referrers.index_entry(referrer, image) for image in manifests
+              for referrer, _ in sorted(referrers_of.get(image.digest, []),
+                                        key=lambda item: item[0].digest)]
+
     with Staging(output) as staging:
         for descriptor, source in by_platform.values():
             _copy_blobs(LayoutReader(source.layout), descriptor, staging)
-        index = model.canonical_json({
-            "schemaVersion": 2,
-            "mediaType": model.MEDIA_INDEX,
-            "manifests": [d.to_json() for d in manifests],
-        })
+            for referrer, origin in referrers_of.get(descriptor.digest, []):
+                _copy_blobs(LayoutReader(origin.layout), referrer, staging)
+        index = model.canonical_json(referrers.image_index(manifests, listed))
         index_descriptor = staging.add_blob(model.MEDIA_INDEX, index)
         tagged = [Descriptor(model.MEDIA_INDEX, index_descriptor.digest, index_descriptor.size,
                              None, {model.ANNOTATION_REF_NAME: tag}) for tag in tags]

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import model, schema
+from . import model, referrers, schema
 from .errors import LayoutError, os_error_message
 from .model import Descriptor
 
@@ -376,8 +376,10 @@ class LayoutReader:
             index = self.document(descriptor, "index")
             children = [descriptor_from(d, f"index {descriptor.digest[:19]}")
                         for d in index["manifests"]]
+            # Referrers (an SBOM) listed beside the image are never the image to run.
             by_name = {model.platform_name(c.platform or {}): c for c in children
-                       if c.media_type in model.MANIFEST_TYPES + model.INDEX_TYPES}
+                       if c.media_type in model.MANIFEST_TYPES + model.INDEX_TYPES
+                       and not referrers.is_listed_referrer(c)}
             if platform is not None and platform in by_name:
                 descriptor = by_name[platform]
             elif platform is None and len(by_name) == 1:

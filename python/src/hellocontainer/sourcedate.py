@@ -22,10 +22,15 @@ def source_date_epoch(environ: Mapping[str, str] = os.environ) -> int:
     if not raw:
         return 0
     # ASCII digits only: str.isdigit() also accepts "²" and Arabic-Indic digits.
-    if not re.fullmatch(r"[0-9]+", raw) or int(raw) > _MAX:
+    if not re.fullmatch(r"[0-9]+", raw):
         raise SpecError(
             f"SOURCE_DATE_EPOCH='{raw}' is not a non-negative integer count of seconds; "
             "set it to e.g. $(git log -1 --format=%ct) or unset it"
+        )
+    if int(raw) > _MAX:
+        raise SpecError(
+            f"SOURCE_DATE_EPOCH='{raw}' is after 9999-12-31T23:59:59Z, the last time RFC 3339 "
+            "can write; set it to e.g. $(git log -1 --format=%ct) or unset it"
         )
     return int(raw)
 

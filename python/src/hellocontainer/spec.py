@@ -18,6 +18,7 @@ from typing import Any
 
 from . import model, schema
 from .errors import LayoutError, SpecError
+from .sbom import SbomSpec, sbom_spec, words_to_fields
 
 # Flags whose values are lists of shell words, and the spec key each fills.
 WORD_FLAGS = {"entrypoint": "entrypoint", "cmd": "cmd", "env": "env", "port": "ports",
@@ -58,6 +59,7 @@ class ImageSpec:
     arch: str | None = None
     tune: str | None = None
     allow_dynamic: bool = False
+    sbom: SbomSpec | None = None  # None: no SBOM
 
 
 def split_words(flag: str, value: str) -> list[str]:
@@ -203,6 +205,11 @@ def load_spec_file(path: Path) -> dict[str, Any]:
 def flags_document(flags: Mapping[str, Any]) -> dict[str, Any]:
     """Turn parsed command-line flags (None when not given) into the spec file's shape."""
     document: dict[str, Any] = {}
+    flags = dict(flags)
+    sbom = _sbom_flags(flags.pop("sbom", None), flags.pop("sbom-package", None),
+                       flags.pop("sbom-library", None))
+    if sbom is not None:
+        document["sbom"] = sbom
     for flag, value in flags.items():
         if value is None:
             continue
@@ -226,6 +233,40 @@ def flags_document(flags: Mapping[str, Any]) -> dict[str, Any]:
         detail = re.sub(r"^\[\d+\]", "", message[len(key):])  # the word's index means nothing here
         raise SpecError(f"--{flag}{detail}")
     return document
+
+
+def _sbom_flags(enable: bool | None, package: list[str] | None,
+               libraries: list[str] | None) -> bool | dict[str, Any] | None:
+    """`--sbom`, `--sbom-package WORDS` (repeatable, one package) and `--sbom-library WORDS`
+    (one library per flag) in the spec key's shape; giving inputs asks for the SBOM too."""
+    if not package and not libraries:
+        return True if enable else None
+    document: dict[str, Any] = {}
+    if package:
+        words = [w for value in package for w in split_words("sbom-package", value)]
+        document["package"] = words_to_fields("sbom-package", words)
+    if libraries:
+        document["libraries"] = []
+        for value in libraries:
+            fields = words_to_fields("sbom-library", split_words("sbom-library", value))
+            if not fields.get("name"):
+                raise SpecError(f"--sbom-library {value!r} has no name=; each --sbom-library names "
+                                "one library, e.g. --sbom-library 'name=musl version=1.2.4'")
+            document["libraries"].append(fields)
+    return document
+
+
+def _merge_sbom(file_value: Any, flag_value: Any) -> Any:
+    """Flags over the spec file's `sbom`: package keys one by one, libraries as a whole."""
+    base = file_value if isinstance(file_value, Mapping) else {}
+    if flag_value is True:
+        return file_value if base else True
+    merged = dict(base)
+    if "package" in flag_value:
+        merged["package"] = {**base.get("package", {}), **flag_value["package"]}
+    if "libraries" in flag_value:
+        merged["libraries"] = flag_value["libraries"]
+    return merged
 
 
 def _file_word(word: str) -> dict[str, Any]:
@@ -252,6 +293,8 @@ def merge(spec_file: Mapping[str, Any], flags: Mapping[str, Any]) -> ImageSpec:
     for key, value in flags.items():
         if key in MAP_KEYS:
             merged[key] = dict(_pairs(merged.get(key, {}))) | dict(_pairs(value))
+        elif key == "sbom":
+            merged[key] = _merge_sbom(merged.get(key), value)
         else:
             merged[key] = value
     return _to_spec(merged)
@@ -309,4 +352,5 @@ def _to_spec(raw: Mapping[str, Any]) -> ImageSpec:
         arch=raw.get("arch"),
         tune=raw.get("tune"),
         allow_dynamic=raw.get("allow_dynamic", False),
+        sbom=sbom_spec(raw.get("sbom")),
     )

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import gc, model, schema
+from . import gc, model, referrers, schema
 from .errors import LayoutError
 from .model import Descriptor
 from .reader import (
@@ -164,7 +164,25 @@ class Checker:
         if document is None:
             return []
         self.check_media_type(document, descriptor, where)
-        return self._descriptors(document["manifests"], f"{where} > manifests")
+        children = self._descriptors(document["manifests"], f"{where} > manifests")
+        self.check_listed_referrers(children, f"{where} > manifests")
+        return children
+
+    def check_listed_referrers(self, children: list[Descriptor], where: str) -> None:
+        """Referrers listed in an image index beside their subject (Docker's attestation shape,
+        which ours follows): each names a manifest of the same index, and carries the platform
+        that keeps runtimes from choosing it."""
+        listed = {child.digest for child in children}
+        for i, child in enumerate(children):
+            named = child.annotations.get(referrers.ANNOTATION_REFERENCE_DIGEST)
+            if not referrers.is_listed_referrer(child):
+                continue
+            if named is not None and named not in listed:
+                self.problem(f"{where}[{i}]: {referrers.ANNOTATION_REFERENCE_DIGEST} {named} is "
+                             "not a manifest of this index; a referrer is listed beside its subject")
+            if model.platform_name(child.platform or {}) != "unknown/unknown":
+                self.warning(f"{where}[{i}]: a referrer listed in an image index should have "
+                             "platform unknown/unknown, or runtimes may choose it as the image")
 
     def _descriptors(self, items: list[Any], where: str) -> list[Descriptor]:
         out = []
@@ -180,6 +198,7 @@ class Checker:
         if manifest is None:
             return
         self.check_media_type(manifest, descriptor, where)
+        self.check_referrer(manifest, descriptor, where)
         try:
             config_descriptor = descriptor_from(manifest["config"], f"{where} > config")
         except LayoutError as error:
@@ -206,6 +225,57 @@ class Checker:
         if config is None:
             return
         self.check_config(config, diff_ids, descriptor, where)
+
+    def check_referrer(self, manifest: dict[str, Any], descriptor: Descriptor, where: str) -> None:
+        """image-spec 1.1 artifacts and referrers: manifest.md, "Guidelines for Artifact Usage".
+
+        A manifest whose config is the empty descriptor must say what it is (artifactType); an
+        empty descriptor must be exactly `{}`; a `subject` must be stored in the layout, or the
+        referrer describes nothing that anyone received.
+        """
+        config = manifest.get("config")
+        artifact_type = manifest.get("artifactType")
+        if isinstance(config, dict) and config.get("mediaType") == referrers.MEDIA_EMPTY \
+                and artifact_type is None:
+            self.problem(f"{where}: the config is the empty descriptor, so artifactType must be "
+                         "set (image-spec manifest.md)")
+        for key, item in [("config", config)] + [(f"layers[{i}]", layer) for i, layer
+                                                 in enumerate(manifest.get("layers") or [])]:
+            if isinstance(item, dict) and item.get("mediaType") == referrers.MEDIA_EMPTY:
+                self.check_empty(item, f"{where} > {key}")
+        said = descriptor.extra.get("artifactType")
+        if said is not None and said != artifact_type:
+            self.problem(f"{where}: the descriptor's artifactType {said} differs from the "
+                         f"manifest's {artifact_type}")
+        if "subject" not in manifest:
+            return
+        try:
+            subject = descriptor_from(manifest["subject"], f"{where} > subject")
+        except LayoutError as error:
+            self.problem(str(error))
+            return
+        named = descriptor.annotations.get(referrers.ANNOTATION_REFERENCE_DIGEST)
+        if named is not None and named != subject.digest:
+            self.problem(f"{where}: {referrers.ANNOTATION_REFERENCE_DIGEST} {named} differs from "
+                         f"the subject {subject.digest}")
+        if subject.media_type not in model.MANIFEST_TYPES + model.INDEX_TYPES:
+            self.problem(f"{where} > subject: {subject.media_type} is not a manifest or index "
+                         "media type; a referrer's subject is an image")
+            return
+        if not os.path.lexists(self.reader.blob_path(subject.digest)):
+            self.problem(f"{where} > subject: {subject.digest} is not in the layout; store a "
+                         "referrer with the image it describes, or remove it")
+            return
+        self.check_descriptor(subject, f"{where} > subject")
+
+    def check_empty(self, item: dict[str, Any], where: str) -> None:
+        """manifest.md, "Guidance for an Empty Descriptor": `{}`, so digest and size are fixed."""
+        empty = referrers.EMPTY_DESCRIPTOR
+        if item.get("digest") != empty.digest or item.get("size") != empty.size:
+            self.problem(f"{where}: an empty descriptor ({referrers.MEDIA_EMPTY}) must have "
+                         f"digest {empty.digest} and size {empty.size}")
+        if "data" in item and item["data"] != empty.extra["data"]:
+            self.problem(f"{where}: the empty descriptor's data must be {empty.extra['data']!r}")
 
     def check_config(self, config: dict[str, Any], diff_ids: list[str | None],
                      descriptor: Descriptor, where: str) -> None:

@@ -1,0 +1,352 @@
+"""The image's SBOM: an SPDX 2.3 JSON document of what a static binary is made of.
+
+A static binary is the hardest case for scanners: the C library and every other library linked
+into it leave no file, no package database and often no version string behind. Only the build
+system knows them, so it names them here (`--sbom-package`, `--sbom-library` or the spec key
+`sbom`), and this module writes them down in the one form compliance tooling reads:
+
+- the image (its manifest digest) is the package the document DESCRIBES; it CONTAINS the
+  program, described with the sha256 of the exact bytes packaged;
+- the program STATIC_LINKs each library the build system named (the C library first);
+- license expressions, CPEs and PURLs are checked here, so a typo fails the build rather than
+  the customer's scanner.
+
+Same inputs, same bytes: the creation time is SOURCE_DATE_EPOCH, the document namespace is
+derived from the document's own content (never a random UUID), every list is sorted, and the
+JSON is canonical. The reference validator (spdx-tools) checks our output in the tests only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from . import model
+from .errors import SpecError
+from .model import Descriptor
+from .sourcedate import rfc3339
+
+MEDIA_SPDX = "application/spdx+json"
+NAMESPACE_BASE = "https://spdx.org/spdxdocs/"  # the prefix SPDX suggests to tools without a site
+TOOL = "Tool: hellocontainer"  # no version: a packager upgrade must not change the SBOM's digest
+
+FIELDS = ("name", "version", "license", "supplier", "download_location", "homepage", "cpe", "purl")
+
+
+@dataclass(frozen=True)
+class Component:
+    """A package the build system knows: the program, or a library linked into it."""
+
+    name: str = ""  # the program's defaults to the binary's file name
+    version: str | None = None
+    license: str | None = None  # an SPDX license expression
+    supplier: str | None = None  # "Organization: …" or "Person: …"
+    download_location: str | None = None
+    homepage: str | None = None
+    cpe: tuple[str, ...] = ()  # CPE 2.3 names; a product may be known under several
+    purl: str | None = None
+
+
+@dataclass(frozen=True)
+class SbomSpec:
+    """What to write into the SBOM besides what the build itself knows."""
+
+    package: Component = field(default_factory=Component)
+    libraries: tuple[Component, ...] = ()
+
+
+@dataclass(frozen=True)
+class ImageFacts:
+    """What the build knows about the image the SBOM describes."""
+
+    manifest: Descriptor
+    platform: dict[str, str]
+    binary_path: str  # the program's path in the image
+    binary_sha256: str  # hex digest of the exact bytes packaged
+    binary_sha1: str  # SPDX tools still key files and packages on SHA1
+
+
+# --- checking the inputs --------------------------------------------------------------------
+
+# SPDX 2.3 annex D: idstring = 1*(ALPHA / DIGIT / "-" / "."), optionally followed by "+";
+# LicenseRef-… and DocumentRef-…:LicenseRef-… for licenses outside the SPDX list.
+_LICENSE_ID = re.compile(r"(?:DocumentRef-[A-Za-z0-9.-]+:)?[A-Za-z0-9.-]+\+?")
+_LICENSE_TOKEN = re.compile(r"\s*(\(|\)|&|\||,|[A-Za-z0-9.+:-]+|\S)")
+# CPE 2.3 formatted string (NISTIR 7695 §6.2): part, then ten attributes; each is * or -, or
+# characters with backslash-escaped punctuation and optional leading/trailing wildcards.
+_CPE_VALUE = r"(?:[*-]|[?*]*(?:[A-Za-z0-9._-]|\\[\\*?!\"#$%&'()+,/:;<=>@\[\]^`{|}~])+[?*]*)"
+_CPE_LANGUAGE = r"(?:[*-]|[A-Za-z]{2,3}(?:-(?:[A-Za-z]{2}|[0-9]{3}))?)"
+CPE23 = re.compile(rf"cpe:2\.3:[aho*-](?::{_CPE_VALUE}){{5}}:{_CPE_LANGUAGE}(?::{_CPE_VALUE}){{4}}")
+# purl-spec: pkg:TYPE/[NAMESPACE/]NAME[@VERSION][?QUALIFIERS][#SUBPATH]
+PURL = re.compile(r"pkg:[A-Za-z.+-][A-Za-z0-9.+-]*/[^\s/][^\s]*")
+# A URL, or a VCS location the SPDX spec defines (git+https://…, git+git@host:path).
+_DOWNLOAD = re.compile(r"(?:(?:git|hg|svn|bzr)\+)?[A-Za-z][A-Za-z0-9+.-]*://[^\s]+|git\+git@[^\s]+")
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s]+")
+_SUPPLIER = re.compile(r"(?:Person|Organization): \S.*|NOASSERTION")
+
+
+def spdx_license(value: str, what: str) -> str:
+    """An SPDX license expression from what a build system writes.
+
+    Yocto spells AND and OR as `&` and `|`; Buildroot lists licenses with commas and adds notes
+    in parentheses (`GPL-2.0+ (programs), LGPL-2.1+`). Both are accepted here, in one place, so
+    that the build systems pass their variables unchanged. A parenthesis where an operator is due
+    cannot be SPDX grouping, so it is such a note and is left out.
+    """
+    text = value.strip()
+    if text in ("NOASSERTION", "NONE"):
+        return text
+    tokens: list[str] = []
+    raw = _LICENSE_TOKEN.findall(text)
+    i = 0
+    while i < len(raw):
+        token = raw[i]
+        expecting_operator = bool(tokens) and tokens[-1] not in ("AND", "OR", "WITH", "(")
+        if token == "(" and expecting_operator:
+            depth = 0
+            while i < len(raw):  # skip the note, nested parentheses included
+                depth += {"(": 1, ")": -1}.get(raw[i], 0)
+                i += 1
+                if depth == 0:
+                    break
+            continue
+        tokens.append({"&": "AND", "|": "OR", ",": "AND"}.get(token, token))
+        i += 1
+    expression = _render(tokens)
+    if not tokens or not _parses(tokens):
+        raise SpecError(f"{what} {value!r} is not an SPDX license expression; write SPDX "
+                        "identifiers joined by AND, OR and WITH, e.g. 'MIT' or "
+                        "'GPL-2.0-only OR BSD-3-Clause'")
+    return expression
+
+
+def _render(tokens: list[str]) -> str:
+    out = ""
+    for token in tokens:
+        if out and not out.endswith("(") and token != ")":
+            out += " "
+        out += token
+    return out
+
+
+def _parses(tokens: list[str]) -> bool:
+    """SPDX license-expression grammar: or-expr := and-expr ("OR" and-expr)*, and so on."""
+    position = 0
+
+    def peek() -> str | None:
+        return tokens[position] if position < len(tokens) else None
+
+    def identifier() -> bool:
+        nonlocal position
+        token = peek()
+        if token is None or token in ("AND", "OR", "WITH", "(", ")") \
+                or not _LICENSE_ID.fullmatch(token):
+            return False
+        position += 1
+        return True
+
+    def factor() -> bool:
+        nonlocal position
+        if peek() == "(":
+            position += 1
+            if not expression() or peek() != ")":
+                return False
+            position += 1
+            return True
+        if not identifier():
+            return False
+        if peek() == "WITH":
+            position += 1
+            return identifier()
+        return True
+
+    def chain(operand: Any, operator: str) -> bool:
+        nonlocal position
+        if not operand():
+            return False
+        while peek() == operator:
+            position += 1
+            if not operand():
+                return False
+        return True
+
+    def term() -> bool:
+        return chain(factor, "AND")
+
+    def expression() -> bool:
+        return chain(term, "OR")
+
+    return expression() and position == len(tokens)
+
+
+def _check(pattern: re.Pattern[str], value: str, what: str, example: str) -> str:
+    if not pattern.fullmatch(value):
+        raise SpecError(f"{what} {value!r} is not valid; expected e.g. {example}")
+    return value
+
+
+def _supplier(value: str, what: str) -> str:
+    """SPDX wants "Organization: NAME" or "Person: NAME (EMAIL)"; a bare name is an organization."""
+    value = " ".join(value.split())
+    if not value.startswith(("Person:", "Organization:")) and value != "NOASSERTION":
+        value = f"Organization: {value}"
+    return _check(_SUPPLIER, value, what, "'Organization: ACME Inc.'")
+
+
+def component(raw: Mapping[str, Any], what: str) -> Component:
+    """A Component from the spec's shape (schema-checked already), each value checked."""
+    def text(key: str) -> str | None:
+        value = raw.get(key)
+        return value.strip() or None if isinstance(value, str) else None
+
+    cpes = raw.get("cpe") or []
+    cpes = [cpes] if isinstance(cpes, str) else list(cpes)
+    license_ = text("license")
+    supplier, download, homepage, purl = (text("supplier"), text("download_location"),
+                                          text("homepage"), text("purl"))
+    return Component(
+        name=text("name") or "",
+        version=text("version"),
+        license=spdx_license(license_, f"{what} license") if license_ else None,
+        supplier=_supplier(supplier, f"{what} supplier") if supplier else None,
+        download_location=_check(_DOWNLOAD, download, f"{what} download_location",
+                                 "https://example.com/hello-1.0.tar.gz or "
+                                 "git+https://example.com/hello.git@v1.0")
+        if download and download not in ("NOASSERTION", "NONE") else download,
+        homepage=_check(_URL, homepage, f"{what} homepage", "https://example.com/hello")
+        if homepage else None,
+        cpe=tuple(sorted(dict.fromkeys(
+            _check(CPE23, c.strip(), f"{what} cpe", "cpe:2.3:a:gnu:glibc:2.38:*:*:*:*:*:*:*")
+            for c in cpes if c.strip()))),
+        purl=_check(PURL, purl, f"{what} purl", "pkg:generic/hello@1.0") if purl else None,
+    )
+
+
+def sbom_spec(raw: Any) -> SbomSpec | None:
+    """The spec key `sbom`: false/absent (none), true (defaults only) or a mapping of inputs."""
+    if raw is None or raw is False:
+        return None
+    if raw is True:
+        return SbomSpec()
+    libraries = tuple(component(item, f"sbom library {item.get('name') or i + 1}")
+                      for i, item in enumerate(raw.get("libraries", [])))
+    return SbomSpec(component(raw.get("package", {}), "sbom package"), libraries)
+
+
+def words_to_fields(flag: str, words: Iterable[str]) -> dict[str, Any]:
+    """`--sbom-package` / `--sbom-library` words (KEY=VALUE) as the spec's mapping; `cpe` may repeat."""
+    fields: dict[str, Any] = {}
+    for word in words:
+        key, sep, value = word.partition("=")
+        if not sep or not key:
+            raise SpecError(f"--{flag} word {word!r} is not KEY=VALUE; quote values with spaces: "
+                            f"--{flag} \"license='MIT OR Apache-2.0'\"")
+        key = key.replace("-", "_")
+        if key not in FIELDS:
+            raise SpecError(f"--{flag}: unknown key {key!r}; valid keys: {', '.join(FIELDS)}")
+        if key == "cpe":
+            fields.setdefault("cpe", []).append(value)
+        elif key in fields:
+            raise SpecError(f"--{flag}: {key} is given twice; keep one")
+        else:
+            fields[key] = value
+    return fields
+
+
+# --- the document ---------------------------------------------------------------------------
+
+def _spdx_id(kind: str, name: str) -> str:
+    """An SPDX element id: SPDXRef- then letters, digits, '.' and '-' only."""
+    return f"SPDXRef-{kind}-" + (re.sub(r"[^A-Za-z0-9.-]+", "-", name).strip("-") or "unnamed")
+
+
+def _package(spdx_id: str, part: Component, purpose: str) -> dict[str, Any]:
+    package: dict[str, Any] = {
+        "SPDXID": spdx_id,
+        "name": part.name,
+        "downloadLocation": part.download_location or "NOASSERTION",
+        "filesAnalyzed": False,
+        "licenseConcluded": "NOASSERTION",  # concluding is a reviewer's job, not a packager's
+        "licenseDeclared": part.license or "NOASSERTION",
+        "copyrightText": "NOASSERTION",
+        "primaryPackagePurpose": purpose,
+    }
+    if part.version:
+        package["versionInfo"] = part.version
+    if part.supplier:
+        package["supplier"] = part.supplier
+    if part.homepage:
+        package["homepage"] = part.homepage
+    refs = [{"referenceCategory": "SECURITY", "referenceType": "cpe23Type", "referenceLocator": c}
+            for c in part.cpe]
+    if part.purl:
+        refs.append({"referenceCategory": "PACKAGE-MANAGER", "referenceType": "purl",
+                     "referenceLocator": part.purl})
+    if refs:
+        package["externalRefs"] = refs
+    return package
+
+
+def _license_refs(parts: Iterable[Component]) -> list[dict[str, str]]:
+    """An extracted-licensing entry for every LicenseRef- a license expression uses (SPDX 2.3 §10)."""
+    refs = sorted({token for part in parts if part.license
+                   for token in re.findall(r"(?<![A-Za-z0-9.:-])LicenseRef-[A-Za-z0-9.-]+",
+                                           part.license)})
+    return [{"licenseId": ref, "name": ref.removeprefix("LicenseRef-"),
+             "extractedText": "The license text is not part of this document; see the "
+                              "package's sources."} for ref in refs]
+
+
+def _image_purl(name: str, manifest: Descriptor, platform: dict[str, str]) -> str:
+    """purl-spec's oci type: pkg:oci/NAME@sha256%3AHEX?arch=ARCH (the name in lowercase)."""
+    qualifiers = f"?arch={platform['architecture']}" if platform.get("architecture") else ""
+    clean = re.sub(r"[^a-z0-9._-]+", "-", name.lower()).strip("-") or "image"
+    return f"pkg:oci/{clean}@{manifest.digest.replace(':', '%3A')}{qualifiers}"
+
+
+def document(spec: SbomSpec, facts: ImageFacts, epoch: int) -> bytes:
+    """The SPDX 2.3 JSON bytes describing the image `facts` names."""
+    program = replace(spec.package, name=spec.package.name or facts.binary_path.rsplit("/", 1)[-1])
+    image_id, program_id = "SPDXRef-Image", _spdx_id("Package", program.name)
+    image = _package(image_id, Component(name=program.name, version=facts.manifest.digest),
+                     "CONTAINER")
+    image["checksums"] = [{"algorithm": "SHA256",
+                           "checksumValue": facts.manifest.digest.split(":", 1)[1]}]
+    image["externalRefs"] = [{"referenceCategory": "PACKAGE-MANAGER", "referenceType": "purl",
+                              "referenceLocator": _image_purl(program.name, facts.manifest,
+                                                              facts.platform)}]
+    image["description"] = f"OCI image for {model.platform_name(facts.platform)}"
+    binary = _package(program_id, program, "APPLICATION")
+    # The exact bytes in the image: what a scanner that finds the file can match.
+    binary["packageFileName"] = facts.binary_path
+    binary["checksums"] = [{"algorithm": "SHA1", "checksumValue": facts.binary_sha1},
+                           {"algorithm": "SHA256", "checksumValue": facts.binary_sha256}]
+    packages = [image, binary]
+    relationships = [("SPDXRef-DOCUMENT", "DESCRIBES", image_id),
+                     (image_id, "CONTAINS", program_id)]
+    for i, library in enumerate(spec.libraries, 1):
+        library_id = _spdx_id(f"Library{i}", library.name)
+        packages.append(_package(library_id, library, "LIBRARY"))
+        relationships.append((program_id, "STATIC_LINK", library_id))
+    doc: dict[str, Any] = {
+        "spdxVersion": "SPDX-2.3",
+        "dataLicense": "CC0-1.0",
+        "SPDXID": "SPDXRef-DOCUMENT",
+        "name": f"{program.name} OCI image",
+        "documentNamespace": "",
+        "creationInfo": {"created": rfc3339(epoch), "creators": [TOOL]},
+        "packages": sorted(packages, key=lambda p: p["SPDXID"]),
+        "relationships": [{"spdxElementId": a, "relationshipType": kind, "relatedSpdxElement": b}
+                          for a, kind, b in sorted(relationships)],
+    }
+    extracted = _license_refs([program, *spec.libraries])
+    if extracted:
+        doc["hasExtractedLicensingInfos"] = extracted
+    # Unique per content and repeatable: the hash of the document with the namespace left empty.
+    content = hashlib.sha256(model.canonical_json(doc)).hexdigest()
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", program.name).strip("-") or "image"
+    doc["documentNamespace"] = f"{NAMESPACE_BASE}{slug}-{content}"
+    return model.canonical_json(doc)

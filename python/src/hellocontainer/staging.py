@@ -1,0 +1,129 @@
+"""A private, locked folder beside an output, where a command builds what it then publishes.
+
+Used by `build`/`index` (a layout's blobs) and `bundle` (a runtime bundle): the one place that
+decides where unfinished work lives and how debris of killed runs is told from live work.
+
+- It sits in the output's parent folder, so publishing is a rename within one file system:
+  atomic, never half visible.
+- It is held under flock(2) while its process lives. A run that was killed (SIGKILL, power loss)
+  leaves a folder whose lock the kernel released; the next run for the same output removes it.
+  Cleaning up and creating-then-locking happen under a short lock on the parent folder, so no
+  run can take another's new, not yet locked folder for debris.
+- It is removed whatever happens, unless it was published; parents created for it are removed
+  again on failure.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from .errors import LayoutError, os_error_message
+
+
+def prefix(output: Path, kind: str) -> str:
+    """`.NAME.KIND-`: hidden, and named after the output it belongs to."""
+    return f".{output.name}.{kind}-"
+
+
+@contextlib.contextmanager
+def locked(directory: Path) -> Iterator[None]:
+    """An exclusive flock(2) on a folder itself: no lock file to leave behind."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+def remove_tree(path: Path) -> None:
+    """Remove a folder, whatever modes its content gave its subfolders.
+
+    Root removes anything. Anyone else first gives back to themselves the folders an image made
+    read-only (0555 is common), top-down so that each is writable before its children go.
+    """
+    if os.geteuid() != 0:
+        with contextlib.suppress(OSError):
+            os.chmod(path, 0o700)
+        for folder, subfolders, _ in os.walk(path):
+            for name in subfolders:
+                child = os.path.join(folder, name)
+                if not os.path.islink(child):  # chmod would follow it out of the tree
+                    with contextlib.suppress(OSError):
+                        os.chmod(child, 0o700)
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def stale(output: Path, kind: str) -> list[Path]:
+    """Staging folders of `kind` beside `output` whose run is gone (their flock is free)."""
+    found = []
+    for candidate in sorted(output.parent.glob(prefix(output, kind) + "*")):
+        try:
+            fd = os.open(candidate, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            continue  # a live run holds it
+        finally:
+            os.close(fd)
+        found.append(candidate)
+    return found
+
+
+def remove_stale(output: Path, kind: str) -> list[str]:
+    """Remove what killed runs left beside `output`; the names removed."""
+    removed = []
+    for candidate in stale(output, kind):
+        remove_tree(candidate)
+        removed.append(candidate.name)
+    return removed
+
+
+class StagingDir:
+    """The folder `dir`, beside `output`, locked until this object is closed."""
+
+    def __init__(self, output: Path, kind: str, flag: str) -> None:
+        self.output = output
+        self.kind = kind
+        self.published = False  # True once the folder became (or went into) the output
+        self._created: list[Path] = []
+        self._lock_fd = -1
+        try:
+            for parent in reversed([output.parent, *output.parent.parents]):
+                if not parent.exists():
+                    parent.mkdir()
+                    self._created.append(parent)
+            with locked(output.parent):
+                remove_stale(output, kind)
+                self.dir = Path(tempfile.mkdtemp(prefix=prefix(output, kind), dir=output.parent))
+                self._lock_fd = os.open(self.dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+                fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+        except OSError as error:
+            self._cleanup(failed=True)
+            raise LayoutError(os_error_message(
+                error, f"cannot write {flag} {output}", f"or choose another {flag}")) from None
+
+    def __enter__(self) -> StagingDir:
+        return self
+
+    def __exit__(self, kind: object, error: BaseException | None, traceback: object) -> None:
+        self._cleanup(failed=error is not None)
+
+    def _cleanup(self, failed: bool) -> None:
+        if not self.published and hasattr(self, "dir"):
+            remove_tree(self.dir)
+        if self._lock_fd >= 0:
+            os.close(self._lock_fd)
+            self._lock_fd = -1
+        if failed:
+            for parent in reversed(self._created):
+                with contextlib.suppress(OSError):
+                    parent.rmdir()  # only ever removes a folder we made and left empty

@@ -1,0 +1,176 @@
+"""The ELF check: what it refuses (dynamic programs, unknown machines, broken files) and the ARM
+level it reads, on binaries the compilers of this machine make in a fraction of a second."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import HELLO_C, require_tool
+from hellocontainer import elfcheck, platforms
+from hellocontainer.errors import BinaryError
+
+# A program with no C library at all: linked without -static it still gets a PT_INTERP (the
+# dynamic loader), yet asks for no shared library, so DT_NEEDED alone cannot tell it is dynamic.
+NO_LIBC = r"""
+void _start(void) { __asm__ volatile("mov $60, %eax\n xor %edi, %edi\n syscall"); }
+"""
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess[str], *fragments: str) -> str:
+    assert result.returncode == 1, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("hellocontainer: error: "), result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+    assert result.stdout == ""
+    return lines[0]
+
+
+def compile_c(compiler: str, source: str, out: Path, *flags: str) -> Path:
+    c_file = out.with_suffix(".c")
+    c_file.write_text(source)
+    subprocess.run([compiler, *flags, "-o", str(out), str(c_file)], check=True,
+                   capture_output=True)
+    return out
+
+
+@pytest.fixture(scope="module")
+def interpreter_only(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """x86-64 program with PT_INTERP and a dynamic section, but no DT_NEEDED entry."""
+    cc = require_tool("cc", "gcc")
+    return compile_c(cc, NO_LIBC, tmp_path_factory.mktemp("elf") / "no-libc", "-nostdlib")
+
+
+def test_interpreter_without_libraries_is_read_as_dynamic(interpreter_only):
+    facts = elfcheck.read_elf(interpreter_only)
+    assert facts.needed == ()
+    assert facts.interpreter is not None and facts.interpreter.endswith(".so.2")
+    assert facts.is_dynamic
+
+
+def test_program_with_an_interpreter_but_no_libraries_is_refused(hellocontainer, interpreter_only,
+                                                                 tmp_path):
+    result = hellocontainer("build", interpreter_only, "--output", tmp_path / "o", check=False)
+    assert_one_line_error(result, "dynamically linked", "interpreter /lib64/ld-linux-x86-64.so.2",
+                          "needs no libraries", "-static", "--allow-dynamic")
+    assert not (tmp_path / "o").exists()
+
+
+def test_allow_dynamic_packages_a_program_with_only_an_interpreter(hellocontainer,
+                                                                   interpreter_only, tmp_path):
+    hellocontainer("build", interpreter_only, "--allow-dynamic", "--output", tmp_path / "o")
+    hellocontainer("validate", tmp_path / "o")
+
+
+def test_static_pie_has_a_dynamic_section_but_is_static(hellocontainer, tmp_path):
+    """-static-pie leaves PT_DYNAMIC (for self-relocation) but no loader and no library."""
+    cc = require_tool("cc", "gcc")
+    binary = tmp_path / "hello-static-pie"
+    subprocess.run([cc, "-static-pie", "-Os", "-s", "-o", str(binary), str(HELLO_C)], check=True,
+                   capture_output=True)
+    facts = elfcheck.read_elf(binary)
+    assert (facts.interpreter, facts.needed, facts.is_dynamic) == (None, (), False)
+    result = hellocontainer("build", binary, "--output", tmp_path / "o")
+    assert result.stdout.endswith(" linux/amd64\n")
+
+
+def with_machine(binary: Path, target: Path, machine: int) -> Path:
+    """A copy of `binary` whose ELF header names another machine (e_machine, bytes 18-19)."""
+    data = bytearray(binary.read_bytes())
+    data[18:20] = machine.to_bytes(2, "little")
+    target.write_bytes(bytes(data))
+    return target
+
+
+@pytest.mark.parametrize(("machine", "named"), [(0x5555, "machine 0x5555"), (0xBA, "STM8")],
+                         ids=["unknown-to-pyelftools", "no-oci-architecture"])
+def test_elf_for_a_machine_without_an_oci_architecture_is_refused(hellocontainer, hello_static,
+                                                                  tmp_path, machine, named):
+    binary = with_machine(hello_static, tmp_path / "odd", machine)
+    result = hellocontainer("build", binary, "--output", tmp_path / "o", check=False)
+    assert_one_line_error(result, f"ELF binary for {named} 64-bit little-endian",
+                          "no OCI architecture")
+    declared = hellocontainer("build", binary, "--arch", "amd64", "--output", tmp_path / "o",
+                              check=False)
+    assert_one_line_error(declared, f"built for {named} 64-bit", "linux/amd64", "--arch")
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("damage", ["header-cut-short", "bad-class"])
+def test_damaged_elf_is_refused(hellocontainer, hello_static, tmp_path, damage):
+    data = bytearray(hello_static.read_bytes())
+    if damage == "header-cut-short":
+        data = data[:40]
+    else:
+        data[4] = 9  # EI_CLASS: neither 32- nor 64-bit
+    binary = tmp_path / "damaged"
+    binary.write_bytes(bytes(data))
+    result = hellocontainer("build", binary, "--output", tmp_path / "o", check=False)
+    assert_one_line_error(result, "damaged", "not a readable ELF file", "rebuild it")
+
+
+def test_unreadable_binary_is_named(tmp_path):
+    with pytest.raises(BinaryError, match=r"cannot read binary .*: Is a directory"):
+        elfcheck.read_elf(tmp_path)
+
+
+def test_non_elf_names_its_first_bytes(tmp_path):
+    script = tmp_path / "run.sh"
+    script.write_text("#!/bin/sh\n")
+    with pytest.raises(BinaryError, match=r"starts with b'#!/b'.*not a script"):
+        elfcheck.read_elf(script)
+
+
+# --- ARM levels, read from .ARM.attributes (object files are enough: they carry the section) --
+
+ARM_LEVELS = [("armv5te", "v5"), ("armv6", "v6"), ("armv6t2", "v6"), ("armv7-a", "v7"),
+              ("armv8-a", "v8")]
+
+
+@pytest.fixture(scope="module")
+def arm_objects(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """One ARM (32-bit, little-endian) object file per -march level."""
+    gcc = require_tool("arm-linux-gnueabi-gcc", "gcc-arm-linux-gnueabi")
+    out = tmp_path_factory.mktemp("arm")
+    objects = {}
+    for march, _ in ARM_LEVELS:
+        target = out / f"{march}.o"
+        subprocess.run([gcc, f"-march={march}", "-marm", "-c", "-o", str(target), str(HELLO_C)],
+                       check=True, capture_output=True)
+        objects[march] = target
+    return objects
+
+
+@pytest.mark.parametrize(("march", "variant"), ARM_LEVELS)
+def test_arm_level_decides_the_variant(arm_objects, march, variant):
+    platform = elfcheck.check_binary(arm_objects[march], None, allow_dynamic=False)
+    assert (platform.architecture, platform.variant) == ("arm", variant)
+
+
+@pytest.mark.parametrize(("march", "declared", "kept"), [
+    ("armv7-a", "arm", "v7"),  # no declared variant: the binary's own
+    ("armv5te", "arm/v7", "v7"),  # an older program runs on a newer board: the declared one
+    ("armv7-a", "arm/v7", "v7"),
+    ("armv8-a", "arm/v8", "v8"),
+])
+def test_arm_binary_declared_for_its_level_or_newer_is_accepted(arm_objects, march, declared,
+                                                                kept):
+    platform = elfcheck.check_binary(arm_objects[march], platforms.resolve(declared, None), False)
+    assert platform.name() == f"linux/arm/{kept}"
+
+
+@pytest.mark.parametrize(("march", "declared"), [("armv7-a", "arm/v6"), ("armv6", "arm/v5"),
+                                                 ("armv8-a", "arm/v7")])
+def test_arm_binary_declared_for_an_older_level_is_refused(arm_objects, march, declared):
+    needs = dict(ARM_LEVELS)[march]
+    with pytest.raises(BinaryError, match=f"compiled for ARM {needs} but the image is declared "
+                                          f"for linux/{declared}"):
+        elfcheck.check_binary(arm_objects[march], platforms.resolve(declared, None), False)
+
+
+def test_host_binary_has_no_arm_level(hello_static):
+    platform = elfcheck.check_binary(hello_static, None, allow_dynamic=False)
+    assert (platform.name(), elfcheck.read_elf(hello_static).arm_variant) == ("linux/amd64", None)

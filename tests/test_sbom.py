@@ -1,0 +1,414 @@
+"""`build --sbom`: an SPDX 2.3 SBOM attached to the image as an OCI 1.1 referrer.
+
+The layout keeps one index.json entry per tag, naming an image index that lists the image and,
+after it, the SBOM's artifact manifest (platform unknown/unknown, Docker's attestation
+annotations): the shape podman and skopeo handle without a tag. The SBOM itself is judged by
+the reference validator, spdx-tools.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import require_tool
+from oci import blob
+
+EPOCH = "1700000000"
+SPDX = "application/spdx+json"
+EMPTY = "application/vnd.oci.empty.v1+json"
+EMPTY_DIGEST = "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"
+MUSL_CPE = "cpe:2.3:a:musl-libc:musl:1.2.3:*:*:*:*:*:*:*"
+PACKAGE = ("name=hello version=1.0 license='MIT OR Apache-2.0' supplier='ACME Inc.' "
+           "download_location=https://example.com/hello-1.0.tar.gz "
+           "homepage=https://example.com/hello cpe=cpe:2.3:a:acme:hello:1.0:*:*:*:*:*:*:* "
+           "purl=pkg:generic/acme/hello@1.0")
+LIBC = f"name=musl version=1.2.3 license=MIT cpe={MUSL_CPE}"
+
+
+def packager(*args: object, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """The CLI, for module-scoped fixtures (the `hellocontainer` fixture is per test)."""
+    env = {**os.environ, "SOURCE_DATE_EPOCH": EPOCH}
+    result = subprocess.run([sys.executable, "-m", "hellocontainer", *map(str, args)],
+                            capture_output=True, text=True, env=env)
+    if check and result.returncode != 0:
+        raise AssertionError(f"hellocontainer {args} exited {result.returncode}: {result.stderr}")
+    return result
+
+
+def build_with_sbom(binary: Path, layout: Path, *extra: object) -> None:
+    packager("build", binary, "--output", layout, "--sbom-package", PACKAGE,
+             "--sbom-library", LIBC, *extra)
+
+
+def pyspdxtools(path: Path) -> subprocess.CompletedProcess[str]:
+    """spdx-tools' validator, the reference implementation of the SPDX spec (a test dependency)."""
+    return subprocess.run([sys.executable, "-m", "spdx_tools.spdx.clitools.pyspdxtools",
+                           "-i", str(path)], capture_output=True, text=True)
+
+
+def index_json(layout: Path) -> dict[str, Any]:
+    return json.loads((layout / "index.json").read_text())
+
+
+def document(layout: Path, digest: str) -> dict[str, Any]:
+    return json.loads(blob(layout, digest))
+
+
+def shape(layout: Path) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any], bytes]:
+    """(image entry, referrer entry, artifact manifest, SBOM bytes) of a one-tag SBOM layout."""
+    (entry,) = index_json(layout)["manifests"]
+    image, referrer = document(layout, entry["digest"])["manifests"]
+    artifact = document(layout, referrer["digest"])
+    return image, referrer, artifact, blob(layout, artifact["layers"][0]["digest"])
+
+
+@pytest.fixture(scope="module")
+def sbom_layout(hello_static: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("sbom")
+    build_with_sbom(hello_static, out / "hello", "--sbom-copy", out / "deploy" / "hello.spdx.json")
+    return out / "hello"
+
+
+def sbom_of(layout: Path) -> dict[str, Any]:
+    return json.loads(shape(layout)[3])
+
+
+def package(sbom: dict[str, Any], spdx_id: str) -> dict[str, Any]:
+    return next(p for p in sbom["packages"] if p["SPDXID"] == spdx_id)
+
+
+# --- the document ---------------------------------------------------------------------------
+
+def test_spdx_tools_accepts_the_sbom(sbom_layout, tmp_path):
+    path = tmp_path / "hello.spdx.json"
+    path.write_bytes(shape(sbom_layout)[3])
+    result = pyspdxtools(path)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_spdx_tools_accepts_an_sbom_of_defaults_only(hello_static, tmp_path):
+    packager("build", hello_static, "--output", tmp_path / "bare", "--sbom")
+    path = tmp_path / "bare.spdx.json"
+    path.write_bytes(shape(tmp_path / "bare")[3])
+    result = pyspdxtools(path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert package(json.loads(path.read_bytes()), "SPDXRef-Package-hello")["licenseDeclared"] \
+        == "NOASSERTION"
+
+
+def test_spdx_tools_accepts_build_system_license_lists_and_license_refs(hello_static, tmp_path):
+    packager("build", hello_static, "--output", tmp_path / "l", "--sbom-package",
+             "license='GPL-2.0-only & (MIT | LicenseRef-ACME-EULA)'", "--sbom-library",
+             "name=glibc version=2.36 license='GPL-2.0+ (programs), LGPL-2.1+, MIT (library)'")
+    sbom = sbom_of(tmp_path / "l")
+    assert package(sbom, "SPDXRef-Package-hello")["licenseDeclared"] == \
+        "GPL-2.0-only AND (MIT OR LicenseRef-ACME-EULA)"
+    assert package(sbom, "SPDXRef-Library1-glibc")["licenseDeclared"] == \
+        "GPL-2.0+ AND LGPL-2.1+ AND MIT"
+    assert [e["licenseId"] for e in sbom["hasExtractedLicensingInfos"]] == ["LicenseRef-ACME-EULA"]
+    path = tmp_path / "l.spdx.json"
+    path.write_bytes(shape(tmp_path / "l")[3])
+    result = pyspdxtools(path)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_sbom_describes_the_image_by_its_manifest_digest(sbom_layout):
+    image, _, _, data = shape(sbom_layout)
+    sbom = json.loads(data)
+    described = [r["relatedSpdxElement"] for r in sbom["relationships"]
+                 if r["spdxElementId"] == "SPDXRef-DOCUMENT" and r["relationshipType"] == "DESCRIBES"]
+    assert described == ["SPDXRef-Image"]
+    container = package(sbom, "SPDXRef-Image")
+    assert container["primaryPackagePurpose"] == "CONTAINER"
+    assert container["checksums"] == [{"algorithm": "SHA256",
+                                       "checksumValue": image["digest"].split(":")[1]}]
+
+
+def test_sbom_names_the_exact_program_bytes_and_its_metadata(sbom_layout, hello_static):
+    program = package(sbom_of(sbom_layout), "SPDXRef-Package-hello")
+    assert {"algorithm": "SHA256", "checksumValue":
+            hashlib.sha256(hello_static.read_bytes()).hexdigest()} in program["checksums"]
+    assert program["packageFileName"] == "/hello"
+    assert (program["versionInfo"], program["licenseDeclared"], program["supplier"]) == \
+        ("1.0", "MIT OR Apache-2.0", "Organization: ACME Inc.")
+    assert program["downloadLocation"] == "https://example.com/hello-1.0.tar.gz"
+    assert program["homepage"] == "https://example.com/hello"
+    assert {(r["referenceType"], r["referenceLocator"]) for r in program["externalRefs"]} == {
+        ("cpe23Type", "cpe:2.3:a:acme:hello:1.0:*:*:*:*:*:*:*"),
+        ("purl", "pkg:generic/acme/hello@1.0")}
+
+
+def test_sbom_says_the_program_statically_links_the_c_library(sbom_layout):
+    sbom = sbom_of(sbom_layout)
+    libc = package(sbom, "SPDXRef-Library1-musl")
+    assert (libc["versionInfo"], libc["licenseDeclared"]) == ("1.2.3", "MIT")
+    assert libc["externalRefs"] == [{"referenceCategory": "SECURITY", "referenceType": "cpe23Type",
+                                     "referenceLocator": MUSL_CPE}]
+    assert {"spdxElementId": "SPDXRef-Package-hello", "relationshipType": "STATIC_LINK",
+            "relatedSpdxElement": "SPDXRef-Library1-musl"} in sbom["relationships"]
+
+
+def test_sbom_time_is_source_date_epoch_and_namespace_follows_content(sbom_layout, hello_static,
+                                                                      tmp_path):
+    sbom = sbom_of(sbom_layout)
+    assert sbom["creationInfo"]["created"] == "2023-11-14T22:13:20Z"
+    packager("build", hello_static, "--output", tmp_path / "other", "--sbom-package",
+             PACKAGE.replace("version=1.0", "version=1.1"), "--sbom-library", LIBC)
+    other = sbom_of(tmp_path / "other")
+    assert other["documentNamespace"] != sbom["documentNamespace"]
+    assert other["documentNamespace"].startswith("https://spdx.org/spdxdocs/hello-")
+
+
+def test_two_builds_give_identical_sbom_and_artifact_manifest(sbom_layout, hello_static, tmp_path):
+    again = tmp_path / "elsewhere" / "again"
+    build_with_sbom(hello_static, again)
+    _, referrer, _, data = shape(sbom_layout)
+    _, referrer2, _, data2 = shape(again)
+    assert data2 == data
+    assert blob(again, referrer2["digest"]) == blob(sbom_layout, referrer["digest"])
+    assert (again / "index.json").read_bytes() == (sbom_layout / "index.json").read_bytes()
+
+
+def test_sbom_copy_beside_the_layout_is_the_attached_sbom(sbom_layout):
+    copy = sbom_layout.parent / "deploy" / "hello.spdx.json"
+    assert copy.read_bytes() == shape(sbom_layout)[3]
+    assert oct(copy.stat().st_mode & 0o777) == "0o644"
+
+
+# --- the layout shape -----------------------------------------------------------------------
+
+def test_index_json_keeps_one_entry_per_tag(sbom_layout):
+    (entry,) = index_json(sbom_layout)["manifests"]
+    assert entry["mediaType"] == "application/vnd.oci.image.index.v1+json"
+    assert entry["annotations"] == {"org.opencontainers.image.ref.name": "latest"}
+
+
+def test_sbom_is_an_oci_1_1_referrer_of_the_image(sbom_layout):
+    image, referrer, artifact, data = shape(sbom_layout)
+    assert artifact["artifactType"] == SPDX
+    assert artifact["config"] == {"mediaType": EMPTY, "digest": EMPTY_DIGEST, "size": 2,
+                                  "data": "e30="}
+    assert blob(sbom_layout, EMPTY_DIGEST) == b"{}"
+    assert artifact["subject"] == {k: image[k] for k in ("mediaType", "digest", "size")}
+    (layer,) = artifact["layers"]
+    assert layer == {"mediaType": SPDX, "digest": "sha256:" + hashlib.sha256(data).hexdigest(),
+                     "size": len(data)}
+    # Listed beside the image the way buildx lists attestations: never chosen as the image.
+    assert referrer["platform"] == {"architecture": "unknown", "os": "unknown"}
+    assert referrer["annotations"] == {"vnd.docker.reference.digest": image["digest"],
+                                       "vnd.docker.reference.type": "attestation-manifest"}
+    # No artifactType on the index entry: skopeo 1.9 would drop it and rewrite the index.
+    assert "artifactType" not in referrer
+
+
+def test_our_validate_and_inspect_show_the_referrer(hellocontainer, sbom_layout):
+    assert hellocontainer("validate", "--strict", sbom_layout).returncode == 0
+    _, referrer, _, _ = shape(sbom_layout)
+    text = hellocontainer("inspect", sbom_layout).stdout
+    assert f"referrer  {referrer['digest']} (" in text and text.rstrip().endswith(SPDX)
+    report = json.loads(hellocontainer("inspect", "--json", sbom_layout).stdout)
+    (index,) = report["images"]
+    (image,) = index["manifests"]
+    assert [(r["digest"], r["artifactType"]) for r in image["referrers"]] == \
+        [(referrer["digest"], SPDX)]
+
+
+def test_podman_runs_the_sbom_layout_without_a_tag(podman, sbom_layout):
+    assert podman("run", "--rm", "--net=none", f"oci:{sbom_layout}").stdout == "Hello container!\n"
+
+
+def test_podman_runs_the_sbom_layout_by_tag(podman, sbom_layout):
+    result = podman("run", "--rm", "--net=none", f"oci:{sbom_layout}:latest")
+    assert result.stdout == "Hello container!\n"
+
+
+@pytest.mark.parametrize("ref", ["", ":latest"])
+def test_skopeo_inspects_the_sbom_layout(sbom_layout, ref):
+    skopeo = require_tool("skopeo", "skopeo")
+    result = subprocess.run([skopeo, "inspect", f"oci:{sbom_layout}{ref}"], capture_output=True,
+                            text=True)
+    assert result.returncode == 0, result.stderr
+    info = json.loads(result.stdout)
+    # Digest is what the reference names (the index); the rest is the chosen platform image's.
+    assert (info["Digest"], info["Architecture"]) == \
+        (index_json(sbom_layout)["manifests"][0]["digest"], "amd64")
+
+
+def test_skopeo_copy_all_keeps_the_index_and_the_sbom(sbom_layout, tmp_path):
+    skopeo = require_tool("skopeo", "skopeo")
+    subprocess.run([skopeo, "copy", "--all", f"oci:{sbom_layout}:latest",
+                    f"oci:{tmp_path}/copy:latest"], check=True, capture_output=True)
+    assert index_json(tmp_path / "copy")["manifests"][0]["digest"] == \
+        index_json(sbom_layout)["manifests"][0]["digest"]
+    assert shape(tmp_path / "copy")[3] == shape(sbom_layout)[3]
+
+
+def test_oci_image_tool_accepts_every_document_of_the_sbom_layout(sbom_layout):
+    """oci-image-tool (1.0.0-rc1, 2017) checks each document against the image-spec schemas.
+    Its whole-layout walk (`--type image`) predates artifacts: it takes every manifest of an
+    index for a runnable image and refuses the empty config, so it is not asked here."""
+    tool = require_tool("oci-image-tool", "oci-image-tool")
+    (entry,) = index_json(sbom_layout)["manifests"]
+    image, referrer, _, _ = shape(sbom_layout)
+    config = document(sbom_layout, image["digest"])["config"]["digest"]
+    for kind, digest in (("imageIndex", entry["digest"]), ("manifest", image["digest"]),
+                         ("manifest", referrer["digest"]), ("config", config)):
+        path = sbom_layout / "blobs" / "sha256" / digest.split(":")[1]
+        result = subprocess.run([tool, "validate", "--type", kind, str(path)],
+                                capture_output=True, text=True)
+        assert result.returncode == 0 and "Validation succeeded" in result.stdout, \
+            f"{kind}: {result.stdout}{result.stderr}"
+
+
+def test_bundle_takes_the_image_not_the_sbom(hellocontainer, sbom_layout, tmp_path):
+    result = hellocontainer("bundle", sbom_layout, "--output", tmp_path / "bundle")
+    assert shape(sbom_layout)[0]["digest"] in result.stdout
+    assert (tmp_path / "bundle" / "rootfs" / "hello").read_bytes()
+
+
+# --- validate refuses broken referrers ------------------------------------------------------
+
+def _rewrite(layout: Path, change: Any) -> None:
+    """Change the artifact manifest with `change(artifact)`, re-hash it and its index entries."""
+    (entry,) = index_json(layout)["manifests"]
+    index = document(layout, entry["digest"])
+    referrer = index["manifests"][1]
+    artifact = document(layout, referrer["digest"])
+    change(artifact, index)
+    blobs = layout / "blobs" / "sha256"
+
+    def put(doc: dict[str, Any]) -> tuple[str, int]:
+        data = json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
+        digest = hashlib.sha256(data).hexdigest()
+        (blobs / digest).write_bytes(data)
+        return "sha256:" + digest, len(data)
+
+    referrer["digest"], referrer["size"] = put(artifact)
+    entry["digest"], entry["size"] = put(index)
+    top = index_json(layout)
+    top["manifests"] = [entry]
+    (layout / "index.json").write_text(json.dumps(top))
+
+
+def _broken(hellocontainer, sbom_layout: Path, tmp_path: Path, change: Any) -> str:
+    layout = tmp_path / "broken"
+    shutil.copytree(sbom_layout, layout)
+    _rewrite(layout, change)
+    result = hellocontainer("validate", layout, check=False)
+    assert result.returncode == 1, result.stdout + result.stderr
+    return result.stderr
+
+
+def test_validate_refuses_a_referrer_whose_subject_is_missing(hellocontainer, sbom_layout, tmp_path):
+    def change(artifact, index):
+        artifact["subject"]["digest"] = "sha256:" + "0" * 64
+        index["manifests"][1]["annotations"]["vnd.docker.reference.digest"] = "sha256:" + "0" * 64
+
+    stderr = _broken(hellocontainer, sbom_layout, tmp_path, change)
+    assert "subject: sha256:" + "0" * 64 + " is not in the layout" in stderr
+
+
+def test_validate_refuses_an_empty_config_without_artifact_type(hellocontainer, sbom_layout,
+                                                                tmp_path):
+    stderr = _broken(hellocontainer, sbom_layout, tmp_path,
+                     lambda artifact, index: artifact.pop("artifactType"))
+    assert "artifactType must be set" in stderr
+
+
+def test_validate_refuses_an_empty_descriptor_that_is_not_empty(hellocontainer, sbom_layout,
+                                                               tmp_path):
+    def change(artifact, index):
+        artifact["config"]["size"] = 3
+
+    stderr = _broken(hellocontainer, sbom_layout, tmp_path, change)
+    assert "empty descriptor" in stderr and "size 2" in stderr
+
+
+def test_validate_refuses_a_listed_referrer_of_another_image(hellocontainer, sbom_layout, tmp_path):
+    def change(artifact, index):
+        index["manifests"][1]["annotations"]["vnd.docker.reference.digest"] = "sha256:" + "1" * 64
+
+    stderr = _broken(hellocontainer, sbom_layout, tmp_path, change)
+    assert "is not a manifest of this index" in stderr
+
+
+# --- gc -------------------------------------------------------------------------------------
+
+def test_gc_removes_the_sbom_with_its_replaced_image(hellocontainer, sbom_layout, hello_static,
+                                                     tmp_path):
+    layout = tmp_path / "layout"
+    shutil.copytree(sbom_layout, layout)
+    _, referrer, artifact, _ = shape(layout)
+    hellocontainer("build", hello_static, "--output", layout, "--env", "NEW=1", "--sbom")
+    removed = hellocontainer("gc", layout).stdout
+    assert referrer["digest"].split(":")[1] in removed
+    assert artifact["layers"][0]["digest"].split(":")[1] in removed
+    hellocontainer("validate", "--strict", layout)
+    assert shape(layout)[1]["digest"] != referrer["digest"]
+
+
+def test_gc_keeps_another_tools_referrer_while_its_subject_is_tagged(hellocontainer, sbom_layout,
+                                                                     hello_static, tmp_path):
+    """oras and others list a referrer untagged in index.json; it lives as long as its subject."""
+    layout = tmp_path / "layout"
+    shutil.copytree(sbom_layout, layout)
+    image, referrer, _, _ = shape(layout)
+    top = index_json(layout)
+    loose = {"mediaType": referrer["mediaType"], "digest": referrer["digest"],
+             "size": referrer["size"]}
+    top["manifests"].append(loose)
+    (layout / "index.json").write_text(json.dumps(top))
+    assert "removed 0 files" in hellocontainer("gc", layout).stdout
+    assert loose in index_json(layout)["manifests"]
+    # The subject's tag moves on: the build leaves the loose referrer out of index.json, and
+    # gc then removes its blobs with the old image's.
+    hellocontainer("build", hello_static, "--output", layout, "--env", "NEW=1")
+    assert loose not in index_json(layout)["manifests"]
+    removed = hellocontainer("gc", layout).stdout
+    assert image["digest"].split(":")[1] in removed
+    hellocontainer("validate", "--strict", layout)
+
+
+# --- inputs and errors ----------------------------------------------------------------------
+
+def test_spec_file_sbom_and_flags_merge(hello_static, tmp_path):
+    spec = tmp_path / "image.yaml"
+    spec.write_text("sbom:\n  package:\n    name: hello\n    version: '0.9'\n    license: MIT\n"
+                    "  libraries:\n    - name: musl\n      version: '1.2.3'\n      license: MIT\n")
+    packager("build", hello_static, "--output", tmp_path / "o", "--spec", spec,
+             "--sbom-package", "version=1.0")
+    sbom = sbom_of(tmp_path / "o")
+    program = package(sbom, "SPDXRef-Package-hello")
+    assert (program["versionInfo"], program["licenseDeclared"]) == ("1.0", "MIT")
+    assert package(sbom, "SPDXRef-Library1-musl")["versionInfo"] == "1.2.3"
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--sbom-package", "license='MIT AND'"], "is not an SPDX license expression"),
+    (["--sbom-package", "cpe=cpe:2.3:a:acme"], "cpe 'cpe:2.3:a:acme' is not valid"),
+    (["--sbom-package", "purl=hello"], "purl 'hello' is not valid"),
+    (["--sbom-package", "nme=hello"], "unknown key 'nme'"),
+    (["--sbom-library", "version=1.0"], "has no name="),
+    (["--sbom-copy", "x.spdx.json"], "--sbom-copy needs an SBOM"),
+])
+def test_bad_sbom_inputs_are_one_line_errors(hellocontainer, hello_static, tmp_path, args, message):
+    result = hellocontainer("build", hello_static, "--output", tmp_path / "o", *args, check=False)
+    assert result.returncode != 0
+    assert result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_sbom_copy_inside_the_layout_is_refused(hellocontainer, hello_static, tmp_path):
+    result = hellocontainer("build", hello_static, "--output", tmp_path / "o", "--sbom",
+                            "--sbom-copy", tmp_path / "o" / "x.spdx.json", check=False)
+    assert result.returncode == 1 and "inside the layout" in result.stderr
+    assert not (tmp_path / "o").exists()
