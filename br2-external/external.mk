@@ -59,4 +59,37 @@ HELLOCONTAINER_PACKAGE = \
 		$(if $(PARALLEL_JOBS),--jobs $(PARALLEL_JOBS)) \
 		$(3)
 
+# $(call HELLOCONTAINER_SBOM_OPTS,PKG)
+# The packager's SBOM options for the program of package PKG (its make
+# prefix, e.g. HELLOCONTAINER_HELLO), from Buildroot's own variables:
+# PKG's _RAWNAME, _VERSION, _LICENSE (the packager reads Buildroot's
+# "A (notes), B" lists), _SITE/_SOURCE (or git+SITE@VERSION) and
+# _CPE_ID; and the toolchain's C library, with the version, license and
+# CPE of its package when Buildroot builds the toolchain (an external
+# toolchain's libc version is not known to Buildroot). Each value is a
+# "double-quoted" word inside one single-quoted option value.
+HELLOCONTAINER_SBOM_WORD = \
+	$(if $(strip $(2)),$(1)="$(strip $(subst ",,$(subst ',,$(2))))")
+HELLOCONTAINER_SBOM_SITE = \
+	$(if $(filter git,$($(1)_SITE_METHOD)),git+$($(1)_SITE)@$($(1)_VERSION), \
+		$(if $(filter http://% https://% ftp://%,$($(1)_SITE)),$($(1)_SITE)/$($(1)_SOURCE)))
+HELLOCONTAINER_SBOM_COMPONENT = $(strip \
+	$(call HELLOCONTAINER_SBOM_WORD,name,$(2)) \
+	$(call HELLOCONTAINER_SBOM_WORD,version,$($(1)_VERSION)) \
+	$(call HELLOCONTAINER_SBOM_WORD,license,$($(1)_LICENSE)) \
+	$(call HELLOCONTAINER_SBOM_WORD,download_location,$(call HELLOCONTAINER_SBOM_SITE,$(1))) \
+	$(if $(filter YES,$($(1)_CPE_ID_VALID)),$(call HELLOCONTAINER_SBOM_WORD,cpe,$($(1)_CPE_ID))))
+# The libc package's make prefix and name, from the toolchain options.
+HELLOCONTAINER_LIBC_PKG = \
+	$(if $(BR2_TOOLCHAIN_USES_GLIBC),GLIBC,$(if $(BR2_TOOLCHAIN_USES_MUSL),MUSL,$(if $(BR2_TOOLCHAIN_USES_UCLIBC),UCLIBC)))
+HELLOCONTAINER_LIBC_NAME = \
+	$(if $(BR2_TOOLCHAIN_USES_GLIBC),glibc,$(if $(BR2_TOOLCHAIN_USES_MUSL),musl,$(if $(BR2_TOOLCHAIN_USES_UCLIBC),uclibc-ng)))
+HELLOCONTAINER_SBOM_LIBC = \
+	$(if $(BR2_TOOLCHAIN_BUILDROOT), \
+		$(call HELLOCONTAINER_SBOM_COMPONENT,$(HELLOCONTAINER_LIBC_PKG),$(HELLOCONTAINER_LIBC_NAME)), \
+		$(call HELLOCONTAINER_SBOM_WORD,name,$(HELLOCONTAINER_LIBC_NAME)))
+HELLOCONTAINER_SBOM_OPTS = \
+	--sbom-package '$(call HELLOCONTAINER_SBOM_COMPONENT,$(1),$($(1)_RAWNAME))' \
+	$(if $(HELLOCONTAINER_LIBC_NAME),--sbom-library '$(strip $(HELLOCONTAINER_SBOM_LIBC))')
+
 include $(sort $(wildcard $(BR2_EXTERNAL_HELLOCONTAINER_PATH)/package/*/*.mk))

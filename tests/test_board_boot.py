@@ -15,9 +15,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import board
 import pytest
 
+import board
 from conftest import require_tool
 from foreign import build_static_hello, cross_compilers
 

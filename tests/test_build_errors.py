@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-import os
+import re
 import shutil
 import stat
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from conftest import HELLO_C, require_tool
+from oci import image_config
 
 
 def assert_one_line_error(result, *fragments: str, status: int = 1) -> None:
@@ -60,20 +62,23 @@ def test_host_binary_declared_for_arm64_names_both_architectures(hellocontainer,
     nothing_written(out.parent, set())
 
 
-def test_dynamically_linked_binary_lists_what_it_needs(hellocontainer, out, tmp_path):
+@pytest.fixture
+def dynamic_hello(tmp_path: Path) -> Path:
+    """examples/hello linked dynamically against the C library (gcc's default)."""
     compiler = require_tool("cc", "gcc")
-    dynamic = tmp_path / "hello-dynamic"
-    os.system(f"{compiler} -o {dynamic} {HELLO_C}")
-    result = hellocontainer("build", dynamic, "--output", out, check=False)
+    dynamic = tmp_path / "hello dynamic"  # a space: the path reaches the compiler as one word
+    subprocess.run([compiler, "-o", str(dynamic), str(HELLO_C)], check=True, capture_output=True)
+    return dynamic
+
+
+def test_dynamically_linked_binary_lists_what_it_needs(hellocontainer, out, dynamic_hello):
+    result = hellocontainer("build", dynamic_hello, "--output", out, check=False)
     assert_one_line_error(result, "dynamically linked", "libc.so", "-static", "--allow-dynamic")
     nothing_written(out.parent, set())
 
 
-def test_allow_dynamic_packages_a_dynamic_binary(hellocontainer, out, tmp_path):
-    compiler = require_tool("cc", "gcc")
-    dynamic = tmp_path / "hello-dynamic"
-    os.system(f"{compiler} -o {dynamic} {HELLO_C}")
-    hellocontainer("build", dynamic, "--allow-dynamic", "--output", out)
+def test_allow_dynamic_packages_a_dynamic_binary(hellocontainer, out, dynamic_hello):
+    hellocontainer("build", dynamic_hello, "--allow-dynamic", "--output", out)
     hellocontainer("validate", out)
 
 
@@ -103,8 +108,25 @@ def test_bad_tag_is_refused(hellocontainer, hello_static, out):
 def test_bad_source_date_epoch_is_refused(hellocontainer, hello_static, out, value):
     result = hellocontainer("build", hello_static, "--output", out,
                             env={"SOURCE_DATE_EPOCH": value}, check=False)
-    assert_one_line_error(result, "SOURCE_DATE_EPOCH", value)
+    assert_one_line_error(result, "SOURCE_DATE_EPOCH", value, "not a non-negative integer")
     nothing_written(out.parent, set())
+
+
+@pytest.mark.parametrize("value", ["253402300800", "99999999999999", "9" * 5000],
+                         ids=["year-10000", "far-future", "5000-digits"])
+def test_source_date_epoch_after_year_9999_is_refused(hellocontainer, hello_static, out, value):
+    """RFC 3339 (the image's `created`) has four-digit years: 9999-12-31T23:59:59Z is the end."""
+    result = hellocontainer("build", hello_static, "--output", out,
+                            env={"SOURCE_DATE_EPOCH": value}, check=False)
+    assert_one_line_error(result, "SOURCE_DATE_EPOCH", "after 9999-12-31T23:59:59Z")
+    nothing_written(out.parent, set())
+
+
+@pytest.mark.parametrize("value", ["253402300799", "000253402300799"])
+def test_source_date_epoch_at_the_end_of_year_9999_is_accepted(hellocontainer, hello_static, out,
+                                                               value):
+    hellocontainer("build", hello_static, "--output", out, env={"SOURCE_DATE_EPOCH": value})
+    assert image_config(out)["created"] == "9999-12-31T23:59:59Z"
 
 
 def test_unwritable_output_is_refused(hellocontainer, hello_static, tmp_path):
@@ -159,6 +181,39 @@ def test_missing_spec_file_is_named(hellocontainer, hello_static, out, tmp_path)
     result = hellocontainer("build", hello_static, "--spec", tmp_path / "nope.yaml",
                             "--output", out, check=False)
     assert_one_line_error(result, "nope.yaml", "--spec")
+
+
+@pytest.mark.parametrize(("files", "fragments"), [
+    (["motd:/../etc/motd"], ("'/../etc/motd'", "contains '..'")),
+    (["motd:/etc/../../motd"], ("'/etc/../../motd'", "contains '..'")),
+    (["motd:/"], ("'/'", "root directory")),
+    (["motd://"], ("'//'", "root directory")),
+    (["motd:etc/motd"], ("'etc/motd'", "absolute path")),
+    (["motd:/etc/motd", "other:/etc//motd/"], ("two files go to /etc/motd",)),
+    (["motd:/hello"], ("two files go to /hello",)),
+    (["motd:/etc", "other:/etc/motd"], ("/etc is both a file and the folder of another file",)),
+    (["motd:/etc/motd/x", "other:/etc/motd"], ("/etc/motd is both a file and the folder",)),
+], ids=["dot-dot-at-root", "dot-dot-climbing", "root", "double-slash-root", "relative",
+        "same-destination", "the-binarys-path", "file-over-folder", "folder-over-file"])
+def test_file_destination_that_cannot_be_a_file_in_the_image_is_refused(
+        hellocontainer, hello_static, out, tmp_path, files, fragments):
+    (tmp_path / "motd").write_text("hi\n")
+    (tmp_path / "other").write_text("other\n")
+    result = hellocontainer("build", hello_static, "--path", "/hello", "--output", out,
+                            *[arg for f in files for arg in ("--file", f)], cwd=tmp_path,
+                            check=False)
+    assert_one_line_error(result, *fragments)
+    nothing_written(out.parent, set())
+
+
+def test_spec_file_destination_with_dot_dot_is_refused(hellocontainer, hello_static, out,
+                                                       tmp_path):
+    (tmp_path / "motd").write_text("hi\n")
+    spec = tmp_path / "image.yaml"
+    spec.write_text("files: [{src: motd, dest: /etc/../../root/motd}]\n")
+    result = hellocontainer("build", hello_static, "--spec", spec, "--output", out, check=False)
+    assert_one_line_error(result, "'/etc/../../root/motd'", "contains '..'")
+    nothing_written(out.parent, set())
 
 
 def test_missing_extra_file_is_named(hellocontainer, hello_static, out, tmp_path):
@@ -232,3 +287,128 @@ def test_output_dot_builds_into_the_current_empty_folder(hellocontainer, hello_s
     out.mkdir()
     hellocontainer("build", hello_static, "--output", ".", cwd=out)
     assert sorted(p.name for p in out.iterdir()) == ["blobs", "index.json", "oci-layout"]
+
+
+# --- the settings themselves: spec file and flags, read in-process (milliseconds each) -------
+
+def settings(spec_text: str | None = None, tmp_path: Path | None = None, **flags: object):
+    """The ImageSpec a build would use: a spec file (if given) overridden by flags."""
+    from hellocontainer.spec import flags_document, load_spec_file, merge
+
+    document = {}
+    if spec_text is not None:
+        assert tmp_path is not None
+        (tmp_path / "image.yaml").write_text(spec_text)
+        document = load_spec_file(tmp_path / "image.yaml")
+    return merge(document, flags_document({k.replace("_", "-"): v for k, v in flags.items()}))
+
+
+def test_flags_override_the_spec_file_and_maps_merge_key_by_key(tmp_path):
+    spec = settings("env: {A: '1', B: '2'}\nlabels: {x: y}\ntags: [a, b]\ncmd: [serve]\n"
+                    "files: [{src: motd, dest: /etc//motd/, mode: '0600'}]\n", tmp_path,
+                    env=["B=3 C='four five'"], tag=["c"], port=["80 80/tcp 53/udp 80"])
+    assert spec.env == (("A", "1"), ("B", "3"), ("C", "four five"))
+    assert spec.labels == (("x", "y"),)
+    assert spec.tags == ("c",)
+    assert spec.cmd == ("serve",)
+    assert spec.ports == ("80", "80/tcp", "53/udp")  # each once, in the order given
+    (extra,) = spec.files
+    assert (extra.src, extra.dest, extra.mode, extra.base) == ("motd", "/etc/motd", 0o600, tmp_path)
+
+
+def test_defaults_when_nothing_is_set():
+    spec = settings()
+    assert (spec.tags, spec.entrypoint, spec.cmd, spec.compression, spec.gzip_level,
+            spec.allow_dynamic, spec.files) == (("latest",), None, None, "gzip", None, False, ())
+
+
+def test_repeated_tags_are_kept_once_in_order():
+    assert settings(tag=["b a", "b c"]).tags == ("b", "a", "c")
+
+
+def test_empty_entrypoint_is_not_the_default():
+    """`--entrypoint ''` clears it (an explicit empty list), unlike leaving it out."""
+    assert settings(entrypoint=[""]).entrypoint == ()
+
+
+@pytest.mark.parametrize(("flags", "fragments"), [
+    ({"env": ["=x"]}, ("--env word '=x' is not KEY=VALUE",)),
+    ({"label": ["novalue"]}, ("--label word 'novalue'",)),
+    ({"file": ["motd"]}, ("--file 'motd' is not SRC:DEST[:MODE]",)),
+    ({"file": ["motd::0644"]}, ("--file 'motd::0644' is not SRC:DEST[:MODE]",)),
+    ({"file": ["a:/b:0644:x"]}, ("is not SRC:DEST[:MODE]",)),
+    ({"port": ["http"]}, ("--port",)),
+    ({"cmd": ["'open"]}, ("--cmd", "balance the quotes")),
+    ({"path": "/" + "p" * 256}, ("path has a component of 256 bytes", "at most 255")),
+    ({"workdir": "/a/../b"}, ("workdir '/a/../b' contains '..'",)),
+], ids=["env-no-key", "label-no-equals", "file-one-part", "file-empty-dest", "file-four-parts",
+        "port-name", "unbalanced-quote", "long-name", "workdir-dot-dot"])
+def test_flag_mistakes_name_the_flag(flags, fragments):
+    from hellocontainer.errors import SpecError
+
+    with pytest.raises(SpecError) as caught:
+        settings(**flags)
+    for fragment in fragments:
+        assert fragment in str(caught.value), str(caught.value)
+
+
+def test_workdir_may_be_the_root_and_a_255_byte_name_is_allowed():
+    spec = settings(workdir="//", path="/" + "p" * 255)
+    assert spec.workdir == "/" and spec.path == "/" + "p" * 255
+
+
+@pytest.mark.parametrize(("text", "fragment"), [
+    ("a: &a [1]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
+     "c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]\n"
+     "e: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d, *d]\nf: [*e, *e, *e, *e, *e, *e, *e, *e, *e, *e]\n",
+     "expands to more than 100000 values"),
+    ("x: " + "[" * 70 + "]" * 70 + "\n", "nests deeper than 64 levels"),
+    ("- just\n- a list\n", "must be a mapping of settings, not a list"),
+    ("tags: [latest]\n1: x\n", "key '1' is not a string"),
+    ("tags: [a]\ntags: [b]\n", "key 'tags' is given twice"),
+    ("tags: [a\n", "line 2"),
+], ids=["billion-laughs", "too-deep", "not-a-mapping", "number-key", "twice", "syntax"])
+def test_spec_file_mistakes_are_named(tmp_path, text, fragment):
+    from hellocontainer.errors import SpecError
+
+    with pytest.raises(SpecError, match=re.escape(fragment)):
+        settings(text, tmp_path)
+
+
+@pytest.mark.parametrize(("lists", "too_deep"), [(63, False), (64, True)])
+def test_spec_file_nesting_limit_is_64_levels(tmp_path, lists, too_deep):
+    """The top mapping and 63 nested lists are 64 levels: read (and then refused for its
+    unknown key); one list more is refused for its depth, before anything is built from it."""
+    from hellocontainer.errors import SpecError
+
+    with pytest.raises(SpecError) as caught:
+        settings("x: " + "[" * lists + "]" * lists + "\n", tmp_path)
+    assert ("nests deeper than 64 levels" in str(caught.value)) == too_deep, str(caught.value)
+
+
+def test_yaml_merge_keys_are_allowed(tmp_path):
+    spec = settings("labels: &base {A: '1'}\nenv: {<<: *base, B: '2'}\n", tmp_path)
+    assert dict(spec.env) == {"A": "1", "B": "2"}
+
+
+def test_spec_file_that_is_not_utf8_is_refused(tmp_path):
+    from hellocontainer.errors import SpecError
+
+    (tmp_path / "image.yaml").write_bytes(b"tags: [caf\xe9]\n")
+    from hellocontainer.spec import load_spec_file
+
+    with pytest.raises(SpecError, match=r"is not UTF-8 text .* at byte 10"):
+        load_spec_file(tmp_path / "image.yaml")
+
+
+def test_spec_file_larger_than_a_mebibyte_is_refused(tmp_path):
+    from hellocontainer.errors import SpecError
+    from hellocontainer.spec import load_spec_file
+
+    (tmp_path / "image.yaml").write_text("# " + "x" * (1 << 20) + "\n")
+    with pytest.raises(SpecError, match=r"larger than 1 MiB.*check --spec"):
+        load_spec_file(tmp_path / "image.yaml")
+
+
+def test_empty_spec_file_means_the_defaults(tmp_path):
+    assert settings("", tmp_path) == settings()

@@ -11,6 +11,7 @@ import io
 import json
 from pathlib import Path
 
+from hellocontainer.pgzip import GzipWriter
 from layouts import (
     MEDIA_CONFIG,
     MEDIA_INDEX,
@@ -23,8 +24,6 @@ from layouts import (
     write_blob,
     write_json_blob,
 )
-
-from hellocontainer.pgzip import GzipWriter
 from oci import blob, manifest
 
 

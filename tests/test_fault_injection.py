@@ -15,6 +15,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
+
+from conftest import require_tool
 from layouts import (
     assert_no_crash,
     assert_valid,
@@ -29,8 +31,6 @@ from layouts import (
     tags,
     tree,
 )
-
-from conftest import require_tool
 
 # renameat/unlinkat are what os.replace/os.unlink use with dir_fd; renameat2 with RENAME_NOREPLACE
 # or RENAME_EXCHANGE is how an implementation might swap index.json.

@@ -17,6 +17,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
+from conftest import require_tool
 from layouts import (
     assert_invalid,
     assert_one_error,
@@ -38,8 +40,6 @@ from layouts import (
     tmpfs,
     tree,
 )
-
-from conftest import require_tool
 
 MAX_STEPS = 64  # pages or inodes given back before the small build must fit
 

@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 from hypothesis import Phase, given, settings
 from hypothesis import strategies as st
+
 from layouts import (
     ERROR,
     WARNING,

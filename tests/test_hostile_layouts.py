@@ -15,6 +15,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
+
 from layouts import (
     MEDIA_MANIFEST,
     add_image,

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-import time
 import signal
 import subprocess
 import sys
+import tarfile
+import time
 from pathlib import Path
 
 import pytest
+
+from conftest import require_tool
+from layouts import canonical, reachable_files, write_blob
 
 
 def tags(layout: Path) -> list[str]:
@@ -116,13 +121,22 @@ def test_killed_build_leaves_the_old_layout_valid(hellocontainer, hello_static, 
     hellocontainer("build", hello_static, "--output", layout, "--tag", "old")
     old_index = (layout / "index.json").read_bytes()
 
-    def staged_files() -> list[Path]:
-        return [f for d in tmp_path.glob(".layout.hellocontainer-*") for f in d.glob("blob.*")]
+    def staged_sizes() -> list[int]:
+        """Sizes of the blob files being written; a file renamed (finished) or a folder
+        removed between listing and stat is simply not counted."""
+        sizes = []
+        for folder in tmp_path.glob(".layout.hellocontainer-*"):
+            with contextlib.suppress(FileNotFoundError), os.scandir(folder) as entries:
+                for entry in entries:
+                    if entry.name.startswith("blob."):
+                        with contextlib.suppress(FileNotFoundError):
+                            sizes.append(entry.stat().st_size)
+        return sizes
 
     def ready() -> bool:
         if moment == "staging":
             return bool(list(tmp_path.glob(".layout.hellocontainer-*")))
-        return any(f.stat().st_size > (8 << 20) for f in staged_files())
+        return any(size > (8 << 20) for size in staged_sizes())
 
     process = subprocess.Popen(build_command(big_binary, layout, "new"),
                                env={**os.environ, "SOURCE_DATE_EPOCH": "1"})
@@ -136,3 +150,141 @@ def test_killed_build_leaves_the_old_layout_valid(hellocontainer, hello_static, 
     assert tags(layout) == ["next", "old"]
     hellocontainer("validate", layout)
     assert [p.name for p in tmp_path.iterdir()] == ["layout"]  # the killed build's debris is gone
+
+
+def test_merging_keeps_the_index_annotations_another_tool_wrote(hellocontainer, hello_static,
+                                                                tmp_path):
+    layout = tmp_path / "layout"
+    hellocontainer("build", hello_static, "--output", layout, "--tag", "1.0")
+    index = json.loads((layout / "index.json").read_bytes())
+    index["annotations"] = {"org.opencontainers.image.vendor": "ACME",
+                            "com.example.note": "set by another tool"}
+    (layout / "index.json").write_bytes(canonical(index))
+    hellocontainer("build", hello_static, "--output", layout, "--tag", "2.0", "--env", "V=2")
+    merged = json.loads((layout / "index.json").read_bytes())
+    assert merged["annotations"] == index["annotations"]
+    assert tags(layout) == ["1.0", "2.0"]
+    hellocontainer("validate", layout)
+
+
+def archive_members(archive: Path) -> dict[str, bytes | None]:
+    """name -> content (None for a folder) of every member of an oci-archive."""
+    with tarfile.open(archive) as tar:
+        return {m.name: (tar.extractfile(m).read() if m.isfile() else None)  # type: ignore[union-attr]
+                for m in tar.getmembers()}
+
+
+def test_archive_of_a_merged_layout_holds_exactly_what_its_index_reaches(
+        hellocontainer, hello_static, tmp_path):
+    """--archive with a build into an existing, untidy layout: the archive is the published
+    layout, both tags, and nothing else: no temporary index, no unreachable or hidden blob."""
+    layout = tmp_path / "layout"
+    hellocontainer("build", hello_static, "--output", layout, "--tag", "1.0")
+    (layout / ".index.json.k1ll3d").write_bytes(b'{"schemaVersion":2,"manif')
+    stray = write_blob(layout, b"a blob no tag reaches", "application/octet-stream")
+    (layout / "blobs" / "sha256" / ".blob.half-written").write_bytes(b"half")
+    archive = tmp_path / "archives" / "hello.tar"
+    hellocontainer("build", hello_static, "--output", layout, "--tag", "2.0", "--env", "V=2",
+                   "--archive", archive)
+    members = archive_members(archive)
+    assert set(members) == reachable_files(layout)
+    assert stray["digest"].split(":")[1] not in str(sorted(members))
+    for name, content in members.items():
+        if content is not None:
+            assert content == (layout / name).read_bytes(), name
+    assert json.loads(members["index.json"])["manifests"] == \
+        json.loads((layout / "index.json").read_bytes())["manifests"]
+    assert tags(layout) == ["1.0", "2.0"]
+
+
+def test_archive_of_a_new_layout_is_the_layout(hellocontainer, hello_static, tmp_path):
+    layout = tmp_path / "layout"
+    hellocontainer("build", hello_static, "--output", layout, "--archive", tmp_path / "a.tar")
+    members = archive_members(tmp_path / "a.tar")
+    assert set(members) == reachable_files(layout)
+    assert all(content == (layout / name).read_bytes()
+               for name, content in members.items() if content is not None)
+
+
+def _strace_stopping_at(strace: str, syscalls: str, *extra: str) -> list[str]:
+    """strace arguments that stop the traced build (SIGSTOP) right after each of `syscalls`,
+    and report every such call on stderr, so a test can act while the build waits."""
+    return [strace, "-f", "-qq", "-o", "/dev/stderr", *extra, "-e", f"trace={syscalls}",
+            "-e", f"inject={syscalls}:signal=STOP"]
+
+
+def _run_stopping(argv: list[str], at_stop) -> subprocess.CompletedProcess[str]:
+    """Run `argv` (a traced build); at each stop call `at_stop(last_syscall_line)`, then let the
+    build go on. No timing: the build is frozen for as long as `at_stop` takes."""
+    env = {**os.environ, "SOURCE_DATE_EPOCH": "1"}
+    process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)
+    assert process.stderr is not None
+    lines, last_call = [], ""
+    try:
+        for line in process.stderr:
+            lines.append(line)
+            if "--- stopped by SIGSTOP ---" in line:
+                at_stop(last_call)
+                os.killpg(process.pid, signal.SIGCONT)
+            elif "(" in line and not line.startswith("hellocontainer:"):
+                last_call = line
+        stdout = process.stdout.read() if process.stdout else ""
+        process.wait(timeout=120)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    ours = "".join(line for line in lines if line.startswith("hellocontainer:"))
+    return subprocess.CompletedProcess(argv, process.returncode, stdout, ours)
+
+
+def test_build_that_loses_the_race_to_create_the_layout_merges_into_it(hello_static, tmp_path):
+    """B has staged a whole new layout and is about to rename it into place when A creates the
+    layout first: B's rename fails, and B merges its tag into A's layout instead."""
+    strace = require_tool("strace", "strace")
+    layout = tmp_path / "layout"
+    first: list[subprocess.CompletedProcess[str]] = []
+
+    def at_stop(call: str) -> None:
+        # B's index.json is in its staging folder: B has checked that the layout does not
+        # exist, and renaming the folder into place is what comes next. Now A builds.
+        if not first and '/index.json"' in call and ".layout.hellocontainer-" in call:
+            assert not layout.exists()
+            first.append(subprocess.run(build_command(hello_static, layout, "a"),
+                                        capture_output=True, text=True,
+                                        env={**os.environ, "SOURCE_DATE_EPOCH": "1"}))
+            assert first[0].returncode == 0, first[0].stderr
+            assert tags(layout) == ["a"]
+
+    second = _run_stopping([*_strace_stopping_at(strace, "rename,renameat,renameat2"),
+                            *build_command(hello_static, layout, "b", "--env", "B=1")], at_stop)
+    assert first, "the build never wrote index.json into its staging folder"
+    assert second.returncode == 0, second.stderr
+    assert second.stderr == ""
+    assert tags(layout) == ["a", "b"]
+    assert [p.name for p in tmp_path.iterdir()] == ["layout"]  # B's staging folder is gone
+    validated = subprocess.run([sys.executable, "-m", "hellocontainer", "validate", str(layout)],
+                               capture_output=True, text=True)
+    assert validated.returncode == 0 and validated.stderr == "", validated.stderr
+
+
+def test_binary_that_grows_while_it_is_packaged_is_noticed(hello_static, tmp_path):
+    """The binary grows after its size went into the tar header: the build must fail rather
+    than publish a layer whose file is cut short (or whose tar is corrupt)."""
+    strace = require_tool("strace", "strace")
+    binary = tmp_path / "hello"
+    binary.write_bytes(hello_static.read_bytes())
+    binary.chmod(0o755)
+    layout = tmp_path / "layout"
+
+    def at_stop(call: str) -> None:
+        with binary.open("ab") as stream:  # after every open of the binary, however many
+            stream.write(b"\0" * 4096)
+
+    result = _run_stopping([*_strace_stopping_at(strace, "open,openat", "-P", str(binary)),
+                            *build_command(binary, layout, "latest")], at_stop)
+    assert result.returncode == 1, result.stderr
+    assert result.stderr == (f"hellocontainer: error: {binary} changed size while it was being "
+                             "packaged; do not modify inputs during the build\n")
+    assert [p.name for p in tmp_path.iterdir()] == ["hello"]  # nothing published, no staging

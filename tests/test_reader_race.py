@@ -13,9 +13,8 @@ import shutil
 import subprocess
 import sys
 
-from layouts import blob_path, build, cli_argv, cli_env, digest_of, image_blobs, tags
-
 from conftest import require_tool
+from layouts import blob_path, build, cli_argv, cli_env, digest_of, image_blobs, tags
 
 COPIES = 40  # skopeo copies of the hot tag while it is rebuilt again and again
 

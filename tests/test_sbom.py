@@ -378,6 +378,22 @@ def test_gc_keeps_another_tools_referrer_while_its_subject_is_tagged(hellocontai
     hellocontainer("validate", "--strict", layout)
 
 
+def test_gc_drops_a_loose_referrer_whose_subject_is_gone(hellocontainer, sbom_layout,
+                                                       hello_static, tmp_path):
+    layout = tmp_path / "layout"
+    shutil.copytree(sbom_layout, layout)
+    image, referrer, _, _ = shape(layout)
+    hellocontainer("build", hello_static, "--output", layout, "--env", "NEW=1")
+    top = index_json(layout)
+    top["manifests"].append({k: referrer[k] for k in ("mediaType", "digest", "size")})
+    (layout / "index.json").write_text(json.dumps(top))
+    removed = hellocontainer("gc", layout).stdout
+    assert f"index.json entry {referrer['digest']} (a referrer whose subject is gone)" in removed
+    assert image["digest"].split(":")[1] in removed and referrer["digest"].split(":")[1] in removed
+    assert len(index_json(layout)["manifests"]) == 1
+    hellocontainer("validate", "--strict", layout)
+
+
 # --- inputs and errors ----------------------------------------------------------------------
 
 def test_spec_file_sbom_and_flags_merge(hello_static, tmp_path):
@@ -412,3 +428,122 @@ def test_sbom_copy_inside_the_layout_is_refused(hellocontainer, hello_static, tm
                             "--sbom-copy", tmp_path / "o" / "x.spdx.json", check=False)
     assert result.returncode == 1 and "inside the layout" in result.stderr
     assert not (tmp_path / "o").exists()
+
+
+# --- the build systems ----------------------------------------------------------------------
+
+def test_yocto_class_fills_the_sbom_from_recipe_metadata(hello_static, tmp_path):
+    """The class's argv builder on a dict datastore (tests/yocto_class.py), then the real
+    packager: LICENSE, PV, HOMEPAGE, SRC_URI and CVE_PRODUCT reach the document, and so does
+    the C library's version from its recipe's pkgdata."""
+    from yocto_class import call, datastore, recipe_values
+
+    pkgdata = tmp_path / "pkgdata"
+    (pkgdata / "runtime").mkdir(parents=True)
+    # What oe-core's emit_pkgdata writes for the libc recipe's main package.
+    (pkgdata / "runtime" / "musl").write_text("PN: musl\nPV: 1.2.6+git\nLICENSE: MIT\n")
+    d = datastore(recipe_values(
+        tmp_path, hello_static, "x86_64", PN="hello", LICENSE="GPL-2.0-only & MIT",
+        HOMEPAGE="https://example.com/hello", CVE_PRODUCT="acme:hello", PV="1.0",
+        SRC_URI="git://example.com/hello.git;protocol=https;branch=main file://fix.patch",
+        SRCREV="a" * 40, TCLIBC="musl", PKGDATA_DIR=str(pkgdata),
+        HELLOCONTAINER_SBOM_SUPPLIER="Organization: ACME Inc.", FILE_LAYERNAME="meta-acme"))
+    layout = tmp_path / "out" / "layout"
+    argv = call("hellocontainer_build_argv", d, str(hello_static), str(layout))
+    assert argv[argv.index("--sbom-copy") + 1] == str(tmp_path / "out" / "sbom.spdx.json")
+    packager(*argv[1:])
+    sbom = json.loads((tmp_path / "out" / "sbom.spdx.json").read_bytes())
+    program = package(sbom, "SPDXRef-Package-hello")
+    assert (program["versionInfo"], program["licenseDeclared"], program["homepage"]) == \
+        ("1.0", "GPL-2.0-only AND MIT", "https://example.com/hello")
+    assert program["downloadLocation"] == "git+https://example.com/hello.git@" + "a" * 40
+    assert program["supplier"] == "Organization: ACME Inc."
+    assert {r["referenceLocator"] for r in program["externalRefs"]} == {
+        "cpe:2.3:a:acme:hello:1.0:*:*:*:*:*:*:*", "pkg:yocto/meta-acme/hello@1.0"}
+    libc = package(sbom, "SPDXRef-Library1-musl")
+    assert (libc["versionInfo"], libc["licenseDeclared"]) == ("1.2.6+git", "MIT")
+    assert libc["externalRefs"][0]["referenceLocator"] == \
+        "cpe:2.3:a:musl-libc:musl:1.2.6:*:*:*:*:*:*:*"
+    result = pyspdxtools(tmp_path / "out" / "sbom.spdx.json")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_yocto_class_variable_turns_the_sbom_off(hello_static, tmp_path):
+    from yocto_class import call, datastore, recipe_values
+
+    d = datastore(recipe_values(tmp_path, hello_static, "x86_64", HELLOCONTAINER_SBOM="0"))
+    argv = call("hellocontainer_build_argv", d, str(hello_static), str(tmp_path / "layout"))
+    assert not any(arg.startswith("--sbom") for arg in argv)
+
+
+# What Buildroot's package infrastructure defines for the C library packages (package/glibc,
+# package/musl as of 2026.02, and pkg-generic.mk's _CPE_ID), for the plain-make runs below.
+BUILDROOT_LIBC_VARIABLES = {
+    "glibc": {
+        "BR2_TOOLCHAIN_USES_GLIBC": "y",
+        "GLIBC_VERSION": "2.42-67-g4ebd33dd77eabe8d4c45232bed4b42a31d2f9edc",
+        "GLIBC_LICENSE": "GPL-2.0+ (programs), LGPL-2.1+, BSD-3-Clause, MIT (library)",
+        "GLIBC_SITE": "https://sourceware.org/git/glibc.git", "GLIBC_SITE_METHOD": "git",
+        "GLIBC_CPE_ID_VALID": "YES", "GLIBC_CPE_ID": "cpe:2.3:a:gnu:glibc:2.42:-:*:*:*:*:*:*",
+    },
+    "musl": {
+        "BR2_TOOLCHAIN_USES_MUSL": "y", "MUSL_VERSION": "1.2.6", "MUSL_LICENSE": "MIT",
+        "MUSL_SITE": "http://musl.libc.org/releases", "MUSL_SOURCE": "musl-1.2.6.tar.gz",
+        "MUSL_CPE_ID_VALID": "YES", "MUSL_CPE_ID": "cpe:2.3:a:musl-libc:musl:1.2.6:-:*:*:*:*:*:*",
+    },
+}
+
+
+def buildroot_sbom(binary: Path, out: Path, variables: dict[str, str]) -> dict[str, Any]:
+    """Run external.mk's HELLOCONTAINER_SBOM_OPTS under plain GNU make, as the package's images
+    step does, with the real packager; the SBOM copy it wrote."""
+    make = require_tool("make", "make")
+    external = Path(__file__).resolve().parent.parent / "br2-external"
+    makefile = out / "Makefile"
+    makefile.write_text(
+        "qstrip = $(strip $(subst \",,$(1)))\n"
+        f"include {external}/external.mk\n"
+        "sbom:\n"
+        "\t$(HELLOCONTAINER_CLI) build $(BINARY) --output $(OUT)/hello-oci "
+        "$(call HELLOCONTAINER_SBOM_OPTS,HELLOCONTAINER_HELLO) --sbom-copy $(OUT)/hello.spdx.json\n")
+    cli = f"{sys.executable} -m hellocontainer"
+    subprocess.run([make, "-s", "-f", str(makefile), "sbom", f"HELLOCONTAINER_CLI={cli}",
+                    f"BINARY={binary}", f"OUT={out}", f"BR2_EXTERNAL_HELLOCONTAINER_PATH={external}",
+                    "HELLOCONTAINER_HELLO_RAWNAME=hellocontainer-hello",
+                    "HELLOCONTAINER_HELLO_VERSION=custom",
+                    *(f"{k}={v}" for k, v in variables.items())],
+                   check=True, capture_output=True, env={**os.environ, "SOURCE_DATE_EPOCH": EPOCH})
+    return json.loads((out / "hello.spdx.json").read_bytes())
+
+
+def test_buildroot_toolchain_glibc_reaches_the_sbom(hello_static, tmp_path):
+    sbom = buildroot_sbom(hello_static, tmp_path, {"BR2_TOOLCHAIN_BUILDROOT": "y",
+                                                   **BUILDROOT_LIBC_VARIABLES["glibc"]})
+    program = package(sbom, "SPDXRef-Package-hellocontainer-hello")
+    # _LICENSE of the package (MIT) is set by its .mk file, read by plain make here too.
+    assert (program["versionInfo"], program["licenseDeclared"]) == ("custom", "MIT")
+    libc = package(sbom, "SPDXRef-Library1-glibc")
+    assert libc["versionInfo"] == "2.42-67-g4ebd33dd77eabe8d4c45232bed4b42a31d2f9edc"
+    assert libc["licenseDeclared"] == "GPL-2.0+ AND LGPL-2.1+ AND BSD-3-Clause AND MIT"
+    assert libc["downloadLocation"] == ("git+https://sourceware.org/git/glibc.git@"
+                                        "2.42-67-g4ebd33dd77eabe8d4c45232bed4b42a31d2f9edc")
+    assert libc["externalRefs"][0]["referenceLocator"] == "cpe:2.3:a:gnu:glibc:2.42:-:*:*:*:*:*:*"
+    path = tmp_path / "hello.spdx.json"
+    result = pyspdxtools(path)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_buildroot_toolchain_musl_reaches_the_sbom(hello_static, tmp_path):
+    sbom = buildroot_sbom(hello_static, tmp_path, {"BR2_TOOLCHAIN_BUILDROOT": "y",
+                                                   **BUILDROOT_LIBC_VARIABLES["musl"]})
+    libc = package(sbom, "SPDXRef-Library1-musl")
+    assert (libc["versionInfo"], libc["licenseDeclared"]) == ("1.2.6", "MIT")
+    assert libc["downloadLocation"] == "http://musl.libc.org/releases/musl-1.2.6.tar.gz"
+
+
+def test_buildroot_external_toolchain_names_only_its_libc(hello_static, tmp_path):
+    """An external toolchain's libc version is nowhere in Buildroot's variables: the SBOM names
+    the library and claims no version (the musl package's variables exist but do not apply)."""
+    sbom = buildroot_sbom(hello_static, tmp_path, BUILDROOT_LIBC_VARIABLES["musl"])
+    libc = package(sbom, "SPDXRef-Library1-musl")
+    assert "versionInfo" not in libc and libc["licenseDeclared"] == "NOASSERTION"

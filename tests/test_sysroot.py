@@ -55,3 +55,40 @@ def test_dot_dot_cannot_climb_out_of_the_sysroot(hellocontainer, sysroot, tmp_pa
     hellocontainer("build", "--sysroot", sysroot, "../../../../usr/bin/hello",
                    "--output", tmp_path / "o")
     assert files_of(hellocontainer, tmp_path / "o") == ["/hello"]
+
+
+@pytest.mark.parametrize(("links", "binary"), [
+    ({"usr/bin/a": "b", "usr/bin/b": "a"}, "/usr/bin/a"),
+    ({"usr/bin/self": "/usr/bin/self"}, "/usr/bin/self"),
+    ({"usr/bin/up": "../../usr/bin/up/x"}, "/usr/bin/up"),
+], ids=["two-links", "itself-absolute", "through-its-own-folder"])
+def test_symlink_loop_in_the_sysroot_is_refused(hellocontainer, sysroot, tmp_path, links, binary):
+    for name, target in links.items():
+        os.symlink(target, sysroot / name)
+    result = hellocontainer("build", "--sysroot", sysroot, binary, "--output", tmp_path / "o",
+                            check=False)
+    assert result.returncode == 1
+    assert result.stderr == (f"hellocontainer: error: {binary} in sysroot {sysroot}: too many "
+                             "levels of symbolic links (a loop?); fix the links in the sysroot\n")
+    assert not (tmp_path / "o").exists()
+
+
+def test_symlink_loop_in_an_extra_files_path_is_refused(hellocontainer, sysroot, tmp_path):
+    os.symlink("loop", sysroot / "etc" / "loop")
+    result = hellocontainer("build", "--sysroot", sysroot, "/usr/bin/hello", "--output",
+                            tmp_path / "o", "--file", "/etc/loop/motd:/etc/motd", check=False)
+    assert result.returncode == 1
+    assert "/etc/loop/motd" in result.stderr and "too many levels of symbolic links" in \
+        result.stderr and result.stderr.count("\n") == 1
+    assert not (tmp_path / "o").exists()
+
+
+def test_forty_links_in_a_row_are_followed(hellocontainer, sysroot, tmp_path):
+    """The kernel's limit is 40 hops (MAXSYMLINKS); a chain that long is still no loop."""
+    previous = "/bin/busybox"
+    for n in range(40):
+        os.symlink(previous, sysroot / "usr" / "bin" / f"l{n}")
+        previous = f"l{n}"
+    hellocontainer("build", "--sysroot", sysroot, "/usr/bin/l39", "--output", tmp_path / "o",
+                   "--path", "/hello")
+    assert files_of(hellocontainer, tmp_path / "o") == ["/hello"]

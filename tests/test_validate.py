@@ -10,6 +10,9 @@ import zlib
 from pathlib import Path
 
 import pytest
+
+from conftest import require_tool
+from hellocontainer.reader import CHUNK
 from layouts import (
     MEDIA_CONFIG,
     MEDIA_INDEX,
@@ -27,9 +30,6 @@ from layouts import (
     write_blob,
     write_json_blob,
 )
-
-from conftest import require_tool
-from hellocontainer.reader import CHUNK
 
 
 @pytest.fixture
@@ -444,3 +444,38 @@ def test_reader_maps_a_valid_digest_of_any_algorithm_into_blobs(tmp_path):
     assert reader.blob_path("sha256:" + "a" * 64) == tmp_path / "L" / "blobs" / "sha256" / ("a" * 64)
     assert reader.blob_path("multihash+base58:QmRZ") == tmp_path / "L" / "blobs" / \
         "multihash+base58" / "QmRZ"
+
+
+@pytest.mark.parametrize(("strays", "words"), [(1, "1 file in the layout is"),
+                                               (2, "2 files in the layout are")])
+def test_leftover_blobs_are_counted_in_one_warning(tmp_path, strays, words):
+    layout = made_layout(tmp_path / "L")
+    for n in range(strays):
+        write_blob(layout, f"stray {n}".encode(), "application/octet-stream")
+    result = cli("validate", layout)
+    assert_valid(result, warnings=True)
+    assert result.stdout == f"{layout}: valid OCI image layout (1 warning)\n"
+    (warning,) = result.stderr.splitlines()
+    assert warning.startswith(f"hellocontainer: warning: {words} not part of any image (e.g. "
+                              "blobs/sha256/")
+    assert warning.endswith(f"; remove them with: hellocontainer gc {layout}")
+
+
+def test_malformed_oci_layout_file_is_a_problem(tmp_path):
+    layout = made_layout(tmp_path / "L")
+    (layout / "oci-layout").write_text('{"imageLayoutVersion": 1}')
+    stderr = assert_invalid(cli("validate", layout))
+    assert "hellocontainer: invalid: oci-layout: imageLayoutVersion: 1 is not of type 'string'" \
+        in stderr.splitlines()
+
+
+@pytest.mark.parametrize("kind", ["missing", "file"])
+def test_validate_of_something_that_is_no_folder_says_so(tmp_path, kind):
+    target = tmp_path / "target"
+    if kind == "file":
+        target.write_text("not a layout\n")
+    stderr = assert_invalid(cli("validate", target))
+    expected = (f"layout ({target}): No such file or directory" if kind == "missing"
+                else f"layout {target} is a regular file, not a directory")
+    assert stderr.splitlines()[0] == f"hellocontainer: invalid: {expected}" + (
+        "; check the path" if kind == "missing" else "")

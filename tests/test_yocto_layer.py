@@ -73,11 +73,13 @@ HELLOCONTAINER_BINARY = "${{bindir}}/hello"
 HELLOCONTAINER_STRIP = "0"
 HELLOCONTAINER_ENV = "{env}"
 HELLOCONTAINER_ARCHIVE = "1"
+# The digest comparisons below are of the bare image; the SBOM has tests of its own.
+HELLOCONTAINER_SBOM = "0"
 SOURCE_DATE_EPOCH = "{epoch}"
 """
 
 # A recipe whose container starts at boot. No meta-virtualization here: crun is only named (in
-# RDEPENDS), never built, so the layer check is turned off.
+# RDEPENDS) and provided by an empty stand-in, never built, so the layer check is turned off.
 AUTOSTART_RECIPE = """\
 SUMMARY = "Prebuilt static hello"
 LICENSE = "MIT"
@@ -99,6 +101,14 @@ HELLOCONTAINER_STRIP = "0"
 HELLOCONTAINER_AUTOSTART = "crun"
 HELLOCONTAINER_RUNTIME_LAYERS = ""
 SOURCE_DATE_EPOCH = "{epoch}"
+"""
+
+CRUN_STAND_IN = """\
+SUMMARY = "Stand-in for meta-virtualization's crun: a package to RDEPEND on"
+LICENSE = "MIT"
+LIC_FILES_CHKSUM = "file://${{COMMON_LICENSE_DIR}}/MIT;md5={mit}"
+INHIBIT_DEFAULT_DEPS = "1"
+ALLOW_EMPTY:${{PN}} = "1"
 """
 
 LOCAL_CONF = """\
@@ -228,6 +238,9 @@ def build(tmp_path_factory: pytest.TempPathFactory, hello_static: Path) -> Build
     (autostart_dir / "hello-autostart.bb").write_text(AUTOSTART_RECIPE.format(
         mit=_md5(licenses / "MIT"), epoch=EPOCH))
     shutil.copy(hello_static, autostart_dir / "files" / "hello")
+    (test_layer / "recipes-test" / "crun").mkdir()
+    (test_layer / "recipes-test" / "crun" / "crun_1.0.bb").write_text(
+        CRUN_STAND_IN.format(mit=_md5(licenses / "MIT")))
     shutil.copy(build_static_hello(cross_compilers()["arm/v7"], top),
                 recipe_dir / "files" / "arm" / "hello")
 

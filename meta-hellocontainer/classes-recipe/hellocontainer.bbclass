@@ -64,6 +64,11 @@ HELLOCONTAINER_TUNE ?= "${TUNE_FEATURES}"
 HELLOCONTAINER_STRIP ?= "${@'0' if bb.utils.to_boolean(d.getVar('INHIBIT_PACKAGE_STRIP')) else '1'}"
 # Further `hellocontainer build` options, as shell words (e.g. "--gzip-level 6")
 HELLOCONTAINER_EXTRA_ARGS ?= ""
+# Attach an SPDX SBOM of the program and its C library to the image and deploy a copy,
+# <image name>.spdx.json (1), or neither (0); more libraries: --sbom-library in EXTRA_ARGS
+HELLOCONTAINER_SBOM ?= "1"
+# The SBOM's supplier of the program, e.g. "Organization: ACME Inc." (empty: not stated)
+HELLOCONTAINER_SBOM_SUPPLIER ?= ""
 # Where ${PN}-oci installs the layout on the target
 HELLOCONTAINER_INSTALL_DIR ?= "${datadir}/hellocontainer/${BPN}"
 # Deployed names: versioned layout directory and the stable link to it
@@ -146,7 +151,110 @@ def hellocontainer_build_argv(d, program, layout):
             argv += [flag, value]
     if bb.utils.to_boolean(d.getVar("HELLOCONTAINER_ARCHIVE")):
         argv += ["--archive", os.path.join(os.path.dirname(layout), "oci-archive.tar")]
+    if bb.utils.to_boolean(d.getVar("HELLOCONTAINER_SBOM")):
+        argv += hellocontainer_sbom_argv(d)
+        argv += ["--sbom-copy", os.path.join(os.path.dirname(layout), "sbom.spdx.json")]
     argv += shlex.split(d.getVar("HELLOCONTAINER_EXTRA_ARGS") or "")
+    return argv
+
+def hellocontainer_cpe_ids(products, version):
+    """CPE 2.3 names from CVE_PRODUCT words ([vendor:]product) and CVE_VERSION, as oe-core's
+    cve_check.get_cpe_ids makes them (a "+git..." suffix is not part of the version)."""
+    import re
+
+    def escape(value):
+        return re.sub(r"([^A-Za-z0-9._-])", r"\\\1", value)
+
+    version = escape(version.split("+git")[0]) if version else "*"
+    cpes = []
+    for product in products.split():
+        vendor, _, name = product.rpartition(":")
+        cpes.append("cpe:2.3:a:%s:%s:%s:*:*:*:*:*:*:*"
+                    % (escape(vendor) if vendor else "*", escape(name), version))
+    return cpes
+
+def hellocontainer_spdx_license(d, license):
+    """LICENSE with oe-core's SPDXLICENSEMAP applied (GPLv2 -> GPL-2.0-only); the packager
+    turns BitBake's & and | into AND and OR. CLOSED has no SPDX name: NOASSERTION."""
+    import re
+
+    if not license or license.strip() == "CLOSED":
+        return "NOASSERTION"
+    mapped = getattr(d, "getVarFlag", lambda name, flag: None)
+    return re.sub(r"[^\s&|()]+",
+                  lambda m: mapped("SPDXLICENSEMAP", m.group(0)) or m.group(0), license)
+
+def hellocontainer_download_location(d):
+    """The first remote SRC_URI entry in SPDX's form (git+https://host/path@SRCREV); local
+    file:// sources have none."""
+    import re
+
+    for uri in (d.getVar("SRC_URI") or "").split():
+        scheme, _, rest = uri.partition("://")
+        location, *params = rest.split(";")
+        options = dict(p.split("=", 1) for p in params if "=" in p)
+        if scheme in ("http", "https", "ftp"):
+            return "%s://%s" % (scheme, location)
+        if scheme in ("git", "gitsm"):
+            url = "git+%s://%s" % (options.get("protocol", "git"), location)
+            srcrev = d.getVar("SRCREV") or ""
+            return url + ("@" + srcrev if re.fullmatch(r"[0-9a-f]{40}|[0-9a-f]{64}", srcrev) else "")
+    return ""
+
+def hellocontainer_libc_pkgdata(d):
+    """PV and LICENSE of the C library recipe this build used, from its pkgdata (the task
+    depends on virtual/libc:do_packagedata). TCLIBC names the library; GLIBCVERSION and
+    PREFERRED_VERSION are only patterns ("2.43%") and say nothing for musl."""
+    pn = d.getVar("PREFERRED_PROVIDER_virtual/libc") or d.getVar("TCLIBC") or ""
+    values = {}
+    path = os.path.join(d.getVar("PKGDATA_DIR") or "", "runtime", pn)
+    if pn and os.path.isfile(path):
+        with open(path) as stream:
+            for line in stream:
+                key, sep, value = line.partition(": ")
+                if sep:
+                    # write_if_exists writes "PV:glibc: 2.43" or "PV: 2.43"
+                    values.setdefault(key.split(":")[0], value.strip())
+    return pn, values
+
+# The C library's CPE vendor and product, as the NVD names them.
+HELLOCONTAINER_LIBC_CPE = "glibc=gnu:glibc musl=musl-libc:musl newlib=redhat:newlib"
+
+def hellocontainer_sbom_argv(d):
+    """--sbom-package and --sbom-library: the recipe's metadata and the C library the program
+    is statically linked with, for the packager's SPDX SBOM."""
+    import shlex
+
+    def words(fields):
+        return " ".join(shlex.quote("%s=%s" % (key, value)) for key, value in fields if value)
+
+    version = d.getVar("CVE_VERSION") or d.getVar("PV")
+    package = [
+        ("name", d.getVar("BPN")),
+        ("version", d.getVar("PV")),
+        ("license", hellocontainer_spdx_license(d, d.getVar("LICENSE"))),
+        ("supplier", d.getVar("HELLOCONTAINER_SBOM_SUPPLIER")),
+        ("homepage", d.getVar("HOMEPAGE")),
+        ("download_location", hellocontainer_download_location(d)),
+    ]
+    package += [("cpe", cpe) for cpe in
+                hellocontainer_cpe_ids(d.getVar("CVE_PRODUCT") or d.getVar("BPN"), version)]
+    layer = (d.getVar("FILE_LAYERNAME") or "").lower()
+    package.append(("purl", "pkg:yocto/%s%s@%s" % (layer + "/" if layer else "", d.getVar("BPN").lower(),
+                                                   d.getVar("PV"))))
+    argv = ["--sbom-package", words(package)]
+    tclibc = d.getVar("TCLIBC") or ""
+    # INHIBIT_DEFAULT_DEPS: the program was not linked against the target's C library.
+    if tclibc in ("glibc", "musl", "newlib") and \
+            not bb.utils.to_boolean(d.getVar("INHIBIT_DEFAULT_DEPS")):
+        pn, data = hellocontainer_libc_pkgdata(d)
+        libc_version = data.get("PV", "")
+        products = dict(item.split("=", 1) for item in d.getVar("HELLOCONTAINER_LIBC_CPE").split())
+        library = [("name", tclibc), ("version", libc_version),
+                   ("license", hellocontainer_spdx_license(d, data.get("LICENSE", "")))]
+        if libc_version and tclibc in products:
+            library += [("cpe", cpe) for cpe in hellocontainer_cpe_ids(products[tclibc], libc_version)]
+        argv += ["--sbom-library", words(library)]
     return argv
 
 def hellocontainer_init_system(d):
@@ -292,6 +400,9 @@ fakeroot python do_hellocontainer() {
 do_hellocontainer[doc] = "Packages the installed program as an OCI image layout with the hellocontainer packager"
 do_hellocontainer[cleandirs] = "${HELLOCONTAINER_OUTDIR}"
 do_hellocontainer[depends] += "hellocontainer-native:do_populate_sysroot"
+# The SBOM names the C library's version as its recipe packaged it.
+# A recipe that links no target C library (INHIBIT_DEFAULT_DEPS) must not pull one in for it.
+do_hellocontainer[depends] += "${@'virtual/libc:do_packagedata' if bb.utils.to_boolean(d.getVar('HELLOCONTAINER_SBOM')) and not bb.utils.to_boolean(d.getVar('INHIBIT_DEFAULT_DEPS')) else ''}"
 # Before do_populate_sysroot too: that task copies ${datadir} out of ${D}, and
 # must not read it while the layout is being written there.
 addtask hellocontainer after do_install before do_package do_populate_sysroot do_deploy
@@ -303,9 +414,18 @@ hellocontainer_deploy() {
         install -m 0644 ${HELLOCONTAINER_OUTDIR}/oci-archive.tar \
             ${DEPLOYDIR}/${HELLOCONTAINER_IMAGE_NAME}.oci-archive.tar
     fi
+    # The SBOM beside the layout, where compliance tooling looks for it
+    if [ -f ${HELLOCONTAINER_OUTDIR}/sbom.spdx.json ]; then
+        install -m 0644 ${HELLOCONTAINER_OUTDIR}/sbom.spdx.json \
+            ${DEPLOYDIR}/${HELLOCONTAINER_IMAGE_NAME}.spdx.json
+    fi
     if [ "${HELLOCONTAINER_IMAGE_LINK_NAME}" != "${HELLOCONTAINER_IMAGE_NAME}" ]; then
         ln -sfn ${HELLOCONTAINER_IMAGE_NAME}.oci \
             ${DEPLOYDIR}/${HELLOCONTAINER_IMAGE_LINK_NAME}.oci
+        if [ -f ${HELLOCONTAINER_OUTDIR}/sbom.spdx.json ]; then
+            ln -sfn ${HELLOCONTAINER_IMAGE_NAME}.spdx.json \
+                ${DEPLOYDIR}/${HELLOCONTAINER_IMAGE_LINK_NAME}.spdx.json
+        fi
         if [ -f ${HELLOCONTAINER_OUTDIR}/oci-archive.tar ]; then
             ln -sfn ${HELLOCONTAINER_IMAGE_NAME}.oci-archive.tar \
                 ${DEPLOYDIR}/${HELLOCONTAINER_IMAGE_LINK_NAME}.oci-archive.tar

@@ -53,6 +53,12 @@ ifeq ($(BR2_PACKAGE_HELLOCONTAINER_HELLO_ARCHIVE),y)
 HELLOCONTAINER_HELLO_PACKAGER_OPTS += --archive $(BINARIES_DIR)/hello-oci.tar
 endif
 
+ifeq ($(BR2_PACKAGE_HELLOCONTAINER_HELLO_SBOM),y)
+HELLOCONTAINER_HELLO_PACKAGER_OPTS += \
+	$(call HELLOCONTAINER_SBOM_OPTS,HELLOCONTAINER_HELLO) \
+	--sbom-copy $(BINARIES_DIR)/hello.spdx.json
+endif
+
 # Install into a private root inside the build directory, strip the
 # program as Buildroot strips the target (honouring BR2_STRIP_none), and
 # package it from there: the image holds exactly what "make install"
@@ -60,7 +66,8 @@ endif
 # option off leaves nothing stale behind; the helper removes the old
 # layout itself.
 define HELLOCONTAINER_HELLO_INSTALL_IMAGES_CMDS
-	rm -rf $(@D)/oci-root $(BINARIES_DIR)/hello-oci.tar $(BINARIES_DIR)/hello-bundle
+	rm -rf $(@D)/oci-root $(BINARIES_DIR)/hello-oci.tar $(BINARIES_DIR)/hello-bundle \
+		$(BINARIES_DIR)/hello.spdx.json
 	$(TARGET_MAKE_ENV) $(MAKE) -C $(@D) DESTDIR=$(@D)/oci-root install
 	$(STRIPCMD) $(@D)/oci-root/usr/bin/hello
 	$(call HELLOCONTAINER_PACKAGE,/usr/bin/hello,hello,--sysroot $(@D)/oci-root $(HELLOCONTAINER_HELLO_PACKAGER_OPTS))

@@ -71,7 +71,8 @@ def resolve_in_root(root: Path, path: str) -> Path:
         if candidate.is_symlink():
             hops += 1
             if hops > 40:  # the kernel's own limit (MAXSYMLINKS)
-                raise BinaryError(f"{path} in sysroot {root}: too many levels of symbolic links")
+                raise BinaryError(f"{path} in sysroot {root}: too many levels of symbolic "
+                                  "links (a loop?); fix the links in the sysroot")
             target = os.readlink(candidate)
             if target.startswith("/"):
                 resolved = []
@@ -87,7 +88,7 @@ def resolve_binary(binary: str, sysroot: Path | None) -> Path:
         return Path(binary)
     if not sysroot.is_dir():
         raise BinaryError(f"sysroot {sysroot} is not a directory; check --sysroot")
-    return resolve_in_root(sysroot, "/" + binary)
+    return resolve_in_root(sysroot, "/" + binary.lstrip("/"))
 
 
 def resolve_file(extra: ExtraFile, sysroot: Path | None) -> Path:

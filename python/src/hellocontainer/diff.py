@@ -12,7 +12,7 @@ import zlib
 from pathlib import Path
 from typing import Any
 
-from . import model
+from . import model, referrers
 from .inspect import layer_files
 from .model import Descriptor
 from .reader import MAX_INDEX_DEPTH, LayoutReader
@@ -57,8 +57,18 @@ class Differ:
 
     def indexes(self, da: Descriptor, db: Descriptor, where: str, depth: int) -> list[str]:
         def by_platform(reader: LayoutReader, d: Descriptor) -> dict[str, Descriptor]:
-            return {model.platform_name(c.platform or {}) or c.digest: c
-                    for c in reader.children(d)}
+            children = reader.children(d)
+            names = {c.digest: model.platform_name(c.platform or {}) or c.digest for c in children}
+            out = {}
+            for child in children:
+                # An attestation (an SBOM) is `unknown/unknown`: name it after the image it is
+                # about, so that each platform's SBOM is compared with its counterpart.
+                about = child.annotations.get(referrers.ANNOTATION_REFERENCE_DIGEST)
+                if child.annotations.get(referrers.ANNOTATION_REFERENCE_TYPE) and about:
+                    out[f"{names.get(about, about)} attestation"] = child
+                else:
+                    out[names[child.digest]] = child
+            return out
 
         pa, pb = by_platform(self.a, da), by_platform(self.b, db)
         out = [f"{where}: platform {p} only in A" for p in sorted(set(pa) - set(pb))]

@@ -46,8 +46,10 @@ def config_document(spec: ImageSpec, platform: Platform, binary_dest: str, diff_
         **platform.to_oci(),
         "config": runtime_config(spec, binary_dest),
         "rootfs": {"type": "layers", "diff_ids": [diff_id]},
-        # One history entry per non-empty layer, as config.md requires. Its optional `created`
-        # would repeat the config's own, and every byte counts on a board's flash.
+        # Optional in config.md, but kept: tools that build on top of an image (buildah, docker)
+        # pair history entries with layers, and without it an image built FROM ours has two
+        # layers and one history entry. Its optional `created` would repeat the config's own,
+        # and every byte counts on a board's flash.
         "history": [{"created_by": "hellocontainer"}],
     }
     return document

@@ -137,7 +137,8 @@ def parse_json(data: bytes, what: str) -> Any:
 
 
 _KINDS = {stat.S_IFIFO: "a FIFO", stat.S_IFCHR: "a character device", stat.S_IFBLK: "a block device",
-          stat.S_IFSOCK: "a socket", stat.S_IFDIR: "a directory", stat.S_IFLNK: "a symbolic link"}
+          stat.S_IFSOCK: "a socket", stat.S_IFDIR: "a directory", stat.S_IFLNK: "a symbolic link",
+          stat.S_IFREG: "a regular file"}  # `validate FILE`: "layout FILE is a regular file"
 
 
 def file_kind(mode: int) -> str:

@@ -27,12 +27,14 @@ def source_date_epoch(environ: Mapping[str, str] = os.environ) -> int:
             f"SOURCE_DATE_EPOCH='{raw}' is not a non-negative integer count of seconds; "
             "set it to e.g. $(git log -1 --format=%ct) or unset it"
         )
-    if int(raw) > _MAX:
+    # The length first: int() refuses over 4300 digits with a ValueError of its own.
+    digits = raw.lstrip("0") or "0"
+    if len(digits) > len(str(_MAX)) or int(digits) > _MAX:
         raise SpecError(
             f"SOURCE_DATE_EPOCH='{raw}' is after 9999-12-31T23:59:59Z, the last time RFC 3339 "
             "can write; set it to e.g. $(git log -1 --format=%ct) or unset it"
         )
-    return int(raw)
+    return int(digits)
 
 
 def rfc3339(epoch: int) -> str:
