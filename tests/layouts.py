@@ -21,6 +21,7 @@ import stat
 import subprocess
 import sys
 import tarfile
+import time
 import zlib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -99,11 +100,12 @@ def cli_all(*commands: Sequence[object], timeout: float = TIMEOUT,
             memory: int = MEMORY_LIMIT) -> list[subprocess.CompletedProcess[str]]:
     """Several CLI commands at once (they only read), each fenced like `cli`."""
     processes = [start(cli_argv(*command), memory=memory) for command in commands]
+    deadline = time.monotonic() + timeout  # one budget for all: they run side by side
     results: list[subprocess.CompletedProcess[str]] = []
     hang: Hang | None = None
     for process in processes:
         try:
-            results.append(finish(process, timeout))
+            results.append(finish(process, max(0.1, deadline - time.monotonic())))
         except Hang as error:
             hang = hang or error
     if hang is not None:
@@ -129,8 +131,11 @@ def summary(result: subprocess.CompletedProcess[str]) -> str:
         head = f"traceback: {lines[-1] if lines else '?'}"
     elif result.returncode < 0:
         head = f"killed by {signal.Signals(-result.returncode).name}"
+    elif lines:
+        head = lines[0]
     else:
-        head = lines[0] if lines else "(no stderr)"
+        out = result.stdout.strip().splitlines()
+        head = f"(no stderr; stdout: {out[0][:120] if out else 'none'})"
     tail = "".join(f"\n{line}" for line in lines[-8:] if line != head)
     return f"`{shown(result.args)}` exited {result.returncode}: {head}{tail}"
 

@@ -1,16 +1,23 @@
 """On the board: Debian's kernel boots, BusyBox init runs our init scripts, the container greets.
 
 Each architecture boots once (a module-scoped fixture; tests/board.py builds the board). Its root
-file system holds what a Buildroot or Yocto build would put there, made by the packager's own
-commands: the image built for the board (`hellocontainer build`), its runtime bundle
-(`hellocontainer bundle`), one of the other architecture, and init scripts written by
-`hellocontainer autostart`: crun from a Buildroot-style /etc/init.d/S50hello, runc from a
-Yocto-style /etc/rc5.d link, and two that must fail where a person reading the console sees it.
+file system holds exactly what our build systems install, made by their own code paths:
+
+- Buildroot: the hellocontainer-hello package with autostart (crun), through the real
+  external.mk run by plain make (`buildroot_target_overlay`): the bundle and
+  /etc/init.d/S95hellocontainer-hello;
+- Yocto: the class's own install step run on a datastore (`yocto_oci_files`) with
+  HELLOCONTAINER_AUTOSTART = "runc": the ${PN}-oci package's bundle and SysV script, started
+  through the rc5.d link update-rc.d makes at rootfs time;
+
+plus two negative controls that must fail where a person reading the console sees it: the
+bundle of the other architecture, and a runtime that is not on the board.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -20,6 +27,8 @@ import pytest
 import board
 from conftest import require_tool
 from foreign import build_static_hello, cross_compilers
+from test_buildroot_external import buildroot_target_overlay
+from yocto_class import update_rc_links, yocto_oci_files
 
 ARCHES = ("amd64", "arm64")
 OTHER = {"amd64": "arm64", "arm64": "amd64"}
@@ -50,23 +59,37 @@ def _autostart(overlay: Path, script: str, *args: str) -> None:
     _cli("autostart", *args, "--sysv", overlay / script.lstrip("/"))
 
 
+BUILDROOT_ARCH = {"amd64": "x86_64", "arm64": "aarch64"}  # BR2_ARCH, and Yocto's TARGET_ARCH
+BUILDROOT_SCRIPT = "S95hellocontainer-hello"
+YOCTO_SCRIPT = "S95hellocontainer-hello-container"
+
+
+def _merge_into(overlay: Path, tree: Path) -> None:
+    """Lay `tree` over `overlay`, keeping symbolic links as links (rc.d links, rootfs links)."""
+    shutil.copytree(tree, overlay, symlinks=True, dirs_exist_ok=True)
+
+
 def _overlay(arch: str, hellos: dict[str, Path], work: Path) -> Path:
     overlay = work / "overlay"
-    _bundle(hellos[arch], work, f"{BUNDLES}/hello", overlay)
+    overlay.mkdir()
+    # What Buildroot's package installs, by its own .mk commands.
+    _merge_into(overlay, buildroot_target_overlay(work / "buildroot", hellos[arch],
+                                                  BUILDROOT_ARCH[arch], runtime="crun",
+                                                  init="busybox"))
+    # What the Yocto class's ${PN}-oci holds, by the class's own functions, plus the links
+    # update-rc.d makes from its INITSCRIPT_PARAMS when the image's root is assembled.
+    image = yocto_oci_files(work / "yocto", hellos[arch], BUILDROOT_ARCH[arch],
+                            PN="hello-container", HELLOCONTAINER_AUTOSTART="runc")
+    update_rc_links(image, "hellocontainer-hello-container")
+    (image / "usr" / "bin" / "hello").unlink()  # ${PN}'s, not ${PN}-oci's
+    _merge_into(overlay, image)
+    # The negative controls, by the packager's commands directly.
     _bundle(hellos[OTHER[arch]], work, f"{BUNDLES}/foreign", overlay)
-    # Buildroot's convention: /etc/init.d/S??name, run by rcS in name order.
-    _autostart(overlay, "/etc/init.d/S50hello", "--runtime", "crun", "--name", "hello",
-               "--bundle", f"{BUNDLES}/hello")
-    # Yocto's (update-rc.d): the script in /etc/init.d, started through a runlevel 5 link.
-    _autostart(overlay, "/etc/init.d/hello-runc", "--runtime", "runc", "--name", "hello-runc",
-               "--bundle", f"{BUNDLES}/hello")
-    (overlay / "etc/rc5.d").mkdir(parents=True)
-    (overlay / "etc/rc5.d/S55hello-runc").symlink_to("../init.d/hello-runc")
     # --restart no: a container that cannot start must not be restarted while the board waits.
     _autostart(overlay, "/etc/init.d/S60foreign", "--runtime", "crun", "--name", "foreign",
                "--bundle", f"{BUNDLES}/foreign", "--restart", "no")
     _autostart(overlay, "/etc/init.d/S70noruntime", "--runtime", "crun", "--name", "noruntime",
-               "--runtime-path", MISSING_RUNTIME, "--bundle", f"{BUNDLES}/hello",
+               "--runtime-path", MISSING_RUNTIME, "--bundle", f"{BUNDLES}/foreign",
                "--restart", "no")
     return overlay
 
@@ -96,19 +119,20 @@ def test_board_boots_and_powers_off_after_its_init_scripts(booted: board.BootRes
     assert booted.powered_off and booted.returncode == 0, booted.console
 
 
-def test_init_script_starts_container_with_crun_at_boot(booted: board.BootResult) -> None:
-    run = booted.script("S50hello")
+def test_buildroot_package_starts_container_with_crun_at_boot(booted: board.BootResult) -> None:
+    run = booted.script(BUILDROOT_SCRIPT)
+    assert run.path == f"/etc/init.d/{BUILDROOT_SCRIPT}"
     assert run.status == 0, booted.console
     assert run.output.count(GREETING) == 1, booted.console
     assert "hellocontainer: hello exited 0" in run.output, booted.console
 
 
-def test_yocto_runlevel_link_starts_container_with_runc_at_boot(booted: board.BootResult) -> None:
-    run = booted.script("S55hello-runc")
-    assert run.path == "/etc/rc5.d/S55hello-runc"
+def test_yocto_class_starts_container_with_runc_at_boot(booted: board.BootResult) -> None:
+    run = booted.script(YOCTO_SCRIPT)
+    assert run.path == f"/etc/rc5.d/{YOCTO_SCRIPT}"
     assert run.status == 0, booted.console
     assert run.output.count(GREETING) == 1, booted.console
-    assert "hellocontainer: hello-runc exited 0" in run.output, booted.console
+    assert "hellocontainer: hello-container exited 0" in run.output, booted.console
 
 
 def test_bundle_of_other_architecture_fails_on_the_console(booted: board.BootResult) -> None:

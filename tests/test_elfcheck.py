@@ -41,7 +41,8 @@ def compile_c(compiler: str, source: str, out: Path, *flags: str) -> Path:
 def interpreter_only(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """x86-64 program with PT_INTERP and a dynamic section, but no DT_NEEDED entry."""
     cc = require_tool("cc", "gcc")
-    return compile_c(cc, NO_LIBC, tmp_path_factory.mktemp("elf") / "no-libc", "-nostdlib")
+    # -pie: a position-independent executable always gets the loader, libraries or not.
+    return compile_c(cc, NO_LIBC, tmp_path_factory.mktemp("elf") / "no-libc", "-nostdlib", "-pie")
 
 
 def test_interpreter_without_libraries_is_read_as_dynamic(interpreter_only):
@@ -169,6 +170,25 @@ def test_arm_binary_declared_for_an_older_level_is_refused(arm_objects, march, d
     with pytest.raises(BinaryError, match=f"compiled for ARM {needs} but the image is declared "
                                           f"for linux/{declared}"):
         elfcheck.check_binary(arm_objects[march], platforms.resolve(declared, None), False)
+
+
+# Tag_CPU_arch values (ARM IHI 0045) and the lowest OCI variant whose CPUs run that code.
+TAG_CPU_ARCH_VARIANT = {0: "v5", 1: "v5", 2: "v5", 3: "v5", 4: "v5", 5: "v5",  # pre-v4 … v5TEJ
+                        6: "v6", 7: "v6", 8: "v6", 9: "v6", 11: "v6", 12: "v6",  # v6 … v6S-M
+                        10: "v7", 13: "v7",  # v7, v7E-M
+                        14: "v8", 15: "v8", 16: "v8", 17: "v8", 21: "v8"}  # v8 and later
+
+
+@pytest.mark.parametrize(("tag", "variant"), TAG_CPU_ARCH_VARIANT.items())
+def test_every_tag_cpu_arch_value_maps_to_its_variant(arm_objects, tmp_path, tag, variant):
+    """No compiler here makes v5TEJ or pre-v4 code, so the attribute itself is rewritten in a
+    copy of an ARMv5TE object: Tag_CPU_name "5TE", then Tag_CPU_arch (6) = 4."""
+    data = bytearray(arm_objects["armv5te"].read_bytes())
+    at = data.index(b"5TE\0\x06\x04") + 5
+    data[at] = tag
+    patched = tmp_path / "patched.o"
+    patched.write_bytes(bytes(data))
+    assert elfcheck.read_elf(patched).arm_variant == variant
 
 
 def test_host_binary_has_no_arm_level(hello_static):

@@ -12,6 +12,7 @@ import fcntl
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -71,6 +72,20 @@ def _assert_tidy(layout: Path) -> None:
     assert_valid(cli("validate", layout), warnings=False)
 
 
+def test_strace_kills_at_the_chosen_call(tmp_path):
+    """The loops below end when a build is not killed; this makes sure that means something
+    (strace's --seccomp-bpf, for one, silently disables injection)."""
+    strace = require_tool("strace", "strace")
+    doomed = tmp_path / "doomed"
+    doomed.touch()
+    argv = [strace, "-f", "-qq", "-o", "/dev/null", "-e", "trace=unlink,unlinkat",
+            "-e", "inject=unlink,unlinkat:signal=KILL:when=1",
+            sys.executable, "-c", f"import os; os.unlink({str(doomed)!r})"]
+    killed = finish(start(argv, cli_env(), memory=None))
+    assert killed.returncode == -9, summary(killed)
+    assert doomed.exists()
+
+
 @pytest.mark.parametrize("syscall", SYSCALLS)
 def test_build_killed_at_each_call_leaves_old_tags_working(hello_static, template, tmp_path, syscall):
     skopeo = require_tool("skopeo", "skopeo")
@@ -108,7 +123,8 @@ def test_index_json_is_replaced_by_rename_never_rewritten_in_place(hello_static,
     shutil.copytree(template, layout)
     inode = (layout / "index.json").stat().st_ino
     trace = tmp_path / "trace"
-    argv = [strace, "-f", "-qq", "-o", str(trace), "-e", "trace=open,openat,creat,truncate",
+    argv = [strace, "-f", "-qq", "-o", str(trace),
+            "-e", "trace=open,openat,openat2,creat,truncate",
             *cli_argv("build", hello_static, "--output", layout, "--tag", "third")]
     finished = finish(start(argv, cli_env(), memory=None), timeout=120)
     assert finished.returncode == 0, summary(finished)

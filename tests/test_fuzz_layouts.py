@@ -53,7 +53,7 @@ SWAPS: tuple[Any, ...] = ([], {}, "text", 7, -1, 1.5, None, True, [{}], {"mediaT
                          "sha256:" + "0" * 64)
 KINDS = ("bitflip-blob", "bitflip-file", "truncate-blob", "truncate-file", "type-swap", "missing-key",
          "symlink-out", "special-file", "missing-file", "nested-index")
-FUZZ = settings(max_examples=6, deadline=None, derandomize=True, database=None,
+FUZZ = settings(max_examples=5, deadline=None, derandomize=True, database=None,
                 phases=(Phase.explicit, Phase.generate))  # no shrinking: a hang costs the timeout
 
 

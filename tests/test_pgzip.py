@@ -169,16 +169,54 @@ def test_one_block_is_exactly_zlibs_deflate_at_the_level(level: int) -> None:
     assert deflate_body(pgzip(data, level=level)) == zlib_raw_deflate(data, level)
 
 
+# The format's constants, written out rather than imported: changing either changes the bytes
+# of every layer, so a change must show up here as a decision, not slip through.
+FORMAT_BLOCK = 128 * 1024
+FORMAT_WINDOW = 32 * 1024
+
+
+def reference_pieces(data: bytes, level: int, block: int = FORMAT_BLOCK) -> list[bytes]:
+    """Each block's deflate piece, from zlib calls alone: the format the module docstring
+    promises (fixed cuts, the 32 KiB before a block as its dictionary, sync-flushed)."""
+    cuts = range(0, len(data), block) if data else range(1)
+    return [zlib_raw_deflate(data[start:start + block], level,
+                             zdict=data[max(0, start - FORMAT_WINDOW):start],
+                             last=start == cuts[-1]) for start in cuts]
+
+
 @pytest.mark.parametrize("level", [1, 6, 9])
 def test_each_block_is_zlibs_deflate_at_the_level_primed_with_the_32_kib_before_it(
         level: int) -> None:
-    """The format the module docstring promises, rebuilt from zlib calls alone."""
-    data = realistic(3 * BLOCK + 4321)
-    cuts = range(0, len(data), BLOCK)
-    expected = b"".join(zlib_raw_deflate(data[start:start + BLOCK], level,
-                                         zdict=data[max(0, start - 32768):start],
-                                         last=start == cuts[-1]) for start in cuts)
+    data = realistic(3 * FORMAT_BLOCK + 4321)
+    assert BLOCK == FORMAT_BLOCK
+    expected = b"".join(reference_pieces(data, level))
     assert deflate_body(pgzip(data, level=level, jobs=3)) == expected
+
+
+@pytest.mark.parametrize("block_size", [4096, 40_000, 70_000])
+def test_blocks_of_any_size_are_primed_with_the_whole_window(block_size: int) -> None:
+    """Smaller than the window, between one and two windows, and larger: each block's
+    dictionary is the 32 KiB before it, however many blocks that spans."""
+    data = realistic(5 * block_size + 17)
+    expected = b"".join(reference_pieces(data, 6, block=block_size))
+    assert deflate_body(pgzip(data, level=6, jobs=2, block_size=block_size)) == expected
+
+
+def test_at_most_twice_the_threads_blocks_wait_in_memory() -> None:
+    """Memory stays bounded: after each block goes to the threads, all but the newest
+    2 x jobs blocks have been written to the sink (and dropped from memory)."""
+    jobs, block = 2, 4096
+    data = realistic(20 * block)
+    pieces = reference_pieces(data, 9, block=block)
+    sink = io.BytesIO()
+    writer = GzipWriter(sink, level=9, jobs=jobs, block_size=block)
+    for n in range(20):
+        writer.write(data[n * block:(n + 1) * block])
+        submitted = n  # the block just written is held back until more input shows it is not last
+        written = max(0, submitted - 2 * jobs)
+        assert len(sink.getvalue()) == 10 + sum(map(len, pieces[:written])), f"after block {n}"
+    writer.close()
+    assert deflate_body(sink.getvalue()) == b"".join(pieces)
 
 
 def test_higher_levels_give_smaller_layers() -> None:
@@ -218,6 +256,22 @@ def test_write_after_close_is_refused_and_close_twice_is_harmless() -> None:
         writer.write(b"more")
 
 
+def test_flush_passes_on_to_the_sink_while_open() -> None:
+    flushed = []
+
+    class Sink(io.BytesIO):
+        def flush(self) -> None:
+            flushed.append(len(self.getvalue()))
+
+    writer = GzipWriter(Sink(), jobs=2)
+    writer.flush()
+    assert flushed == [10]  # the header, nothing else: no deflate flush point
+    writer.close()
+    before = list(flushed)
+    writer.flush()  # closed: nothing to pass on
+    assert flushed == before
+
+
 def test_flush_adds_no_deflate_flush_point() -> None:
     """Flushing between writes must not change the bytes: they may only depend on the input."""
     data = realistic(2 * BLOCK + 99)
@@ -249,3 +303,42 @@ def test_default_jobs_is_the_cores_this_process_may_use() -> None:
     import os
 
     assert default_jobs() == len(os.sched_getaffinity(0))
+
+
+@pytest.mark.parametrize(("jobs", "threads"), [(1, False), (2, True)])
+def test_one_job_compresses_on_the_calling_thread(jobs: int, threads: bool) -> None:
+    """jobs=1 (a one-core build machine, or -j 1) starts no thread at all."""
+    import threading
+
+    with GzipWriter(io.BytesIO(), jobs=jobs) as writer:
+        writer.write(realistic(4 * BLOCK))
+        started = any(t.name.startswith("hellocontainer-gzip") for t in threading.enumerate())
+    assert started == threads
+
+
+def test_a_match_almost_32_kib_back_across_a_cut_is_found() -> None:
+    """zlib reaches back 32 KiB - 262 bytes: a block's dictionary must hold all of that.
+    Random bytes, where the only repeat starts 32068 bytes before the second block."""
+    first = incompressible(FORMAT_WINDOW)
+    data = first + first[700:800] + incompressible(1000)[::-1]
+    output = pgzip(data, level=9, jobs=1, block_size=FORMAT_WINDOW)
+    assert deflate_body(output) == b"".join(reference_pieces(data, 9, block=FORMAT_WINDOW))
+    # The repeat really is found: the second block is far smaller than its 1100 input bytes.
+    assert len(reference_pieces(data, 9, block=FORMAT_WINDOW)[1]) < 1100
+
+
+def test_blocks_of_one_byte_are_allowed() -> None:
+    data = realistic(300)
+    assert gzip.decompress(pgzip(data, block_size=1)) == data
+
+
+def test_default_jobs_follows_the_cpu_affinity() -> None:
+    """`taskset -c 0 hellocontainer build …` compresses on one thread."""
+    import os
+
+    allowed = os.sched_getaffinity(0)
+    try:
+        os.sched_setaffinity(0, {min(allowed)})
+        assert default_jobs() == 1
+    finally:
+        os.sched_setaffinity(0, allowed)

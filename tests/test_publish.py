@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from conftest import require_tool
-from layouts import canonical, reachable_files, write_blob
+from layouts import canonical, made_layout, reachable_files, write_blob
 
 
 def tags(layout: Path) -> list[str]:
@@ -288,3 +288,53 @@ def test_binary_that_grows_while_it_is_packaged_is_noticed(hello_static, tmp_pat
     assert result.stderr == (f"hellocontainer: error: {binary} changed size while it was being "
                              "packaged; do not modify inputs during the build\n")
     assert [p.name for p in tmp_path.iterdir()] == ["hello"]  # nothing published, no staging
+
+
+def test_layout_modes_do_not_depend_on_the_umask(hello_static, tmp_path):
+    """Folders 0755 and files 0644, for a new layout and for one a later build merges into,
+    whatever the umask of the build (mkdtemp and mkstemp would give 0700 and 0600)."""
+    layout = tmp_path / "layout"
+    for tag in ("1.0", "2.0"):  # the first creates the layout, the second merges into it
+        subprocess.run(build_command(hello_static, layout, tag, "--env", f"V={tag}",
+                                     "--archive", str(tmp_path / f"{tag}.tar")),
+                       check=True, capture_output=True, preexec_fn=lambda: os.umask(0o077),
+                       env={**os.environ, "SOURCE_DATE_EPOCH": "1"})
+        modes = {str(p.relative_to(layout)): oct(p.stat().st_mode & 0o7777)
+                 for p in layout.rglob("*")}
+        assert oct(layout.stat().st_mode & 0o7777) == "0o755"
+        assert all(modes[d] == "0o755" for d in ("blobs", "blobs/sha256")), modes
+        assert all(mode == "0o644" for name, mode in modes.items() if name.startswith(
+            "blobs/sha256/") or name in ("index.json", "oci-layout")), modes
+        assert oct((tmp_path / f"{tag}.tar").stat().st_mode & 0o7777) == "0o644"
+
+
+def test_merging_into_another_tools_layout_gives_its_folders_the_usual_modes(hellocontainer,
+                                                                            hello_static,
+                                                                            tmp_path):
+    """A layout another tool made with private folders (0700) is readable by all after a build
+    adds to it, like every layout this packager writes."""
+    layout = made_layout(tmp_path / "layout")
+    for folder in (layout / "blobs", layout / "blobs" / "sha256"):
+        folder.chmod(0o700)
+    hellocontainer("build", hello_static, "--output", layout, "--tag", "ours")
+    assert [oct(p.stat().st_mode & 0o777) for p in (layout / "blobs", layout / "blobs" / "sha256")] \
+        == ["0o755", "0o755"]
+    assert tags(layout) == ["latest", "ours"]
+
+
+@pytest.mark.parametrize("kind", ["file", "symlink"])
+def test_output_that_is_a_file_or_a_link_is_refused(hellocontainer, hello_static, tmp_path, kind):
+    """A link is refused too, even to a layout: publishing renames inside the output, and a
+    link would make that happen somewhere else."""
+    target = tmp_path / "out"
+    if kind == "file":
+        target.write_text("keep me\n")
+    else:
+        hellocontainer("build", hello_static, "--output", tmp_path / "real")
+        target.symlink_to(tmp_path / "real")
+    before = sorted(p.name for p in tmp_path.iterdir())
+    result = hellocontainer("build", hello_static, "--output", target, check=False)
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr == (f"hellocontainer: error: output {target} exists and is not a "
+                             "directory; choose another --output\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == before

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from conftest import require_tool
-from hellocontainer.reader import CHUNK
+from hellocontainer.reader import CHUNK, MAX_INDEX_DEPTH
 from layouts import (
     MEDIA_CONFIG,
     MEDIA_INDEX,
@@ -20,10 +20,12 @@ from layouts import (
     MEDIA_MANIFEST,
     assert_invalid,
     assert_valid,
+    canonical,
     cli,
     digest_of,
     gzip_bytes,
     made_layout,
+    nested_index,
     new_layout,
     set_tag,
     tar_bytes,
@@ -384,8 +386,9 @@ def test_second_gzip_member_starting_at_the_readers_chunk_edge_is_valid(tmp_path
 
 
 def test_schema_invalid_manifest_is_caught(tmp_path):
-    honest_image(tmp_path / "L", manifest={"layers": "all of them"})
-    one_problem(tmp_path / "L", "(manifest sha256:", "layers")
+    manifest = honest_image(tmp_path / "L", manifest={"layers": "all of them"})
+    # The document named by its schema and the first 12 hex digits of its digest.
+    one_problem(tmp_path / "L", f"(latest) (manifest {manifest['digest'][:19]}): layers")
 
 
 def test_schema_invalid_config_is_caught(tmp_path):
@@ -409,7 +412,8 @@ def test_digest_the_schema_lets_through_is_stopped_by_the_reader(tmp_path):
     layout = tmp_path / "L"
     descriptor = honest_image(layout)
     set_tag(layout, {**descriptor, "digest": descriptor["digest"] + "\n"}, "latest")
-    one_problem(layout, "digest 'sha256:", "\\n' does not match the OCI digest grammar")
+    one_problem(layout, "index.json manifests[0]: digest 'sha256:",
+                "\\n' does not match the OCI digest grammar")
 
 
 @pytest.mark.parametrize("digest", [
@@ -479,3 +483,105 @@ def test_validate_of_something_that_is_no_folder_says_so(tmp_path, kind):
                 else f"layout {target} is a regular file, not a directory")
     assert stderr.splitlines()[0] == f"hellocontainer: invalid: {expected}" + (
         "; check the path" if kind == "missing" else "")
+
+
+def test_layout_without_oci_layout_file_is_one_problem_among_others(tmp_path):
+    layout = made_layout(tmp_path / "L")
+    (layout / "oci-layout").unlink()
+    stderr = assert_invalid(cli("validate", layout))
+    assert stderr.splitlines()[0] == (f"hellocontainer: invalid: {layout} has no oci-layout; is it "
+                                      "an OCI image layout?")
+
+
+def test_validating_one_tag_does_not_judge_the_layouts_leftovers(tmp_path):
+    """Leftover blobs are the layout's business (`validate LAYOUT` warns of them); a tag is
+    valid or not on its own."""
+    layout = made_layout(tmp_path / "L")
+    write_blob(layout, b"stray", "application/octet-stream")
+    assert_valid(cli("validate", f"{layout}:latest"), warnings=False)
+
+
+def test_embedded_data_of_the_right_bytes_but_the_wrong_size_is_caught(tmp_path):
+    """descriptor.md: `data` must be exactly the blob; here the digest matches and the
+    descriptor's size alone is wrong, and the check of the embedded data is what says so."""
+    import base64
+
+    layout = tmp_path / "L"
+    new_layout(layout)
+    config = canonical({**AMD64, "rootfs": {"type": "layers", "diff_ids": [digest_of(LAYER_TAR)]}})
+    config_descriptor = {**write_blob(layout, config, MEDIA_CONFIG),
+                         "data": base64.b64encode(config).decode()}
+    honest_image(layout, manifest={"config": {**config_descriptor, "size": len(config) + 1}})
+    one_problem(layout, "> config", "the embedded data does not match the descriptor's digest "
+                "and size")
+
+
+@pytest.mark.parametrize(("depth", "too_deep"), [(MAX_INDEX_DEPTH, False),
+                                                 (MAX_INDEX_DEPTH + 1, True)])
+def test_image_indexes_may_nest_32_levels(tmp_path, depth, too_deep):
+    layout = tmp_path / "L"
+    manifest = honest_image(layout, tag=None)
+    set_tag(layout, nested_index(layout, manifest, depth), "deep")
+    result = cli("validate", layout)
+    if too_deep:
+        one_problem(layout, f"image indexes nest deeper than {MAX_INDEX_DEPTH} levels")
+    else:
+        assert_valid(result, warnings=False)
+
+
+def test_document_that_is_not_json_is_a_problem_not_a_crash(tmp_path):
+    layout = tmp_path / "L"
+    new_layout(layout)
+    set_tag(layout, write_blob(layout, b"{not json", MEDIA_MANIFEST), "latest")
+    one_problem(layout, "(latest)", "is not valid JSON")
+
+
+def test_descriptor_with_broken_embedded_data_is_not_followed(tmp_path):
+    """A descriptor whose `data` is not base64 is reported once, for that: its blob (missing
+    here) is not then looked for, which would only bury the cause under its consequences."""
+    layout = tmp_path / "L"
+    new_layout(layout)
+    config = canonical({**AMD64, "author": "not stored",
+                        "rootfs": {"type": "layers", "diff_ids": [digest_of(LAYER_TAR)]}})
+    descriptor = {"mediaType": MEDIA_CONFIG, "digest": digest_of(config), "size": len(config),
+                  "data": "e30=\n"}  # RFC 4648 allows no line feed; `$` in the schema does
+    honest_image(layout, manifest={"config": descriptor})
+    one_problem(layout, "> config", "data is not standard base64")
+
+
+def test_subject_digest_the_schema_lets_through_is_a_problem(tmp_path):
+    layout = tmp_path / "L"
+    subject = honest_image(layout, tag=None)
+    honest_image(layout, tag="referrer", manifest={"subject": {
+        "mediaType": MEDIA_MANIFEST, "digest": subject["digest"] + "\n", "size": subject["size"]}})
+    one_problem(layout, "(referrer)", "does not match the OCI digest grammar")
+
+
+MEDIA_EMPTY = "application/vnd.oci.empty.v1+json"
+
+
+def artifact(layout: Path, layers: list[dict], tag: str = "sbom") -> dict:
+    """An OCI 1.1 artifact manifest (empty config) with `layers`, tagged `tag`."""
+    empty = write_blob(layout, b"{}", MEDIA_EMPTY)
+    descriptor = write_json_blob(layout, {"schemaVersion": 2, "mediaType": MEDIA_MANIFEST,
+                                          "artifactType": "application/spdx+json",
+                                          "config": empty, "layers": layers}, MEDIA_MANIFEST)
+    set_tag(layout, descriptor, tag)
+    return descriptor
+
+
+def test_empty_descriptor_used_as_a_layer_must_be_the_empty_blob(tmp_path):
+    """manifest.md: the empty descriptor is `{}`; as a layer as much as as a config."""
+    layout = new_layout(tmp_path / "L")
+    artifact(layout, [write_blob(layout, b"{ }", MEDIA_EMPTY)])
+    one_problem(layout, "(sbom) > layers[0]: an empty descriptor", "must have digest "
+                "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a and size 2")
+
+
+def test_artifact_layer_blob_is_checked(tmp_path):
+    """An artifact's layers have no diff_ids to check, but their blobs must be there and true."""
+    layout = new_layout(tmp_path / "L")
+    sbom = b'{"spdxVersion":"SPDX-2.3"}'
+    artifact(layout, [{"mediaType": "application/spdx+json", "digest": digest_of(sbom),
+                       "size": len(sbom)}])
+    one_problem(layout, "(sbom) > layers[0]: blob", "is missing")

@@ -13,6 +13,8 @@ import os
 from pathlib import Path
 
 import pytest
+
+from conftest import Runner
 from yocto_class import (
     BBFatal,
     call,
@@ -22,8 +24,6 @@ from yocto_class import (
     update_rc_links,
     yocto_oci_files,
 )
-
-from conftest import Runner
 
 LAYOUT_DIR = "/usr/share/hellocontainer/hello-prebuilt"
 BUNDLE_DIR = "/usr/share/hellocontainer/hello-prebuilt-bundle"

@@ -418,8 +418,10 @@ def test_autostart_files_are_those_the_class_functions_give_without_bitbake(
     bundle = image / "usr/share/hellocontainer/hello-autostart-bundle"
     assert (bundle / "config.json").is_file()
     assert (bundle / "rootfs" / "hello").read_bytes() == hello_static.read_bytes()
+    # FILE_LAYERNAME: BitBake's name of the recipe's layer, which the SBOM's purl holds.
     without = yocto_oci_files(tmp_path, hello_static, "x86_64", PN="hello-autostart",
-                              DISTRO_FEATURES=features, SOURCE_DATE_EPOCH=str(EPOCH))
+                              DISTRO_FEATURES=features, SOURCE_DATE_EPOCH=str(EPOCH),
+                              FILE_LAYERNAME="hctest", INHIBIT_DEFAULT_DEPS="1")
 
     def files(root: Path) -> dict[str, bytes]:
         return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))

@@ -14,6 +14,7 @@ import tempfile
 from pathlib import Path
 
 from .errors import LayoutError, os_error_message
+from .staging import abandoned
 from .tarwriter import TarEntry, write_tar
 
 
@@ -31,22 +32,11 @@ def _layout_entries(top: Path, blobs: dict[str, Path], mtime: int) -> list[TarEn
 
 
 def _remove_stale_temporaries(archive: Path) -> None:
-    """Remove temporary archives of killed builds: `.NAME.*` beside it whose lock is free."""
+    """Remove temporary archives of killed builds: `.NAME.*` files beside it, lock released."""
     for candidate in sorted(archive.parent.glob(f".{archive.name}.*")):
-        try:
-            if not candidate.is_file() or candidate.is_symlink():
-                continue
-            fd = os.open(candidate, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-        except OSError:
-            continue
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            continue  # a live build holds it
-        finally:
-            os.close(fd)
-        with contextlib.suppress(OSError):
-            candidate.unlink()
+        if candidate.is_file() and not candidate.is_symlink() and abandoned(candidate):
+            with contextlib.suppress(OSError):
+                candidate.unlink()
 
 
 class ArchiveWriter:

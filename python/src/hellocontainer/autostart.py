@@ -23,11 +23,11 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import HelloContainerError, os_error_message
+from .staging import write_beside
 
 RUNTIMES = ("crun", "runc", "podman")
 RESTART_POLICIES = ("no", "on-failure", "always")
@@ -369,7 +369,7 @@ def write_files(files: list[tuple[Path, str, int]]) -> None:
             try:
                 os.replace(tmp, path)
             except OSError as error:
-                raise AutostartError(os_error_message(error, f"cannot write {path}:")) from None
+                raise AutostartError(os_error_message(error, f"cannot write {path}")) from None
     finally:
         for tmp, _ in staged:
             with contextlib.suppress(OSError):
@@ -382,17 +382,6 @@ def _stage(path: Path, data: bytes, mode: int) -> str:
         if path.is_dir():
             raise AutostartError(f"{path} is a directory; name the file to write")
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+        return write_beside(path, data, mode)
     except OSError as error:
-        raise AutostartError(os_error_message(error, f"cannot write {path}:")) from None
-    try:
-        with os.fdopen(fd, "wb") as stream:
-            stream.write(data)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.chmod(tmp, mode)
-    except OSError as error:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise AutostartError(os_error_message(error, f"cannot write {path}:")) from None
-    return tmp
+        raise AutostartError(os_error_message(error, f"cannot write {path}")) from None

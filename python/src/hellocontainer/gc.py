@@ -26,7 +26,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import model
+from . import model, staging
 from .errors import LayoutError, os_error_message
 from .model import Descriptor
 from .reader import DIGEST, LayoutReader
@@ -139,7 +139,10 @@ def collect(root: Path, reader: LayoutReader, blobs: bool = True, prune: bool = 
         except OSError as error:
             raise LayoutError(os_error_message(error, f"cannot remove {path}")) from None
         removed.append(relative)
-    removed += [f"../{name}" for name in remove_stale_staging(root)]
+    # Under the parent folder's lock, as builds create their staging folders: a folder made a
+    # moment ago and not yet locked by its build must not look abandoned.
+    with staging.locked(root.parent):
+        removed += [f"../{name}" for name in remove_stale_staging(root)]
     return Collected(tuple(removed), size)
 
 

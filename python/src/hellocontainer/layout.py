@@ -34,7 +34,7 @@ from . import staging as staging_module
 from .errors import LayoutError, os_error_message
 from .model import Descriptor
 from .reader import LayoutReader
-from .staging import StagingDir
+from .staging import StagingDir, write_beside
 
 DIR_MODE = 0o755
 FILE_MODE = 0o644  # set explicitly: the umask of whoever builds must not show in the layout
@@ -49,14 +49,9 @@ def _fsync_dir(path: Path) -> None:
 
 
 def _write_file_atomically(path: Path, data: bytes) -> None:
-    """Replace `path` with `data`: a temporary file in the same folder, fsync, rename."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    """Replace `path` with `data`: a complete temporary file in the same folder, then rename."""
+    tmp = write_beside(path, data, FILE_MODE)
     try:
-        with os.fdopen(fd, "wb") as stream:
-            stream.write(data)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.chmod(tmp, FILE_MODE)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -132,7 +127,8 @@ STAGING_KIND = "hellocontainer"
 
 
 def stale_staging(output: Path) -> list[Path]:
-    """Staging folders beside `output` whose build is gone."""
+    """Staging folders beside `output` whose build is gone (a hint: a folder made this instant
+    and not yet locked looks gone too; remove only under the parent's lock, see staging.py)."""
     return staging_module.stale(output, STAGING_KIND)
 
 

@@ -106,7 +106,10 @@ def descriptor_from(data: Any, where: str) -> Descriptor:
             raise LayoutError(f"{where}: the descriptor's {key} is {_json_type(value)}")
     if data["size"] < 0:
         raise LayoutError(f"{where}: the descriptor's size is negative")
-    check_digest(data["digest"])
+    try:
+        check_digest(data["digest"])
+    except LayoutError as error:
+        raise LayoutError(f"{where}: {error}") from None  # which descriptor, like the others
     for key in ("platform", "annotations"):
         if key in data and data[key] is not None and not isinstance(data[key], dict):
             raise LayoutError(f"{where}: the descriptor's {key} is {_json_type(data[key])}")

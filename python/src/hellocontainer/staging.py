@@ -60,22 +60,29 @@ def remove_tree(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
 
+def abandoned(path: Path) -> bool:
+    """Whether `path` (a file or folder, not a link) is no live run's: its flock is free.
+
+    A run holds its temporary file or folder locked while it lives; the kernel releases the
+    lock when the run dies, however it dies.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return False  # a live run holds it
+    finally:
+        os.close(fd)
+    return True
+
+
 def stale(output: Path, kind: str) -> list[Path]:
-    """Staging folders of `kind` beside `output` whose run is gone (their flock is free)."""
-    found = []
-    for candidate in sorted(output.parent.glob(prefix(output, kind) + "*")):
-        try:
-            fd = os.open(candidate, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
-        except OSError:
-            continue
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            continue  # a live run holds it
-        finally:
-            os.close(fd)
-        found.append(candidate)
-    return found
+    """Staging folders of `kind` beside `output` whose run is gone."""
+    return [candidate for candidate in sorted(output.parent.glob(prefix(output, kind) + "*"))
+            if candidate.is_dir() and abandoned(candidate)]
 
 
 def remove_stale(output: Path, kind: str) -> list[str]:
@@ -127,3 +134,21 @@ class StagingDir:
             for parent in reversed(self._created):
                 with contextlib.suppress(OSError):
                     parent.rmdir()  # only ever removes a folder we made and left empty
+
+
+def write_beside(path: Path, data: bytes, mode: int) -> str:
+    """A complete, fsynced temporary copy of `path` in its folder, with `mode` (never the
+    umask's); the caller renames it over `path` (atomic) or removes it."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as stream:
+            stream.write(data)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.chmod(tmp, mode)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return tmp
+
