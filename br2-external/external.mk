@@ -92,4 +92,12 @@ HELLOCONTAINER_SBOM_OPTS = \
 	--sbom-package '$(call HELLOCONTAINER_SBOM_COMPONENT,$(1),$($(1)_RAWNAME))' \
 	$(if $(HELLOCONTAINER_LIBC_NAME),--sbom-library '$(strip $(HELLOCONTAINER_SBOM_LIBC))')
 
+# The version of both packages (host-hellocontainer's own _VERSION, which
+# hellocontainer-hello takes too): the packager's version in
+# python/pyproject.toml, which a test keeps equal. legal-info needs a
+# version; without one Buildroot counts a package as part of itself and
+# lists it nowhere. Set here, before the packages are read, because
+# hellocontainer-hello's .mk is read first.
+HELLOCONTAINER_VERSION = 0.1.0
+
 include $(sort $(wildcard $(BR2_EXTERNAL_HELLOCONTAINER_PATH)/package/*/*.mk))

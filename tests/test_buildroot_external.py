@@ -17,7 +17,9 @@ Three layers, from always-on to opt-in:
 
 from __future__ import annotations
 
+import csv
 import filecmp
+import hashlib
 import io
 import json
 import os
@@ -35,7 +37,7 @@ from elftools.elf.elffile import ELFFile
 
 from conftest import REPO, STRICT, Runner, require_tool
 from foreign import build_static_hello, cross_compilers
-from oci import image_config, image_file, tagged_manifests
+from oci import image_config, image_file, manifest, tagged_manifests
 
 EXTERNAL = REPO / "br2-external"
 EXAMPLE = REPO / "examples" / "hello"
@@ -340,6 +342,18 @@ def test_kconfig_strings_with_spaces_and_quotes_reach_the_image_config(images_st
     assert set(config["ExposedPorts"]) == {"8080/tcp", "53/udp"}
 
 
+def test_author_becomes_the_authors_annotation_unchanged(
+        tmp_path: Path, hello_build: Path, make_env: dict[str, str], host_dir: Path) -> None:
+    author = """Ada "Countess"  O'Lovelace <ada@example.com>"""
+    config = write_config(tmp_path / ".config", {"BR2_PACKAGE_HELLOCONTAINER_HELLO_AUTHOR": author},
+                          BR2_ARCH=f'"{buildroot_arch()}"')
+    buildroot_make(f"{hello_build}/.stamp_images_installed:\n"
+                   "\t$(HELLOCONTAINER_HELLO_INSTALL_IMAGES_CMDS)\n",
+                   tmp_path, host_dir, make_env, f"CONFIG={config}")
+    annotations = manifest(tmp_path / "images" / "hello-oci").get("annotations", {})
+    assert annotations["org.opencontainers.image.authors"] == author
+
+
 def test_images_step_writes_the_oci_archive_when_chosen(
         images_step: Path, hello_build: Path, hellocontainer: Runner, tmp_path: Path) -> None:
     direct = tmp_path / "hello-oci.tar"
@@ -372,11 +386,28 @@ def test_rootfs_path_outside_the_target_is_refused(
         path: str, tmp_path: Path, make_env: dict[str, str], host_dir: Path) -> None:
     config = write_config(tmp_path / ".config",
                           {"BR2_PACKAGE_HELLOCONTAINER_HELLO_ROOTFS_PATH": path})
+    # Buildroot sets BR_BUILDING=y for every goal that builds (its top-level Makefile).
     result = buildroot_make("all:\n\t@echo configured\n", tmp_path, host_dir, make_env,
-                            f"CONFIG={config}", check=False)
+                            f"CONFIG={config}", "BR_BUILDING=y", check=False)
     assert result.returncode != 0
     assert "BR2_PACKAGE_HELLOCONTAINER_HELLO_ROOTFS_PATH=" in result.stderr
     assert "set an absolute path such as /usr/share/hellocontainer/hello-oci" in result.stderr
+
+
+@pytest.mark.parametrize("settings,symbols", [
+    ({"BR2_PACKAGE_HELLOCONTAINER_HELLO_ROOTFS_PATH": "/usr/../../x"}, {}),
+    ({"BR2_PACKAGE_HELLOCONTAINER_HELLO_AUTOSTART": "y"},
+     {"BR2_PACKAGE_HELLOCONTAINER_HELLO_RUNTIME": '""'}),
+], ids=["rootfs-path", "no-runtime"])
+def test_invalid_settings_leave_goals_that_do_not_build_working(
+        settings: dict[str, str], symbols: dict[str, str], tmp_path: Path,
+        make_env: dict[str, str], host_dir: Path) -> None:
+    # savedefconfig, printvars, legal-info, source, graph-*: Buildroot leaves BR_BUILDING unset,
+    # and the user must still be able to save or inspect the configuration to repair it.
+    config = write_config(tmp_path / ".config", settings, **symbols)
+    result = buildroot_make("all:\n\t@echo configured\n", tmp_path, host_dir, make_env,
+                            f"CONFIG={config}")
+    assert result.stdout == "configured\n"
 
 
 @pytest.mark.parametrize(("br2_arch", "level", "compiler", "expected"), [
@@ -395,6 +426,33 @@ def test_helper_targets_the_platform_of_the_configured_core(
     buildroot_make(f"all:\n\t$(call HELLOCONTAINER_PACKAGE,{program},hello,)\n",
                    tmp_path, host_dir, make_env, f"CONFIG={config}")
     assert image_platform(tmp_path / "images" / "hello-oci") == expected
+
+
+def packager_version() -> str:
+    pyproject = (REPO / "python" / "pyproject.toml").read_text()
+    return re.search(r'^version = "([^"]+)"', pyproject, re.MULTILINE).group(1)
+
+
+def test_both_packages_have_the_packagers_version(tmp_path: Path, make_env: dict[str, str],
+                                                  host_dir: Path) -> None:
+    version = packager_version()
+    result = buildroot_make("all:\n\t@echo $(HELLOCONTAINER_VERSION) $(HELLOCONTAINER_HELLO_VERSION)\n",
+                            tmp_path, host_dir, make_env,
+                            f"CONFIG={write_config(tmp_path / '.config', {})}")
+    assert result.stdout.split() == [version, version]
+
+
+@pytest.mark.parametrize("source,package", [(REPO / "python", "hellocontainer"),
+                                            (EXAMPLE, "hellocontainer-hello")],
+                         ids=["packager", "hello"])
+def test_each_package_source_holds_the_repositorys_license(source: Path, package: str) -> None:
+    # legal-info saves _LICENSE_FILES from the package's own source folder; a symlink would
+    # dangle in Buildroot's copy of it, so it is a copy, kept identical here. legal-info also
+    # checks it against the package's .hash file, and stops on a mismatch.
+    license_file = (source / "LICENSE").read_bytes()
+    assert license_file == (REPO / "LICENSE").read_bytes()
+    hashes = (EXTERNAL / "package" / package / f"{package}.hash").read_text()
+    assert f"sha256  {hashlib.sha256(license_file).hexdigest()}  LICENSE\n" in hashes
 
 
 def readme_helper_example() -> str:
@@ -580,7 +638,7 @@ def test_autostart_without_an_available_runtime_stops_make(
     config = write_config(tmp_path / ".config", {"BR2_PACKAGE_HELLOCONTAINER_HELLO_AUTOSTART": "y"},
                           BR2_PACKAGE_HELLOCONTAINER_HELLO_RUNTIME='""')
     result = buildroot_make("all:\n\t@echo configured\n", tmp_path, host_dir, make_env,
-                            f"CONFIG={config}", check=False)
+                            f"CONFIG={config}", "BR_BUILDING=y", check=False)
     assert result.returncode != 0
     assert "BR2_PACKAGE_HELLOCONTAINER_HELLO_AUTOSTART is set, but no container runtime is " \
         "available" in result.stderr
@@ -670,8 +728,8 @@ def test_buildroot_show_info_wires_the_packages(configured) -> None:
     hello, packager = info["hellocontainer-hello"], info["host-hellocontainer"]
     assert (hello["install_target"], hello["install_images"]) == (False, True)
     assert "host-hellocontainer" in hello["dependencies"]
-    assert {"host-python-jsonschema", "host-python-pyelftools",
-            "host-python-pyyaml"} <= set(packager["dependencies"])
+    assert {"host-python-jsonschema", "host-python-pyelftools", "host-python-pyyaml",
+            "host-python-referencing"} <= set(packager["dependencies"])
 
 
 @needs_buildroot
@@ -707,6 +765,52 @@ def test_buildroot_arm_core_gives_the_packager_its_architecture_level(tmp_path: 
     buildroot(output, "defconfig", f"BR2_DEFCONFIG={defconfig}")
     assert printvars(output)["HELLOCONTAINER_PLATFORM_OPTS"].split() == [
         "--arch", "'arm'", "--tune", "'armv7A'"]
+
+
+def host_tar_overrides() -> list[str]:
+    """Buildroot builds its own tar when the build machine's is older than it needs (1.35 in
+    2026.02), which takes a download; legal-info only archives our local sources with it, so
+    an older GNU tar of the build machine does here (offline)."""
+    suitable = run([Path(BUILDROOT_DIR) / "support" / "dependencies" / "check-host-tar.sh",
+                    "tar"], check=False).stdout.strip()
+    return [] if suitable else ["TAR=tar", "BR2_TAR_HOST_DEPENDENCY="]
+
+
+@needs_buildroot
+def test_buildroot_legal_info_lists_both_packages_with_their_license(tmp_path: Path) -> None:
+    output = tmp_path / "output"
+    buildroot(output, DEFCONFIGS["x86_64"])
+    buildroot(output, *host_tar_overrides(),
+              "hellocontainer-hello-legal-info", "host-hellocontainer-legal-info")
+    legal = output / "legal-info"
+    version = packager_version()
+    for listing, name, licenses in (("manifest.csv", "hellocontainer-hello", "licenses"),
+                                     ("host-manifest.csv", "hellocontainer", "host-licenses")):
+        rows = {row[0]: row for row in csv.reader((legal / listing).read_text().splitlines())}
+        assert rows[name][1:4] == [version, "MIT", "LICENSE"]
+        assert (legal / licenses / f"{name}-{version}" / "LICENSE").read_bytes() == \
+            (REPO / "LICENSE").read_bytes()
+
+
+@needs_buildroot
+def test_buildroot_goals_that_do_not_build_accept_an_invalid_rootfs_path(tmp_path: Path) -> None:
+    defconfig = tmp_path / "invalid_defconfig"
+    defconfig.write_text((EXTERNAL / "configs" / DEFCONFIGS["x86_64"]).read_text()
+                         + 'BR2_PACKAGE_HELLOCONTAINER_HELLO_ROOTFS_PATH="usr/../../x"\n')
+    output = tmp_path / "output"
+    buildroot(output, "defconfig", f"BR2_DEFCONFIG={defconfig}")
+    saved = tmp_path / "saved_defconfig"
+    buildroot(output, "savedefconfig", f"BR2_DEFCONFIG={saved}")
+    assert 'BR2_PACKAGE_HELLOCONTAINER_HELLO_ROOTFS_PATH="usr/../../x"' in saved.read_text()
+    assert "usr/../../x" in buildroot(output, "printvars",
+                                      "VARS=HELLOCONTAINER_HELLO_ROOTFS_PATH")
+    # A goal that builds still stops, before any work.
+    result = subprocess.run(["make", "-s", "--no-print-directory", "-C", BUILDROOT_DIR,
+                             f"BR2_EXTERNAL={EXTERNAL}", f"O={output}",
+                             "hellocontainer-hello-show-info"],
+                            capture_output=True, text=True, check=False)
+    assert result.returncode != 0
+    assert "is not a directory inside the root filesystem" in result.stderr
 
 
 @needs_buildroot

@@ -194,3 +194,15 @@ def test_every_tag_cpu_arch_value_maps_to_its_variant(arm_objects, tmp_path, tag
 def test_host_binary_has_no_arm_level(hello_static):
     platform = elfcheck.check_binary(hello_static, None, allow_dynamic=False)
     assert (platform.name(), elfcheck.read_elf(hello_static).arm_variant) == ("linux/amd64", None)
+
+
+def test_section_named_like_arm_attributes_in_another_machines_binary_is_ignored(tmp_path):
+    """Only ARM binaries carry ARM attributes; another machine's section of that name is data."""
+    cc = require_tool("cc", "gcc")
+    objcopy = require_tool("objcopy", "binutils")
+    obj = tmp_path / "hello.o"
+    subprocess.run([cc, "-c", "-o", str(obj), str(HELLO_C)], check=True, capture_output=True)
+    (tmp_path / "junk").write_bytes(b"A\x10\x00\x00\x00aeabi\x00")
+    subprocess.run([objcopy, "--add-section", f".ARM.attributes={tmp_path / 'junk'}", str(obj)],
+                   check=True, capture_output=True)
+    assert elfcheck.read_elf(obj).arm_variant is None

@@ -342,3 +342,19 @@ def test_default_jobs_follows_the_cpu_affinity() -> None:
         assert default_jobs() == 1
     finally:
         os.sched_setaffinity(0, allowed)
+
+
+def test_refused_writer_leaves_nothing_to_clean_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A writer whose arguments were refused has no threads or blocks: freeing it must not
+    fail (an exception in __del__ is printed on stderr as "Exception ignored in")."""
+    import gc
+    import sys
+
+    unraisable: list[object] = []
+    monkeypatch.setattr(sys, "unraisablehook", unraisable.append)
+    for arguments in ({"level": 0}, {"jobs": 0}, {"block_size": 0}):
+        with pytest.raises(ValueError) as refused:
+            GzipWriter(io.BytesIO(), **arguments)  # type: ignore[arg-type]
+        del refused  # its traceback holds the half-made writer
+        gc.collect()
+    assert unraisable == []

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from conftest import require_tool
-from layouts import canonical, made_layout, reachable_files, write_blob
+from layouts import canonical, changes, made_layout, reachable_files, snapshot, write_blob
 
 
 def tags(layout: Path) -> list[str]:
@@ -276,7 +276,7 @@ def test_binary_that_grows_while_it_is_packaged_is_noticed(hello_static, tmp_pat
     binary = tmp_path / "hello"
     binary.write_bytes(hello_static.read_bytes())
     binary.chmod(0o755)
-    layout = tmp_path / "layout"
+    layout = tmp_path / "new" / "folders" / "layout"  # created for the build, removed with it
 
     def at_stop(call: str) -> None:
         with binary.open("ab") as stream:  # after every open of the binary, however many
@@ -287,7 +287,8 @@ def test_binary_that_grows_while_it_is_packaged_is_noticed(hello_static, tmp_pat
     assert result.returncode == 1, result.stderr
     assert result.stderr == (f"hellocontainer: error: {binary} changed size while it was being "
                              "packaged; do not modify inputs during the build\n")
-    assert [p.name for p in tmp_path.iterdir()] == ["hello"]  # nothing published, no staging
+    # Nothing published, no staging folder, and the folders made for the output gone again.
+    assert [p.name for p in tmp_path.iterdir()] == ["hello"]
 
 
 def test_layout_modes_do_not_depend_on_the_umask(hello_static, tmp_path):
@@ -338,3 +339,23 @@ def test_output_that_is_a_file_or_a_link_is_refused(hellocontainer, hello_static
     assert result.stderr == (f"hellocontainer: error: output {target} exists and is not a "
                              "directory; choose another --output\n")
     assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_merge_that_fails_at_the_last_step_leaves_the_layout_as_it_was(hello_static, tmp_path):
+    """Replacing index.json is the merge's last step; when it fails (here an I/O error on its
+    rename), the blobs the build added are taken back and no temporary index is left."""
+    strace = require_tool("strace", "strace")
+    layout = tmp_path / "layout"
+    subprocess.run(build_command(hello_static, layout, "1.0"), check=True, capture_output=True)
+    before = snapshot(layout)
+    argv = [strace, "-f", "-qq", "-o", "/dev/null", "-P", str(layout / "index.json"),
+            "-e", "trace=rename,renameat,renameat2", "-e",
+            "inject=rename,renameat,renameat2:error=EIO",
+            *build_command(hello_static, layout, "2.0", "--env", "V=2")]
+    result = subprocess.run(argv, capture_output=True, text=True,
+                            env={**os.environ, "SOURCE_DATE_EPOCH": "1"})
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.startswith("hellocontainer: error: ") and result.stderr.count("\n") == 1
+    assert "Input/output error" in result.stderr and "nothing was published" in result.stderr
+    assert changes(before, snapshot(layout)) == []
+    assert [p.name for p in tmp_path.iterdir()] == ["layout"]

@@ -188,3 +188,20 @@ def test_large_file_is_copied_whole(tmp_path):
     with tarfile.open(fileobj=io.BytesIO(tar_of([TarEntry("big", 0o644, 0, source=tmp_path / "big",
                                                           size=len(data))]))) as tar:
         assert tar.extractfile("big").read() == data  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(("extra_blocks", "xfl"), [(0, 2), (1, 0)], ids=["16-MiB", "one-block-more"])
+def test_default_gzip_level_changes_after_a_16_mib_layer(hellocontainer, hello_static, tmp_path,
+                                                         extra_blocks, xfl):
+    """The default level depends on the tar's size alone: level 9 up to exactly 16 MiB, 3 above
+    (the header's XFL names the level: 2 for 9, 0 for 3). Two folders (/usr, /usr/bin) count a
+    header each and no content; the file is padded to fill the rest exactly."""
+    headers = 3 * 512 + 1024  # /usr, /usr/bin, /usr/bin/hello, then the two end blocks
+    size = (16 << 20) - headers + extra_blocks * 512
+    binary = tmp_path / "hello"
+    binary.write_bytes(hello_static.read_bytes().ljust(size, b"\0"))
+    binary.chmod(0o755)
+    hellocontainer("build", binary, "--path", "/usr/bin/hello", "--output", tmp_path / "o",
+                   "--jobs", "2")
+    (layer,) = manifest(tmp_path / "o")["layers"]
+    assert blob_bytes(tmp_path / "o", layer["digest"])[8] == xfl

@@ -18,6 +18,7 @@ from layouts import (
     MEDIA_INDEX,
     MEDIA_LAYER_GZIP,
     MEDIA_MANIFEST,
+    REF_NAME,
     assert_invalid,
     assert_valid,
     canonical,
@@ -27,9 +28,12 @@ from layouts import (
     made_layout,
     nested_index,
     new_layout,
+    read_blob_json,
+    read_index,
     set_tag,
     tar_bytes,
     write_blob,
+    write_index,
     write_json_blob,
 )
 
@@ -460,8 +464,9 @@ def test_leftover_blobs_are_counted_in_one_warning(tmp_path, strays, words):
     assert_valid(result, warnings=True)
     assert result.stdout == f"{layout}: valid OCI image layout (1 warning)\n"
     (warning,) = result.stderr.splitlines()
+    first = min(digest_of(f"stray {n}".encode())[7:] for n in range(strays))  # in sorted order
     assert warning.startswith(f"hellocontainer: warning: {words} not part of any image (e.g. "
-                              "blobs/sha256/")
+                              f"blobs/sha256/{first})")
     assert warning.endswith(f"; remove them with: hellocontainer gc {layout}")
 
 
@@ -585,3 +590,80 @@ def test_artifact_layer_blob_is_checked(tmp_path):
     artifact(layout, [{"mediaType": "application/spdx+json", "digest": digest_of(sbom),
                        "size": len(sbom)}])
     one_problem(layout, "(sbom) > layers[0]: blob", "is missing")
+
+
+def test_checks_go_on_past_correct_embedded_data(tmp_path):
+    """A config descriptor carrying its bytes as `data` is still followed: its config's
+    wrong diff_id is found."""
+    import base64
+
+    layout = tmp_path / "L"
+    new_layout(layout)
+    config = canonical({**AMD64, "rootfs": {"type": "layers", "diff_ids": [digest_of(b"other")]}})
+    config_descriptor = {**write_blob(layout, config, MEDIA_CONFIG),
+                         "data": base64.b64encode(config).decode()}
+    honest_image(layout, manifest={"config": config_descriptor})
+    one_problem(layout, "> layers[0]: uncompressed layer hashes to", "but the config's diff_id")
+
+
+def test_a_manifest_listed_twice_does_not_end_the_walk(tmp_path):
+    """Each blob is checked once; a repeat is skipped, and what follows it still checked."""
+    layout = tmp_path / "L"
+    good = honest_image(layout, tag=None)
+    broken = honest_image(layout, tag=None, layer=gzip_bytes(LAYER_TAR)[:-8],
+                          entry={"platform": {"architecture": "amd64", "os": "linux",
+                                              "variant": "x"}},
+                          config={"variant": "x"})
+    index = write_json_blob(layout, {"schemaVersion": 2, "mediaType": MEDIA_INDEX,
+                                     "manifests": [good, good, broken]}, MEDIA_INDEX)
+    set_tag(layout, index, "multi")
+    one_problem(layout, "(multi) > manifests[2]", "truncated")
+
+
+def test_an_index_too_deep_does_not_end_the_walk(tmp_path):
+    layout = tmp_path / "L"
+    good = honest_image(layout, tag=None)
+    broken = honest_image(layout, tag=None, layer=gzip_bytes(LAYER_TAR)[:-8],
+                          entry={"platform": {"architecture": "amd64", "os": "linux",
+                                              "variant": "x"}},
+                          config={"variant": "x"})
+    deep = nested_index(layout, good, MAX_INDEX_DEPTH + 1)
+    index = write_json_blob(layout, {"schemaVersion": 2, "mediaType": MEDIA_INDEX,
+                                     "manifests": [deep, broken]}, MEDIA_INDEX)
+    set_tag(layout, index, "multi")
+    stderr = assert_invalid(cli("validate", layout))
+    assert "nest deeper than" in stderr and "(multi) > manifests[1]" in stderr \
+        and "truncated" in stderr, stderr
+
+
+def test_config_digest_the_schema_lets_through_is_a_problem(tmp_path):
+    layout = tmp_path / "L"
+    honest_image(layout)
+    manifest = read_blob_json(layout, read_index(layout)["manifests"][0]["digest"])
+    manifest["config"]["digest"] += "\n"
+    set_tag(layout, write_json_blob(layout, manifest, MEDIA_MANIFEST), "latest")
+    one_problem(layout, "(latest) > config: digest 'sha256:", "does not match the OCI digest grammar")
+
+
+@pytest.mark.parametrize("names_it", [None, "right", "wrong"])
+def test_referrer_entry_may_name_its_subject_but_must_name_it_right(tmp_path, names_it):
+    """An index entry of a referrer (an OCI 1.1 manifest with a subject) may carry buildx's
+    vnd.docker.reference.digest; when it does, it must be the subject's digest."""
+    layout = new_layout(tmp_path / "L")
+    subject = honest_image(layout, tag=None)
+    empty = write_blob(layout, b"{}", MEDIA_EMPTY)
+    sbom = write_blob(layout, b'{"spdxVersion":"SPDX-2.3"}', "application/spdx+json")
+    referrer = write_json_blob(layout, {
+        "schemaVersion": 2, "mediaType": MEDIA_MANIFEST, "artifactType": "application/spdx+json",
+        "config": empty, "layers": [sbom],
+        "subject": {k: subject[k] for k in ("mediaType", "digest", "size")}}, MEDIA_MANIFEST)
+    annotations = {REF_NAME: "sbom"}
+    if names_it is not None:
+        annotations["vnd.docker.reference.digest"] = (
+            subject["digest"] if names_it == "right" else digest_of(b"another image"))
+    write_index(layout, [{**subject, "annotations": {REF_NAME: "latest"}},
+                         {**referrer, "annotations": annotations}])
+    if names_it == "wrong":
+        one_problem(layout, "(sbom): vnd.docker.reference.digest", "differs from the subject")
+    else:
+        assert_valid(cli("validate", layout), warnings=False)

@@ -197,6 +197,33 @@ def _pseudo() -> dict[str, str]:
             "pseudo_libdir": str(libs[0].parent), "pseudo_prefix": str(prefix)}
 
 
+# Debian packages of the oe-core HOSTTOOLS that a Debian machine may lack; any other tool is
+# named after itself.
+HOSTTOOL_PACKAGES = {
+    "bunzip2": "bzip2", "cpp": "cpp", "g++": "g++", "pzstd": "zstd", "rpcgen": "rpcsvc-proto",
+    "unzstd": "zstd", "xz": "xz-utils", "ar": "binutils", "as": "binutils", "ld": "binutils",
+    "nm": "binutils", "objcopy": "binutils", "objdump": "binutils", "ranlib": "binutils",
+    "readelf": "binutils", "strings": "binutils", "strip": "binutils",
+}
+
+
+def _require_host_tools() -> None:
+    """Skip (fail under CI) with the apt-get line when a tool of oe-core's HOSTTOOLS is
+    missing (chrpath, diffstat, gawk, ...), as BitBake would otherwise stop every test with
+    the same error."""
+    bitbake_conf = (Path(OECORE_DIR) / "meta" / "conf" / "bitbake.conf").read_text()
+    block = re.search(r'^HOSTTOOLS \+= " \\\n(.*?)^"', bitbake_conf, re.MULTILINE | re.DOTALL)
+    tools = block.group(1).replace("\\", " ").split() if block else []
+    missing = sorted({HOSTTOOL_PACKAGES.get(tool, tool) for tool in tools
+                      if shutil.which(tool) is None})
+    if missing:
+        message = (f"oe-core's HOSTTOOLS need {', '.join(missing)}; install them with: "
+                   f"apt-get install {' '.join(missing)}")
+        if STRICT:
+            pytest.fail(message)
+        pytest.skip(message)
+
+
 def _md5(path: Path) -> str:
     return hashlib.md5(path.read_bytes()).hexdigest()
 
@@ -207,6 +234,7 @@ def build(tmp_path_factory: pytest.TempPathFactory, hello_static: Path) -> Build
     if not (BITBAKE_DIR and OECORE_DIR):
         pytest.skip("no BitBake / openembedded-core checkout given")
     localedef = require_tool("localedef", "libc-bin")
+    _require_host_tools()
     top = tmp_path_factory.mktemp("yocto")
     # BitBake insists on a UTF-8 locale; build one rather than depend on the host's.
     locales = top / "locale"

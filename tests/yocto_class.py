@@ -64,10 +64,13 @@ def _fatal(message: str) -> None:
     raise BBFatal(message)
 
 
+# What bb.warn printed, oldest first; a test empties it before the call it checks.
+warnings: list[str] = []
+
 bb = SimpleNamespace(
     fatal=_fatal,
     note=lambda *args: None,
-    warn=lambda *args: None,
+    warn=lambda *args: warnings.append(" ".join(map(str, args))),
     utils=SimpleNamespace(
         to_boolean=_to_boolean,
         mkdirhier=lambda path: os.makedirs(path, exist_ok=True),

@@ -62,6 +62,9 @@ HELLOCONTAINER_ARCH ?= "${TARGET_ARCH}"
 HELLOCONTAINER_TUNE ?= "${TUNE_FEATURES}"
 # Strip a copy of the program before packaging it (0 keeps it as installed)
 HELLOCONTAINER_STRIP ?= "${@'0' if bb.utils.to_boolean(d.getVar('INHIBIT_PACKAGE_STRIP')) else '1'}"
+# Package a dynamically linked program (1; warns: the image has no loader or libraries
+# unless HELLOCONTAINER_EXTRA_ARGS adds them) or refuse it (0)
+HELLOCONTAINER_ALLOW_DYNAMIC ?= "0"
 # Further `hellocontainer build` options, as shell words (e.g. "--gzip-level 6")
 HELLOCONTAINER_EXTRA_ARGS ?= ""
 # Attach an SPDX SBOM of the program and its C library to the image and deploy a copy,
@@ -149,6 +152,8 @@ def hellocontainer_build_argv(d, program, layout):
         # An unset variable leaves the choice to the packager's default.
         if value and value.strip():
             argv += [flag, value]
+    if bb.utils.to_boolean(d.getVar("HELLOCONTAINER_ALLOW_DYNAMIC")):
+        argv.append("--allow-dynamic")
     if bb.utils.to_boolean(d.getVar("HELLOCONTAINER_ARCHIVE")):
         argv += ["--archive", os.path.join(os.path.dirname(layout), "oci-archive.tar")]
     if bb.utils.to_boolean(d.getVar("HELLOCONTAINER_SBOM")):
@@ -368,7 +373,10 @@ def hellocontainer_package(d):
         if result.stdout:
             bb.note(result.stdout.rstrip())
         if result.returncode != 0:
-            bb.fatal("%s exited %d: %s" % (argv[0], result.returncode, result.stdout.strip()))
+            # The packager names its own flag; a recipe sets the class variable instead.
+            message = result.stdout.strip().replace(
+                "pass --allow-dynamic", 'set HELLOCONTAINER_ALLOW_DYNAMIC = "1"')
+            bb.fatal("%s exited %d: %s" % (argv[0], result.returncode, message))
 
     if bb.utils.to_boolean(d.getVar("HELLOCONTAINER_STRIP")):
         # ${D} holds the program with its debug info (do_package strips later,
@@ -380,6 +388,13 @@ def hellocontainer_package(d):
                                                "-o", stripped, program])
         program = stripped
 
+    if bb.utils.to_boolean(d.getVar("HELLOCONTAINER_ALLOW_DYNAMIC")):
+        # It packages, then the container fails at start ("exec /hello: no
+        # such file") unless its loader and libraries are in the image too.
+        bb.warn("HELLOCONTAINER_ALLOW_DYNAMIC = \"1\": %s may be dynamically linked, and "
+                "the image holds no dynamic loader or libraries unless HELLOCONTAINER_EXTRA_ARGS "
+                "adds them (--file); link it statically if you can"
+                % d.getVar("HELLOCONTAINER_BINARY"))
     layout = os.path.join(outdir, "layout")
     run(hellocontainer_build_argv(d, program, layout))
 

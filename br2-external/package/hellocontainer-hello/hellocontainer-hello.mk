@@ -7,7 +7,12 @@
 # examples/hello of the repository that holds this br2-external tree.
 HELLOCONTAINER_HELLO_SITE = $(BR2_EXTERNAL_HELLOCONTAINER_PATH)/../examples/hello
 HELLOCONTAINER_HELLO_SITE_METHOD = local
+# The repository's version (external.mk), as for the packager.
+HELLOCONTAINER_HELLO_VERSION = $(HELLOCONTAINER_VERSION)
 HELLOCONTAINER_HELLO_LICENSE = MIT
+# A copy of the repository's LICENSE, inside the package's source folder
+# where legal-info looks for it.
+HELLOCONTAINER_HELLO_LICENSE_FILES = LICENSE
 
 # The checkout has configure.ac and Makefile.am, not configure.
 HELLOCONTAINER_HELLO_AUTORECONF = YES
@@ -49,6 +54,16 @@ HELLOCONTAINER_HELLO_PACKAGER_OPTS = \
 	$(call HELLOCONTAINER_KCONFIG_FLAG,--compression,BR2_PACKAGE_HELLOCONTAINER_HELLO_COMPRESSION) \
 	$(call HELLOCONTAINER_KCONFIG_FLAG,--gzip-level,BR2_PACKAGE_HELLOCONTAINER_HELLO_GZIP_LEVEL)
 
+# The author is one value, not shell words: the packager splits the
+# --annotation value into words, so the value is quoted for it first,
+# then the whole option value for the shell.
+ifneq ($(call qstrip,$(BR2_PACKAGE_HELLOCONTAINER_HELLO_AUTHOR)),)
+HELLOCONTAINER_HELLO_AUTHOR_ANNOTATION = \
+	org.opencontainers.image.authors=$(call HELLOCONTAINER_KCONFIG_WORD,BR2_PACKAGE_HELLOCONTAINER_HELLO_AUTHOR)
+HELLOCONTAINER_HELLO_PACKAGER_OPTS += \
+	--annotation '$(subst ','\'',$(HELLOCONTAINER_HELLO_AUTHOR_ANNOTATION))'
+endif
+
 ifeq ($(BR2_PACKAGE_HELLOCONTAINER_HELLO_ARCHIVE),y)
 HELLOCONTAINER_HELLO_PACKAGER_OPTS += --archive $(BINARIES_DIR)/hello-oci.tar
 endif
@@ -80,13 +95,18 @@ ifeq ($(BR2_PACKAGE_HELLOCONTAINER_HELLO),y)
 ifneq ($(HELLOCONTAINER_HELLO_ROOTFS_PATH),)
 # The path is removed before the copy, so it must name one directory
 # strictly inside the target: one word, absolute, not "/", no "." or "..".
+# Checked only when building (BR_BUILDING, as Buildroot's own sanity
+# checks), so that savedefconfig, printvars, legal-info, source and
+# graph-* still work to repair or inspect such a configuration.
 HELLOCONTAINER_HELLO_ROOTFS_PATH_ERRORS = \
 	$(if $(filter 1,$(words $(HELLOCONTAINER_HELLO_ROOTFS_PATH))),,spaces) \
 	$(if $(filter /%,$(HELLOCONTAINER_HELLO_ROOTFS_PATH)),,relative) \
 	$(if $(subst /,,$(HELLOCONTAINER_HELLO_ROOTFS_PATH)),,root) \
 	$(filter . ..,$(subst /, ,$(HELLOCONTAINER_HELLO_ROOTFS_PATH)))
+ifeq ($(BR_BUILDING),y)
 ifneq ($(strip $(HELLOCONTAINER_HELLO_ROOTFS_PATH_ERRORS)),)
 $(error BR2_PACKAGE_HELLOCONTAINER_HELLO_ROOTFS_PATH="$(HELLOCONTAINER_HELLO_ROOTFS_PATH)" is not a directory inside the root filesystem; set an absolute path such as /usr/share/hellocontainer/hello-oci)
+endif
 endif
 
 # A target-finalize hook: it runs after every package's images step and
@@ -115,8 +135,11 @@ HELLOCONTAINER_HELLO_FIRST_TAG = \
 	$(or $(firstword $(subst ',,$(call qstrip,$(BR2_PACKAGE_HELLOCONTAINER_HELLO_TAG)))),latest)
 
 ifeq ($(BR2_PACKAGE_HELLOCONTAINER_HELLO)$(BR2_PACKAGE_HELLOCONTAINER_HELLO_AUTOSTART),yy)
+# Checked only when building, like the path above.
+ifeq ($(BR_BUILDING),y)
 ifeq ($(HELLOCONTAINER_HELLO_RUNTIME),)
 $(error BR2_PACKAGE_HELLOCONTAINER_HELLO_AUTOSTART is set, but no container runtime is available for this toolchain; see the comments under "container runtime" in menuconfig)
+endif
 endif
 
 HELLOCONTAINER_HELLO_AUTOSTART_OPTS = \

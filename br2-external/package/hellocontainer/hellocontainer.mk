@@ -9,7 +9,11 @@
 HELLOCONTAINER_SITE = $(BR2_EXTERNAL_HELLOCONTAINER_PATH)/../python
 HELLOCONTAINER_SITE_METHOD = local
 HELLOCONTAINER_SETUP_TYPE = setuptools
+# HELLOCONTAINER_VERSION comes from external.mk.
 HELLOCONTAINER_LICENSE = MIT
+# A copy of the repository's LICENSE, inside the package's source folder
+# where legal-info looks for it.
+HELLOCONTAINER_LICENSE_FILES = LICENSE
 
 # Leftovers of a developer's editable install or lint run are not sources.
 HOST_HELLOCONTAINER_OVERRIDE_SRCDIR_RSYNC_EXCLUSIONS = \
@@ -19,9 +23,12 @@ HOST_HELLOCONTAINER_OVERRIDE_SRCDIR_RSYNC_EXCLUSIONS = \
 	--exclude /build \
 	--exclude /dist
 
+# schema.py imports referencing itself (host-python-jsonschema pulls it in
+# too, but only as its own runtime dependency).
 HOST_HELLOCONTAINER_DEPENDENCIES = \
 	host-python-jsonschema \
 	host-python-pyelftools \
-	host-python-pyyaml
+	host-python-pyyaml \
+	host-python-referencing
 
 $(eval $(host-python-package))

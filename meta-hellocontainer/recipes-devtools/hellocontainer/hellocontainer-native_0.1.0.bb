@@ -14,6 +14,7 @@ DEPENDS = "\
     python3-jsonschema-native \
     python3-pyelftools-native \
     python3-pyyaml-native \
+    python3-referencing-native \
 "
 
 # The packager is this repository's python/ directory, next to the layer

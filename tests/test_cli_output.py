@@ -1,0 +1,73 @@
+"""What the CLI prints reads the way a user writes it, and exit codes say one thing each."""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+import pytest
+
+from foreign import build_static_hello, cross_compilers
+
+
+@pytest.fixture
+def layout(hellocontainer, hello_static, tmp_path) -> Path:
+    out = tmp_path / "o"
+    hellocontainer("build", hello_static, "--output", out, "--tag", "1.0 latest",
+                   "--entrypoint", "/hello --name 'a b'")
+    return out
+
+
+def test_inspect_prints_shell_words_and_a_dash_for_unset(hellocontainer, layout):
+    lines = hellocontainer("inspect", f"{layout}:1.0").stdout.splitlines()
+    entrypoint = next(line for line in lines if line.startswith("entrypoint"))
+    assert shlex.split(entrypoint.split(None, 1)[1]) == ["/hello", "--name", "a b"]
+    assert "cmd       -" in lines
+    assert not any("None" in line or "['" in line for line in lines), lines
+
+
+def test_validate_of_a_missing_tag_is_one_line_naming_the_tags(hellocontainer, layout):
+    result = hellocontainer("validate", f"{layout}:nope", check=False)
+    assert result.returncode == 1
+    [line] = result.stderr.splitlines()
+    assert line.startswith("hellocontainer: error: ") and "'nope'" in line
+    assert "tags: 1.0, latest" in line and "not a valid" not in line
+
+
+def test_diff_exit_codes_follow_diff1(hellocontainer, hello_static, layout, tmp_path):
+    assert hellocontainer("diff", layout, layout).returncode == 0
+    other = tmp_path / "other"
+    hellocontainer("build", hello_static, "--output", other, "--tag", "1.0 latest",
+                   "--env", "A=1")
+    assert hellocontainer("diff", layout, other, check=False).returncode == 1
+    trouble = hellocontainer("diff", layout, tmp_path / "nothere", check=False)
+    assert trouble.returncode == 2
+    assert trouble.stderr.startswith("hellocontainer: error: ")
+
+
+def test_diff_names_the_tag_the_same_way_however_it_was_asked(hellocontainer, hello_static,
+                                                              layout, tmp_path):
+    other = tmp_path / "other"
+    hellocontainer("build", hello_static, "--output", other, "--tag", "1.0 latest",
+                   "--env", "A=1")
+    whole = hellocontainer("diff", layout, other, check=False).stdout.splitlines()
+    named = hellocontainer("diff", f"{layout}:latest", f"{other}:latest",
+                           check=False).stdout.splitlines()
+    assert named and set(named) <= set(whole)
+    assert all(line.startswith("tag latest") for line in named)
+
+
+def test_index_refuses_platforms_that_start_different_programs(hellocontainer, hello_static,
+                                                                tmp_path):
+    arm = build_static_hello(cross_compilers()["arm64"], tmp_path)  # requires the compiler
+    named = tmp_path / "hello-arm64"
+    arm.rename(named)
+    hellocontainer("build", hello_static, "--output", tmp_path / "amd64")
+    hellocontainer("build", named, "--output", tmp_path / "arm64")  # entrypoint /hello-arm64
+    refused = hellocontainer("index", "--output", tmp_path / "multi", tmp_path / "amd64",
+                             tmp_path / "arm64", check=False)
+    assert refused.returncode == 1 and len(refused.stderr.splitlines()) == 1
+    assert "start different programs" in refused.stderr and "/hello-arm64" in refused.stderr
+    assert not (tmp_path / "multi").exists()
+    hellocontainer("index", "--output", tmp_path / "multi", "--allow-different-programs",
+                   tmp_path / "amd64", tmp_path / "arm64")
