@@ -345,17 +345,28 @@ def test_merge_that_fails_at_the_last_step_leaves_the_layout_as_it_was(hello_sta
     """Replacing index.json is the merge's last step; when it fails (here an I/O error on its
     rename), the blobs the build added are taken back and no temporary index is left."""
     strace = require_tool("strace", "strace")
-    layout = tmp_path / "layout"
-    subprocess.run(build_command(hello_static, layout, "1.0"), check=True, capture_output=True)
+    renames = "rename,renameat,renameat2"
+    env = {**os.environ, "SOURCE_DATE_EPOCH": "1"}
+    layouts = [tmp_path / "probe" / "layout", tmp_path / "work" / "layout"]
+    for layout in layouts:
+        subprocess.run(build_command(hello_static, layout, "1.0"), check=True, capture_output=True,
+                       env=env)
+    # The same build, traced, says which rename replaces index.json: the build is deterministic,
+    # so the same build into an identical copy makes the same calls in the same order.
+    log = tmp_path / "renames"
+    subprocess.run([strace, "-f", "-qq", "-o", str(log), "-e", f"trace={renames}",
+                    *build_command(hello_static, layouts[0], "2.0", "--env", "V=2")],
+                   check=True, capture_output=True, env=env)
+    calls = [line for line in log.read_text().splitlines() if "rename" in line]
+    (n,) = [i for i, line in enumerate(calls, 1) if f'"{layouts[0]}/index.json"' in line]
+    layout = layouts[1]
     before = snapshot(layout)
-    argv = [strace, "-f", "-qq", "-o", "/dev/null", "-P", str(layout / "index.json"),
-            "-e", "trace=rename,renameat,renameat2", "-e",
-            "inject=rename,renameat,renameat2:error=EIO",
-            *build_command(hello_static, layout, "2.0", "--env", "V=2")]
-    result = subprocess.run(argv, capture_output=True, text=True,
-                            env={**os.environ, "SOURCE_DATE_EPOCH": "1"})
+    result = subprocess.run([strace, "-f", "-qq", "-o", "/dev/null", "-e", f"trace={renames}",
+                             "-e", f"inject={renames}:error=EIO:when={n}",
+                             *build_command(hello_static, layout, "2.0", "--env", "V=2")],
+                            capture_output=True, text=True, env=env)
     assert result.returncode == 1, result.stderr
     assert result.stderr.startswith("hellocontainer: error: ") and result.stderr.count("\n") == 1
     assert "Input/output error" in result.stderr and "nothing was published" in result.stderr
     assert changes(before, snapshot(layout)) == []
-    assert [p.name for p in tmp_path.iterdir()] == ["layout"]
+    assert sorted(p.name for p in layout.parent.iterdir()) == ["layout"]
