@@ -364,8 +364,8 @@ def test_workdir_may_be_the_root_and_a_255_byte_name_is_allowed():
      "expands to more than 100000 values"),
     ("x: " + "[" * 70 + "]" * 70 + "\n", "nests deeper than 64 levels"),
     ("- just\n- a list\n", "must be a mapping of settings, not a list"),
-    ("tags: [latest]\n1: x\n", "key '1' is not a string"),
-    ("tags: [a]\ntags: [b]\n", "key 'tags' is given twice"),
+    ("tags: [latest]\n1: x\n", "line 2: key '1' is not a string"),
+    ("tags: [a]\ntags: [b]\n", "line 2: key 'tags' is given twice"),
     ("tags: [a\n", "line 2"),
 ], ids=["billion-laughs", "too-deep", "not-a-mapping", "number-key", "twice", "syntax"])
 def test_spec_file_mistakes_are_named(tmp_path, text, fragment):

@@ -166,3 +166,15 @@ def test_digest_outside_the_grammar_is_refused_before_it_becomes_a_path(layout):
     _retag(layout, digest="sha256:../../../../etc/passwd")
     stderr = assert_invalid(_validate(layout))
     assert "digest" in stderr and "root:" not in stderr
+
+
+def test_a_trailing_newline_does_not_satisfy_a_pattern(layout):
+    """JSON Schema patterns are ECMA-262: `$` is the end of the string. Python's `$` also
+    matches before a final newline, so the shipped schemas must not rely on it."""
+    from hellocontainer import schema
+
+    index = read_index(layout)
+    index["manifests"][0]["mediaType"] += "\n"
+    assert any("mediaType" in p for p in schema.problems(index, "index"))
+    write_index(layout, index["manifests"])
+    assert_invalid(_validate(layout))

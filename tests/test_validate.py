@@ -409,15 +409,15 @@ def test_a_tag_is_validated_alone(tmp_path):
     one_problem(layout, "(bad)", "truncated")
 
 
-def test_digest_the_schema_lets_through_is_stopped_by_the_reader(tmp_path):
-    """A sha256 digest followed by a newline passes the schema's `^…$` pattern (in Python's
-    regular expressions `$` also matches before a final newline); the reader's own grammar
-    check, made before any digest becomes a path, refuses it."""
+def test_digest_with_a_trailing_newline_is_refused(tmp_path):
+    """Python's `$` also matches before a final newline; the shipped schemas end their patterns
+    with `(?![\\s\\S])` instead, so a digest followed by a newline is refused (and the reader's
+    own grammar check, below, would refuse it before it became a path)."""
     layout = tmp_path / "L"
     descriptor = honest_image(layout)
     set_tag(layout, {**descriptor, "digest": descriptor["digest"] + "\n"}, "latest")
-    one_problem(layout, "index.json manifests[0]: digest 'sha256:",
-                "\\n' does not match the OCI digest grammar")
+    stderr = assert_invalid(cli("validate", layout))
+    assert "index.json: manifests[0].digest" in stderr and "Traceback" not in stderr
 
 
 @pytest.mark.parametrize("digest", [
@@ -549,17 +549,18 @@ def test_descriptor_with_broken_embedded_data_is_not_followed(tmp_path):
     config = canonical({**AMD64, "author": "not stored",
                         "rootfs": {"type": "layers", "diff_ids": [digest_of(LAYER_TAR)]}})
     descriptor = {"mediaType": MEDIA_CONFIG, "digest": digest_of(config), "size": len(config),
-                  "data": "e30=\n"}  # RFC 4648 allows no line feed; `$` in the schema does
+                  "data": "e30=\n"}  # RFC 4648 allows no line feed, nor does the schema
     honest_image(layout, manifest={"config": descriptor})
-    one_problem(layout, "> config", "data is not standard base64")
+    one_problem(layout, "config.data", "does not match")
 
 
-def test_subject_digest_the_schema_lets_through_is_a_problem(tmp_path):
+def test_subject_digest_with_a_trailing_newline_is_a_problem(tmp_path):
     layout = tmp_path / "L"
     subject = honest_image(layout, tag=None)
     honest_image(layout, tag="referrer", manifest={"subject": {
         "mediaType": MEDIA_MANIFEST, "digest": subject["digest"] + "\n", "size": subject["size"]}})
-    one_problem(layout, "(referrer)", "does not match the OCI digest grammar")
+    stderr = assert_invalid(cli("validate", layout))
+    assert "(referrer)" in stderr and "subject.digest" in stderr
 
 
 MEDIA_EMPTY = "application/vnd.oci.empty.v1+json"
@@ -636,13 +637,14 @@ def test_an_index_too_deep_does_not_end_the_walk(tmp_path):
         and "truncated" in stderr, stderr
 
 
-def test_config_digest_the_schema_lets_through_is_a_problem(tmp_path):
+def test_config_digest_with_a_trailing_newline_is_a_problem(tmp_path):
     layout = tmp_path / "L"
     honest_image(layout)
     manifest = read_blob_json(layout, read_index(layout)["manifests"][0]["digest"])
     manifest["config"]["digest"] += "\n"
     set_tag(layout, write_json_blob(layout, manifest, MEDIA_MANIFEST), "latest")
-    one_problem(layout, "(latest) > config: digest 'sha256:", "does not match the OCI digest grammar")
+    stderr = assert_invalid(cli("validate", layout))
+    assert "(latest)" in stderr and "config.digest" in stderr
 
 
 @pytest.mark.parametrize("names_it", [None, "right", "wrong"])
