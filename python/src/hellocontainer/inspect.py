@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shlex
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -137,7 +138,7 @@ def _layout_bytes(root: Path) -> int:
     for folder, _, names in os.walk(root):
         for name in names:
             info = os.lstat(os.path.join(folder, name))
-            if not os.path.islink(os.path.join(folder, name)) and info.st_size:
+            if stat.S_ISREG(info.st_mode):
                 total += info.st_size
     return total
 

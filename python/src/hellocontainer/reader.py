@@ -38,6 +38,7 @@ from .model import Descriptor
 CHUNK = 1 << 20  # read and inflate 1 MiB at a time: memory does not grow with a blob's size
 JSON_CAP = 16 << 20  # index.json, manifests, configs: far above any real one (a few KiB)
 MAX_INDEX_DEPTH = 32  # nested image indexes; real layouts nest one level
+KEPT_DOCUMENT_BYTES = 64 << 10  # documents this small are read once per reader (real: a few KiB)
 MAX_TAR_META = 1 << 20  # a PAX record set or GNU long name: real ones are a few hundred bytes
 
 GZIP_MAGIC = b"\x1f\x8b"
@@ -239,6 +240,7 @@ class LayoutReader:
         # The layout itself may be reached through a link (a deploy folder's stable name); what is
         # inside it may not leave it.
         self._real_root = os.path.realpath(root)
+        self._documents: dict[tuple[str, int, str], bytes] = {}  # see document()
         if check:
             # Every command reads oci-layout first: a folder that is not a layout, or whose
             # marker file is a FIFO or a bomb, is refused before anything else is opened.
@@ -350,13 +352,26 @@ class LayoutReader:
         return chosen
 
     def document(self, descriptor: Descriptor, schema_name: str) -> dict[str, Any]:
-        """A verified JSON blob that satisfies schema `schema_name` (index, manifest or config)."""
+        """A verified JSON blob that satisfies schema `schema_name` (index, manifest or config).
+
+        A command often meets one document several times (a build checks the kept tags, then
+        collects garbage, then archives; gc walks live entries twice). Blobs are content-
+        addressed, so the verified bytes of a small document are kept and only parsed again:
+        each is read, hashed and schema-checked once per reader. Large ones are not kept, so a
+        hostile layout of many huge documents costs no more memory than one.
+        """
+        key = (descriptor.digest, descriptor.size, schema_name)
+        data = self._documents.get(key)
+        if data is not None:
+            return parse_json(data, f"blob {descriptor.digest}")
         data = self.blob_bytes(descriptor)
         document = parse_json(data, f"blob {descriptor.digest}")
         found = schema.problems(document, schema_name)
         if found:
             raise LayoutError(f"{schema_name} {descriptor.digest} is malformed: {found[0]}; run "
                               f"'hellocontainer validate {self.root}'")
+        if len(data) <= KEPT_DOCUMENT_BYTES:
+            self._documents[key] = data
         return document
 
     def image(self, tag: str | None = None, platform: str | None = None) -> Image:
@@ -630,7 +645,7 @@ class _TarStream:
         self._chunks = chunks
         self._buffer = bytearray()
         self._name = name
-        self._pending_skip = 0  # content of the previous member not read by the consumer
+        self._taken = 0  # content bytes taken so far: what a consumer left of a member is skipped
 
     def _read(self, size: int) -> bytes:
         while len(self._buffer) < size:
@@ -642,33 +657,29 @@ class _TarStream:
         del self._buffer[:size]
         return out
 
-    def _skip(self, size: int, path: str) -> None:
-        while size > 0:
-            if not self._buffer:
-                chunk = next(self._chunks, None)
-                if chunk is None:
-                    raise LayoutError(f"layer {self._name}: {path} claims more bytes than the "
-                                      "layer holds")
-                self._buffer += chunk
-            step = min(size, len(self._buffer))
-            del self._buffer[:step]
-            size -= step
-
-    def content(self, size: int, path: str) -> Iterator[bytes]:
+    def _take(self, size: int, path: str, claimed: int) -> Iterator[bytes]:
+        """The next `size` bytes of the stream, at most CHUNK at a time."""
         remaining = size
         while remaining > 0:
             if not self._buffer:
                 chunk = next(self._chunks, None)
                 if chunk is None:
-                    raise LayoutError(f"layer {self._name}: {path} claims {size} bytes, more "
+                    raise LayoutError(f"layer {self._name}: {path} claims {claimed} bytes, more "
                                       "than the layer holds")
                 self._buffer += chunk
             step = min(remaining, len(self._buffer), CHUNK)
             out = bytes(self._buffer[:step])
             del self._buffer[:step]
             remaining -= step
-            self._pending_skip -= step
+            self._taken += step
             yield out
+
+    def content(self, size: int, path: str) -> Iterator[bytes]:
+        return self._take(size, path, size)
+
+    def _skip(self, size: int, path: str, claimed: int) -> None:
+        for _ in self._take(size, path, claimed):
+            pass
 
     def drain(self) -> None:
         """Read the rest of the stream, so that the blob's digest is checked at its end."""
@@ -680,9 +691,6 @@ class _TarStream:
         pax: dict[str, str] = {}
         long_name = long_link = None
         while True:
-            if self._pending_skip:
-                self._skip(self._pending_skip, "a member")
-                self._pending_skip = 0
             header = self._read(512)
             if len(header) == 0 or header == b"\0" * 512:
                 if pax or long_name is not None or long_link is not None:
@@ -723,18 +731,16 @@ class _TarStream:
                 linkname=linkname,
                 uname=pax.get("uname", fields["uname"]), gname=pax.get("gname", fields["gname"]),
             )
-            if member.kind == "file" or member.size:
+            if member.kind == "file":
                 member._stream = self
             data_size = size if typeflag not in (b"1", b"2", b"3", b"4", b"5", b"6") else 0
             pax, long_name, long_link = {}, None, None
             # The consumer may read the content via chunks(); whatever it leaves is skipped, then
             # the padding to the next 512-byte block.
-            self._pending_skip = data_size
+            start = self._taken
             yield member
-            if self._pending_skip:
-                self._skip(self._pending_skip, member.path)
-                self._pending_skip = 0
-            self._skip(-data_size % 512, member.path)
+            self._skip(start + data_size - self._taken, member.path, data_size)
+            self._skip(-data_size % 512, member.path, data_size)
 
 
 _KIND = {b"0": "file", b"\0": "file", b"7": "file", b"1": "hardlink", b"2": "symlink",

@@ -30,9 +30,6 @@ from .reader import (
     verifiable,
 )
 
-# Kept for the modules that import it from here (inspect, diff).
-__all__ = ["Checker", "Report", "compression_of", "validate_layout"]
-
 
 @dataclass
 class Report:
@@ -47,6 +44,7 @@ class Checker:
         self.reader = reader
         self.report = Report()
         self._verified: dict[str, bool] = {}
+        self._kept: dict[str, bytes] = {}  # verified document bytes, until load_json parses them
         self._diff_ids: dict[str, str | None] = {}
         self._configs: dict[str, dict[str, Any] | None] = {}
         self._visited: set[tuple[str, str]] = set()
@@ -69,13 +67,15 @@ class Checker:
         if message not in self.report.warnings:
             self.report.warnings.append(message)
 
-    def check_blob(self, descriptor: Descriptor, where: str) -> bool:
-        """Presence, size and digest of the blob a descriptor names, once per digest."""
+    def check_blob(self, descriptor: Descriptor, where: str, keep: bool = False) -> bool:
+        """Presence, size and digest of the blob a descriptor names, once per digest. With
+        `keep`, the verified bytes of a document are kept for `load_json`, so that it is read
+        and hashed once, not once to verify and again to parse."""
         if descriptor.digest not in self._verified:
-            self._verified[descriptor.digest] = self._verify_blob(descriptor, where)
+            self._verified[descriptor.digest] = self._verify_blob(descriptor, where, keep)
         return self._verified[descriptor.digest]
 
-    def _verify_blob(self, descriptor: Descriptor, where: str) -> bool:
+    def _verify_blob(self, descriptor: Descriptor, where: str, keep: bool) -> bool:
         if not verifiable(descriptor.digest):
             self.warning(f"{where}: digest algorithm of {descriptor.digest} is not one this "
                          "tool can compute; the blob was not verified")
@@ -89,6 +89,8 @@ class Checker:
                 if size != descriptor.size:
                     raise LayoutError(f"blob {descriptor.digest} has {size} bytes, but its "
                                       f"descriptor says {descriptor.size}")
+            elif keep:
+                self._kept[descriptor.digest] = self.reader.blob_bytes(descriptor)
             else:
                 self.reader.verify_blob(descriptor)
         except LayoutError as error:
@@ -118,10 +120,12 @@ class Checker:
         return True
 
     def load_json(self, descriptor: Descriptor, schema_name: str, where: str) -> Any | None:
-        if not self.check_blob(descriptor, where):
+        if not self.check_blob(descriptor, where, keep=True):
             return None
         try:
-            document = parse_json(self.reader.blob_bytes(descriptor), f"blob {descriptor.digest}")
+            # Verified by check_blob just now, or (met before) read and verified again here.
+            data = self._kept.pop(descriptor.digest, None) or self.reader.blob_bytes(descriptor)
+            document = parse_json(data, f"blob {descriptor.digest}")
         except LayoutError as error:
             self.problem(f"{where}: {error}")
             return None
