@@ -101,16 +101,21 @@ def test_spec_larger_than_1_mib_is_refused(hello_static, tmp_path):
     _refused_build(tmp_path, hello_static, "--spec", spec)
 
 
-def _non_regular(tmp_path: Path, kind: str) -> Path:
-    if kind == "chardev":
-        return Path("/dev/zero")
-    path = tmp_path / kind
+def _make_non_regular(path: Path, kind: str) -> None:
+    """Put a FIFO, a socket or a directory at `path` (which must not exist)."""
     if kind == "fifo":
         os.mkfifo(path)
     elif kind == "socket":
         replace_with_socket(path)
     else:
         path.mkdir()
+
+
+def _non_regular(tmp_path: Path, kind: str) -> Path:
+    if kind == "chardev":
+        return Path("/dev/zero")
+    path = tmp_path / kind
+    _make_non_regular(path, kind)
     return path
 
 
@@ -181,12 +186,7 @@ def test_layout_file_that_is_not_a_regular_file_is_refused_without_blocking(othe
     else:
         path = hostile / target
     path.unlink()
-    if kind == "fifo":
-        os.mkfifo(path)
-    elif kind == "socket":
-        replace_with_socket(path)
-    else:
-        path.mkdir()
+    _make_non_regular(path, kind)
     assert_refused(readers(other, hostile))
 
 

@@ -607,14 +607,20 @@ def test_checks_go_on_past_correct_embedded_data(tmp_path):
     one_problem(layout, "> layers[0]: uncompressed layer hashes to", "but the config's diff_id")
 
 
-def test_a_manifest_listed_twice_does_not_end_the_walk(tmp_path):
-    """Each blob is checked once; a repeat is skipped, and what follows it still checked."""
-    layout = tmp_path / "L"
+def _good_and_truncated(layout: Path) -> tuple[dict, dict]:
+    """Two untagged images: a valid one, and one (variant x) whose gzip layer is truncated."""
     good = honest_image(layout, tag=None)
     broken = honest_image(layout, tag=None, layer=gzip_bytes(LAYER_TAR)[:-8],
                           entry={"platform": {"architecture": "amd64", "os": "linux",
                                               "variant": "x"}},
                           config={"variant": "x"})
+    return good, broken
+
+
+def test_a_manifest_listed_twice_does_not_end_the_walk(tmp_path):
+    """Each blob is checked once; a repeat is skipped, and what follows it still checked."""
+    layout = tmp_path / "L"
+    good, broken = _good_and_truncated(layout)
     index = write_json_blob(layout, {"schemaVersion": 2, "mediaType": MEDIA_INDEX,
                                      "manifests": [good, good, broken]}, MEDIA_INDEX)
     set_tag(layout, index, "multi")
@@ -623,11 +629,7 @@ def test_a_manifest_listed_twice_does_not_end_the_walk(tmp_path):
 
 def test_an_index_too_deep_does_not_end_the_walk(tmp_path):
     layout = tmp_path / "L"
-    good = honest_image(layout, tag=None)
-    broken = honest_image(layout, tag=None, layer=gzip_bytes(LAYER_TAR)[:-8],
-                          entry={"platform": {"architecture": "amd64", "os": "linux",
-                                              "variant": "x"}},
-                          config={"variant": "x"})
+    good, broken = _good_and_truncated(layout)
     deep = nested_index(layout, good, MAX_INDEX_DEPTH + 1)
     index = write_json_blob(layout, {"schemaVersion": 2, "mediaType": MEDIA_INDEX,
                                      "manifests": [deep, broken]}, MEDIA_INDEX)
