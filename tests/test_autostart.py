@@ -275,3 +275,14 @@ def test_same_file_for_both_is_refused(hellocontainer: Runner, tmp_path: Path) -
     assert result.returncode == 1
     assert "--sysv and --systemd name the same file" in result.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_fifo_where_the_script_goes_is_refused_not_replaced(hellocontainer: Runner,
+                                                              tmp_path: Path) -> None:
+    fifo = tmp_path / "S95hello"
+    os.mkfifo(fifo)
+    result = hellocontainer("autostart", "--name", "hello", "--bundle", "/b", "--sysv", fifo,
+                            check=False)
+    assert result.returncode != 0 and result.stderr.count("\n") == 1
+    assert result.stderr.startswith("hellocontainer: error: ") and "FIFO" in result.stderr
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)

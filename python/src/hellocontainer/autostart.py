@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import HelloContainerError, os_error_message
+from .reader import file_kind
 from .staging import write_beside
 
 RUNTIMES = ("crun", "runc", "podman")
@@ -381,6 +382,10 @@ def _stage(path: Path, data: bytes, mode: int) -> str:
     try:
         if path.is_dir():
             raise AutostartError(f"{path} is a directory; name the file to write")
+        if path.exists() and not path.is_symlink() and not path.is_file():
+            # A FIFO, socket or device there is someone's, not an old script of ours.
+            raise AutostartError(f"{path} is {file_kind(os.lstat(path).st_mode)}; name the "
+                                 "file to write")
         path.parent.mkdir(parents=True, exist_ok=True)
         return write_beside(path, data, mode)
     except OSError as error:
