@@ -37,24 +37,29 @@ HELLOCONTAINER_PLATFORM_OPTS = \
 	$(call HELLOCONTAINER_KCONFIG_FLAG,--arch,BR2_ARCH) \
 	$(if $(HELLOCONTAINER_ARM_LEVELS),--tune '$(HELLOCONTAINER_ARM_LEVELS)')
 
-# $(call HELLOCONTAINER_PACKAGE,BINARY,NAME,FLAGS)
+# $(call HELLOCONTAINER_PACKAGE,BINARY,NAME,FLAGS[,DIR])
 # One shell command that packages the static program BINARY as the OCI
-# image layout $(BINARIES_DIR)/NAME-oci for the configured target.
+# image layout DIR/NAME-oci for the configured target.
 #   BINARY: path of the program on the build machine; with --sysroot DIR
 #           in FLAGS, its path inside DIR (e.g. /usr/bin/foo).
-#   NAME:   image name; the layout is $(BINARIES_DIR)/NAME-oci.
+#   NAME:   image name; the layout is DIR/NAME-oci.
 #   FLAGS:  more "hellocontainer build" options, already shell-quoted,
 #           e.g. --env 'A=1 GREETING="hello world"' --tag '1.0 latest'.
 #           They come last, so they override the platform options.
+#   DIR:    where the layout goes; empty: $(BINARIES_DIR). A package that
+#           builds its image in its build step and copies it in its
+#           install steps (as hellocontainer-hello does) names a folder
+#           of its build directory.
 # The old layout is removed first: tags or blobs of an earlier run must
 # not survive a rebuild with other settings. Timestamps in the image come
 # from SOURCE_DATE_EPOCH, which Buildroot exports when BR2_REPRODUCIBLE=y
 # (unset, the packager uses 0, 1970-01-01: never the wall clock).
 # --jobs follows BR2_JLEVEL; the blobs do not depend on it.
+HELLOCONTAINER_PACKAGE_OUTPUT = $(or $(strip $(4)),$(BINARIES_DIR))/$(strip $(2))-oci
 HELLOCONTAINER_PACKAGE = \
-	rm -rf $(BINARIES_DIR)/$(strip $(2))-oci && \
+	rm -rf $(HELLOCONTAINER_PACKAGE_OUTPUT) && \
 	$(HELLOCONTAINER_CLI) build $(1) \
-		--output $(BINARIES_DIR)/$(strip $(2))-oci \
+		--output $(HELLOCONTAINER_PACKAGE_OUTPUT) \
 		$(HELLOCONTAINER_PLATFORM_OPTS) \
 		$(if $(PARALLEL_JOBS),--jobs $(PARALLEL_JOBS)) \
 		$(3)

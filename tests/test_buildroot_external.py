@@ -7,10 +7,11 @@ Three layers, from always-on to opt-in:
   defaults.
 - Plain GNU make includes the tree's real external.mk. Without Buildroot's package
   infrastructure, `$(eval $(autotools-package))` expands to nothing, so the package .mk files
-  reduce to their own variable definitions: the images step, the target-finalize hook and the
-  README's helper example then run as Buildroot would run them, against the real packager, with
-  a .config that kconfiglib wrote (so quoting is Kconfig's own). examples/hello is copied and
-  built the way Buildroot's steps would (natively here).
+  reduce to their own variable definitions: the build, images, target-install and
+  target-finalize commands and the README's helper example then run as Buildroot would run
+  them, against the real packager, with a .config that kconfiglib wrote (so quoting is
+  Kconfig's own). examples/hello is copied and built the way Buildroot's steps would (natively
+  here).
 - With HELLOCONTAINER_BUILDROOT_DIR pointing at a Buildroot checkout, Buildroot itself loads our
   defconfigs and utils/check-package judges the tree's form. CI has no checkout: skipped there.
 """
@@ -25,6 +26,7 @@ import json
 import os
 import platform
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -66,10 +68,10 @@ SETTINGS = {
     "BR2_PACKAGE_HELLOCONTAINER_HELLO_TAG": "latest 1.0",
     "BR2_PACKAGE_HELLOCONTAINER_HELLO_CMD": "--greeting 'two words'",
     "BR2_PACKAGE_HELLOCONTAINER_HELLO_ENV": "A=1 GREETING=\"hello   world\" NAME='Ada Lovelace'",
-    "BR2_PACKAGE_HELLOCONTAINER_HELLO_USER": "1000:1000",
+    "BR2_PACKAGE_HELLOCONTAINER_HELLO_USER": "www-data:staff",
     "BR2_PACKAGE_HELLOCONTAINER_HELLO_WORKDIR": "/",
     "BR2_PACKAGE_HELLOCONTAINER_HELLO_PORTS": "8080/tcp 53/udp",
-    "BR2_PACKAGE_HELLOCONTAINER_HELLO_LABELS": "org.opencontainers.image.vendor='ACME Inc' tier=demo",
+    "BR2_PACKAGE_HELLOCONTAINER_HELLO_LABELS": ".vendor='ACME Inc' tier=demo",
     "BR2_PACKAGE_HELLOCONTAINER_HELLO_ARCHIVE": "y",
     "BR2_PACKAGE_HELLOCONTAINER_HELLO_ROOTFS_PATH": "/usr/share/hellocontainer/hello-oci/",
 }
@@ -84,6 +86,18 @@ CLI_SETTINGS = [
     "--label", SETTINGS["BR2_PACKAGE_HELLOCONTAINER_HELLO_LABELS"],
     "--compression", "gzip",
 ]
+
+# The target's user database as the skeleton dependency leaves it in TARGET_DIR before the
+# build step (a few entries of its shape, not Buildroot's file).
+TARGET_PASSWD = "root:x:0:0:root:/root:/bin/sh\nwww-data:x:33:33:www-data:/var/www:/bin/false\n"
+TARGET_GROUP = "root:x:0:\nwww-data:x:33:\nstaff:x:50:\n"
+
+
+def write_target_user_database(target: Path) -> None:
+    (target / "etc").mkdir(parents=True, exist_ok=True)
+    (target / "etc" / "passwd").write_text(TARGET_PASSWD)
+    (target / "etc" / "group").write_text(TARGET_GROUP)
+
 
 # Buildroot's own qstrip and sep (support/misc/utils.mk): the Buildroot functions the .mk files
 # and Buildroot's step recipes call.
@@ -257,6 +271,7 @@ def buildroot_make(makefile_body: str, directory: Path, host: Path, env: dict[st
                 f"HOST_DIR={host}",
                 f"BINARIES_DIR={directory / 'images'}",
                 f"TARGET_DIR={directory / 'target'}",
+                f"BUILD_DIR={directory / 'build'}",
                 "STRIPCMD=strip --remove-section=.comment --remove-section=.note",
                 "TARGET_MAKE_ENV=",
                 "PARALLEL_JOBS=1",
@@ -292,14 +307,23 @@ def hello_build(tmp_path_factory: pytest.TempPathFactory, make_env: dict[str, st
 @pytest.fixture(scope="module")
 def images_step(tmp_path_factory: pytest.TempPathFactory, hello_build: Path,
                 make_env: dict[str, str], host_dir: Path) -> Path:
-    """The hello package's images step, run on the configured settings; returns its directory
-    (images/ holds the output, .config the configuration)."""
+    """The hello package's build and images steps, run on the configured settings; returns their
+    directory (images/ holds the output, .config the configuration)."""
     work = tmp_path_factory.mktemp("images-step")
+    write_target_user_database(work / "target")
     config = write_config(work / ".config", SETTINGS, BR2_ARCH=f'"{buildroot_arch()}"')
-    buildroot_make(f"{hello_build}/.stamp_images_installed:\n"
-                   "\t$(HELLOCONTAINER_HELLO_INSTALL_IMAGES_CMDS)\n",
+    buildroot_make(BUILD_AND_IMAGES_STEPS.format(build=hello_build),
                    work, host_dir, make_env, f"CONFIG={config}")
     return work
+
+
+# The hello package's build-step hooks (where the image is made), then its images step, on the
+# build directory that is the target's folder, as $(@D) is in Buildroot.
+BUILD_AND_IMAGES_STEPS = """\
+{build}/.stamp_images_installed:
+\t$(foreach hook,$(HELLOCONTAINER_HELLO_POST_BUILD_HOOKS),$(call $(hook))$(sep))
+\t$(HELLOCONTAINER_HELLO_INSTALL_IMAGES_CMDS)
+"""
 
 
 def image_platform(layout: Path, tag: str = "latest") -> dict[str, str]:
@@ -327,6 +351,8 @@ def test_images_step_gives_the_same_manifest_digests_as_the_cli(
     direct = tmp_path / "hello-oci"
     hellocontainer("build", "--sysroot", hello_build / "oci-root", "/usr/bin/hello",
                    "--output", direct, "--arch", buildroot_arch(), *CLI_SETTINGS,
+                   "--passwd-file", images_step / "target/etc/passwd",
+                   "--group-file", images_step / "target/etc/group",
                    env={"SOURCE_DATE_EPOCH": EPOCH})
     through_buildroot = tagged_manifests(images_step / "images" / "hello-oci")
     assert set(through_buildroot) == {"latest", "1.0"}
@@ -338,8 +364,20 @@ def test_kconfig_strings_with_spaces_and_quotes_reach_the_image_config(images_st
     assert {"A=1", "GREETING=hello   world", "NAME=Ada Lovelace"} <= set(config["Env"])
     assert config["Cmd"] == ["--greeting", "two words"]
     assert config["Labels"] == {"org.opencontainers.image.vendor": "ACME Inc", "tier": "demo"}
-    assert config["User"] == "1000:1000"
+    assert config["User"] == "33:50"  # www-data:staff, from the target's passwd and group
     assert set(config["ExposedPorts"]) == {"8080/tcp", "53/udp"}
+
+
+def test_user_name_missing_from_the_targets_passwd_stops_the_build_step(
+        tmp_path: Path, hello_build: Path, make_env: dict[str, str], host_dir: Path) -> None:
+    write_target_user_database(tmp_path / "target")
+    config = write_config(tmp_path / ".config", {"BR2_PACKAGE_HELLOCONTAINER_HELLO_USER": "app"},
+                          BR2_ARCH=f'"{buildroot_arch()}"')
+    result = buildroot_make(BUILD_AND_IMAGES_STEPS.format(build=hello_build),
+                            tmp_path, host_dir, make_env, f"CONFIG={config}", check=False)
+    assert result.returncode != 0
+    assert (f"hellocontainer: error: user 'app': no passwd entry 'app' in "
+            f"{tmp_path}/target/etc/passwd") in result.stderr
 
 
 def test_author_becomes_the_authors_annotation_unchanged(
@@ -347,8 +385,7 @@ def test_author_becomes_the_authors_annotation_unchanged(
     author = """Ada "Countess"  O'Lovelace <ada@example.com>"""
     config = write_config(tmp_path / ".config", {"BR2_PACKAGE_HELLOCONTAINER_HELLO_AUTHOR": author},
                           BR2_ARCH=f'"{buildroot_arch()}"')
-    buildroot_make(f"{hello_build}/.stamp_images_installed:\n"
-                   "\t$(HELLOCONTAINER_HELLO_INSTALL_IMAGES_CMDS)\n",
+    buildroot_make(BUILD_AND_IMAGES_STEPS.format(build=hello_build),
                    tmp_path, host_dir, make_env, f"CONFIG={config}")
     annotations = manifest(tmp_path / "images" / "hello-oci").get("annotations", {})
     assert annotations["org.opencontainers.image.authors"] == author
@@ -359,7 +396,10 @@ def test_images_step_writes_the_oci_archive_when_chosen(
     direct = tmp_path / "hello-oci.tar"
     hellocontainer("build", "--sysroot", hello_build / "oci-root", "/usr/bin/hello",
                    "--output", tmp_path / "hello-oci", "--archive", direct,
-                   "--arch", buildroot_arch(), *CLI_SETTINGS, env={"SOURCE_DATE_EPOCH": EPOCH})
+                   "--arch", buildroot_arch(), *CLI_SETTINGS,
+                   "--passwd-file", images_step / "target/etc/passwd",
+                   "--group-file", images_step / "target/etc/group",
+                   env={"SOURCE_DATE_EPOCH": EPOCH})
     assert (images_step / "images" / "hello-oci.tar").read_bytes() == direct.read_bytes()
 
 
@@ -368,16 +408,6 @@ def test_images_step_packages_the_program_stripped(images_step: Path) -> None:
     elf = ELFFile(io.BytesIO(program))
     assert elf.get_section_by_name(".symtab") is None
     assert elf.get_section_by_name(".interp") is None, "the program is not static"
-
-
-def test_finalize_hook_copies_the_image_into_the_root_filesystem(
-        images_step: Path, make_env: dict[str, str], host_dir: Path) -> None:
-    buildroot_make("finalize:\n\t$(HELLOCONTAINER_HELLO_INSTALL_ROOTFS)\n",
-                   images_step, host_dir, make_env, f"CONFIG={images_step / '.config'}")
-    installed = images_step / "target" / "usr" / "share" / "hellocontainer" / "hello-oci"
-    comparison = filecmp.dircmp(images_step / "images" / "hello-oci", installed)
-    assert (comparison.left_only, comparison.right_only, comparison.diff_files) == ([], [], [])
-    assert tagged_manifests(installed) == tagged_manifests(images_step / "images" / "hello-oci")
 
 
 @pytest.mark.parametrize("path", ["/", "//", "relative/hello-oci", "/usr/../../escape",
@@ -486,19 +516,36 @@ def test_readme_helper_example_writes_foo_oci(
 
 # Buildroot's steps for one package (package/pkg-generic.mk), in the order a build runs them,
 # with the package's own commands and hooks; the build directory is the first prerequisite's
-# folder, as $(@D) is in Buildroot.
+# folder, as $(@D) is in Buildroot. Each step leaves its stamp, so a step whose stamp is there
+# is not run again: deleting stamps is what <pkg>-reinstall and <pkg>-rebuild do. {merge} is
+# how target-finalize starts: with per-package directories, it copies the package's own target
+# into the final one, without deleting anything there.
 PACKAGE_STEPS = """\
 target-finalize: {build}/.stamp_images_installed {build}/.stamp_target_installed
+\t{merge}
 \t$(foreach hook,$(HELLOCONTAINER_HELLO_TARGET_FINALIZE_HOOKS),$($(hook))$(sep))
 
-{build}/.stamp_images_installed:
+{build}/.stamp_built:
+\t$(foreach hook,$(HELLOCONTAINER_HELLO_POST_BUILD_HOOKS),$(call $(hook))$(sep))
+\ttouch $@
+
+{build}/.stamp_images_installed: {build}/.stamp_built
 \t$(HELLOCONTAINER_HELLO_INSTALL_IMAGES_CMDS)
 \t$(foreach hook,$(HELLOCONTAINER_HELLO_POST_INSTALL_IMAGES_HOOKS),$(call $(hook))$(sep))
+\ttouch $@
 
-{build}/.stamp_target_installed: {build}/.stamp_images_installed
-\t$(if $(filter YES,$(HELLOCONTAINER_HELLO_INSTALL_TARGET)),$(HELLOCONTAINER_HELLO_INSTALL_TARGET_CMDS))
+{build}/.stamp_target_installed: {build}/.stamp_built
+\t$(if $(filter NO,$(HELLOCONTAINER_HELLO_INSTALL_TARGET)),,$(HELLOCONTAINER_HELLO_INSTALL_TARGET_CMDS))
 \t$(if $(BR2_INIT_SYSTEMD),$(HELLOCONTAINER_HELLO_INSTALL_INIT_SYSTEMD))
 \t$(if $(BR2_INIT_SYSV)$(BR2_INIT_BUSYBOX),$(HELLOCONTAINER_HELLO_INSTALL_INIT_SYSV))
+\ttouch $@
+"""
+
+# With BR2_PER_PACKAGE_DIRECTORIES, TARGET_DIR in the package's steps is its own one
+# (per-package/<pkg>/target), and the final one only in target-finalize.
+PER_PACKAGE_TARGET = """\
+{build}/.stamp_built {build}/.stamp_images_installed {build}/.stamp_target_installed: \
+override TARGET_DIR = {own}
 """
 
 # A build directory whose `make install` installs a given program as autotools' would.
@@ -514,44 +561,83 @@ INIT_SYMBOLS = {"busybox": "BR2_INIT_BUSYBOX", "sysv": "BR2_INIT_SYSV",
                 "systemd": "BR2_INIT_SYSTEMD"}
 
 
+def package_host(work: Path) -> Path:
+    """A HOST_DIR in `work` whose bin/hellocontainer is this checkout's packager."""
+    host = work / "host"
+    (host / "bin").mkdir(parents=True, exist_ok=True)
+    if not (host / "bin" / "hellocontainer").exists():
+        (host / "bin" / "hellocontainer").symlink_to(Path(sys.executable).with_name("hellocontainer"))
+    return host
+
+
+def fake_build(work: Path, program: Path) -> Path:
+    """The package's build directory in BUILD_DIR (work/build), holding `program` as built."""
+    build = work / "build" / "hellocontainer-hello"
+    build.mkdir(parents=True, exist_ok=True)
+    (build / "Makefile").write_text(FAKE_BUILD_MAKEFILE.format(program=program.resolve()))
+    return build
+
+
+def own_target(work: Path) -> Path:
+    """The package's own TARGET_DIR with per-package directories."""
+    return work / "per-package" / "hellocontainer-hello" / "target"
+
+
+def run_package_steps(work: Path, build: Path, config: Path, *, per_package: bool = False,
+                      redo: str = "reinstall", goal: str = "target-finalize",
+                      strip: str = "true") -> Path:
+    """Buildroot's steps of hellocontainer-hello in `work` (BUILD_DIR work/build, TARGET_DIR
+    work/target, BINARIES_DIR work/images) for the .config `config`, up to `goal`, after what
+    `make hellocontainer-hello-<redo>` clears (reinstall: the install steps; rebuild: the build
+    step too; empty: nothing, as a plain `make`). Returns the final TARGET_DIR."""
+    require_tool("make", "make")
+    stamps = {"": [], "reinstall": [".stamp_images_installed", ".stamp_target_installed"]}
+    stamps["rebuild"] = [*stamps["reinstall"], ".stamp_built"]
+    for stamp in stamps[redo]:
+        (build / stamp).unlink(missing_ok=True)
+    body = PACKAGE_STEPS.format(build=build, merge="@:")
+    if per_package:
+        require_tool("rsync", "rsync")
+        own_target(work).mkdir(parents=True, exist_ok=True)
+        body = (PACKAGE_STEPS.format(build=build,
+                                     merge=f"rsync -a {own_target(work)}/ $(TARGET_DIR)/")
+                + PER_PACKAGE_TARGET.format(build=build, own=own_target(work)))
+    env = dict(os.environ, SOURCE_DATE_EPOCH=EPOCH)
+    env.pop("MAKEFLAGS", None)
+    goal = str(build / goal) if goal.startswith(".stamp") else goal
+    buildroot_make(body, work, package_host(work), env, f"CONFIG={config}",
+                   f"STRIPCMD={strip}", "MAKE=make", goal)
+    return work / "target"
+
+
 def buildroot_target_overlay(work: Path, program: Path, br2_arch: str, *, runtime: str = "crun",
                              init: str = "busybox", restart: str = "on-failure",
                              network: str = "none",
                              rootfs_path: str = "/usr/share/hellocontainer/hello-oci",
                              **symbols: str) -> Path:
     """The target directory (TARGET_DIR) a Buildroot build of hellocontainer-hello with autostart
-    leaves, made by the package's own images, target-install and target-finalize commands
-    (plain make on the real external.mk, the packager of this checkout), for `program`: the
-    static hello for the board, already stripped (the images step's strip is a no-op here).
+    leaves, made by the package's own build, images, target-install and target-finalize
+    commands (plain make on the real external.mk, the packager of this checkout), for `program`:
+    the static hello for the board, already stripped (the build step's strip is a no-op here).
 
     `br2_arch` is BR2_ARCH (x86_64, aarch64, arm; for arm add BR2_ARM_CPU_ARMV7A="y" to
     `symbols`, as a Buildroot .config has it); `init` is busybox, sysv or systemd; `rootfs_path`
     is BR2_PACKAGE_HELLOCONTAINER_HELLO_ROOTFS_PATH (empty: no layout on the target). Returns
     work/target: lay it over the board's root. work/images is BINARIES_DIR.
     """
-    require_tool("make", "make")
-    packager = Path(sys.executable).with_name("hellocontainer")
-    host = work / "host"
-    (host / "bin").mkdir(parents=True, exist_ok=True)
-    if not (host / "bin" / "hellocontainer").exists():
-        (host / "bin" / "hellocontainer").symlink_to(packager)
-    build = work / "build" / "hellocontainer-hello"
-    build.mkdir(parents=True, exist_ok=True)
-    (build / "Makefile").write_text(FAKE_BUILD_MAKEFILE.format(program=program.resolve()))
+    # A first build in `work`, as after "make clean".
+    for leftover in ("build", "target", "images"):
+        shutil.rmtree(work / leftover, ignore_errors=True)
     prefix = "BR2_PACKAGE_HELLOCONTAINER_HELLO"
     # In menuconfig order: a choice entry appears once what it depends on is set.
     settings = {"BR2_PACKAGE_PODMAN": "y"} if runtime == "podman" else {}
     settings.update({f"{prefix}_ROOTFS_PATH": rootfs_path, f"{prefix}_AUTOSTART": "y",
                      prefix + RUNTIME_SYMBOLS[runtime]: "y", prefix + RESTART_SYMBOLS[restart]: "y",
                      f"{prefix}_NETWORK_{network.upper()}": "y"})
+    work.mkdir(parents=True, exist_ok=True)
     config = write_config(work / ".config", settings, BR2_ARCH=f'"{br2_arch}"',
                           **{INIT_SYMBOLS[init]: "y"}, **symbols)
-    env = dict(os.environ, SOURCE_DATE_EPOCH=EPOCH)
-    env.pop("MAKEFLAGS", None)
-    shutil.rmtree(work / "target", ignore_errors=True)
-    buildroot_make(PACKAGE_STEPS.format(build=build), work, host, env, f"CONFIG={config}",
-                   "STRIPCMD=true", "MAKE=make")
-    return work / "target"
+    return run_package_steps(work, fake_build(work, program), config)
 
 
 def target_files(target: Path) -> set[str]:
@@ -605,12 +691,13 @@ def test_autostart_with_podman_runs_the_installed_layout(tmp_path: Path,
     assert not (tmp_path / "images/hello-bundle").exists()
 
 
-def test_autostart_off_keeps_the_target_step_off(tmp_path: Path, make_env: dict[str, str],
-                                                 host_dir: Path) -> None:
-    body = "all:\n\t@echo $(HELLOCONTAINER_HELLO_INSTALL_TARGET) $(HELLOCONTAINER_HELLO_INSTALL_INIT_SYSV)\n"
+def test_autostart_off_installs_no_init_files(tmp_path: Path, make_env: dict[str, str],
+                                             host_dir: Path) -> None:
+    body = ("all:\n\t@echo '$(HELLOCONTAINER_HELLO_INSTALL_INIT_SYSV)"
+            "|$(HELLOCONTAINER_HELLO_INSTALL_INIT_SYSTEMD)'\n")
     off = buildroot_make(body, tmp_path, host_dir, make_env,
                          f"CONFIG={write_config(tmp_path / '.config', {})}")
-    assert off.stdout.strip() == "NO"
+    assert off.stdout.strip() == "|"
 
 
 @pytest.mark.parametrize("runtime,package", [("CRUN", "BR2_PACKAGE_CRUN"),
@@ -645,6 +732,118 @@ def test_autostart_without_an_available_runtime_stops_make(
 
 
 # ---------------------------------------------------------------------------------------------
+# the copies in the target: installed by the target-install step, and removed when moved
+
+ROOTFS_PATH = "BR2_PACKAGE_HELLOCONTAINER_HELLO_ROOTFS_PATH"
+LAYOUT_FILES = {"/index.json", "/oci-layout"}
+
+
+def layout_config(work: Path, rootfs_path: str, **settings: str) -> Path:
+    return write_config(work / ".config", {ROOTFS_PATH: rootfs_path, **settings},
+                        BR2_ARCH=f'"{buildroot_arch()}"')
+
+
+def tree_files(root: Path, under: str) -> set[str]:
+    """The files below `under` of a target `root`, relative to `under`."""
+    return {path[len(under):] for path in target_files(root) if path.startswith(under + "/")}
+
+
+@pytest.mark.parametrize("per_package", [False, True], ids=["shared", "per-package"])
+def test_target_install_step_installs_the_image_where_buildroot_tracks_it(
+        per_package: bool, tmp_path: Path, hello_build: Path) -> None:
+    """Buildroot lists a package's target files (its .files-list.txt) by comparing TARGET_DIR
+    before its configure step with TARGET_DIR after its install steps; target-finalize hooks
+    come after that, so what they copy is nobody's. The layout must be in the step's own
+    TARGET_DIR when its target-install step ends, before any target-finalize."""
+    step_target = own_target(tmp_path) if per_package else tmp_path / "target"
+    write_target_user_database(step_target)
+    before = target_files(step_target)
+    config = write_config(tmp_path / ".config", SETTINGS, BR2_ARCH=f'"{buildroot_arch()}"')
+    run_package_steps(tmp_path, hello_build, config, per_package=per_package, redo="rebuild",
+                      goal=".stamp_target_installed",
+                      strip="strip --remove-section=.comment --remove-section=.note")
+    layout = hello_build / "oci-out" / "hello-oci"
+    installed = "/usr/share/hellocontainer/hello-oci"  # SETTINGS' path has a trailing slash
+    assert target_files(step_target) - before == {
+        installed + path for path in target_files(layout)}
+    comparison = filecmp.dircmp(layout, step_target / installed.lstrip("/"))
+    assert (comparison.left_only, comparison.right_only, comparison.diff_files) == ([], [], [])
+    assert tagged_manifests(step_target / installed.lstrip("/")) == tagged_manifests(layout)
+    assert not (tmp_path / "images").exists()  # the images step has its own copy to make
+    if per_package:
+        assert not (tmp_path / "target" / installed.lstrip("/")).exists()
+
+
+@pytest.mark.parametrize("per_package", [False, True], ids=["shared", "per-package"])
+@pytest.mark.parametrize("new_path,redo", [
+    ("/opt/hello/oci-layout", "reinstall"),
+    ("/opt/hello/oci-layout", "dirclean"),
+    ("", "reinstall"),
+], ids=["moved", "moved-after-dirclean", "emptied"])
+def test_rootfs_path_change_leaves_no_copy_behind(
+        per_package: bool, new_path: str, redo: str, tmp_path: Path, hello_static: Path) -> None:
+    old_path = "/usr/share/hellocontainer/hello-oci"
+    build = fake_build(tmp_path, hello_static)
+    target = run_package_steps(tmp_path, build, layout_config(tmp_path, old_path),
+                               per_package=per_package)
+    assert tree_files(target, old_path) >= LAYOUT_FILES
+    # The user changes the path in menuconfig, then rebuilds the package as Buildroot's manual
+    # says: make hellocontainer-hello-reinstall (or -dirclean), then make.
+    config = layout_config(tmp_path, new_path)
+    if redo == "dirclean":
+        shutil.rmtree(build)
+        shutil.rmtree(tmp_path / "per-package", ignore_errors=True)
+        build = fake_build(tmp_path, hello_static)
+    run_package_steps(tmp_path, build, config, per_package=per_package)
+    for root in (target, own_target(tmp_path)) if per_package else (target,):
+        assert tree_files(root, old_path) == set()
+        assert not (root / old_path.lstrip("/")).exists()
+        if new_path:
+            assert tree_files(root, new_path) >= LAYOUT_FILES
+    # The next plain "make" (target-finalize only) does not bring it back.
+    run_package_steps(tmp_path, build, config, per_package=per_package, redo="")
+    assert not (target / old_path.lstrip("/")).exists()
+    assert (tmp_path / "images" / "hello-oci" / "index.json").exists()
+
+
+def test_rootfs_path_change_without_reinstall_keeps_the_installed_copy(
+        tmp_path: Path, hello_static: Path) -> None:
+    # Buildroot rebuilds no package when only its configuration changed; until the user runs
+    # -reinstall, the target keeps what the package installed, rather than no layout at all.
+    old_path = "/usr/share/hellocontainer/hello-oci"
+    build = fake_build(tmp_path, hello_static)
+    run_package_steps(tmp_path, build, layout_config(tmp_path, old_path), per_package=True)
+    target = run_package_steps(tmp_path, build, layout_config(tmp_path, "/opt/hello-oci"),
+                               per_package=True, redo="")
+    assert tree_files(target, old_path) >= LAYOUT_FILES
+    assert not (target / "opt").exists()
+
+
+@pytest.mark.parametrize("per_package", [False, True], ids=["shared", "per-package"])
+def test_autostart_off_removes_the_bundle(per_package: bool, tmp_path: Path,
+                                          hello_static: Path) -> None:
+    bundle = "/usr/share/hellocontainer/hello-bundle"
+    build = fake_build(tmp_path, hello_static)
+    autostart = {"BR2_PACKAGE_HELLOCONTAINER_HELLO_AUTOSTART": "y"}
+    target = run_package_steps(tmp_path, build, layout_config(tmp_path, "", **autostart),
+                               per_package=per_package)
+    assert "/config.json" in tree_files(target, bundle)
+    run_package_steps(tmp_path, build, layout_config(tmp_path, ""), per_package=per_package)
+    assert not (target / bundle.lstrip("/")).exists()
+
+
+def test_a_removed_path_around_the_installed_one_is_kept(tmp_path: Path,
+                                                         hello_static: Path) -> None:
+    # /srv held the layout before, /srv/oci holds it now: removing /srv at target-finalize
+    # would remove the installed layout with it.
+    build = fake_build(tmp_path, hello_static)
+    run_package_steps(tmp_path, build, layout_config(tmp_path, "/srv"))
+    target = run_package_steps(tmp_path, build, layout_config(tmp_path, "/srv/oci"))
+    assert tree_files(target, "/srv/oci") >= LAYOUT_FILES
+    assert tree_files(target, "/srv") == {"/oci" + path for path in tree_files(target, "/srv/oci")}
+
+
+# ---------------------------------------------------------------------------------------------
 # real Buildroot (opt-in)
 
 BUILDROOT_DIR = os.environ.get("HELLOCONTAINER_BUILDROOT_DIR", "")
@@ -665,15 +864,16 @@ def buildroot(output: Path, *args: str) -> str:
 
 # Each Buildroot make call parses all of Buildroot (seconds each): ask for every variable the
 # tests need in one printvars call per configuration.
-PRINTED_VARS = ("HELLOCONTAINER_HELLO_INSTALL_IMAGES_CMDS", "HELLOCONTAINER_PLATFORM_OPTS",
+PRINTED_VARS = ("HELLOCONTAINER_HELLO_BUILD_IMAGE", "HELLOCONTAINER_HELLO_POST_BUILD_HOOKS",
+                "HELLOCONTAINER_PLATFORM_OPTS", "HELLOCONTAINER_HELLO_TARGET_RECORD",
                 "TARGET_FINALIZE_HOOKS")
 
 
-def printvars(output: Path) -> dict[str, str]:
-    """PRINTED_VARS as Buildroot expands them; multi-line values (defines) kept whole."""
-    text = buildroot(output, "printvars", f"VARS={' '.join(PRINTED_VARS)}")
-    names = "|".join(PRINTED_VARS)
-    parts = re.split(rf"^({names})=", text, flags=re.MULTILINE)[1:]
+def printvars(output: Path, names: tuple[str, ...] = PRINTED_VARS) -> dict[str, str]:
+    """`names` as Buildroot expands them; multi-line values (defines) kept whole."""
+    text = buildroot(output, "printvars", f"VARS={' '.join(names)}")
+    pattern = "|".join(map(re.escape, names))
+    parts = re.split(rf"^({pattern})=", text, flags=re.MULTILINE)[1:]
     return {name: value.rstrip("\n") for name, value in zip(parts[::2], parts[1::2])}
 
 
@@ -706,18 +906,25 @@ def test_buildroot_savedefconfig_keeps_our_defconfig(configured, tmp_path: Path)
 
 
 @needs_buildroot
-def test_buildroot_images_step_calls_the_packager_for_the_target(configured) -> None:
+def test_buildroot_build_step_calls_the_packager_for_the_target(configured) -> None:
     arch, output, variables = configured
-    commands = " ".join(variables["HELLOCONTAINER_HELLO_INSTALL_IMAGES_CMDS"].split())
-    assert (f"{output}/host/bin/hellocontainer build /usr/bin/hello "
-            f"--output {output}/images/hello-oci --arch '{arch}'") in commands
+    assert "HELLOCONTAINER_HELLO_BUILD_IMAGE" in \
+        variables["HELLOCONTAINER_HELLO_POST_BUILD_HOOKS"].split()
+    # printvars expands $(@D), the build directory, outside any step ("." with GNU make 4.3).
+    commands = " ".join(variables["HELLOCONTAINER_HELLO_BUILD_IMAGE"].split())
+    assert re.search(rf"{re.escape(str(output))}/host/bin/hellocontainer build /usr/bin/hello "
+                     rf"--output \S*/oci-out/hello-oci --arch '{arch}'", commands)
     assert "--tag 'latest' --compression 'gzip'" in commands
 
 
 @needs_buildroot
-def test_buildroot_rootfs_copy_is_a_target_finalize_hook(configured) -> None:
-    _, _, variables = configured
-    assert "HELLOCONTAINER_HELLO_INSTALL_ROOTFS" in variables["TARGET_FINALIZE_HOOKS"].split()
+def test_buildroot_removes_moved_copies_in_target_finalize(configured) -> None:
+    _, output, variables = configured
+    assert "HELLOCONTAINER_HELLO_REMOVE_STALE_TARGET_DIRS" in \
+        variables["TARGET_FINALIZE_HOOKS"].split()
+    # Kept where -dirclean of the package does not remove it.
+    assert variables["HELLOCONTAINER_HELLO_TARGET_RECORD"] == \
+        f"{output}/build/.hellocontainer-hello-target-dirs"
 
 
 @needs_buildroot
@@ -726,7 +933,8 @@ def test_buildroot_show_info_wires_the_packages(configured) -> None:
     info = json.loads(buildroot(output, "hellocontainer-hello-show-info",
                                 "host-hellocontainer-show-info").replace("}\n{", ","))
     hello, packager = info["hellocontainer-hello"], info["host-hellocontainer"]
-    assert (hello["install_target"], hello["install_images"]) == (False, True)
+    # The defconfig puts the layout into the root filesystem: by the target-install step.
+    assert (hello["install_target"], hello["install_images"]) == (True, True)
     assert "host-hellocontainer" in hello["dependencies"]
     assert {"host-python-jsonschema", "host-python-pyelftools", "host-python-pyyaml",
             "host-python-referencing"} <= set(packager["dependencies"])
@@ -767,6 +975,94 @@ def test_buildroot_arm_core_gives_the_packager_its_architecture_level(tmp_path: 
         "--arch", "'arm'", "--tune", "'armv7A'"]
 
 
+# Toolchains whose C library reaches the SBOM: (defconfig lines, libc package prefix, SPDX name).
+# Buildroot's own toolchains give the library's version, license and CPE; an external one
+# only its name. Buildroot configures each offline; nothing is downloaded or built.
+SBOM_TOOLCHAINS = {
+    "buildroot-glibc": ("BR2_TOOLCHAIN_BUILDROOT_GLIBC=y\n", "GLIBC", "glibc"),
+    "buildroot-musl": ("BR2_TOOLCHAIN_BUILDROOT_MUSL=y\n", "MUSL", "musl"),
+    "buildroot-uclibc": ("BR2_TOOLCHAIN_BUILDROOT_UCLIBC=y\n", "UCLIBC", "uclibc-ng"),
+    "external-musl": ("BR2_TOOLCHAIN_EXTERNAL=y\nBR2_TOOLCHAIN_EXTERNAL_BOOTLIN=y\n"
+                      "BR2_TOOLCHAIN_EXTERNAL_BOOTLIN_X86_64_MUSL_STABLE=y\n", None, "musl"),
+}
+
+
+def libc_mk_version(prefix: str) -> str:
+    """<PREFIX>_VERSION as the libc package's .mk file in the checkout writes it."""
+    name = {"GLIBC": "glibc", "MUSL": "musl", "UCLIBC": "uclibc"}[prefix]
+    text = (Path(BUILDROOT_DIR) / "package" / name / f"{name}.mk").read_text()
+    return re.search(rf"^{prefix}_VERSION = (\S+)$", text, re.MULTILINE).group(1)
+
+
+@pytest.fixture(scope="module", params=sorted(SBOM_TOOLCHAINS))
+def sbom_configured(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+                    hello_static: Path) -> tuple[str, dict[str, str], dict]:
+    """(toolchain, Buildroot's variables, the SPDX document) for our x86_64 defconfig with the
+    SBOM on: the SBOM options exactly as Buildroot expands them for the build step, given to
+    the real packager on a prebuilt static hello."""
+    if not BUILDROOT_DIR:
+        pytest.skip("set HELLOCONTAINER_BUILDROOT_DIR to a Buildroot checkout")
+    lines, prefix, _ = SBOM_TOOLCHAINS[request.param]
+    work = tmp_path_factory.mktemp(f"sbom-{request.param}")
+    defconfig = work / "sbom_defconfig"
+    defconfig.write_text((EXTERNAL / "configs" / DEFCONFIGS["x86_64"]).read_text()
+                         + "BR2_PACKAGE_HELLOCONTAINER_HELLO_SBOM=y\n" + lines)
+    output = work / "output"
+    buildroot(output, "defconfig", f"BR2_DEFCONFIG={defconfig}")
+    libc_vars = tuple(f"{prefix}_{v}" for v in ("VERSION", "LICENSE", "CPE_ID")) if prefix else ()
+    variables = printvars(output, ("HELLOCONTAINER_HELLO_PACKAGER_OPTS", *libc_vars))
+    words = shlex.split(variables["HELLOCONTAINER_HELLO_PACKAGER_OPTS"])
+    sbom_options = [word for i, word in enumerate(words)
+                    if word in ("--sbom-package", "--sbom-library")
+                    or (i and words[i - 1] in ("--sbom-package", "--sbom-library"))]
+    copy = work / "hello.spdx.json"
+    run([Path(sys.executable).with_name("hellocontainer"), "build", hello_static,
+         "--output", work / "hello-oci", *sbom_options, "--sbom-copy", copy],
+        env=dict(os.environ, SOURCE_DATE_EPOCH=EPOCH))
+    return request.param, variables, json.loads(copy.read_text())
+
+
+def spdx_package(sbom: dict, spdx_id: str) -> dict:
+    return next(p for p in sbom["packages"] if p["SPDXID"] == spdx_id)
+
+
+@needs_buildroot
+def test_buildroot_sbom_names_the_program_with_its_version_and_license(sbom_configured) -> None:
+    _, _, sbom = sbom_configured
+    program = spdx_package(sbom, "SPDXRef-Package-hellocontainer-hello")
+    assert (program["name"], program["versionInfo"], program["licenseDeclared"]) == \
+        ("hellocontainer-hello", packager_version(), "MIT")
+    # A local site is nowhere to download from; the package sets no _CPE_ID_*.
+    assert program["downloadLocation"] == "NOASSERTION"
+    assert "externalRefs" not in program
+
+
+@needs_buildroot
+def test_buildroot_sbom_names_the_toolchains_libc(sbom_configured) -> None:
+    toolchain, variables, sbom = sbom_configured
+    _, prefix, name = SBOM_TOOLCHAINS[toolchain]
+    libc = spdx_package(sbom, f"SPDXRef-Library1-{name}")
+    assert libc["name"] == name
+    if prefix is None:
+        # An external toolchain's libc version is in no Buildroot variable: none is claimed.
+        assert "versionInfo" not in libc and libc["licenseDeclared"] == "NOASSERTION"
+        assert "externalRefs" not in libc
+        return
+    version = libc_mk_version(prefix)
+    assert libc["versionInfo"] == version == variables[f"{prefix}_VERSION"]
+    # The CPE Buildroot computes for the package (for glibc: its base version, 2.42).
+    (ref,) = libc["externalRefs"]
+    assert ref["referenceLocator"] == variables[f"{prefix}_CPE_ID"]
+    assert re.fullmatch(rf"cpe:2\.3:a:[^:]+:{re.escape(name)}:{re.escape(version.split('-')[0])}"
+                        r":(\*|-)(:\*){6}", ref["referenceLocator"])
+    # Every license Buildroot lists is declared: notes in parentheses dropped, free text
+    # ("public domain") as a LicenseRef-.
+    listed = re.sub(r"\s*\([^)]*\)", "", variables[f"{prefix}_LICENSE"]).split(",")
+    expected = [item.strip() if " WITH " in item or " " not in item.strip()
+                else "LicenseRef-" + "-".join(item.split()) for item in listed]
+    assert libc["licenseDeclared"] == " AND ".join(expected)
+
+
 def host_tar_overrides() -> list[str]:
     """Buildroot builds its own tar when the build machine's is older than it needs (1.35 in
     2026.02), which takes a download; legal-info only archives our local sources with it, so
@@ -790,6 +1086,33 @@ def test_buildroot_legal_info_lists_both_packages_with_their_license(tmp_path: P
         assert rows[name][1:4] == [version, "MIT", "LICENSE"]
         assert (legal / licenses / f"{name}-{version}" / "LICENSE").read_bytes() == \
             (REPO / "LICENSE").read_bytes()
+
+
+@needs_buildroot
+@pytest.mark.parametrize("per_package", [False, True], ids=["shared", "per-package"])
+def test_buildroot_skeleton_gives_the_build_step_the_user_database(
+        per_package: bool, tmp_path: Path, hello_static: Path, hellocontainer: Runner) -> None:
+    """The skeleton, a dependency of every target package, installs /etc/passwd and /etc/group
+    before the build step; with per-package directories they reach the package's own
+    TARGET_DIR from the skeleton's at its configure step. Building it needs no download (the
+    machine's tar stands in for host-tar, as for legal-info)."""
+    defconfig = tmp_path / "user_defconfig"
+    defconfig.write_text((EXTERNAL / "configs" / DEFCONFIGS["x86_64"]).read_text()
+                         + 'BR2_PACKAGE_HELLOCONTAINER_HELLO_USER="nobody"\n'
+                         + ("BR2_PER_PACKAGE_DIRECTORIES=y\n" if per_package else ""))
+    output = tmp_path / "output"
+    buildroot(output, "defconfig", f"BR2_DEFCONFIG={defconfig}")
+    info = json.loads(buildroot(output, "hellocontainer-hello-show-info"))["hellocontainer-hello"]
+    assert "skeleton" in info["dependencies"]
+    commands = " ".join(printvars(output, ("HELLOCONTAINER_HELLO_BUILD_IMAGE",))
+                        ["HELLOCONTAINER_HELLO_BUILD_IMAGE"].split())
+    assert f"--passwd-file {output}/target/etc/passwd --group-file {output}/target/etc/group" \
+        in commands
+    buildroot(output, *host_tar_overrides(), "skeleton")
+    target = output / "per-package" / "skeleton" / "target" if per_package else output / "target"
+    hellocontainer("build", hello_static, "--output", tmp_path / "hello-oci", "--user", "nobody",
+                   "--passwd-file", target / "etc/passwd", "--group-file", target / "etc/group")
+    assert image_config(tmp_path / "hello-oci")["config"]["User"] == "65534:65534"
 
 
 @needs_buildroot

@@ -121,6 +121,25 @@ def test_spdx_tools_accepts_build_system_license_lists_and_license_refs(hello_st
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_license_words_outside_the_spdx_list_become_license_refs(hello_static, tmp_path):
+    """Buildroot's glibc (2026.08) lists free-text items; each becomes one LicenseRef-, and a
+    note holding a comma stays one note."""
+    packager("build", hello_static, "--output", tmp_path / "l", "--sbom-library",
+             "name=glibc license='GPL-2.0+ (programs), LGPL-2.1+, other permissive licenses, "
+             "public domain (library), LGPL-3.0+ (sysdeps/htl/raise.c, for Hurd only), "
+             "GPL-3.0+ WITH Texinfo-exception (manual/texinfo.tex)'")
+    sbom = sbom_of(tmp_path / "l")
+    assert package(sbom, "SPDXRef-Library1-glibc")["licenseDeclared"] == (
+        "GPL-2.0+ AND LGPL-2.1+ AND LicenseRef-other-permissive-licenses AND "
+        "LicenseRef-public-domain AND LGPL-3.0+ AND GPL-3.0+ WITH Texinfo-exception")
+    assert [e["licenseId"] for e in sbom["hasExtractedLicensingInfos"]] == [
+        "LicenseRef-other-permissive-licenses", "LicenseRef-public-domain"]
+    path = tmp_path / "l.spdx.json"
+    path.write_bytes(shape(tmp_path / "l")[3])
+    result = pyspdxtools(path)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def test_sbom_describes_the_image_by_its_manifest_digest(sbom_layout):
     image, _, _, data = shape(sbom_layout)
     sbom = json.loads(data)

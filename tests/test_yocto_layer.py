@@ -1,21 +1,12 @@
 """meta-hellocontainer: oelint-adv on the layer, and the layer under a real BitBake.
 
-The lint test always runs. The BitBake tests need a BitBake and an openembedded-core checkout,
-named by HELLOCONTAINER_BITBAKE_DIR and HELLOCONTAINER_OECORE_DIR (same release: BitBake 2.18
-goes with wrynose); without them they skip, as in CI, which has no such checkout.
+The lint test always runs. The BitBake tests need a BitBake and an openembedded-core checkout of
+one release, named by HELLOCONTAINER_BITBAKE_DIR and HELLOCONTAINER_OECORE_DIR; without them they
+skip, as in CI, which has no such checkout. tests/yocto_build.py says how the build is cut where
+a real one would hand over to us, and where its build directory is kept between runs.
 
-The hard part is running the class for real with no network: everything oe-core would build
-first (a cross toolchain, python3-native for the packager, pseudo) is fetched from the internet.
-So the build is cut where a real one would hand over to us:
-- a test recipe installs a prebuilt static hello (built here by gcc/musl-gcc) instead of
-  compiling one, and sets INHIBIT_DEFAULT_DEPS, so no toolchain is needed;
-- hellocontainer-native is ASSUME_PROVIDED and `hellocontainer` is a HOSTTOOLS entry: BitBake
-  links the packager of the Python environment running these tests into its host-tools directory,
-  the same program the native recipe would build from python/;
-- pseudo (virtual/fakeroot-native) is ASSUME_PROVIDED too, and the fakeroot tasks run under
-  Debian's pseudo through FAKEROOTCMD / FAKEROOTBASEENV / FAKEROOTENV;
-- sanity.bbclass is removed (it refuses to run as root) and so is uninative (a download).
-Everything from do_fetch to do_deploy, including the class's own tasks, then runs unmodified.
+The build has three configurations: qemux86-64, and the multiconfigs arm (qemuarm, arm/v7) and
+arm64 (qemuarm64), whose layouts one hellocontainer-index recipe joins into one image index.
 """
 
 from __future__ import annotations
@@ -26,23 +17,26 @@ import os
 import re
 import shutil
 import subprocess
-import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from conftest import REPO, STRICT, require_tool
 from foreign import build_static_hello, cross_compilers, podman_run_foreign
-
-LAYER = REPO / "meta-hellocontainer"
-VENV_BIN = Path(sys.executable).parent
-BITBAKE_DIR = os.environ.get("HELLOCONTAINER_BITBAKE_DIR")
-OECORE_DIR = os.environ.get("HELLOCONTAINER_OECORE_DIR")
-needs_bitbake = pytest.mark.skipif(
-    not (BITBAKE_DIR and OECORE_DIR),
-    reason="set HELLOCONTAINER_BITBAKE_DIR and HELLOCONTAINER_OECORE_DIR to a BitBake and an "
-           "openembedded-core checkout to run the layer under BitBake")
+from yocto_build import (
+    LAYER,
+    OECORE_DIR,
+    VENV_BIN,
+    Build,
+    build_directory,
+    common_license,
+    md5,
+    needs_bitbake,
+    spdx_license_syntax,
+    start_build,
+    write_if_changed,
+    write_test_layer,
+)
 
 EPOCH = 1700000000
 SRCREV = "0123456789abcdef0123456789abcdef01234567"
@@ -56,7 +50,9 @@ LIC_FILES_CHKSUM = "file://${{COMMON_LICENSE_DIR}}/MIT;md5={mit} \\
                     file://${{COMMON_LICENSE_DIR}}/BSD-3-Clause;md5={bsd}"
 SRC_URI = "file://hello"
 SRCREV = "{srcrev}"
-S = "${{UNPACKDIR}}"
+# scarthgap has no UNPACKDIR: it unpacks into WORKDIR.
+SOURCES = "${{@d.getVar('UNPACKDIR') or d.getVar('WORKDIR')}}"
+S = "${{SOURCES}}"
 # The program is prebuilt: no compiler, no C library to build first.
 INHIBIT_DEFAULT_DEPS = "1"
 
@@ -65,7 +61,7 @@ inherit hellocontainer
 do_configure[noexec] = "1"
 do_compile[noexec] = "1"
 do_install() {{
-    install -D -m 0755 ${{UNPACKDIR}}/hello ${{D}}${{bindir}}/hello
+    install -D -m 0755 ${{SOURCES}}/hello ${{D}}${{bindir}}/hello
 }}
 
 HELLOCONTAINER_BINARY = "${{bindir}}/hello"
@@ -85,7 +81,9 @@ SUMMARY = "Prebuilt static hello"
 LICENSE = "MIT"
 LIC_FILES_CHKSUM = "file://${{COMMON_LICENSE_DIR}}/MIT;md5={mit}"
 SRC_URI = "file://hello"
-S = "${{UNPACKDIR}}"
+# scarthgap has no UNPACKDIR: it unpacks into WORKDIR.
+SOURCES = "${{@d.getVar('UNPACKDIR') or d.getVar('WORKDIR')}}"
+S = "${{SOURCES}}"
 INHIBIT_DEFAULT_DEPS = "1"
 
 inherit hellocontainer
@@ -93,7 +91,7 @@ inherit hellocontainer
 do_configure[noexec] = "1"
 do_compile[noexec] = "1"
 do_install() {{
-    install -D -m 0755 ${{UNPACKDIR}}/hello ${{D}}${{bindir}}/hello
+    install -D -m 0755 ${{SOURCES}}/hello ${{D}}${{bindir}}/hello
 }}
 
 HELLOCONTAINER_BINARY = "${{bindir}}/hello"
@@ -111,22 +109,55 @@ INHIBIT_DEFAULT_DEPS = "1"
 ALLOW_EMPTY:${{PN}} = "1"
 """
 
+# The SBOM from recipe metadata, the way a recipe of a real project sets it.
+SBOM_RECIPE = """\
+SUMMARY = "Prebuilt static hello, with an SBOM"
+HOMEPAGE = "https://example.org/hello"
+LICENSE = "{license}"
+LIC_FILES_CHKSUM = "file://${{COMMON_LICENSE_DIR}}/MIT;md5={mit} \\
+                    file://${{COMMON_LICENSE_DIR}}/BSD-3-Clause;md5={bsd}"
+SRC_URI = "file://hello"
+PV = "2.1"
+SOURCES = "${{@d.getVar('UNPACKDIR') or d.getVar('WORKDIR')}}"
+S = "${{SOURCES}}"
+INHIBIT_DEFAULT_DEPS = "1"
+
+inherit hellocontainer
+
+do_configure[noexec] = "1"
+do_compile[noexec] = "1"
+do_install() {{
+    install -D -m 0755 ${{SOURCES}}/hello ${{D}}${{bindir}}/hello
+}}
+
+HELLOCONTAINER_BINARY = "${{bindir}}/hello"
+HELLOCONTAINER_STRIP = "0"
+HELLOCONTAINER_SBOM_SUPPLIER = "Organization: Example Inc."
+CVE_PRODUCT = "example:hello"
+SOURCE_DATE_EPOCH = "{epoch}"
+"""
+
 LOCAL_CONF = """\
 MACHINE = "qemux86-64"
-DISTRO = "nodistro"
-BBMULTICONFIG = "arm"
-BB_NO_NETWORK = "1"
-# sanity refuses to run as root; uninative is a download.
-INHERIT:remove = "sanity uninative"
-ASSUME_PROVIDED += "hellocontainer-native virtual/fakeroot-native quilt-native \\
-                    patch-replacement-native systemd-systemctl-native"
-HOSTTOOLS += "hellocontainer"
-FAKEROOTCMD = "{pseudo}"
-FAKEROOTBASEENV = "PSEUDO_BINDIR={pseudo_bindir} PSEUDO_LIBDIR={pseudo_libdir} \\
-    PSEUDO_PREFIX={pseudo_prefix} PSEUDO_DISABLED=1 PYTHONDONTWRITEBYTECODE=1 \\
-    PSEUDO_IGNORE_PATHS=${{@oe.path.canonicalize(d.getVar('PSEUDO_IGNORE_PATHS'))}}"
-FAKEROOTENV = "PSEUDO_PREFIX={pseudo_prefix} PSEUDO_LOCALSTATEDIR=${{PSEUDO_LOCALSTATEDIR}} \\
-    PSEUDO_PASSWD=${{PSEUDO_PASSWD}} PSEUDO_NOSYMLINKEXP=1 PSEUDO_DISABLED=0"
+BBMULTICONFIG = "arm arm64"
+"""
+
+MULTICONFIGS = {
+    "arm": 'MACHINE = "qemuarm"\nTMPDIR = "${TOPDIR}/tmp-arm"\n',
+    "arm64": 'MACHINE = "qemuarm64"\nTMPDIR = "${TOPDIR}/tmp-arm64"\n',
+}
+
+# One image index of hello-prebuilt for all three configurations.
+INDEX_RECIPE = """\
+SUMMARY = "hello-prebuilt for every configuration of this build, in one image index"
+LICENSE = "MIT"
+LIC_FILES_CHKSUM = "file://${{COMMON_LICENSE_DIR}}/MIT;md5={mit}"
+
+inherit hellocontainer_index
+
+HELLOCONTAINER_INDEX_RECIPE = "hello-prebuilt"
+HELLOCONTAINER_INDEX_MULTICONFIGS = "arm:qemuarm arm64:qemuarm64"
+HELLOCONTAINER_INDEX_TAGS = "latest 1.0"
 """
 
 
@@ -161,136 +192,39 @@ def test_example_recipe_version_is_the_examples() -> None:
             / f"hello-container_{version}.bb").is_file()
 
 
-@dataclass
-class Build:
-    """A BitBake build directory with this layer and the test layer in it."""
-
-    top: Path
-    env: dict[str, str]
-    parse_output: str = ""
-
-    def bitbake(self, *args: str, tool: str = "bitbake") -> str:
-        result = subprocess.run([tool, *args], cwd=self.top, env=self.env,
-                                capture_output=True, text=True)
-        if result.returncode != 0:
-            raise AssertionError(f"{tool} {' '.join(args)} exited {result.returncode}\n"
-                                 f"{result.stdout[-6000:]}\n{result.stderr[-3000:]}")
-        return result.stdout
-
-    def deploy_dir(self, tmpdir: str, machine: str) -> Path:
-        return self.top / tmpdir / "deploy" / "images" / machine
-
-    def recipe_workdir(self, tmpdir: str, recipe: str) -> Path:
-        (workdir,) = (self.top / tmpdir / "work").glob(f"*/{recipe}/*")
-        return workdir
-
-
-def _pseudo() -> dict[str, str]:
-    """Debian's pseudo, in the form oe-core's FAKEROOT* variables want it."""
-    pseudo = Path(require_tool("pseudo", "pseudo")).resolve()
-    prefix = pseudo.parent.parent
-    libs = sorted(prefix.glob("lib/*/pseudo/libpseudo.so")) + sorted(
-        prefix.glob("lib/pseudo/libpseudo.so"))
-    if not libs:
-        pytest.fail(f"libpseudo.so not found below {prefix}/lib; reinstall the pseudo package")
-    return {"pseudo": str(pseudo), "pseudo_bindir": str(pseudo.parent),
-            "pseudo_libdir": str(libs[0].parent), "pseudo_prefix": str(prefix)}
-
-
-# Debian packages of the oe-core HOSTTOOLS that a Debian machine may lack; any other tool is
-# named after itself.
-HOSTTOOL_PACKAGES = {
-    "bunzip2": "bzip2", "cpp": "cpp", "g++": "g++", "pzstd": "zstd", "rpcgen": "rpcsvc-proto",
-    "unzstd": "zstd", "xz": "xz-utils", "ar": "binutils", "as": "binutils", "ld": "binutils",
-    "nm": "binutils", "objcopy": "binutils", "objdump": "binutils", "ranlib": "binutils",
-    "readelf": "binutils", "strings": "binutils", "strip": "binutils",
-}
-
-
-def _require_host_tools() -> None:
-    """Skip (fail under CI) with the apt-get line when a tool of oe-core's HOSTTOOLS is
-    missing (chrpath, diffstat, gawk, ...), as BitBake would otherwise stop every test with
-    the same error."""
-    bitbake_conf = (Path(OECORE_DIR) / "meta" / "conf" / "bitbake.conf").read_text()
-    block = re.search(r'^HOSTTOOLS \+= " \\\n(.*?)^"', bitbake_conf, re.MULTILINE | re.DOTALL)
-    tools = block.group(1).replace("\\", " ").split() if block else []
-    missing = sorted({HOSTTOOL_PACKAGES.get(tool, tool) for tool in tools
-                      if shutil.which(tool) is None})
-    if missing:
-        message = (f"oe-core's HOSTTOOLS need {', '.join(missing)}; install them with: "
-                   f"apt-get install {' '.join(missing)}")
-        if STRICT:
-            pytest.fail(message)
-        pytest.skip(message)
-
-
-def _md5(path: Path) -> str:
-    return hashlib.md5(path.read_bytes()).hexdigest()
-
-
 @pytest.fixture(scope="module")
-def build(tmp_path_factory: pytest.TempPathFactory, hello_static: Path) -> Build:
-    """Write the build and test layer, and parse once (later BitBake calls use the cache)."""
-    if not (BITBAKE_DIR and OECORE_DIR):
+def build(hello_static: Path) -> Build:
+    """Write the build and test layer (kept between runs), and parse once."""
+    if not (OECORE_DIR and os.environ.get("HELLOCONTAINER_BITBAKE_DIR")):
         pytest.skip("no BitBake / openembedded-core checkout given")
-    localedef = require_tool("localedef", "libc-bin")
-    _require_host_tools()
-    top = tmp_path_factory.mktemp("yocto")
-    # BitBake insists on a UTF-8 locale; build one rather than depend on the host's.
-    locales = top / "locale"
-    locales.mkdir()
-    subprocess.run([localedef, "-i", "en_US", "-f", "UTF-8", str(locales / "en_US.UTF-8")],
-                   check=True)
-
+    top = build_directory("layer")
     test_layer = top / "meta-hctest"
-    recipe_dir = test_layer / "recipes-test" / "hello-prebuilt"
-    (recipe_dir / "files" / "arm").mkdir(parents=True)
-    (test_layer / "conf").mkdir()
-    (test_layer / "conf" / "layer.conf").write_text(
-        'BBPATH .= ":${LAYERDIR}"\nBBFILES += "${LAYERDIR}/recipes-*/*/*.bb"\n'
-        'BBFILE_COLLECTIONS += "hctest"\nBBFILE_PATTERN_hctest = "^${LAYERDIR}/"\n'
-        'BBFILE_PRIORITY_hctest = "7"\nLAYERDEPENDS_hctest = "core hellocontainer"\n'
-        'LAYERSERIES_COMPAT_hctest = "wrynose blacksail"\n')
-    licenses = Path(OECORE_DIR) / "meta" / "files" / "common-licenses"
-    # oe-core after wrynose writes LICENSE as SPDX ("AND") and warns about "&"; wrynose only
-    # knows "&". The class must turn either into the same SPDX annotation.
-    spdx_license = "old syntax" in (Path(OECORE_DIR) / "meta/lib/oe/license.py").read_text()
-    (recipe_dir / "hello-prebuilt.bb").write_text(TEST_RECIPE.format(
-        license="BSD-3-Clause AND MIT" if spdx_license else "BSD-3-Clause & MIT",
-        mit=_md5(licenses / "MIT"), bsd=_md5(licenses / "BSD-3-Clause"), srcrev=SRCREV,
-        env=ENV_WORDS, epoch=EPOCH))
-    # FILESOVERRIDES holds TARGET_ARCH: the qemuarm build finds files/arm/hello first.
-    shutil.copy(hello_static, recipe_dir / "files" / "hello")
-    autostart_dir = test_layer / "recipes-test" / "hello-autostart"
-    (autostart_dir / "files").mkdir(parents=True)
-    (autostart_dir / "hello-autostart.bb").write_text(AUTOSTART_RECIPE.format(
-        mit=_md5(licenses / "MIT"), epoch=EPOCH))
-    shutil.copy(hello_static, autostart_dir / "files" / "hello")
-    (test_layer / "recipes-test" / "crun").mkdir()
-    (test_layer / "recipes-test" / "crun" / "crun_1.0.bb").write_text(
-        CRUN_STAND_IN.format(mit=_md5(licenses / "MIT")))
-    shutil.copy(build_static_hello(cross_compilers()["arm/v7"], top),
-                recipe_dir / "files" / "arm" / "hello")
-
-    conf = top / "conf"
-    (conf / "multiconfig").mkdir(parents=True)
-    (conf / "bblayers.conf").write_text(
-        'BBPATH = "${TOPDIR}"\nBBFILES ?= ""\n'
-        f'BBLAYERS = "{OECORE_DIR}/meta {LAYER} {test_layer}"\n')
-    (conf / "local.conf").write_text(LOCAL_CONF.format(**_pseudo()))
-    (conf / "multiconfig" / "arm.conf").write_text(
-        'MACHINE = "qemuarm"\nTMPDIR = "${TOPDIR}/tmp-arm"\n')
-
-    env = dict(os.environ)
-    env.update(LANG="en_US.UTF-8", LC_ALL="en_US.UTF-8", LOCPATH=str(locales),
-               BB_ENV_PASSTHROUGH_ADDITIONS="LOCPATH",
-               # HOSTTOOLS are looked up on this PATH: the packager comes from VENV_BIN.
-               PATH=os.pathsep.join([str(VENV_BIN), str(Path(BITBAKE_DIR) / "bin"),
-                                     env.get("PATH", "")]))
-    env.pop("SOURCE_DATE_EPOCH", None)
-    built = Build(top, env)
-    built.parse_output = built.bitbake("-p")
-    return built
+    recipes = test_layer / "recipes-test"
+    write_test_layer(test_layer, "hctest", "core hellocontainer")
+    mit = md5(common_license("MIT"))
+    write_if_changed(recipes / "hello-prebuilt" / "hello-prebuilt.bb", TEST_RECIPE.format(
+        license="BSD-3-Clause AND MIT" if spdx_license_syntax() else "BSD-3-Clause & MIT",
+        mit=mit, bsd=md5(common_license("BSD-3-Clause")), srcrev=SRCREV, env=ENV_WORDS,
+        epoch=EPOCH))
+    # FILESOVERRIDES holds TARGET_ARCH: the qemuarm build finds files/arm/hello first, the
+    # qemuarm64 build files/aarch64/hello.
+    files = recipes / "hello-prebuilt" / "files"
+    write_if_changed(files / "hello", hello_static.read_bytes())
+    for arch, platform in (("arm", "arm/v7"), ("aarch64", "arm64")):
+        program = build_static_hello(cross_compilers()[platform], top)
+        write_if_changed(files / arch / "hello", program.read_bytes())
+    write_if_changed(recipes / "hello-autostart" / "hello-autostart.bb",
+                     AUTOSTART_RECIPE.format(mit=mit, epoch=EPOCH))
+    write_if_changed(recipes / "hello-autostart" / "files" / "hello", hello_static.read_bytes())
+    write_if_changed(recipes / "crun" / "crun_1.0.bb", CRUN_STAND_IN.format(mit=mit))
+    write_if_changed(recipes / "hello-sbom" / "hello-sbom.bb", SBOM_RECIPE.format(
+        license="BSD-3-Clause AND MIT" if spdx_license_syntax() else "BSD-3-Clause & MIT",
+        mit=mit, bsd=md5(common_license("BSD-3-Clause")), epoch=EPOCH))
+    write_if_changed(recipes / "hello-sbom" / "files" / "hello", hello_static.read_bytes())
+    write_if_changed(recipes / "hello-multiarch" / "hello-multiarch.bb",
+                     INDEX_RECIPE.format(mit=mit))
+    return start_build(top, [Path(OECORE_DIR) / "meta", LAYER, test_layer], LOCAL_CONF,
+                       MULTICONFIGS)
 
 
 @pytest.fixture(scope="module")
@@ -341,7 +275,8 @@ def test_example_recipe_unpacks_this_repositorys_hello(build: Build) -> None:
     # (hellocontainer-native is ASSUME_PROVIDED here, so BitBake runs none of its tasks; a
     # SRC_URI entry it could not find would already have made parsing fail.)
     build.bitbake("hello-container", "-c", "unpack")
-    example = build.recipe_workdir("tmp", "hello-container") / "sources" / "hello"
+    # S: ${UNPACKDIR}/hello, or on scarthgap ${WORKDIR}/hello.
+    example = Path(build.variables("hello-container")["S"])
     assert (example / "hello.c").read_bytes() == (REPO / "examples/hello/hello.c").read_bytes()
 
 
@@ -413,14 +348,9 @@ def test_qemuarm_build_gives_arm_v7_image_that_runs(build: Build, podman_home: P
     assert result.stdout == "Hello container!\n"
 
 
-def _bitbake_env(build: Build, recipe: str) -> dict[str, str]:
-    env = build.bitbake("-e", recipe)
-    return dict(re.findall(r'^(?:export )?([A-Za-z0-9_:-]+)="(.*)"$', env, re.MULTILINE))
-
-
 @needs_bitbake
 def test_autostart_recipe_registers_its_service_with_one_init_class(build: Build) -> None:
-    values = _bitbake_env(build, "hello-autostart")
+    values = build.variables("hello-autostart")
     features = values["DISTRO_FEATURES"].split()
     assert "crun" in values["RDEPENDS:hello-autostart-oci"].split()
     splitfuncs = values["PACKAGESPLITFUNCS"].split()
@@ -440,7 +370,7 @@ def test_autostart_files_are_those_the_class_functions_give_without_bitbake(
         build: Build, hello_static: Path, tmp_path: Path) -> None:
     from yocto_class import yocto_oci_files
 
-    features = _bitbake_env(build, "hello-autostart")["DISTRO_FEATURES"]
+    features = build.variables("hello-autostart")["DISTRO_FEATURES"]
     build.bitbake("hello-autostart", "-c", "deploy")
     image = build.recipe_workdir("tmp", "hello-autostart") / "image"
     bundle = image / "usr/share/hellocontainer/hello-autostart-bundle"
@@ -456,3 +386,106 @@ def test_autostart_files_are_those_the_class_functions_give_without_bitbake(
                 if p.is_file()}
 
     assert files(image) == files(without)
+
+
+@needs_bitbake
+def test_multiconfig_layouts_join_into_one_index_that_runs_on_each_platform(
+        build: Build, podman_home: Path, hellocontainer, tmp_path: Path) -> None:
+    # One bitbake call: mcdepends build hello-prebuilt in all three configurations first.
+    build.bitbake("hello-multiarch")
+    layout = build.deploy_dir("tmp", "qemux86-64") / "hello-multiarch.oci"
+    assert hellocontainer("validate", layout).stdout.strip().endswith("valid OCI image layout")
+
+    skopeo = require_tool("skopeo", "skopeo")
+
+    def raw(reference: str) -> str:
+        return subprocess.run([skopeo, "inspect", "--raw", reference], check=True,
+                              capture_output=True, text=True).stdout
+
+    index = json.loads(raw(f"oci:{layout}:1.0"))
+    platforms = sorted((m["platform"]["architecture"], m["platform"].get("variant", ""))
+                       for m in index["manifests"])
+    assert platforms == [("amd64", ""), ("arm", "v7"), ("arm64", "")]
+    # Each entry is the very manifest its configuration deployed.
+    for tmpdir, machine in (("tmp", "qemux86-64"), ("tmp-arm", "qemuarm"),
+                            ("tmp-arm64", "qemuarm64")):
+        single = build.deploy_dir(tmpdir, machine) / f"hello-prebuilt-{machine}.oci"
+        assert _manifest_digest(single) in {m["digest"] for m in index["manifests"]}
+
+    subprocess.run([skopeo, "copy", "--all", f"oci:{layout}:1.0", f"oci:{tmp_path}/copy:1.0"],
+                   check=True, capture_output=True)
+    assert raw(f"oci:{tmp_path}/copy:1.0") == raw(f"oci:{layout}:1.0")
+    for platform in ("amd64", "arm/v7", "arm64"):
+        result = podman_run_foreign(podman_home, f"oci:{layout}:latest",
+                                    cross_compilers()[platform])
+        assert result.stdout == "Hello container!\n", platform
+
+
+def _files(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if not p.is_dir())
+
+
+@needs_bitbake
+def test_oci_package_splits_out_the_layout_bundle_and_service_unchanged(
+        build: Build, hello_static: Path) -> None:
+    build.bitbake("hello-autostart", "-c", "packagedata")
+    workdir = build.recipe_workdir("tmp", "hello-autostart")
+    split = workdir / "packages-split"
+    image = workdir / "image"
+    features = build.variables("hello-autostart")["DISTRO_FEATURES"].split()
+    service = ("usr/lib/systemd/system/hellocontainer-hello-autostart.service"
+               if "systemd" in features else "etc/init.d/hellocontainer-hello-autostart")
+    oci = _files(split / "hello-autostart-oci")
+    # Everything the class put into ${D} beside the program, and nothing else.
+    assert oci == [name for name in _files(image) if name != "usr/bin/hello"]
+    assert service in oci
+    assert "usr/share/hellocontainer/hello-autostart/index.json" in oci
+    assert "usr/share/hellocontainer/hello-autostart-bundle/config.json" in oci
+    assert _files(split / "hello-autostart") == ["usr/bin/hello"]
+    # The bundle's copy of the program is the image's, byte for byte.
+    bundled = split / "hello-autostart-oci/usr/share/hellocontainer/hello-autostart-bundle"
+    assert (bundled / "rootfs" / "hello").read_bytes() == hello_static.read_bytes()
+    assert not any("hellocontainer" in name for name in _files(split / "hello-autostart-dbg"))
+    # pkgdata, which images and SDKs read, lists the same files for the package.
+    pkgdata = build.top / "tmp" / "pkgdata" / "qemux86-64" / "runtime" / "hello-autostart-oci"
+    info = re.search(r"^FILES_INFO(?::hello-autostart-oci)?: (.*)$", pkgdata.read_text(),
+                     re.MULTILINE).group(1)
+    assert sorted(name.lstrip("/") for name in json.loads(info)) == oci
+
+
+@needs_bitbake
+def test_sbom_holds_what_the_recipe_says(build: Build, hellocontainer, hello_static: Path,
+                                        podman) -> None:
+    build.bitbake("hello-sbom", "-c", "deploy")
+    deploy = build.deploy_dir("tmp", "qemux86-64")
+    layout = deploy / "hello-sbom-qemux86-64.oci"
+    assert hellocontainer("validate", layout).stdout.strip().endswith("valid OCI image layout")
+    assert podman("run", "--rm", f"oci:{layout}:latest").stdout == "Hello container!\n"
+    assert os.readlink(deploy / "hello-sbom-qemux86-64.spdx.json") == \
+        "hello-sbom-2.1-r0-qemux86-64.spdx.json"
+    sbom = json.loads((deploy / "hello-sbom-qemux86-64.spdx.json").read_text())
+    packages = {p["SPDXID"]: p for p in sbom["packages"]}
+    program = packages["SPDXRef-Package-hello-sbom"]
+    assert program["versionInfo"] == "2.1"
+    assert program["licenseDeclared"] == "BSD-3-Clause AND MIT"
+    assert program["supplier"] == "Organization: Example Inc."
+    assert program["homepage"] == "https://example.org/hello"
+    refs = {(r["referenceType"], r["referenceLocator"]) for r in program["externalRefs"]}
+    # CVE_PRODUCT vendor:product, as oe-core's cve-check names it; the purl names the layer.
+    assert refs == {("cpe23Type", "cpe:2.3:a:example:hello:2.1:*:*:*:*:*:*:*"),
+                    ("purl", "pkg:yocto/hctest/hello-sbom@2.1")}
+    checksums = {c["algorithm"]: c["checksumValue"] for c in program.get("checksums", [])}
+    assert checksums["SHA256"] == hashlib.sha256(hello_static.read_bytes()).hexdigest()
+    # INHIBIT_DEFAULT_DEPS: the program links no C library of this build, and none is claimed.
+    assert not any(p["name"] in ("glibc", "musl", "newlib") for p in packages.values())
+    # The deployed copy is the one attached to the image, under the image's tag.
+    index = json.loads((layout / "index.json").read_text())
+    (tagged,) = index["manifests"]
+    inner = json.loads((layout / "blobs" / "sha256" / tagged["digest"][7:]).read_text())
+    (attestation,) = [m for m in inner["manifests"] if m.get("annotations", {}).get(
+        "vnd.docker.reference.type") == "attestation-manifest"]
+    artifact = json.loads((layout / "blobs" / "sha256" / attestation["digest"][7:]).read_text())
+    assert artifact["artifactType"] == "application/spdx+json"
+    (layer,) = artifact["layers"]
+    assert (layout / "blobs" / "sha256" / layer["digest"][7:]).read_bytes() == \
+        (deploy / "hello-sbom-qemux86-64.spdx.json").read_bytes()

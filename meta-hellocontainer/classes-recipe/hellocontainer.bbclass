@@ -77,6 +77,11 @@ HELLOCONTAINER_INSTALL_DIR ?= "${datadir}/hellocontainer/${BPN}"
 # Deployed names: versioned layout directory and the stable link to it
 HELLOCONTAINER_IMAGE_NAME ?= "${PN}-${PV}-${PR}-${MACHINE}"
 HELLOCONTAINER_IMAGE_LINK_NAME ?= "${PN}-${MACHINE}"
+# A second link, by the name meta-virtualization's image-oci class gives its
+# layouts, where its container-bundle class (CONTAINER_BUNDLES = "${PN}")
+# looks for them; it depends on do_image_complete, which this class adds.
+# Empty: no such link.
+HELLOCONTAINER_IMAGE_LATEST_NAME ?= "${PN}-latest-oci"
 
 # Start the container at boot with this runtime: crun, runc or podman (empty: not at all)
 HELLOCONTAINER_AUTOSTART ?= ""
@@ -446,6 +451,9 @@ hellocontainer_deploy() {
                 ${DEPLOYDIR}/${HELLOCONTAINER_IMAGE_LINK_NAME}.oci-archive.tar
         fi
     fi
+    if [ -n "${HELLOCONTAINER_IMAGE_LATEST_NAME}" ]; then
+        ln -sfn ${HELLOCONTAINER_IMAGE_NAME}.oci ${DEPLOYDIR}/${HELLOCONTAINER_IMAGE_LATEST_NAME}
+    fi
 }
 
 do_deploy() {
@@ -453,6 +461,14 @@ do_deploy() {
 }
 do_deploy[doc] = "Copies the OCI image layout (and oci-archive) to DEPLOY_DIR_IMAGE"
 addtask deploy after do_hellocontainer before do_build
+
+# The task that container-bundle.bbclass (meta-virtualization) waits for: the
+# layout is complete once it is deployed.
+do_image_complete() {
+    :
+}
+do_image_complete[doc] = "The deployed layout is complete (the task other layers' container classes depend on)"
+addtask image_complete after do_deploy before do_build
 
 # The layout on the target is data for a container engine, not for other
 # recipes: keep it out of the sysroot.

@@ -23,20 +23,16 @@ HELLOCONTAINER_HELLO_AUTORECONF = YES
 HELLOCONTAINER_HELLO_OVERRIDE_SRCDIR_RSYNC_EXCLUSIONS = --filter=':- .gitignore'
 
 # configure links the program statically by default; the packager is run
-# by the images step below, not by "make container".
+# by the build step's hook below, not by "make container".
 HELLOCONTAINER_HELLO_CONF_OPTS = --disable-container
 HELLOCONTAINER_HELLO_DEPENDENCIES = host-hellocontainer
 
-# The program is only needed inside the image; the root filesystem gets
-# the image itself when BR2_PACKAGE_HELLOCONTAINER_HELLO_ROOTFS_PATH is set.
-# Autostart needs the target-install step, the only one in which Buildroot
-# installs init scripts (_INSTALL_INIT_*, below); it still installs no
-# program.
-ifeq ($(BR2_PACKAGE_HELLOCONTAINER_HELLO_AUTOSTART),y)
-HELLOCONTAINER_HELLO_INSTALL_TARGET = YES
-else
-HELLOCONTAINER_HELLO_INSTALL_TARGET = NO
-endif
+# The program is only needed inside the image; the image is built in the
+# build step, so that both install steps, which Buildroot runs in no fixed
+# order after it, can copy it. The target-install step stays on even
+# without BR2_PACKAGE_HELLOCONTAINER_HELLO_ROOTFS_PATH and autostart: it
+# then installs nothing but removes what an earlier configuration
+# installed (see HELLOCONTAINER_HELLO_INSTALL_TARGET_CMDS).
 HELLOCONTAINER_HELLO_INSTALL_IMAGES = YES
 
 # Each Kconfig string goes to the packager as ONE shell word, so values
@@ -54,6 +50,18 @@ HELLOCONTAINER_HELLO_PACKAGER_OPTS = \
 	$(call HELLOCONTAINER_KCONFIG_FLAG,--compression,BR2_PACKAGE_HELLOCONTAINER_HELLO_COMPRESSION) \
 	$(call HELLOCONTAINER_KCONFIG_FLAG,--gzip-level,BR2_PACKAGE_HELLOCONTAINER_HELLO_GZIP_LEVEL)
 
+# A user name is looked up at build time in the target's user database,
+# since the image has none: the skeleton's /etc/passwd and /etc/group are
+# in TARGET_DIR (the package's own one with per-package directories) from
+# the skeleton dependency on. Users that _USERS or BR2_ROOTFS_USERS_TABLES
+# add are only created with the filesystem images, later: those need
+# numbers. The packager reads the files only for a name.
+ifneq ($(call qstrip,$(BR2_PACKAGE_HELLOCONTAINER_HELLO_USER)),)
+HELLOCONTAINER_HELLO_PACKAGER_OPTS += \
+	--passwd-file $(TARGET_DIR)/etc/passwd \
+	--group-file $(TARGET_DIR)/etc/group
+endif
+
 # The author is one value, not shell words: the packager splits the
 # --annotation value into words, so the value is quoted for it first,
 # then the whole option value for the shell.
@@ -65,31 +73,49 @@ HELLOCONTAINER_HELLO_PACKAGER_OPTS += \
 endif
 
 ifeq ($(BR2_PACKAGE_HELLOCONTAINER_HELLO_ARCHIVE),y)
-HELLOCONTAINER_HELLO_PACKAGER_OPTS += --archive $(BINARIES_DIR)/hello-oci.tar
+HELLOCONTAINER_HELLO_PACKAGER_OPTS += --archive $(HELLOCONTAINER_HELLO_OCI_DIR)/hello-oci.tar
 endif
 
 ifeq ($(BR2_PACKAGE_HELLOCONTAINER_HELLO_SBOM),y)
 HELLOCONTAINER_HELLO_PACKAGER_OPTS += \
 	$(call HELLOCONTAINER_SBOM_OPTS,HELLOCONTAINER_HELLO) \
-	--sbom-copy $(BINARIES_DIR)/hello.spdx.json
+	--sbom-copy $(HELLOCONTAINER_HELLO_OCI_DIR)/hello.spdx.json
 endif
+
+# Where the build step writes the layout and its companions (archive,
+# SBOM copy, runtime bundle), inside the build directory; the install
+# steps copy from there. Not hellocontainer/, which the example's own
+# "make container" uses.
+HELLOCONTAINER_HELLO_OCI_DIR = $(@D)/oci-out
 
 # Install into a private root inside the build directory, strip the
 # program as Buildroot strips the target (honouring BR2_STRIP_none), and
 # package it from there: the image holds exactly what "make install"
-# installs. The old archive and bundle go first so that switching an
-# option off leaves nothing stale behind; the helper removes the old
-# layout itself.
-define HELLOCONTAINER_HELLO_INSTALL_IMAGES_CMDS
-	rm -rf $(@D)/oci-root $(BINARIES_DIR)/hello-oci.tar $(BINARIES_DIR)/hello-bundle \
-		$(BINARIES_DIR)/hello.spdx.json
+# installs. The old output goes first so that switching an option off
+# leaves nothing stale behind.
+define HELLOCONTAINER_HELLO_BUILD_IMAGE
+	rm -rf $(@D)/oci-root $(HELLOCONTAINER_HELLO_OCI_DIR)
+	mkdir -p $(HELLOCONTAINER_HELLO_OCI_DIR)
 	$(TARGET_MAKE_ENV) $(MAKE) -C $(@D) DESTDIR=$(@D)/oci-root install
 	$(STRIPCMD) $(@D)/oci-root/usr/bin/hello
-	$(call HELLOCONTAINER_PACKAGE,/usr/bin/hello,hello,--sysroot $(@D)/oci-root $(HELLOCONTAINER_HELLO_PACKAGER_OPTS))
+	$(call HELLOCONTAINER_PACKAGE,/usr/bin/hello,hello,--sysroot $(@D)/oci-root $(HELLOCONTAINER_HELLO_PACKAGER_OPTS),$(HELLOCONTAINER_HELLO_OCI_DIR))
+endef
+HELLOCONTAINER_HELLO_POST_BUILD_HOOKS += HELLOCONTAINER_HELLO_BUILD_IMAGE
+
+# The images step only copies what the build step wrote. The old files
+# go first, as above: an option switched off leaves nothing behind.
+define HELLOCONTAINER_HELLO_INSTALL_IMAGES_CMDS
+	rm -rf $(BINARIES_DIR)/hello-oci $(BINARIES_DIR)/hello-oci.tar \
+		$(BINARIES_DIR)/hello-bundle $(BINARIES_DIR)/hello.spdx.json
+	cp -R $(HELLOCONTAINER_HELLO_OCI_DIR)/. $(BINARIES_DIR)/
 endef
 
 HELLOCONTAINER_HELLO_ROOTFS_PATH = \
 	$(call qstrip,$(BR2_PACKAGE_HELLOCONTAINER_HELLO_ROOTFS_PATH))
+# The same directory spelled one way only (no doubled or trailing
+# slashes), so that the record below compares paths, not spellings.
+HELLOCONTAINER_HELLO_ROOTFS_DIR = \
+	$(if $(HELLOCONTAINER_HELLO_ROOTFS_PATH),/$(subst $() ,/,$(strip $(subst /, ,$(HELLOCONTAINER_HELLO_ROOTFS_PATH)))))
 
 ifeq ($(BR2_PACKAGE_HELLOCONTAINER_HELLO),y)
 ifneq ($(HELLOCONTAINER_HELLO_ROOTFS_PATH),)
@@ -108,18 +134,6 @@ ifneq ($(strip $(HELLOCONTAINER_HELLO_ROOTFS_PATH_ERRORS)),)
 $(error BR2_PACKAGE_HELLOCONTAINER_HELLO_ROOTFS_PATH="$(HELLOCONTAINER_HELLO_ROOTFS_PATH)" is not a directory inside the root filesystem; set an absolute path such as /usr/share/hellocontainer/hello-oci)
 endif
 endif
-
-# A target-finalize hook: it runs after every package's images step and
-# before the filesystem images are made. The images step itself must not
-# write to the target directory (with per-package directories it is not
-# the final one), and post-image scripts run after the root filesystem
-# image already exists.
-define HELLOCONTAINER_HELLO_INSTALL_ROOTFS
-	rm -rf '$(TARGET_DIR)$(HELLOCONTAINER_HELLO_ROOTFS_PATH)'
-	mkdir -p '$(TARGET_DIR)$(HELLOCONTAINER_HELLO_ROOTFS_PATH)'
-	cp -R $(BINARIES_DIR)/hello-oci/. '$(TARGET_DIR)$(HELLOCONTAINER_HELLO_ROOTFS_PATH)'
-endef
-HELLOCONTAINER_HELLO_TARGET_FINALIZE_HOOKS += HELLOCONTAINER_HELLO_INSTALL_ROOTFS
 endif
 endif
 
@@ -150,32 +164,19 @@ HELLOCONTAINER_HELLO_AUTOSTART_OPTS = \
 
 ifeq ($(HELLOCONTAINER_HELLO_RUNTIME),podman)
 HELLOCONTAINER_HELLO_AUTOSTART_OPTS += \
-	--layout $(patsubst %/,%,$(HELLOCONTAINER_HELLO_ROOTFS_PATH)):$(HELLOCONTAINER_HELLO_FIRST_TAG)
+	--layout $(HELLOCONTAINER_HELLO_ROOTFS_DIR):$(HELLOCONTAINER_HELLO_FIRST_TAG)
 else
 HELLOCONTAINER_HELLO_AUTOSTART_OPTS += --bundle $(HELLOCONTAINER_HELLO_BUNDLE_DIR)
+HELLOCONTAINER_HELLO_INSTALLS_BUNDLE = y
 
-define HELLOCONTAINER_HELLO_WRITE_BUNDLE
+define HELLOCONTAINER_HELLO_BUILD_BUNDLE
 	$(HELLOCONTAINER_CLI) bundle \
-		$(BINARIES_DIR)/hello-oci:$(HELLOCONTAINER_HELLO_FIRST_TAG) \
-		--output $(BINARIES_DIR)/hello-bundle \
+		$(HELLOCONTAINER_HELLO_OCI_DIR)/hello-oci:$(HELLOCONTAINER_HELLO_FIRST_TAG) \
+		--output $(HELLOCONTAINER_HELLO_OCI_DIR)/hello-bundle \
 		--network $(call qstrip,$(BR2_PACKAGE_HELLOCONTAINER_HELLO_NETWORK))
 endef
-HELLOCONTAINER_HELLO_POST_INSTALL_IMAGES_HOOKS += HELLOCONTAINER_HELLO_WRITE_BUNDLE
-
-# Into the target at target-finalize, like the layout above.
-define HELLOCONTAINER_HELLO_INSTALL_BUNDLE
-	rm -rf $(TARGET_DIR)$(HELLOCONTAINER_HELLO_BUNDLE_DIR)
-	mkdir -p $(TARGET_DIR)$(HELLOCONTAINER_HELLO_BUNDLE_DIR)
-	cp -R $(BINARIES_DIR)/hello-bundle/. $(TARGET_DIR)$(HELLOCONTAINER_HELLO_BUNDLE_DIR)
-endef
-HELLOCONTAINER_HELLO_TARGET_FINALIZE_HOOKS += HELLOCONTAINER_HELLO_INSTALL_BUNDLE
+HELLOCONTAINER_HELLO_POST_BUILD_HOOKS += HELLOCONTAINER_HELLO_BUILD_BUNDLE
 endif
-
-# The target-install step's own commands: none, autotools' "make install"
-# would put the program there.
-define HELLOCONTAINER_HELLO_INSTALL_TARGET_CMDS
-	@: the init files come from the _INSTALL_INIT_* commands below
-endef
 
 define HELLOCONTAINER_HELLO_INSTALL_INIT_SYSV
 	$(HELLOCONTAINER_CLI) autostart $(HELLOCONTAINER_HELLO_AUTOSTART_OPTS) \
@@ -187,5 +188,81 @@ define HELLOCONTAINER_HELLO_INSTALL_INIT_SYSTEMD
 		--systemd $(TARGET_DIR)/usr/lib/systemd/system/hellocontainer-hello.service
 endef
 endif
+
+# The directories this configuration puts into the target: the layout
+# and the runtime bundle, each a copy of the build step's output.
+HELLOCONTAINER_HELLO_TARGET_DIRS = \
+	$(HELLOCONTAINER_HELLO_ROOTFS_DIR) \
+	$(if $(HELLOCONTAINER_HELLO_INSTALLS_BUNDLE),$(HELLOCONTAINER_HELLO_BUNDLE_DIR))
+
+# Buildroot never removes what a package installed before: not on
+# -reinstall or -rebuild, not after -dirclean, and with per-package
+# directories target-finalize merges every package's target into the
+# final one without deleting. So the package keeps its own record of the
+# directories it installed, one per line: "installed" (by the last
+# target-install step) and "removed" (installed once, not any more). It
+# lives in BUILD_DIR, outside the package's build directory, so that
+# -dirclean keeps it, and outside TARGET_DIR, so that no image ships it;
+# "make clean" removes it along with the target.
+HELLOCONTAINER_HELLO_TARGET_RECORD = $(BUILD_DIR)/.hellocontainer-hello-target-dirs
+
+# Every recorded directory goes first (from this package's TARGET_DIR:
+# the final one, or its own with per-package directories), then this
+# configuration's are copied, then the record says which are gone.
+# Tracked like any package's files: the copies are made in this step.
+define HELLOCONTAINER_HELLO_INSTALL_TARGET_CMDS
+	mkdir -p $(HELLOCONTAINER_HELLO_TARGET_RECORD)
+	touch $(HELLOCONTAINER_HELLO_TARGET_RECORD)/installed \
+		$(HELLOCONTAINER_HELLO_TARGET_RECORD)/removed
+	cat $(HELLOCONTAINER_HELLO_TARGET_RECORD)/installed \
+		$(HELLOCONTAINER_HELLO_TARGET_RECORD)/removed \
+		| while IFS= read -r dir; do \
+			case "$$dir" in /?*) rm -rf '$(TARGET_DIR)'"$$dir" ;; esac; \
+		done
+	$(if $(HELLOCONTAINER_HELLO_ROOTFS_DIR), \
+		mkdir -p '$(TARGET_DIR)$(HELLOCONTAINER_HELLO_ROOTFS_DIR)' && \
+		cp -R $(HELLOCONTAINER_HELLO_OCI_DIR)/hello-oci/. \
+			'$(TARGET_DIR)$(HELLOCONTAINER_HELLO_ROOTFS_DIR)')
+	$(if $(HELLOCONTAINER_HELLO_INSTALLS_BUNDLE), \
+		mkdir -p $(TARGET_DIR)$(HELLOCONTAINER_HELLO_BUNDLE_DIR) && \
+		cp -R $(HELLOCONTAINER_HELLO_OCI_DIR)/hello-bundle/. \
+			$(TARGET_DIR)$(HELLOCONTAINER_HELLO_BUNDLE_DIR))
+	$(if $(strip $(HELLOCONTAINER_HELLO_TARGET_DIRS)), \
+		printf '%s\n' $(foreach path,$(HELLOCONTAINER_HELLO_TARGET_DIRS),'$(path)'), \
+		:) > $(HELLOCONTAINER_HELLO_TARGET_RECORD)/installed.new
+	cat $(HELLOCONTAINER_HELLO_TARGET_RECORD)/installed \
+		$(HELLOCONTAINER_HELLO_TARGET_RECORD)/removed \
+		| grep -vxF -f $(HELLOCONTAINER_HELLO_TARGET_RECORD)/installed.new \
+		| LC_ALL=C sort -u > $(HELLOCONTAINER_HELLO_TARGET_RECORD)/removed.new
+	mv $(HELLOCONTAINER_HELLO_TARGET_RECORD)/removed.new \
+		$(HELLOCONTAINER_HELLO_TARGET_RECORD)/removed
+	mv $(HELLOCONTAINER_HELLO_TARGET_RECORD)/installed.new \
+		$(HELLOCONTAINER_HELLO_TARGET_RECORD)/installed
+endef
+
+# With per-package directories the final TARGET_DIR may still hold a
+# removed directory, from an earlier target-finalize (or from the target
+# of a package that depends on this one); without them, the step above
+# already removed it. target-finalize runs on every "make", after the
+# per-package merge and before the filesystem images, so the removal is
+# done there. What the last target-install step
+# installed stays, also when the configuration changed since (Buildroot
+# needs -reinstall for that): removing it would leave the target
+# without either copy. A removed directory that contains an installed
+# one, or lies inside it, is kept for the same reason.
+define HELLOCONTAINER_HELLO_REMOVE_STALE_TARGET_DIRS
+	if test -f $(HELLOCONTAINER_HELLO_TARGET_RECORD)/removed; then \
+		while IFS= read -r dir; do \
+			case "$$dir" in /?*) ;; *) continue ;; esac; \
+			keep=; \
+			while IFS= read -r installed; do \
+				case "$$installed/" in "$$dir/"*) keep=y ;; esac; \
+				case "$$dir/" in "$$installed/"*) keep=y ;; esac; \
+			done < $(HELLOCONTAINER_HELLO_TARGET_RECORD)/installed; \
+			test -n "$$keep" || rm -rf '$(TARGET_DIR)'"$$dir"; \
+		done < $(HELLOCONTAINER_HELLO_TARGET_RECORD)/removed; \
+	fi
+endef
+HELLOCONTAINER_HELLO_TARGET_FINALIZE_HOOKS += HELLOCONTAINER_HELLO_REMOVE_STALE_TARGET_DIRS
 
 $(eval $(autotools-package))

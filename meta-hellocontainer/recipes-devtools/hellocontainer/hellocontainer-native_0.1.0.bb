@@ -25,7 +25,8 @@ DEPENDS = "\
 FILESEXTRAPATHS:prepend := "${THISDIR}/../../..:"
 SRC_URI = "file://python file://LICENSE"
 
-S = "${UNPACKDIR}/python"
+# scarthgap has no UNPACKDIR: it unpacks into WORKDIR.
+S = "${@d.getVar('UNPACKDIR') or d.getVar('WORKDIR')}/python"
 
 inherit python_setuptools_build_meta
 inherit_defer native

@@ -18,7 +18,8 @@ LIC_FILES_CHKSUM = "file://../LICENSE;md5=e297d9b73328c9e87597c156f140ef08"
 FILESEXTRAPATHS:prepend := "${THISDIR}/../../../examples:${THISDIR}/../../..:"
 SRC_URI = "file://hello file://LICENSE"
 
-S = "${UNPACKDIR}/hello"
+# scarthgap has no UNPACKDIR: it unpacks into WORKDIR.
+S = "${@d.getVar('UNPACKDIR') or d.getVar('WORKDIR')}/hello"
 
 inherit autotools hellocontainer
 

@@ -100,15 +100,22 @@ def _build_parser() -> argparse.ArgumentParser:
                        help=_words("default arguments", "--cmd \"serve --title 'two words'\""))
     image.add_argument("--env", action="append", metavar="WORDS",
                        help=_words("KEY=VALUE", "--env \"A=1 GREETING='hello world'\""))
-    image.add_argument("--user", metavar="UID[:GID]", help="numeric user (and group) to run as")
+    image.add_argument("--user", metavar="USER[:GROUP]",
+                       help="user (and group) to run as: numbers, or names looked up in "
+                       "--passwd-file and --group-file and written as numbers")
+    image.add_argument("--passwd-file", metavar="FILE",
+                       help="the target's /etc/passwd, for a user name in --user")
+    image.add_argument("--group-file", metavar="FILE",
+                       help="the target's /etc/group, for a group name in --user")
     image.add_argument("--workdir", metavar="/DIR", help="working directory")
     image.add_argument("--port", action="append", metavar="WORDS",
                        help=_words("exposed PORT[/PROTO]", "--port '8080 53/udp'"))
     image.add_argument("--label", action="append", metavar="WORDS",
-                       help=_words("config label KEY=VALUE", "--label \"vendor='ACME Inc'\""))
+                       help=_words("config label KEY=VALUE (.KEY: org.opencontainers.image.KEY)",
+                                   "--label \".vendor='ACME Inc' tier=demo\""))
     image.add_argument("--annotation", action="append", metavar="WORDS",
-                       help=_words("manifest annotation KEY=VALUE",
-                                   "--annotation org.opencontainers.image.licenses=MIT"))
+                       help=_words("manifest annotation KEY=VALUE (.KEY as for --label)",
+                                   "--annotation .licenses=MIT"))
     image.add_argument("--stop-signal", metavar="SIG", help="signal that stops the container")
     _add_tag(image)
     image.add_argument("--file", action="append", metavar="WORDS",
@@ -217,9 +224,9 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-IMAGE_FLAGS = ("arch", "tune", "path", "entrypoint", "cmd", "env", "user", "workdir", "port",
-               "label", "annotation", "stop_signal", "tag", "file", "compression", "gzip_level",
-               "allow_dynamic", "sbom", "sbom_package", "sbom_library")
+IMAGE_FLAGS = ("arch", "tune", "path", "entrypoint", "cmd", "env", "user", "passwd_file",
+               "group_file", "workdir", "port", "label", "annotation", "stop_signal", "tag", "file",
+               "compression", "gzip_level", "allow_dynamic", "sbom", "sbom_package", "sbom_library")
 
 
 def _run_build(args: argparse.Namespace) -> int:

@@ -94,7 +94,9 @@ def spdx_license(value: str, what: str) -> str:
     Yocto spells AND and OR as `&` and `|`; Buildroot lists licenses with commas and adds notes
     in parentheses (`GPL-2.0+ (programs), LGPL-2.1+`). Both are accepted here, in one place, so
     that the build systems pass their variables unchanged. A parenthesis where an operator is due
-    cannot be SPDX grouping, so it is such a note and is left out.
+    cannot be SPDX grouping, so it is such a note and is left out. Words in a row, which no
+    SPDX expression has, are a license outside the SPDX list written out (Buildroot's glibc
+    lists "other permissive licenses, public domain"): they become one LicenseRef-.
     """
     text = value.strip()
     if text in ("NOASSERTION", "NONE"):
@@ -113,7 +115,11 @@ def spdx_license(value: str, what: str) -> str:
                 if depth == 0:
                     break
             continue
-        tokens.append({"&": "AND", "|": "OR", ",": "AND"}.get(token, token))
+        token = {"&": "AND", "|": "OR", ",": "AND"}.get(token, token)
+        if _is_word(token) and tokens and _is_word(tokens[-1]):
+            tokens[-1] = _license_ref(tokens[-1], token)
+        else:
+            tokens.append(token)
         i += 1
     expression = _render(tokens)
     if not tokens or not _parses(tokens):
@@ -121,6 +127,16 @@ def spdx_license(value: str, what: str) -> str:
                         "identifiers joined by AND, OR and WITH, e.g. 'MIT' or "
                         "'GPL-2.0-only OR BSD-3-Clause'")
     return expression
+
+
+def _is_word(token: str) -> bool:
+    return token not in ("AND", "OR", "WITH") and _LICENSE_ID.fullmatch(token) is not None
+
+
+def _license_ref(first: str, word: str) -> str:
+    """`public` then `domain` as LicenseRef-public-domain; a LicenseRef id allows no `+`."""
+    name = f"{first.removeprefix('LicenseRef-')}-{word}".replace("+", "-plus")
+    return "LicenseRef-" + re.sub(r"[^A-Za-z0-9.-]", "-", name)
 
 
 def _render(tokens: list[str]) -> str:

@@ -19,11 +19,19 @@ from typing import Any
 from . import model, schema
 from .errors import LayoutError, SpecError
 from .sbom import SbomSpec, sbom_spec, words_to_fields
+from .users import resolve_user
 
 # Flags whose values are lists of shell words, and the spec key each fills.
 WORD_FLAGS = {"entrypoint": "entrypoint", "cmd": "cmd", "env": "env", "port": "ports",
               "label": "labels", "annotation": "annotations", "tag": "tags", "file": "files"}
 MAP_KEYS = ("env", "labels", "annotations")
+# Keys whose `.KEY` means `org.opencontainers.image.KEY`, as in Buildroot's fs/oci labels:
+# the pre-defined OCI keys are long, and typing them out invites typos that no tool catches.
+OCI_SHORT_KEYS = ("labels", "annotations")
+OCI_KEY_PREFIX = "org.opencontainers.image"
+# Spec keys naming files on the build machine: relative to the spec file's folder, like a
+# `files` source.
+PATH_KEYS = ("passwd_file", "group_file")
 
 
 @dataclass(frozen=True)
@@ -199,6 +207,12 @@ def load_spec_file(path: Path) -> dict[str, Any]:
     _require_valid(document, f"spec file {path}")
     for item in document.get("files", []):
         item["base"] = path.parent  # a relative src is relative to the spec file
+    for key in PATH_KEYS:
+        if key in document:
+            document[key] = str(path.parent / document[key])  # an absolute path stays as it is
+    for key in OCI_SHORT_KEYS:
+        if key in document:
+            document[key] = dict(_oci_keys(_pairs(document[key]), f"spec file {path}: {key} key"))
     return document
 
 
@@ -221,6 +235,8 @@ def flags_document(flags: Mapping[str, Any]) -> dict[str, Any]:
                     if "=" not in word or word.startswith("="):
                         raise SpecError(f"--{flag} word {word!r} is not KEY=VALUE; "
                                         f"quote values with spaces: --{flag} \"KEY='a b'\"")
+            if key in OCI_SHORT_KEYS:
+                words = [f"{k}={v}" for k, v in _oci_keys(_pairs(words), f"--{flag} key")]
             document[key] = [_file_word(w) for w in words] if flag == "file" else words
         else:
             document[key] = value
@@ -306,6 +322,17 @@ def _pairs(value: Mapping[str, str] | list[str]) -> list[tuple[str, str]]:
     return [tuple(item.split("=", 1)) for item in value]  # type: ignore[misc]
 
 
+def _oci_keys(pairs: list[tuple[str, str]], what: str) -> list[tuple[str, str]]:
+    """`.KEY` spelled out as `org.opencontainers.image.KEY`; other keys as written."""
+    out = []
+    for key, value in pairs:
+        if key == ".":
+            raise SpecError(f"{what} '.' has no name after the dot; write .KEY=VALUE for "
+                            f"{OCI_KEY_PREFIX}.KEY, e.g. .vendor='ACME Inc'")
+        out.append((OCI_KEY_PREFIX + key if key.startswith(".") else key, value))
+    return out
+
+
 NAME_MAX = 255  # bytes in one path component on Linux file systems: runtimes cannot unpack more
 
 
@@ -339,7 +366,7 @@ def _to_spec(raw: Mapping[str, Any]) -> ImageSpec:
         entrypoint=tuple(entrypoint) if entrypoint is not None else None,
         cmd=tuple(cmd) if cmd is not None else None,
         env=tuple(_pairs(raw.get("env", {}))),
-        user=raw.get("user"),
+        user=resolve_user(raw.get("user"), raw.get("passwd_file"), raw.get("group_file")),
         workdir=_image_path(raw["workdir"], "workdir", root_allowed=True) if "workdir" in raw else None,
         ports=tuple(dict.fromkeys(raw.get("ports", []))),
         labels=tuple(_pairs(raw.get("labels", {}))),
