@@ -24,6 +24,7 @@ import pytest
 from conftest import REPO, STRICT, require_tool
 from foreign import build_static_hello, cross_compilers, podman_run_foreign
 from yocto_build import (
+    EPOCH,
     LAYER,
     OECORE_DIR,
     VENV_BIN,
@@ -32,73 +33,36 @@ from yocto_build import (
     common_license,
     md5,
     needs_bitbake,
-    spdx_license_syntax,
+    prebuilt_recipe,
     start_build,
     write_if_changed,
     write_test_layer,
 )
 
-EPOCH = 1700000000
 SRCREV = "0123456789abcdef0123456789abcdef01234567"
 ENV_WORDS = "A=1 GREETING='hello world'"
+HOMEPAGE = 'HOMEPAGE = "https://example.org/hello"\n'
 
-TEST_RECIPE = """\
-SUMMARY = "Prebuilt static hello"
-HOMEPAGE = "https://example.org/hello"
-LICENSE = "{license}"
-LIC_FILES_CHKSUM = "file://${{COMMON_LICENSE_DIR}}/MIT;md5={mit} \\
-                    file://${{COMMON_LICENSE_DIR}}/BSD-3-Clause;md5={bsd}"
-SRC_URI = "file://hello"
-SRCREV = "{srcrev}"
-# scarthgap has no UNPACKDIR: it unpacks into WORKDIR.
-SOURCES = "${{@d.getVar('UNPACKDIR') or d.getVar('WORKDIR')}}"
-S = "${{SOURCES}}"
-# The program is prebuilt: no compiler, no C library to build first.
-INHIBIT_DEFAULT_DEPS = "1"
-
-inherit hellocontainer
-
-do_configure[noexec] = "1"
-do_compile[noexec] = "1"
-do_install() {{
-    install -D -m 0755 ${{SOURCES}}/hello ${{D}}${{bindir}}/hello
-}}
-
-HELLOCONTAINER_BINARY = "${{bindir}}/hello"
-# Already stripped; the target's strip would need a cross binutils.
-HELLOCONTAINER_STRIP = "0"
-HELLOCONTAINER_ENV = "{env}"
+TEST_RECIPE_SETTINGS = f"""\
+SRCREV = "{SRCREV}"
+HELLOCONTAINER_ENV = "{ENV_WORDS}"
 HELLOCONTAINER_ARCHIVE = "1"
 # The digest comparisons below are of the bare image; the SBOM has tests of its own.
 HELLOCONTAINER_SBOM = "0"
-SOURCE_DATE_EPOCH = "{epoch}"
 """
 
 # A recipe whose container starts at boot. No meta-virtualization here: crun is only named (in
 # RDEPENDS) and provided by an empty stand-in, never built, so the layer check is turned off.
-AUTOSTART_RECIPE = """\
-SUMMARY = "Prebuilt static hello"
-LICENSE = "MIT"
-LIC_FILES_CHKSUM = "file://${{COMMON_LICENSE_DIR}}/MIT;md5={mit}"
-SRC_URI = "file://hello"
-# scarthgap has no UNPACKDIR: it unpacks into WORKDIR.
-SOURCES = "${{@d.getVar('UNPACKDIR') or d.getVar('WORKDIR')}}"
-S = "${{SOURCES}}"
-INHIBIT_DEFAULT_DEPS = "1"
-
-inherit hellocontainer
-
-do_configure[noexec] = "1"
-do_compile[noexec] = "1"
-do_install() {{
-    install -D -m 0755 ${{SOURCES}}/hello ${{D}}${{bindir}}/hello
-}}
-
-HELLOCONTAINER_BINARY = "${{bindir}}/hello"
-HELLOCONTAINER_STRIP = "0"
+AUTOSTART_SETTINGS = """\
 HELLOCONTAINER_AUTOSTART = "crun"
 HELLOCONTAINER_RUNTIME_LAYERS = ""
-SOURCE_DATE_EPOCH = "{epoch}"
+"""
+
+# The SBOM from recipe metadata, the way a recipe of a real project sets it.
+SBOM_SETTINGS = """\
+PV = "2.1"
+HELLOCONTAINER_SBOM_SUPPLIER = "Organization: Example Inc."
+CVE_PRODUCT = "example:hello"
 """
 
 CRUN_STAND_IN = """\
@@ -107,34 +71,6 @@ LICENSE = "MIT"
 LIC_FILES_CHKSUM = "file://${{COMMON_LICENSE_DIR}}/MIT;md5={mit}"
 INHIBIT_DEFAULT_DEPS = "1"
 ALLOW_EMPTY:${{PN}} = "1"
-"""
-
-# The SBOM from recipe metadata, the way a recipe of a real project sets it.
-SBOM_RECIPE = """\
-SUMMARY = "Prebuilt static hello, with an SBOM"
-HOMEPAGE = "https://example.org/hello"
-LICENSE = "{license}"
-LIC_FILES_CHKSUM = "file://${{COMMON_LICENSE_DIR}}/MIT;md5={mit} \\
-                    file://${{COMMON_LICENSE_DIR}}/BSD-3-Clause;md5={bsd}"
-SRC_URI = "file://hello"
-PV = "2.1"
-SOURCES = "${{@d.getVar('UNPACKDIR') or d.getVar('WORKDIR')}}"
-S = "${{SOURCES}}"
-INHIBIT_DEFAULT_DEPS = "1"
-
-inherit hellocontainer
-
-do_configure[noexec] = "1"
-do_compile[noexec] = "1"
-do_install() {{
-    install -D -m 0755 ${{SOURCES}}/hello ${{D}}${{bindir}}/hello
-}}
-
-HELLOCONTAINER_BINARY = "${{bindir}}/hello"
-HELLOCONTAINER_STRIP = "0"
-HELLOCONTAINER_SBOM_SUPPLIER = "Organization: Example Inc."
-CVE_PRODUCT = "example:hello"
-SOURCE_DATE_EPOCH = "{epoch}"
 """
 
 LOCAL_CONF = """\
@@ -202,10 +138,9 @@ def build(hello_static: Path) -> Build:
     recipes = test_layer / "recipes-test"
     write_test_layer(test_layer, "hctest", "core hellocontainer")
     mit = md5(common_license("MIT"))
-    write_if_changed(recipes / "hello-prebuilt" / "hello-prebuilt.bb", TEST_RECIPE.format(
-        license="BSD-3-Clause AND MIT" if spdx_license_syntax() else "BSD-3-Clause & MIT",
-        mit=mit, bsd=md5(common_license("BSD-3-Clause")), srcrev=SRCREV, env=ENV_WORDS,
-        epoch=EPOCH))
+    write_if_changed(recipes / "hello-prebuilt" / "hello-prebuilt.bb", prebuilt_recipe(
+        "Prebuilt static hello", TEST_RECIPE_SETTINGS, head=HOMEPAGE,
+        licenses=("BSD-3-Clause", "MIT")))
     # FILESOVERRIDES holds TARGET_ARCH: the qemuarm build finds files/arm/hello first, the
     # qemuarm64 build files/aarch64/hello.
     files = recipes / "hello-prebuilt" / "files"
@@ -214,12 +149,12 @@ def build(hello_static: Path) -> Build:
         program = build_static_hello(cross_compilers()[platform], top)
         write_if_changed(files / arch / "hello", program.read_bytes())
     write_if_changed(recipes / "hello-autostart" / "hello-autostart.bb",
-                     AUTOSTART_RECIPE.format(mit=mit, epoch=EPOCH))
+                     prebuilt_recipe("Prebuilt static hello", AUTOSTART_SETTINGS))
     write_if_changed(recipes / "hello-autostart" / "files" / "hello", hello_static.read_bytes())
     write_if_changed(recipes / "crun" / "crun_1.0.bb", CRUN_STAND_IN.format(mit=mit))
-    write_if_changed(recipes / "hello-sbom" / "hello-sbom.bb", SBOM_RECIPE.format(
-        license="BSD-3-Clause AND MIT" if spdx_license_syntax() else "BSD-3-Clause & MIT",
-        mit=mit, bsd=md5(common_license("BSD-3-Clause")), epoch=EPOCH))
+    write_if_changed(recipes / "hello-sbom" / "hello-sbom.bb", prebuilt_recipe(
+        "Prebuilt static hello, with an SBOM", SBOM_SETTINGS, head=HOMEPAGE,
+        licenses=("BSD-3-Clause", "MIT")))
     write_if_changed(recipes / "hello-sbom" / "files" / "hello", hello_static.read_bytes())
     write_if_changed(recipes / "hello-multiarch" / "hello-multiarch.bb",
                      INDEX_RECIPE.format(mit=mit))

@@ -27,6 +27,7 @@ from yocto_build import (
     common_license,
     md5,
     needs_bitbake,
+    prebuilt_recipe,
     start_build,
     write_if_changed,
     write_test_layer,
@@ -39,30 +40,6 @@ needs_meta_virt = pytest.mark.skipif(
     reason="set HELLOCONTAINER_META_VIRT_DIR and HELLOCONTAINER_META_OE_DIR to a "
            "meta-virtualization and a meta-openembedded checkout to run it with our layer")
 META_OE_LAYERS = ("meta-oe", "meta-python", "meta-networking", "meta-filesystems")
-
-EPOCH = 1700000000
-
-HELLO_RECIPE = """\
-SUMMARY = "Prebuilt static hello"
-LICENSE = "MIT"
-LIC_FILES_CHKSUM = "file://${{COMMON_LICENSE_DIR}}/MIT;md5={mit}"
-SRC_URI = "file://hello"
-SOURCES = "${{@d.getVar('UNPACKDIR') or d.getVar('WORKDIR')}}"
-S = "${{SOURCES}}"
-INHIBIT_DEFAULT_DEPS = "1"
-
-inherit hellocontainer
-
-do_configure[noexec] = "1"
-do_compile[noexec] = "1"
-do_install() {{
-    install -D -m 0755 ${{SOURCES}}/hello ${{D}}${{bindir}}/hello
-}}
-
-HELLOCONTAINER_BINARY = "${{bindir}}/hello"
-HELLOCONTAINER_STRIP = "0"
-SOURCE_DATE_EPOCH = "{epoch}"
-"""
 
 # What a meta-virtualization user writes to ship the image with the host's podman.
 BUNDLE_RECIPE = """\
@@ -96,7 +73,7 @@ def build(hello_static: Path) -> Build:
     mit = md5(common_license("MIT"))
     write_test_layer(test_layer, "hcvirt", "core hellocontainer virtualization-layer")
     write_if_changed(recipes / "hello-prebuilt" / "hello-prebuilt.bb",
-                     HELLO_RECIPE.format(mit=mit, epoch=EPOCH))
+                     prebuilt_recipe("Prebuilt static hello"))
     write_if_changed(recipes / "hello-prebuilt" / "files" / "hello", hello_static.read_bytes())
     write_if_changed(recipes / "hello-bundle" / "hello-bundle.bb", BUNDLE_RECIPE.format(mit=mit))
     meta_oe = [Path(META_OE_DIR) / name for name in META_OE_LAYERS]

@@ -49,6 +49,9 @@ needs_bitbake = pytest.mark.skipif(
     reason="set HELLOCONTAINER_BITBAKE_DIR and HELLOCONTAINER_OECORE_DIR to a BitBake and an "
            "openembedded-core checkout to run the layer under BitBake")
 
+# SOURCE_DATE_EPOCH of every test recipe.
+EPOCH = 1700000000
+
 # The releases whose LAYERSERIES_CORENAMES the test layers declare themselves compatible with.
 SERIES = "scarthgap wrynose blacksail"
 
@@ -198,6 +201,44 @@ def write_test_layer(layer: Path, collection: str, depends: str) -> None:
     write_if_changed(layer / "conf" / "layer.conf", layer_conf_text(collection, depends))
     write_if_changed(layer / "recipes-test" / "pseudo-stand-in" / "pseudo-stand-in-native.bb",
                      PSEUDO_STAND_IN.format(mit=md5(common_license("MIT"))))
+
+
+def license_and(*names: str) -> str:
+    """LICENSE for several licenses: SPDX AND after wrynose, BitBake's & before."""
+    return (" AND " if spdx_license_syntax() else " & ").join(names)
+
+
+def prebuilt_recipe(summary: str, settings: str = "", *, head: str = "",
+                    licenses: tuple[str, ...] = ("MIT",)) -> str:
+    """A recipe that installs the prebuilt static hello of its files/ folder and packages it
+    with hellocontainer.bbclass; `head` adds metadata, `settings` more variables."""
+    checksums = " \\\n                    ".join(
+        f"file://${{COMMON_LICENSE_DIR}}/{name};md5={md5(common_license(name))}"
+        for name in licenses)
+    return f"""\
+SUMMARY = "{summary}"
+{head}LICENSE = "{license_and(*licenses)}"
+LIC_FILES_CHKSUM = "{checksums}"
+SRC_URI = "file://hello"
+# scarthgap has no UNPACKDIR: it unpacks into WORKDIR.
+SOURCES = "${{@d.getVar('UNPACKDIR') or d.getVar('WORKDIR')}}"
+S = "${{SOURCES}}"
+# The program is prebuilt: no compiler, no C library to build first.
+INHIBIT_DEFAULT_DEPS = "1"
+
+inherit hellocontainer
+
+do_configure[noexec] = "1"
+do_compile[noexec] = "1"
+do_install() {{
+    install -D -m 0755 ${{SOURCES}}/hello ${{D}}${{bindir}}/hello
+}}
+
+HELLOCONTAINER_BINARY = "${{bindir}}/hello"
+# Already stripped; the target's strip would need a cross binutils.
+HELLOCONTAINER_STRIP = "0"
+SOURCE_DATE_EPOCH = "{EPOCH}"
+{settings}"""
 
 
 def layer_conf_text(collection: str, depends: str) -> str:
