@@ -77,7 +77,8 @@ def build(hello_static: Path) -> Build:
     write_if_changed(recipes / "hello-prebuilt" / "files" / "hello", hello_static.read_bytes())
     write_if_changed(recipes / "hello-bundle" / "hello-bundle.bb", BUNDLE_RECIPE.format(mit=mit))
     meta_oe = [Path(META_OE_DIR) / name for name in META_OE_LAYERS]
-    masks = " ".join(f"{layer}/recipes" for layer in [*meta_oe, Path(META_VIRT_DIR)])
+    # Whole layers: their dynamic-layers/ hold bbappends too.
+    masks = " ".join(f"{layer}/" for layer in [*meta_oe, Path(META_VIRT_DIR)])
     return start_build(top, [Path(OECORE_DIR) / "meta", *meta_oe, Path(META_VIRT_DIR), LAYER,
                              test_layer], LOCAL_CONF.format(masks=masks))
 
