@@ -17,6 +17,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -371,8 +372,14 @@ def test_oci_package_splits_out_the_layout_bundle_and_service_unchanged(
     service = ("usr/lib/systemd/system/hellocontainer-hello-autostart.service"
                if "systemd" in features else "etc/init.d/hellocontainer-hello-autostart")
     oci = _files(split / "hello-autostart-oci")
+    # systemd.bbclass adds a preset to the package that enables the unit.
+    preset = "usr/lib/systemd/system-preset/98-hello-autostart-oci.preset"
+    added = [preset] if "systemd" in features else []
     # Everything the class put into ${D} beside the program, and nothing else.
-    assert oci == [name for name in _files(image) if name != "usr/bin/hello"]
+    assert oci == sorted([name for name in _files(image) if name != "usr/bin/hello"] + added)
+    if added:
+        assert (split / "hello-autostart-oci" / preset).read_text() == \
+            "enable hellocontainer-hello-autostart.service\n"
     assert service in oci
     assert "usr/share/hellocontainer/hello-autostart/index.json" in oci
     assert "usr/share/hellocontainer/hello-autostart-bundle/config.json" in oci
@@ -398,6 +405,11 @@ def test_sbom_holds_what_the_recipe_says(build: Build, hellocontainer, hello_sta
     assert podman("run", "--rm", f"oci:{layout}:latest").stdout == "Hello container!\n"
     assert os.readlink(deploy / "hello-sbom-qemux86-64.spdx.json") == \
         "hello-sbom-2.1-r0-qemux86-64.spdx.json"
+    # spdx-tools, the reference validator of SPDX 2.3, accepts it.
+    validator = subprocess.run([sys.executable, "-m", "spdx_tools.spdx.clitools.pyspdxtools",
+                                "-i", str(deploy / "hello-sbom-qemux86-64.spdx.json")],
+                               capture_output=True, text=True)
+    assert validator.returncode == 0, validator.stdout + validator.stderr
     sbom = json.loads((deploy / "hello-sbom-qemux86-64.spdx.json").read_text())
     packages = {p["SPDXID"]: p for p in sbom["packages"]}
     program = packages["SPDXRef-Package-hello-sbom"]
