@@ -177,8 +177,9 @@ def test_layer_parses_without_warnings(build: Build) -> None:
     recipes = [*LAYER.glob("recipes-*/*/*.bb"), *build.top.glob("meta-hctest/recipes-*/*/*.bb")]
     for recipe in recipes:
         os.utime(recipe)
-    output = build.parse_output + build.bitbake("-p")
-    problems = [line for line in output.splitlines() if line.startswith(("WARNING:", "ERROR:"))]
+    output = build.bitbake("-p")
+    problems = [line for line in (build.parse_output + output).splitlines()
+                if line.startswith(("WARNING:", "ERROR:"))]
     assert problems == []
     parsed = re.search(r"Parsing of \d+ \.bb files complete \(\d+ cached, (\d+) parsed\)", output)
     assert parsed and int(parsed.group(1)) >= (1 + len(MULTICONFIGS)) * len(recipes), output
