@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from . import model, referrers, schema
-from .errors import LayoutError, os_error_message
+from .errors import LayoutError, SpecError, os_error_message
 from .model import Descriptor
 
 CHUNK = 1 << 20  # read and inflate 1 MiB at a time: memory does not grow with a blob's size
@@ -186,6 +186,23 @@ def read_bounded(fd: int, cap: int, what: str) -> bytes:
     finally:
         os.close(fd)
     return b"".join(parts)
+
+
+def read_input_text(path: Path, what: str, cap: int, fix: str, encoding_fix: str) -> str:
+    """The UTF-8 text of a small file the user names (a spec file, the target's passwd): a
+    regular file of at most `cap` bytes. Every problem is one SpecError ending in `fix`
+    (`encoding_fix` for text that is not UTF-8)."""
+    try:
+        data = read_bounded(open_regular(path, what), cap, f"{what} {path}")
+    except LayoutError as error:
+        raise SpecError(f"{error}; {fix}") from None
+    except OSError as error:
+        raise SpecError(os_error_message(error, f"{what} {path}", fix)) from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise SpecError(f"{what} {path} is not UTF-8 text ({error.reason} at byte "
+                        f"{error.start}); {encoding_fix}") from None
 
 
 @dataclass(frozen=True)

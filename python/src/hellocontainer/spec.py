@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from . import model, schema
-from .errors import LayoutError, SpecError
+from .errors import SpecError
+from .reader import read_input_text
 from .sbom import SbomSpec, sbom_spec, words_to_fields
 from .users import resolve_user
 
@@ -99,21 +100,7 @@ SPEC_MAX_NODES = 100_000  # counting every alias as the copy it expands to
 
 
 def _read_spec_text(path: Path) -> str:
-    from .errors import os_error_message
-    from .reader import open_regular, read_bounded
-
-    try:
-        fd = open_regular(path, "spec file")
-        data = read_bounded(fd, SPEC_MAX_BYTES, f"spec file {path}")
-    except LayoutError as error:
-        raise SpecError(f"{error}; check --spec") from None
-    except OSError as error:
-        raise SpecError(os_error_message(error, f"spec file {path}", "check --spec")) from None
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as error:
-        raise SpecError(f"spec file {path} is not UTF-8 text ({error.reason} at byte "
-                        f"{error.start}); save it as UTF-8") from None
+    return read_input_text(path, "spec file", SPEC_MAX_BYTES, "check --spec", "save it as UTF-8")
 
 
 def _check_expansion(root: Any, path: Path) -> None:

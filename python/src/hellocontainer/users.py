@@ -13,8 +13,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import LayoutError, SpecError, os_error_message
-from .reader import open_regular, read_bounded
+from .errors import SpecError
+from .reader import read_input_text
 
 # A few KiB in any real root filesystem; the bound keeps a wrong path (/dev/zero, a disk image)
 # from filling the build machine's memory.
@@ -103,15 +103,5 @@ def _valid_id(text: str) -> bool:
 
 
 def _read_text(path: Path, db: _Database) -> str:
-    what = f"{db.name} file"
-    try:
-        data = read_bounded(open_regular(path, what), USER_DB_CAP, f"{what} {path}")
-    except LayoutError as error:
-        raise SpecError(f"{error}; check {db.flag}") from None
-    except OSError as error:
-        raise SpecError(os_error_message(error, f"{what} {path}", f"check {db.flag}")) from None
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as error:
-        raise SpecError(f"{what} {path} is not UTF-8 text (byte {error.start}); "
-                        f"check {db.flag}") from None
+    fix = f"check {db.flag}"
+    return read_input_text(path, f"{db.name} file", USER_DB_CAP, fix, fix)
