@@ -25,6 +25,7 @@ import pytest
 from conftest import REPO, STRICT, require_tool
 from foreign import build_static_hello, cross_compilers, podman_run_foreign
 from yocto_build import (
+    BITBAKE_DIR,
     EPOCH,
     LAYER,
     OECORE_DIR,
@@ -132,7 +133,7 @@ def test_example_recipe_version_is_the_examples() -> None:
 @pytest.fixture(scope="module")
 def build(hello_static: Path) -> Build:
     """Write the build and test layer (kept between runs), and parse once."""
-    if not (OECORE_DIR and os.environ.get("HELLOCONTAINER_BITBAKE_DIR")):
+    if not (BITBAKE_DIR and OECORE_DIR):
         pytest.skip("no BitBake / openembedded-core checkout given")
     top = build_directory("layer")
     test_layer = top / "meta-hctest"

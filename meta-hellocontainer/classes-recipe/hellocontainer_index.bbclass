@@ -78,8 +78,9 @@ python __anonymous() {
     # A multiconfig this build does not have cannot be depended on; skipping
     # (rather than failing the parse) keeps such a recipe harmless until
     # BBMULTICONFIG lists them, and `bitbake` on it says why.
+    multiconfigs = [mc for mc, _ in hellocontainer_index_configs(d)]
     configured = (d.getVar("BBMULTICONFIG") or "").split()
-    missing = [mc for mc, _ in hellocontainer_index_configs(d) if mc not in configured]
+    missing = [mc for mc in multiconfigs if mc not in configured]
     if missing:
         raise bb.parse.SkipRecipe("needs the multiconfigs %s in BBMULTICONFIG"
                                   % " ".join(missing))
@@ -89,7 +90,7 @@ python __anonymous() {
     if here == "default":
         here = ""
     d.setVarFlag("do_hellocontainer_index", "mcdepends", " ".join(
-        "mc:%s:%s:%s:do_deploy" % (here, mc, recipe) for mc, _ in hellocontainer_index_configs(d)))
+        "mc:%s:%s:%s:do_deploy" % (here, mc, recipe) for mc in multiconfigs))
 }
 
 python do_hellocontainer_index() {
