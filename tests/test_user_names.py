@@ -17,6 +17,8 @@ root:x:0:0:root:/root:/bin/sh
 nobody:x:65534:65534:nobody:/home:/bin/false
 app:x:1000:1001:App:/home/app:/bin/sh
 +@netgroup::::::
+nopw::2000:2000::/:/bin/sh
+top:x:4294967294:4294967294::/:/bin/sh
 """
 GROUP = """\
 root:x:0:
@@ -44,7 +46,9 @@ def built_user(hellocontainer, binary: Path, out: Path, *args: object) -> str | 
     ("1000:nogroup", "1000:65534"),
     ("1000", "1000"),  # numbers stay exactly as written
     ("0:0", "0:0"),
-], ids=["name", "name-group", "name-gid", "uid-group", "uid", "uid-gid"])
+    ("nopw", "2000:2000"),  # an empty password field is a valid entry
+    ("top", "4294967294:4294967294"),  # the highest id there is: (uid_t)-2
+], ids=["name", "name-group", "name-gid", "uid-group", "uid", "uid-gid", "no-password", "top-id"])
 def test_user_names_become_numbers(hellocontainer, hello_static, tmp_path, databases, user,
                                    expected):
     passwd, group = databases
@@ -80,9 +84,9 @@ def out(tmp_path: Path) -> Path:
      ("no passwd entry 'ghost' in", "give a number")),
     (["--user", "app:wheel", "--passwd-file", "{passwd}", "--group-file", "{group}"],
      ("no group entry 'wheel' in",)),
-    (["--user", "app"], ("no passwd file is given", "--passwd-file")),
+    (["--user", "app"], ("no passwd file is given", "--passwd-file (spec key passwd_file)")),
     (["--user", "1000:staff", "--passwd-file", "{passwd}"],
-     ("no group file is given", "--group-file")),
+     ("no group file is given", "--group-file (spec key group_file)")),
     (["--user", "app", "--passwd-file", "{missing}"],
      ("passwd file", "No such file", "--passwd-file")),
     (["--user", "app", "--passwd-file", "{group}"],
@@ -104,4 +108,22 @@ def test_user_mistakes_are_one_line(hellocontainer, hello_static, out, databases
     result = hellocontainer("build", hello_static, "--output", out,
                             *(a.format(**paths) for a in args), check=False)
     assert_one_line_error(result, *fragments)
+    nothing_written(out.parent, set())
+
+
+@pytest.mark.parametrize("line", [
+    "huge:x:4294967295:0::/:/bin/sh",  # (uid_t)-1 means "unchanged" to the kernel: no one's id
+    ":x:5:5::/:/bin/sh",  # no name
+    "bad:x:abc:1::/:/bin/sh",  # a uid that is no number
+    "bad:x:1:-1::/:/bin/sh",  # a gid that is no number
+], ids=["id-too-high", "no-name", "uid-not-a-number", "gid-not-a-number"])
+def test_malformed_passwd_entry_is_named_by_its_line(hellocontainer, hello_static, out, tmp_path,
+                                                    line):
+    passwd = tmp_path / "passwd"
+    passwd.write_text(PASSWD + line + "\n")
+    result = hellocontainer("build", hello_static, "--output", out, "--user", "app",
+                            "--passwd-file", passwd, check=False)
+    number = PASSWD.count("\n") + 1
+    assert_one_line_error(result, f"line {number} is not an entry NAME:PASSWORD:UID:GID",
+                          "--passwd-file (spec key passwd_file)")
     nothing_written(out.parent, set())
