@@ -293,7 +293,7 @@ def test_output_dot_builds_into_the_current_empty_folder(hellocontainer, hello_s
 
 def settings(spec_text: str | None = None, tmp_path: Path | None = None, **flags: object):
     """The ImageSpec a build would use: a spec file (if given) overridden by flags."""
-    from hellocontainer.spec import flags_document, load_spec_file, merge
+    from hellocontainer.image.spec import flags_document, load_spec_file, merge
 
     document = {}
     if spec_text is not None:
@@ -395,7 +395,7 @@ def test_spec_file_that_is_not_utf8_is_refused(tmp_path):
     from hellocontainer.errors import SpecError
 
     (tmp_path / "image.yaml").write_bytes(b"tags: [caf\xe9]\n")
-    from hellocontainer.spec import load_spec_file
+    from hellocontainer.image.spec import load_spec_file
 
     with pytest.raises(SpecError, match=r"is not UTF-8 text .* at byte 10"):
         load_spec_file(tmp_path / "image.yaml")
@@ -403,7 +403,7 @@ def test_spec_file_that_is_not_utf8_is_refused(tmp_path):
 
 def test_spec_file_larger_than_a_mebibyte_is_refused(tmp_path):
     from hellocontainer.errors import SpecError
-    from hellocontainer.spec import load_spec_file
+    from hellocontainer.image.spec import load_spec_file
 
     (tmp_path / "image.yaml").write_text("# " + "x" * (1 << 20) + "\n")
     with pytest.raises(SpecError, match=r"larger than 1 MiB.*check --spec"):

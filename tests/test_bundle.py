@@ -230,7 +230,7 @@ def test_build_refuses_an_unwritable_bundle_before_publishing(hello_static, tmp_
 # --- config.json -------------------------------------------------------------------------------
 
 def test_config_json_validates_against_our_schema_and_the_runtime_spec_schema(hello_layout, tmp_path):
-    from hellocontainer import schema
+    from hellocontainer.oci import schema
 
     ok("bundle", hello_layout, "--output", tmp_path / "bundle")
     document = json.loads((tmp_path / "bundle" / "config.json").read_text())

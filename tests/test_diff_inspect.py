@@ -11,7 +11,7 @@ import io
 import json
 from pathlib import Path
 
-from hellocontainer.pgzip import GzipWriter
+from hellocontainer.image.pgzip import GzipWriter
 from layouts import (
     MEDIA_CONFIG,
     MEDIA_INDEX,

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from conftest import HELLO_C, require_tool
-from hellocontainer import elfcheck, platforms
 from hellocontainer.errors import BinaryError
+from hellocontainer.image import elfcheck
+from hellocontainer.oci import platforms
 
 # A program with no C library at all: linked without -static it still gets a PT_INTERP (the
 # dynamic loader), yet asks for no shared library, so DT_NEEDED alone cannot tell it is dynamic.

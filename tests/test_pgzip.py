@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from conftest import require_tool
-from hellocontainer.pgzip import DEFAULT_BLOCK_SIZE, GzipWriter, default_jobs
+from hellocontainer.image.pgzip import DEFAULT_BLOCK_SIZE, GzipWriter, default_jobs
 
 BLOCK = DEFAULT_BLOCK_SIZE
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from hellocontainer import platforms
 from hellocontainer.errors import SpecError
+from hellocontainer.oci import platforms
 
 
 @pytest.mark.parametrize(("name", "tune", "expected"), [

@@ -16,7 +16,7 @@ import pytest
 
 from conftest import require_tool
 from hellocontainer.errors import BinaryError
-from hellocontainer.tarwriter import TarEntry, write_tar
+from hellocontainer.store.tarwriter import TarEntry, write_tar
 from oci import blob as blob_bytes
 from oci import manifest
 

@@ -87,7 +87,7 @@ def test_embedded_data_equal_to_the_blob_passes(layout):
 
 
 def test_upper_case_sha256_hex_breaks_the_shipped_schema():
-    from hellocontainer import schema
+    from hellocontainer.oci import schema
 
     index = {"schemaVersion": 2, "manifests": [
         {"mediaType": MEDIA_MANIFEST, "digest": "sha256:" + "AB" * 32, "size": 1}]}
@@ -171,7 +171,7 @@ def test_digest_outside_the_grammar_is_refused_before_it_becomes_a_path(layout):
 def test_a_trailing_newline_does_not_satisfy_a_pattern(layout):
     """JSON Schema patterns are ECMA-262: `$` is the end of the string. Python's `$` also
     matches before a final newline, so the shipped schemas must not rely on it."""
-    from hellocontainer import schema
+    from hellocontainer.oci import schema
 
     index = read_index(layout)
     index["manifests"][0]["mediaType"] += "\n"

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from conftest import require_tool
-from hellocontainer.reader import CHUNK, MAX_INDEX_DEPTH
+from hellocontainer.oci.reader import CHUNK, MAX_INDEX_DEPTH
 from layouts import (
     MEDIA_CONFIG,
     MEDIA_INDEX,
@@ -426,7 +426,7 @@ def test_digest_with_a_trailing_newline_is_refused(tmp_path):
 ])
 def test_reader_refuses_a_digest_outside_the_grammar_before_it_becomes_a_path(tmp_path, digest):
     from hellocontainer.errors import LayoutError
-    from hellocontainer.reader import LayoutReader
+    from hellocontainer.oci.reader import LayoutReader
 
     reader = LayoutReader(made_layout(tmp_path / "L"))
     with pytest.raises(LayoutError, match=r"does not match the OCI digest grammar|is not sha256 "
@@ -437,7 +437,7 @@ def test_reader_refuses_a_digest_outside_the_grammar_before_it_becomes_a_path(tm
 @pytest.mark.parametrize("digest", ["sha256:" + "A" * 64, "sha512:" + "a" * 64])
 def test_reader_holds_registered_algorithms_to_their_encoding(tmp_path, digest):
     from hellocontainer.errors import LayoutError
-    from hellocontainer.reader import LayoutReader
+    from hellocontainer.oci.reader import LayoutReader
 
     reader = LayoutReader(made_layout(tmp_path / "L"))
     algorithm = digest.split(":")[0]
@@ -446,7 +446,7 @@ def test_reader_holds_registered_algorithms_to_their_encoding(tmp_path, digest):
 
 
 def test_reader_maps_a_valid_digest_of_any_algorithm_into_blobs(tmp_path):
-    from hellocontainer.reader import LayoutReader
+    from hellocontainer.oci.reader import LayoutReader
 
     reader = LayoutReader(made_layout(tmp_path / "L"))
     assert reader.blob_path("sha256:" + "a" * 64) == tmp_path / "L" / "blobs" / "sha256" / ("a" * 64)

@@ -19,7 +19,7 @@ from . import __version__
 from .errors import HelloContainerError, UsageError, os_error_message
 
 if TYPE_CHECKING:
-    from .bundle import BundleRequest
+    from .board.bundle import BundleRequest
 
 PROG = "hellocontainer"
 
@@ -230,9 +230,9 @@ IMAGE_FLAGS = ("arch", "tune", "path", "entrypoint", "cmd", "env", "user", "pass
 
 
 def _run_build(args: argparse.Namespace) -> int:
-    from .build import BuildRequest, build
+    from .image.build import BuildRequest, build
+    from .image.spec import flags_document, load_spec_file, merge
     from .sourcedate import source_date_epoch
-    from .spec import flags_document, load_spec_file, merge
 
     epoch = source_date_epoch()
     file_doc = load_spec_file(Path(args.spec)) if args.spec else {}
@@ -253,7 +253,7 @@ def _run_build(args: argparse.Namespace) -> int:
     )
     bundle_dir = Path(os.path.abspath(args.bundle)) if args.bundle else None
     if bundle_dir is not None:
-        from .bundle import BundleRequest, check_output, check_separate
+        from .board.bundle import BundleRequest, check_output, check_separate
 
         # Before building: a --bundle that cannot be written must not cost a published image.
         check_separate(request.output, bundle_dir)
@@ -273,7 +273,7 @@ def _run_build(args: argparse.Namespace) -> int:
 
 def _bundle(request: BundleRequest, output: str, published: str | None = None) -> None:
     """Write a bundle and say so; `published` names the image a failure leaves behind."""
-    from .bundle import write_bundle
+    from .board.bundle import write_bundle
 
     try:
         result = write_bundle(request)
@@ -292,7 +292,7 @@ def _bundle(request: BundleRequest, output: str, published: str | None = None) -
 
 
 def _run_bundle(args: argparse.Namespace) -> int:
-    from .bundle import BundleRequest
+    from .board.bundle import BundleRequest
 
     layout, tag = _split_ref(args.ref)
     _bundle(BundleRequest(layout, tag, Path(os.path.abspath(args.output)), args.platform,
@@ -301,7 +301,7 @@ def _run_bundle(args: argparse.Namespace) -> int:
 
 
 def _run_validate(args: argparse.Namespace) -> int:
-    from .validate import validate_layout
+    from .check.validate import validate_layout
 
     root, tag = _split_ref(args.ref)
     report = validate_layout(root, tag)
@@ -325,9 +325,9 @@ def _run_validate(args: argparse.Namespace) -> int:
 
 
 def _run_gc(args: argparse.Namespace) -> int:
-    from .gc import collect
-    from .layout import locked_layout
-    from .reader import LayoutReader
+    from .oci.reader import LayoutReader
+    from .store.gc import collect
+    from .store.layout import locked_layout
 
     root = Path(args.layout)
     reader = LayoutReader(root)
@@ -342,7 +342,7 @@ def _run_gc(args: argparse.Namespace) -> int:
 
 
 def _run_inspect(args: argparse.Namespace) -> int:
-    from .inspect import describe, inspect_layout
+    from .check.inspect import describe, inspect_layout
 
     root, tag = _split_ref(args.ref)
     report = inspect_layout(root, tag)
@@ -354,8 +354,8 @@ def _run_inspect(args: argparse.Namespace) -> int:
 
 
 def _run_index(args: argparse.Namespace) -> int:
-    from .multiarch import Source, build_index
-    from .spec import flags_document, merge
+    from .image.multiarch import Source, build_index
+    from .image.spec import flags_document, merge
 
     # Split, checked and deduplicated exactly as `build --tag` is.
     tags = merge({}, flags_document({"tag": args.tag})).tags
@@ -368,7 +368,7 @@ def _run_index(args: argparse.Namespace) -> int:
 
 
 def _run_diff(args: argparse.Namespace) -> int:
-    from .diff import diff_layouts
+    from .check.diff import diff_layouts
 
     try:
         differences = diff_layouts(_split_ref(args.a), _split_ref(args.b))
@@ -383,7 +383,7 @@ def _run_diff(args: argparse.Namespace) -> int:
 
 
 def _run_autostart(args: argparse.Namespace) -> int:
-    from .autostart import SCRIPT_MODE, UNIT_MODE, autostart, systemd_unit, sysv_script, write_files
+    from .board.autostart import SCRIPT_MODE, UNIT_MODE, autostart, systemd_unit, sysv_script, write_files
 
     if not (args.sysv or args.systemd):
         raise UsageError("nothing to write: give --sysv FILE and/or --systemd FILE")

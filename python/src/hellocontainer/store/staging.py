@@ -23,12 +23,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from .errors import LayoutError, os_error_message
-
-
-def prefix(output: Path, kind: str) -> str:
-    """`.NAME.KIND-`: hidden, and named after the output it belongs to."""
-    return f".{output.name}.{kind}-"
+from ..errors import LayoutError, os_error_message
+from ..oci.leftovers import staging_prefix, stale_staging
 
 
 @contextlib.contextmanager
@@ -60,35 +56,10 @@ def remove_tree(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
 
-def abandoned(path: Path) -> bool:
-    """Whether `path` (a file or folder, not a link) is no live run's: its flock is free.
-
-    A run holds its temporary file or folder locked while it lives; the kernel releases the
-    lock when the run dies, however it dies.
-    """
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        return False  # a live run holds it
-    finally:
-        os.close(fd)
-    return True
-
-
-def stale(output: Path, kind: str) -> list[Path]:
-    """Staging folders of `kind` beside `output` whose run is gone."""
-    return [candidate for candidate in sorted(output.parent.glob(prefix(output, kind) + "*"))
-            if candidate.is_dir() and abandoned(candidate)]
-
-
 def remove_stale(output: Path, kind: str) -> list[str]:
     """Remove what killed runs left beside `output`; the names removed."""
     removed = []
-    for candidate in stale(output, kind):
+    for candidate in stale_staging(output, kind):
         remove_tree(candidate)
         removed.append(candidate.name)
     return removed
@@ -110,7 +81,7 @@ class StagingDir:
                     self._created.append(parent)
             with locked(output.parent):
                 remove_stale(output, kind)
-                self.dir = Path(tempfile.mkdtemp(prefix=prefix(output, kind), dir=output.parent))
+                self.dir = Path(tempfile.mkdtemp(prefix=staging_prefix(output, kind), dir=output.parent))
                 self._lock_fd = os.open(self.dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
                 fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
         except OSError as error:

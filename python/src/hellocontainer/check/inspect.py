@@ -13,10 +13,10 @@ import stat
 from pathlib import Path
 from typing import Any
 
-from . import model, referrers
-from .errors import LayoutError
-from .model import Descriptor
-from .reader import MAX_INDEX_DEPTH, LayoutReader, compression_of
+from ..errors import LayoutError
+from ..oci import model, referrers
+from ..oci.model import Descriptor
+from ..oci.reader import MAX_INDEX_DEPTH, LayoutReader, compression_of
 
 
 def layer_files(reader: LayoutReader, layer: Descriptor, hashes: bool = False) -> list[dict[str, Any]]:

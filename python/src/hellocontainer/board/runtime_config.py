@@ -15,8 +15,8 @@ import posixpath
 import re
 from typing import Any
 
-from . import schema
-from .errors import LayoutError
+from ..errors import LayoutError
+from ..oci import schema
 from .rootfs import Tree
 
 # The document is written and checked against runtime-spec v1.2, but uses only fields that

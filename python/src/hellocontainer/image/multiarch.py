@@ -14,13 +14,13 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import model, referrers
-from .errors import LayoutError, SpecError
-from .layout import Staging, preflight, publish
-from .model import Descriptor
-from .reader import CHUNK, LayoutReader
+from ..check.validate import Checker
+from ..errors import LayoutError, SpecError
+from ..oci import model, referrers
+from ..oci.model import Descriptor
+from ..oci.reader import CHUNK, LayoutReader
+from ..store.layout import Staging, preflight, publish
 from .spec import check_tags
-from .validate import Checker
 
 
 @dataclass(frozen=True)

@@ -12,10 +12,10 @@ import zlib
 from pathlib import Path
 from typing import Any
 
-from . import model, referrers
+from ..oci import model, referrers
+from ..oci.model import Descriptor
+from ..oci.reader import MAX_INDEX_DEPTH, LayoutReader
 from .inspect import layer_files
-from .model import Descriptor
-from .reader import MAX_INDEX_DEPTH, LayoutReader
 
 FILE_FIELDS = ("type", "mode", "uid", "gid", "uname", "gname", "mtime", "size", "sha256")
 

@@ -13,9 +13,9 @@ from pathlib import Path
 from elftools.common.exceptions import ELFError
 from elftools.elf.elffile import ELFFile
 
-from . import platforms
-from .errors import BinaryError
-from .platforms import ElfTarget, Platform
+from ..errors import BinaryError
+from ..oci import platforms
+from ..oci.platforms import ElfTarget, Platform
 
 # ARM EABI Tag_CPU_arch values → OCI variant (ARM IHI 0045, "Addenda to the ARM ABI").
 # A binary runs on its own level and above, so each value maps to the lowest variant that has it.

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import model
-from .model import Descriptor
-from .platforms import Platform
-from .sourcedate import rfc3339
+from ..oci import model
+from ..oci.model import Descriptor
+from ..oci.platforms import Platform
+from ..sourcedate import rfc3339
 from .spec import ImageSpec
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from .errors import BinaryError
+from ..errors import BinaryError
 
 BLOCK = 512
 CHUNK = 1 << 20  # read files 1 MiB at a time: constant memory for any size

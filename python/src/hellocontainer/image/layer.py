@@ -6,12 +6,12 @@ import posixpath
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import BinaryError, SpecError
+from ..oci.model import Descriptor
+from ..store.layout import Staging
+from ..store.tarwriter import BLOCK, TarEntry, write_tar
 from .compress import MEDIA_TYPES, GzipLevel, HashingWriter, open_compressor
-from .errors import BinaryError, SpecError
-from .layout import Staging
-from .model import Descriptor
 from .spec import ExtraFile
-from .tarwriter import BLOCK, TarEntry, write_tar
 
 BINARY_MODE = 0o755
 DIR_MODE = 0o755

@@ -16,17 +16,19 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import elfcheck, model, platforms, referrers, sbom
-from .archive import ArchiveWriter
-from .errors import BinaryError, LayoutError, SpecError, os_error_message
-from .image import config_document, manifest_document
+from ..check.validate import Checker
+from ..errors import BinaryError, LayoutError, SpecError, os_error_message
+from ..oci import model, platforms, referrers
+from ..oci.model import Descriptor
+from ..oci.platforms import Platform
+from ..oci.reader import LayoutReader, file_kind
+from ..provenance import sbom
+from ..store.archive import ArchiveWriter
+from ..store.layout import Staging, preflight, publish
+from . import elfcheck
+from .documents import config_document, manifest_document
 from .layer import layer_entries, write_layer
-from .layout import Staging, preflight, publish
-from .model import Descriptor
-from .platforms import Platform
-from .reader import LayoutReader, file_kind
 from .spec import ExtraFile, ImageSpec, check_tags
-from .validate import Checker
 
 
 @dataclass(frozen=True)

@@ -24,10 +24,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from . import model
-from .errors import SpecError
-from .model import Descriptor
-from .sourcedate import rfc3339
+from ..errors import SpecError
+from ..oci import model
+from ..oci.model import Descriptor
+from ..sourcedate import rfc3339
 
 MEDIA_SPDX = "application/spdx+json"
 NAMESPACE_BASE = "https://spdx.org/spdxdocs/"  # the prefix SPDX suggests to tools without a site

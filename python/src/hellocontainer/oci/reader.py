@@ -31,8 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..errors import LayoutError, SpecError, os_error_message
 from . import model, referrers, schema
-from .errors import LayoutError, SpecError, os_error_message
 from .model import Descriptor
 
 CHUNK = 1 << 20  # read and inflate 1 MiB at a time: memory does not grow with a blob's size

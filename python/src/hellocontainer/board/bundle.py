@@ -17,11 +17,13 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import model, rootfs, runtime_config
-from .errors import LayoutError, os_error_message
-from .model import Descriptor
-from .reader import LayoutReader
-from .staging import StagingDir, locked, prefix, remove_tree
+from ..errors import LayoutError, os_error_message
+from ..oci import model
+from ..oci.leftovers import staging_prefix
+from ..oci.model import Descriptor
+from ..oci.reader import LayoutReader
+from ..store.staging import StagingDir, locked, remove_tree
+from . import rootfs, runtime_config
 
 BUNDLE_ENTRIES = {"config.json", "rootfs"}
 FILE_MODE = 0o644
@@ -128,7 +130,7 @@ class _Staging(StagingDir):
                 mtime = os.stat(self.dir).st_mtime_ns
                 aside = None
                 if os.path.lexists(output) and os.listdir(output):
-                    aside = Path(tempfile.mkdtemp(prefix=prefix(output, self.kind),
+                    aside = Path(tempfile.mkdtemp(prefix=staging_prefix(output, self.kind),
                                                   dir=output.parent))
                     os.rename(output, aside)  # onto the empty folder mkdtemp made: atomic
                 os.rename(self.dir, output)  # onto nothing or an empty folder: atomic

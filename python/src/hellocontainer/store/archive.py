@@ -13,7 +13,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from .errors import LayoutError, os_error_message
+from ..errors import LayoutError, os_error_message
 from .staging import abandoned
 from .tarwriter import TarEntry, write_tar
 

@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import gc, model, referrers, schema
-from .errors import LayoutError
-from .model import Descriptor
-from .reader import (
+from ..errors import LayoutError
+from ..oci import leftovers, model, referrers, schema
+from ..oci.model import Descriptor
+from ..oci.reader import (
     MAX_INDEX_DEPTH,
     LayoutReader,
     compression_of,
@@ -374,7 +374,7 @@ def validate_layout(root: Path, tag: str | None = None) -> Report:
                             "ref-name grammar")
         checker.check_descriptor(descriptor, where)
     if tag is None and not checker.problems:
-        stray = gc.debris(root, reader)
+        stray = leftovers.debris(root, reader)
         if stray:
             checker.warning(f"{len(stray)} file{'s' if len(stray) > 1 else ''} in the layout "
                             f"{'are' if len(stray) > 1 else 'is'} not part of any image "

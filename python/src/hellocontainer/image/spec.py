@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import model, schema
-from .errors import SpecError
-from .reader import read_input_text
-from .sbom import SbomSpec, sbom_spec, words_to_fields
+from ..errors import SpecError
+from ..oci import model, schema
+from ..oci.reader import read_input_text
+from ..provenance.sbom import SbomSpec, sbom_spec, words_to_fields
 from .users import resolve_user
 
 # Flags whose values are lists of shell words, and the spec key each fills.

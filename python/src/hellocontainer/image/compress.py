@@ -12,8 +12,8 @@ import struct
 import zlib
 from typing import BinaryIO, Protocol, Union
 
-from . import model
-from .errors import SpecError
+from ..errors import SpecError
+from ..oci import model
 from .pgzip import GzipWriter, gzip_header
 
 MEDIA_TYPES = {

@@ -37,9 +37,9 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import LayoutError, os_error_message
-from .model import Descriptor
-from .reader import LayoutReader, Member
+from ..errors import LayoutError, os_error_message
+from ..oci.model import Descriptor
+from ..oci.reader import LayoutReader, Member
 
 WHITEOUT = ".wh."
 OPAQUE = ".wh..wh..opq"

@@ -27,59 +27,23 @@ import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
-from . import gc, model
+from ..errors import LayoutError, os_error_message
+from ..oci.leftovers import LAYOUT_STAGING_KIND, live_entries
+from ..oci.model import Descriptor
+from ..oci.reader import LayoutReader
+from . import gc
 from . import staging as staging_module
-from .errors import LayoutError, os_error_message
-from .model import Descriptor
-from .reader import LayoutReader
-from .staging import StagingDir, write_beside
-
-DIR_MODE = 0o755
-FILE_MODE = 0o644  # set explicitly: the umask of whoever builds must not show in the layout
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_file_atomically(path: Path, data: bytes) -> None:
-    """Replace `path` with `data`: a complete temporary file in the same folder, then rename."""
-    tmp = write_beside(path, data, FILE_MODE)
-    try:
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
-def index_document(manifests: list[Descriptor], annotations: dict[str, str] | None = None) -> bytes:
-    """index.json's bytes. Entries are sorted so the order builds ran in never changes them."""
-    ordered = sorted(manifests, key=lambda d: (d.ref_name or "", d.digest, d.media_type))
-    document: dict[str, Any] = {
-        "schemaVersion": 2,
-        "mediaType": model.MEDIA_INDEX,
-        "manifests": [d.to_json() for d in ordered],
-    }
-    if annotations:
-        document["annotations"] = annotations
-    return model.canonical_json(document)
-
-
-OCI_LAYOUT_BYTES = model.canonical_json({"imageLayoutVersion": model.OCI_LAYOUT_VERSION})
+from .index import DIR_MODE, FILE_MODE, OCI_LAYOUT_BYTES, fsync_dir, index_document, write_file_atomically
+from .staging import StagingDir
 
 
 class Staging(StagingDir):
     """The staging folder of a layout: a build writes its blobs here before publishing."""
 
     def __init__(self, output: Path) -> None:
-        super().__init__(output, STAGING_KIND, "--output")
+        super().__init__(output, LAYOUT_STAGING_KIND, "--output")
         try:
             self.blobs = self.dir / "blobs" / "sha256"
             self.blobs.mkdir(parents=True)
@@ -121,20 +85,6 @@ class Staging(StagingDir):
 
     def blob_path(self, digest: str) -> Path:
         return self.blobs / digest.split(":", 1)[1]
-
-
-STAGING_KIND = "hellocontainer"
-
-
-def stale_staging(output: Path) -> list[Path]:
-    """Staging folders beside `output` whose build is gone (a hint: a folder made this instant
-    and not yet locked looks gone too; remove only under the parent's lock, see staging.py)."""
-    return staging_module.stale(output, STAGING_KIND)
-
-
-def remove_stale_staging(output: Path) -> list[str]:
-    """Remove staging folders of builds that were killed (SIGKILL, power loss) before cleanup."""
-    return staging_module.remove_stale(output, STAGING_KIND)
 
 
 @contextlib.contextmanager
@@ -184,11 +134,11 @@ def _publish_new(staging: Staging, manifests: list[Descriptor],
                  archive: ArchiveHook | None) -> bool:
     """Create the output by one rename; False when another build created it first."""
     index = index_document(manifests)
-    _write_file_atomically(staging.dir / "oci-layout", OCI_LAYOUT_BYTES)
-    _write_file_atomically(staging.dir / "index.json", index)
+    write_file_atomically(staging.dir / "oci-layout", OCI_LAYOUT_BYTES)
+    write_file_atomically(staging.dir / "index.json", index)
     if archive is not None:
         archive(staging.dir, {f"sha256:{p.name}": p for p in staging.blobs.iterdir()})
-    _fsync_dir(staging.blobs)
+    fsync_dir(staging.blobs)
     for path in (staging.dir, staging.dir / "blobs", staging.blobs):
         os.chmod(path, DIR_MODE)  # mkdtemp made it 0700
     try:
@@ -201,7 +151,7 @@ def _publish_new(staging: Staging, manifests: list[Descriptor],
         os.unlink(staging.dir / "oci-layout")
         return False
     staging.published = True
-    _fsync_dir(staging.output.parent)
+    fsync_dir(staging.output.parent)
     return True
 
 
@@ -226,7 +176,7 @@ def _merge(staging: Staging, manifests: list[Descriptor], archive: ArchiveHook |
     if has_layout:
         # Another tool's untagged referrer goes when its subject's last tag does (gc.py); the
         # second condition keeps this index consistent with the blobs gc.collect removes below.
-        live, live_before = gc.live_entries(reader, kept + manifests), gc.live_entries(reader, old)
+        live, live_before = live_entries(reader, kept + manifests), live_entries(reader, old)
         kept = [d for d in kept if d in live and d in live_before]
     index = index_document(kept + manifests, document.get("annotations"))
 
@@ -247,8 +197,8 @@ def _merge(staging: Staging, manifests: list[Descriptor], archive: ArchiveHook |
             sources.setdefault(digest, reader.blob_path(digest))
         # The archive is made from a copy of the merged layout's two files in staging: the
         # layout itself must not change before the archive is complete.
-        _write_file_atomically(staging.dir / "oci-layout", OCI_LAYOUT_BYTES)
-        _write_file_atomically(staging.dir / "index.json", index)
+        write_file_atomically(staging.dir / "oci-layout", OCI_LAYOUT_BYTES)
+        write_file_atomically(staging.dir / "index.json", index)
         archive(staging.dir, sources)
     added: list[Path] = []  # blobs that were not there: taken back if publishing fails
     try:
@@ -263,10 +213,10 @@ def _merge(staging: Staging, manifests: list[Descriptor], archive: ArchiveHook |
             os.rename(path, target)
             if not existed:
                 added.append(target)
-        _fsync_dir(blobs)
+        fsync_dir(blobs)
         if not has_layout:
-            _write_file_atomically(output / "oci-layout", OCI_LAYOUT_BYTES)
-        _write_file_atomically(output / "index.json", index)
+            write_file_atomically(output / "oci-layout", OCI_LAYOUT_BYTES)
+        write_file_atomically(output / "index.json", index)
     except BaseException:
         # index.json still names only what was there before: the blobs we added are orphans,
         # and a full disk or a read-only folder must leave the layout exactly as it was.
@@ -274,13 +224,7 @@ def _merge(staging: Staging, manifests: list[Descriptor], archive: ArchiveHook |
             with contextlib.suppress(OSError):
                 target.unlink()
         raise
-    _fsync_dir(output)
-
-
-def write_index(root: Path, index: bytes) -> None:
-    """Replace the index.json of a layout whose lock the caller holds."""
-    _write_file_atomically(root / "index.json", index)
-    _fsync_dir(root)
+    fsync_dir(output)
 
 
 def _good_blob(reader: LayoutReader, existing: Path, staged: Path) -> bool:

@@ -26,9 +26,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import HelloContainerError, os_error_message
-from .reader import file_kind
-from .staging import write_beside
+from ..errors import HelloContainerError, os_error_message
+from ..oci.reader import file_kind
+from ..store.staging import write_beside
 
 RUNTIMES = ("crun", "runc", "podman")
 RESTART_POLICIES = ("no", "on-failure", "always")

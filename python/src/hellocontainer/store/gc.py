@@ -1,0 +1,88 @@
+"""Garbage in a layout: what a killed build left behind, and blobs no tag needs any more.
+
+The rule for deleting blobs, chosen so that readers never lose a blob under their feet:
+a build never deletes the blobs of a tag it replaces, because a reader (`skopeo copy`,
+`podman run`) may have resolved that tag a moment earlier and still be reading them. Those
+blobs become garbage, and garbage is removed
+
+- by `hellocontainer gc LAYOUT`, at once: run it when no reader of a replaced tag is left, and
+- by a later build, but only once the index.json it replaces has stood for GRACE_SECONDS: every
+  unreferenced blob was unreferenced at least that long, longer than any reader takes.
+
+Temporary index files (`.index.json.*`) and staging folders of dead builds are never read by
+anyone, so both remove them whenever they hold the layout's lock. What counts as garbage is
+defined, read-only, in `oci/leftovers.py`; this module only deletes.
+
+Referrers (an SBOM, a signature) live as long as their subject. Ours sit in the image index
+beside the image, so they become garbage with it. Another tool's untagged referrer is dropped
+from index.json (its blobs then being garbage) once the subject's last tag is gone, by a build
+rewriting the index or by `gc`.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import LayoutError, os_error_message
+from ..oci.leftovers import LAYOUT_STAGING_KIND, live_entries, temporary_index_files, unreferenced_blobs
+from ..oci.reader import LayoutReader
+from . import staging
+from .index import index_document, write_index
+
+GRACE_SECONDS = 300
+
+
+@dataclass(frozen=True)
+class Collected:
+    removed: tuple[str, ...]  # paths relative to the layout (staging folders: beside it)
+    bytes: int
+
+
+def collect(root: Path, reader: LayoutReader, blobs: bool = True, prune: bool = True) -> Collected:
+    """Remove debris and (with `blobs`) unreferenced blobs, and (with `prune`) the index.json
+    entries of referrers whose subject is gone. The caller holds the layout's lock."""
+    removed: list[str] = []
+    size = 0
+    if blobs and prune:
+        removed += _prune_index(root, reader)
+    victims = temporary_index_files(root)
+    if blobs:
+        victims += unreferenced_blobs(root, reader)
+    for relative in victims:
+        path = root / relative
+        try:
+            size += path.lstat().st_size
+            path.unlink()
+        except FileNotFoundError:
+            continue
+        except OSError as error:
+            raise LayoutError(os_error_message(error, f"cannot remove {path}")) from None
+        removed.append(relative)
+    # Under the parent folder's lock, as builds create their staging folders: a folder made a
+    # moment ago and not yet locked by its build must not look abandoned.
+    with staging.locked(root.parent):
+        removed += [f"../{name}" for name in staging.remove_stale(root, LAYOUT_STAGING_KIND)]
+    return Collected(tuple(removed), size)
+
+
+def _prune_index(root: Path, reader: LayoutReader) -> list[str]:
+    """Rewrite index.json without the referrers whose subject is gone; what was dropped."""
+    entries = reader.entries()
+    live = live_entries(reader, entries)
+    if len(live) == len(entries):
+        return []
+    write_index(root, index_document(live, reader.index_document().get("annotations")))
+    return [f"index.json entry {d.digest} (a referrer whose subject is gone)"
+            for d in entries if d not in live]
+
+
+def index_is_settled(root: Path) -> bool:
+    """Whether index.json has stood unchanged for GRACE_SECONDS (see the module's rule)."""
+    try:
+        age = time.time() - os.stat(root / "index.json").st_mtime
+    except OSError:
+        return False
+    return age >= GRACE_SECONDS

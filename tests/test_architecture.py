@@ -1,0 +1,127 @@
+"""The package's rooms and the one way imports may run between them, read from the source with ast.
+
+Each room's `__init__` docstring says what it may import; this test holds the code to it, lazy
+imports inside functions included, so an arrow pointing the wrong way fails here before it grows
+into a circle.
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "python" / "src" / "hellocontainer"
+
+# room → the rooms its modules may import (besides its own). "" is a top-level module by name.
+ALLOWED = {
+    "errors": set(),
+    "sourcedate": {"errors"},
+    "oci": {"errors"},
+    "store": {"errors", "oci"},
+    "check": {"errors", "oci"},
+    "provenance": {"errors", "sourcedate", "oci"},
+    "image": {"errors", "sourcedate", "oci", "store", "check", "provenance"},
+    "board": {"errors", "oci", "store"},
+}
+TOP_ONLY = {"cli", "__main__", "__init__"}  # the entry points: they may import any room
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+@functools.cache
+def modules() -> dict[str, Path]:
+    return {module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
+
+
+def imported(name: str, path: Path) -> set[str]:
+    """Every module of ours that `name` imports, wherever in the file the import stands."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name.split(".")[0] == "hellocontainer")
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                target = ".".join(base + ([node.module] if node.module else []))
+            elif (node.module or "").split(".")[0] == "hellocontainer":
+                target = node.module or ""
+            else:
+                continue
+            # `from . import model` imports the module `model`; `from .model import X` imports `.model`
+            known = modules()
+            subs = [f"{target}.{a.name}" for a in node.names if f"{target}.{a.name}" in known]
+            found.update(subs or [target])
+    return found - {name}
+
+
+def room(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else ""
+
+
+@functools.cache
+def graph() -> dict[str, set[str]]:
+    return {name: imported(name, path) for name, path in modules().items()}
+
+
+def test_the_package_is_a_handful_of_rooms_with_a_few_top_level_modules():
+    rooms = sorted(p.name for p in PACKAGE.iterdir() if (p / "__init__.py").exists())
+    top = sorted(p.stem for p in PACKAGE.glob("*.py"))
+    assert rooms == ["board", "check", "image", "oci", "provenance", "store"]
+    assert top == ["__init__", "__main__", "cli", "errors", "sourcedate"]
+
+
+@pytest.mark.parametrize("name", sorted(n for n in modules() if room(n) not in TOP_ONLY))
+def test_imports_point_only_down_to_allowed_rooms(name):
+    own = room(name)
+    wrong = sorted(m for m in graph()[name] if room(m) not in ALLOWED[own] | {own, ""}
+                   or (room(m) == "" and m != "hellocontainer" and m.split(".")[-1] in TOP_ONLY))
+    assert not wrong, f"{name} ({own}) may import only {sorted(ALLOWED[own])}, yet imports {wrong}"
+
+
+def test_no_module_imports_itself_back_through_others():
+    edges = graph()
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+
+    def visit(node: str, path: list[str]) -> None:
+        state[node] = 1
+        for nxt in sorted(edges.get(node, ())):
+            if state.get(nxt) == 1:
+                cycle = [*path[path.index(nxt):], nxt] if nxt in path else [node, nxt]
+                pytest.fail("import circle: " + " → ".join(cycle))
+            if nxt in edges and state.get(nxt) is None:
+                visit(nxt, [*path, nxt])
+        state[node] = 2
+
+    for start in sorted(edges):
+        if state.get(start) is None:
+            visit(start, [start])
+
+
+def test_check_never_imports_a_module_that_writes_or_deletes():
+    writers = {m for m in modules() if room(m) == "store"}
+    for name, targets in graph().items():
+        if room(name) == "check":
+            assert not targets & writers, f"{name} imports {sorted(targets & writers)}"
+
+
+@pytest.mark.parametrize("name", sorted(n for n in modules() if n.split(".")[-1] not in TOP_ONLY))
+def test_only_the_cli_prints_or_exits(name):
+    """Below the CLI, modules raise typed errors and return values: no print, exit or std streams."""
+    tree = ast.parse(modules()[name].read_text())
+    offending = []
+    for node in ast.walk(tree):
+        called = node.func.id if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) else None
+        if called in {"print", "exit"}:
+            offending.append(f"line {node.lineno}: {called}()")
+        if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "sys"
+                and node.attr in {"exit", "stdout", "stderr"}):
+            offending.append(f"line {node.lineno}: sys.{node.attr}")
+    assert not offending, f"{name}: {offending}"
