@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import functools
+import importlib
 from pathlib import Path
 
 import pytest
@@ -125,3 +126,10 @@ def test_only_the_cli_prints_or_exits(name):
                 and node.attr in {"exit", "stdout", "stderr"}):
             offending.append(f"line {node.lineno}: sys.{node.attr}")
     assert not offending, f"{name}: {offending}"
+
+
+@pytest.mark.parametrize("name", sorted(n for n in modules() if not n.endswith("__main__")))
+def test_every_module_imports(name):
+    """The ast reading above sees import lines, not whether their names exist: import each
+    (all but __main__, which runs the CLI when imported)."""
+    importlib.import_module(name)
