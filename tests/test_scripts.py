@@ -91,6 +91,14 @@ def test_hello_reports_the_manifest_digest_from_a_path_with_a_space(first_hello,
     assert _field(first_hello.stdout, "image").startswith(f"{layout}:latest ")
 
 
+def test_hello_gives_the_digest_the_readme_promises(first_hello):
+    """The README's example digest is what a checkout builds: a refactoring that changed one
+    byte of the image, its config or its layer would change it."""
+    require_tool("musl-gcc", "musl-tools")  # the README's digest is the musl build's
+    (promised,) = re.findall(r"^manifest: (sha256:[0-9a-f]{64})$", (REPO / "README.md").read_text(), re.M)
+    assert _field(first_hello.stdout, "manifest") == promised
+
+
 def test_hello_run_it_line_runs_as_printed(first_hello, podman_home, tmp_path):
     command = _field(first_hello.stdout, "run it")
     # `podman` on PATH is the real one, pointed at this session's private store.
