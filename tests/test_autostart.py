@@ -13,6 +13,7 @@ import re
 import shlex
 import stat
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -286,3 +287,34 @@ def test_a_fifo_where_the_script_goes_is_refused_not_replaced(hellocontainer: Ru
     assert result.returncode != 0 and result.stderr.count("\n") == 1
     assert result.stderr.startswith("hellocontainer: error: ") and "FIFO" in result.stderr
     assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+
+
+RENAMES = "rename,renameat,renameat2"
+
+
+def _autostart_failing_at_second_rename(directory: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """`autostart` writing both files, with the second rename(2) failing with EIO."""
+    strace = require_tool("strace", "strace")
+    env = {**os.environ, "SOURCE_DATE_EPOCH": "1700000000"}
+    return subprocess.run([strace, "-f", "-qq", "-o", "/dev/null", "-e", f"trace={RENAMES}",
+                           "-e", f"inject={RENAMES}:error=EIO:when=2", sys.executable, "-m",
+                           "hellocontainer", "autostart", "--name", "hello", *args,
+                           "--sysv", str(directory / "S95hello"),
+                           "--systemd", str(directory / "hello.service")],
+                          capture_output=True, text=True, env=env)
+
+
+def test_a_failed_second_write_puts_the_first_file_back(hellocontainer: Runner,
+                                                        tmp_path: Path) -> None:
+    write(hellocontainer, tmp_path, "--name", "hello", "--bundle", BUNDLE)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    result = _autostart_failing_at_second_rename(tmp_path, "--bundle", "/other/bundle")
+    assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith("hellocontainer: error: ") and "Input/output error" in result.stderr
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before  # no leftovers either
+
+
+def test_a_failed_second_write_removes_the_first_new_file(tmp_path: Path) -> None:
+    result = _autostart_failing_at_second_rename(tmp_path, "--bundle", BUNDLE)
+    assert result.returncode == 1, result.stderr
+    assert list(tmp_path.iterdir()) == []

@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -357,24 +358,61 @@ def systemd_unit(cfg: Autostart) -> str:
 # Writing
 
 def write_files(files: list[tuple[Path, str, int]]) -> None:
-    """Write each (path, text, mode): every temporary file is complete before the first is
-    renamed into place, so an error (a full disk, a folder we may not write) leaves no file
-    changed. Parent folders are created, like --output's."""
+    """Write each (path, text, mode) so that an error leaves no file changed.
+
+    Every temporary file is complete, and every file it replaces has a second name, before the
+    first rename: if a later rename fails (a full disk, a folder we may not write), the files
+    already renamed into place are put back as they were. Parent folders are created, like
+    --output's."""
     if len({os.path.abspath(path) for path, _, _ in files}) != len(files):
         raise AutostartError("--sysv and --systemd name the same file; give each its own path")
     staged: list[tuple[str, Path]] = []
+    kept: list[str | None] = []
     try:
         for path, text, mode in files:
             staged.append((_stage(path, text.encode(), mode), path))
-        for tmp, path in staged:
+        for _, path in staged:
+            kept.append(_second_name(path))
+        done: list[tuple[str | None, Path]] = []
+        for (tmp, path), old in zip(staged, kept):
             try:
                 os.replace(tmp, path)
             except OSError as error:
+                _put_back(done)
                 raise AutostartError(os_error_message(error, f"cannot write {path}")) from None
+            done.append((old, path))
     finally:
-        for tmp, _ in staged:
+        for leftover in [tmp for tmp, _ in staged] + [old for old in kept if old]:
             with contextlib.suppress(OSError):
-                os.unlink(tmp)
+                os.unlink(leftover)
+
+
+def _second_name(path: Path) -> str | None:
+    """A hidden hard link (or, for a symbolic link, a copy of the link) to what is at `path`, to
+    put back if the write fails; None where nothing is there."""
+    if not os.path.lexists(path):
+        return None
+    try:
+        fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.old-")
+        os.close(fd)
+        os.unlink(name)  # the name is ours now: mkstemp chose one that no other file has
+        if path.is_symlink():
+            os.symlink(os.readlink(path), name)
+        else:
+            os.link(path, name)
+    except OSError as error:
+        raise AutostartError(os_error_message(error, f"cannot write {path}")) from None
+    return name
+
+
+def _put_back(done: list[tuple[str | None, Path]]) -> None:
+    """Undo the renames in `done`: each path gets its old file back, or goes if it had none."""
+    for old, path in reversed(done):
+        with contextlib.suppress(OSError):
+            if old is None:
+                os.unlink(path)
+            else:
+                os.replace(old, path)
 
 
 def _stage(path: Path, data: bytes, mode: int) -> str:
