@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import posixpath
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,7 +50,7 @@ def layer_entries(binary: Path, binary_dest: str, files: list[tuple[Path, ExtraF
     entries = [_file_entry(binary, binary_dest, BINARY_MODE, 0, 0, mtime)]
     entries += [_file_entry(src, f.dest, f.mode, f.uid, f.gid, mtime) for src, f in files]
     names = [e.name for e in entries]
-    duplicates = sorted({n for n in names if names.count(n) > 1})
+    duplicates = sorted(n for n, count in Counter(names).items() if count > 1)  # linear: 100k files
     if duplicates:
         raise SpecError(f"two files go to /{duplicates[0]}; give each file its own destination")
     parents = {p for n in names for p in _parents(n)}
