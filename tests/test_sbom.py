@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from conftest import require_tool
 from oci import blob
@@ -566,3 +568,58 @@ def test_buildroot_external_toolchain_names_only_its_libc(hello_static, tmp_path
     sbom = buildroot_sbom(hello_static, tmp_path, BUILDROOT_LIBC_VARIABLES["musl"])
     libc = package(sbom, "SPDXRef-Library1-musl")
     assert "versionInfo" not in libc and libc["licenseDeclared"] == "NOASSERTION"
+
+
+# --- fields spdx-tools would refuse are refused at build, naming the option --------------------
+
+@pytest.mark.parametrize("location", ["javascript://example.com/x", "file:///srv/hello.tar.gz",
+                                      "https://localhost/hello.tar.gz", "http://127.0.0.1/x",
+                                      "/srv/hello.tar.gz"])
+def test_build_refuses_a_download_location_spdx_tools_rejects(hello_static, tmp_path, location):
+    result = packager("build", hello_static, "--output", tmp_path / "layout", "--sbom-package",
+                      f"name=hello download_location={location}", check=False)
+    assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith("hellocontainer: error: --sbom-package (spec: sbom.package) "
+                                    "download_location")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_license_nested_too_deeply_names_the_sbom_option(hello_static, tmp_path):
+    deep = "(" * 1000 + "MIT" + ")" * 1000
+    result = packager("build", hello_static, "--output", tmp_path / "layout", "--sbom-package",
+                      f"name=hello license='{deep}'", check=False)
+    assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
+    assert "--sbom-package (spec: sbom.package) license nests parentheses 1000 deep" in result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+_LOCATIONS = st.one_of(
+    st.text(max_size=40),
+    st.builds("".join, st.lists(st.sampled_from(
+        ["https://", "http://", "git+", "git://", "ftp://", "file://", "javascript:", "ssh://",
+         "hg+", "bzr+lp:", "git+git@", "example", ".", "com", "-", "localhost", "127.0.0.1", ":",
+         "8080", "/", "path", "@", "user", "x", "1", "%", " ", "\n", "é", "co.uk", "?q=1#f"]),
+        max_size=10)))
+
+
+@settings(max_examples=400, deadline=None)
+@given(location=_LOCATIONS)
+def test_every_location_and_homepage_the_build_accepts_spdx_tools_accepts(location):
+    from spdx_tools.spdx.validation.uri_validators import validate_download_location, validate_url
+
+    from hellocontainer.errors import SpecError
+    from hellocontainer.provenance.sbom import component
+
+    try:
+        part = component({"name": "x", "download_location": location}, "--sbom-package")
+    except SpecError:
+        pass
+    else:
+        if part.download_location not in (None, "NONE", "NOASSERTION"):
+            assert validate_download_location(part.download_location) == []
+    try:
+        part = component({"name": "x", "homepage": location}, "--sbom-package")
+    except SpecError:
+        return
+    if part.homepage is not None:
+        assert validate_url(part.homepage) == []

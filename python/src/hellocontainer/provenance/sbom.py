@@ -19,6 +19,7 @@ JSON is canonical. The reference validator (spdx-tools) checks our output in the
 from __future__ import annotations
 
 import hashlib
+import itertools
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
@@ -82,10 +83,20 @@ _CPE_LANGUAGE = r"(?:[*-]|[A-Za-z]{2,3}(?:-(?:[A-Za-z]{2}|[0-9]{3}))?)"
 CPE23 = re.compile(rf"cpe:2\.3:[aho*-](?::{_CPE_VALUE}){{5}}:{_CPE_LANGUAGE}(?::{_CPE_VALUE}){{4}}")
 # purl-spec: pkg:TYPE/[NAMESPACE/]NAME[@VERSION][?QUALIFIERS][#SUBPATH]
 PURL = re.compile(r"pkg:[A-Za-z.+-][A-Za-z0-9.+-]*/[^\s/][^\s]*")
-# A URL, or a VCS location the SPDX spec defines (git+https://…, git+git@host:path).
-_DOWNLOAD = re.compile(r"(?:(?:git|hg|svn|bzr)\+)?[A-Za-z][A-Za-z0-9+.-]*://[^\s]+|git\+git@[^\s]+")
-_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s]+")
+# SPDX 2.3 §7.7 and §7.11 with the regular expression of its download-location rule: a URL of
+# the schemes SPDX names, on a host that is a dotted name ending in letters (so neither
+# `localhost` nor an address), optionally behind a VCS prefix; or git+git@host:path, or
+# bzr+lp:name. Anything else (javascript:, file:, a bare path) is refused by spdx-tools, so the
+# build refuses it first, naming the option.
+_HOST = r"[A-Za-z0-9]+(?:[-.][A-Za-z0-9]+)*\.[A-Za-z]{2,}"
+_URL = re.compile(rf"(?:https?|ftp|sftp|ssh|git|svn)://(?:[\w\-.!~*'()%;:&=+$,]+@)?{_HOST}"
+                  r"(?::[0-9]{1,5})?(?:/\S*)?")
+_DOWNLOAD = re.compile(rf"(?:(?:git|hg|svn|bzr)\+)?{_URL.pattern}"
+                       r"|git\+git@[A-Za-z0-9.-]+:[A-Za-z0-9/\\.@-]+|bzr\+lp:[A-Za-z0-9.-]+")
 _SUPPLIER = re.compile(r"(?:Person|Organization): \S.*|NOASSERTION")
+
+
+MAX_LICENSE_NESTING = 64  # real expressions nest two or three levels
 
 
 def spdx_license(value: str, what: str) -> str:
@@ -122,6 +133,10 @@ def spdx_license(value: str, what: str) -> str:
             tokens.append(token)
         i += 1
     expression = _render(tokens)
+    depth = max(itertools.accumulate({"(": 1, ")": -1}.get(t, 0) for t in tokens), default=0)
+    if depth > MAX_LICENSE_NESTING:  # the parser recurses once a level: refuse before it does
+        raise SpecError(f"{what} nests parentheses {depth} deep, more than the "
+                        f"{MAX_LICENSE_NESTING} this tool reads; write it with fewer levels")
     if not tokens or not _parses(tokens):
         raise SpecError(f"{what} {value!r} is not an SPDX license expression; write SPDX "
                         "identifiers joined by AND, OR and WITH, e.g. 'MIT' or "
@@ -247,9 +262,9 @@ def sbom_spec(raw: Any) -> SbomSpec | None:
         return None
     if raw is True:
         return SbomSpec()
-    libraries = tuple(component(item, f"sbom library {item.get('name') or i + 1}")
+    libraries = tuple(component(item, f"--sbom-library {item.get('name') or i + 1} (spec: sbom.libraries)")
                       for i, item in enumerate(raw.get("libraries", [])))
-    return SbomSpec(component(raw.get("package", {}), "sbom package"), libraries)
+    return SbomSpec(component(raw.get("package", {}), "--sbom-package (spec: sbom.package)"), libraries)
 
 
 def words_to_fields(flag: str, words: Iterable[str]) -> dict[str, Any]:
