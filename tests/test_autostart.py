@@ -86,6 +86,16 @@ def test_podman_runs_the_layout_by_tag_with_the_chosen_network(
     assert unit_values(unit, "After") == ["network-online.target"]
 
 
+def test_podman_gets_no_network_unless_host_networking_is_asked(
+        hellocontainer: Runner, tmp_path: Path) -> None:
+    write(hellocontainer, tmp_path, "--runtime", "podman", "--name", "hello", "--layout", LAYOUT)
+    script = (tmp_path / "S95hello").read_text()
+    unit = (tmp_path / "hello.service").read_text()
+    run = ["run", "--rm", "--name", "hello", "--net=none", f"oci:{LAYOUT}"]
+    assert ["$RUNTIME", *run] in script_commands(script)
+    assert unit_values(unit, "ExecStart") == [shlex.join(["podman", *run])]
+
+
 def test_runtime_path_is_used_as_given(hellocontainer: Runner, tmp_path: Path) -> None:
     script, unit = crun_files(hellocontainer, tmp_path, "--runtime-path", "/opt/bin/crun")
     assert 'RUNTIME="/opt/bin/crun"' in script

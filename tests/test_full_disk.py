@@ -99,6 +99,14 @@ def test_fresh_build_on_a_full_disk_writes_nothing(mount, hello_static):
     assert_valid(cli("validate", layout))
 
 
+def test_full_disk_error_names_the_path_and_what_to_do(mount, hello_static):
+    fs = mount("size=1m")
+    fill(fs)
+    line = assert_one_error(cli("build", hello_static, "--output", fs / "L"), status=1)
+    assert str(fs) in line  # where: the user must know which file system is full
+    assert "No space left on device; free space on that file system, or write somewhere else" in line
+
+
 @pytest.mark.parametrize("compression", ["gzip", "none"])
 def test_build_into_a_layout_on_a_full_disk_keeps_it_intact(mount, hello_static, compression):
     fs = mount("size=1m")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -623,3 +624,17 @@ def test_every_location_and_homepage_the_build_accepts_spdx_tools_accepts(locati
         return
     if part.homepage is not None:
         assert validate_url(part.homepage) == []
+
+
+def test_spdx_ids_made_from_names_with_underscores_plus_and_spaces_are_valid(hello_static, tmp_path):
+    layout = tmp_path / "layout"
+    packager("build", hello_static, "--output", layout, "--sbom-package", "name='my_tool+ extra'",
+             "--sbom-library", "name='lib c++' version=1")
+    sbom = sbom_of(layout)
+    ids = [p["SPDXID"] for p in sbom["packages"]]
+    assert all(re.fullmatch(r"SPDXRef-[A-Za-z0-9.-]+", i) for i in ids), ids
+    assert len(set(ids)) == len(ids)
+    path = tmp_path / "sbom.spdx.json"
+    path.write_text(json.dumps(sbom))
+    result = pyspdxtools(path)
+    assert result.returncode == 0, result.stdout + result.stderr

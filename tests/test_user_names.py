@@ -127,3 +127,14 @@ def test_malformed_passwd_entry_is_named_by_its_line(hellocontainer, hello_stati
     assert_one_line_error(result, f"line {number} is not an entry NAME:PASSWORD:UID:GID",
                           "--passwd-file (spec key passwd_file)")
     nothing_written(out.parent, set())
+
+
+def test_the_first_entry_of_a_repeated_name_wins(hellocontainer, hello_static, tmp_path):
+    """As getpwnam(3) and getgrnam(3) answer: a later duplicate (a merge gone wrong) is ignored."""
+    (tmp_path / "passwd").write_text("app:x:1000:1001::/:/bin/sh\napp:x:2000:2002::/:/bin/sh\n")
+    (tmp_path / "group").write_text("staff:x:50:\nstaff:x:60:\n")
+    assert built_user(hellocontainer, hello_static, tmp_path / "o", "--user", "app:staff",
+                      "--passwd-file", tmp_path / "passwd", "--group-file", tmp_path / "group"
+                      ) == "1000:50"
+    assert built_user(hellocontainer, hello_static, tmp_path / "p", "--user", "app",
+                      "--passwd-file", tmp_path / "passwd") == "1000:1001"
