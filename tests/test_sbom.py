@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from conftest import require_tool
+from conftest import require_buildroot_path, require_tool
 from oci import blob
 
 EPOCH = "1700000000"
@@ -518,6 +518,7 @@ def buildroot_sbom(binary: Path, out: Path, variables: dict[str, str]) -> dict[s
     step does, with the real packager; the SBOM copy it wrote."""
     make = require_tool("make", "make")
     external = Path(__file__).resolve().parent.parent / "br2-external"
+    require_buildroot_path(external)
     makefile = out / "Makefile"
     makefile.write_text(
         "qstrip = $(strip $(subst \",,$(1)))\n"
