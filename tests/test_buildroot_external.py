@@ -37,7 +37,7 @@ import kconfiglib
 import pytest
 from elftools.elf.elffile import ELFFile
 
-from conftest import REPO, STRICT, Runner, require_tool
+from conftest import REPO, STRICT, Runner, require_buildroot_path, require_tool
 from foreign import build_static_hello, cross_compilers
 from oci import image_config, image_file, manifest, tagged_manifests
 
@@ -264,6 +264,7 @@ def buildroot_make(makefile_body: str, directory: Path, host: Path, env: dict[st
                    *variables: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     """Run plain make on the tree's external.mk plus `makefile_body`, with the directories and
     commands Buildroot would define."""
+    require_buildroot_path(EXTERNAL)
     makefile = directory / "Makefile"
     makefile.write_text(MAKE_PREAMBLE + makefile_body)
     return run(["make", "--no-print-directory", "-f", makefile,
@@ -858,6 +859,7 @@ DEFCONFIGS = {
 
 def buildroot(output: Path, *args: str) -> str:
     """`make` in the Buildroot checkout with our tree and its own output directory."""
+    require_buildroot_path(EXTERNAL)
     return run(["make", "-s", "--no-print-directory", "-C", BUILDROOT_DIR,
                 f"BR2_EXTERNAL={EXTERNAL}", f"O={output}", *args]).stdout
 

@@ -53,7 +53,7 @@ def build_env() -> dict[str, str]:
     if not packager.exists():
         found = shutil.which("hellocontainer")
         if found is None:
-            message = "hellocontainer not installed; install it with: pip install ./python"
+            message = "hellocontainer not installed; install it with: pipx install ./python"
             if STRICT:
                 pytest.fail(message)
             pytest.skip(message)
@@ -208,8 +208,22 @@ def test_configure_fails_naming_how_to_install_missing_packager(
     assert result.returncode != 0
     (error,) = [line for line in result.stderr.splitlines() if "error:" in line]
     assert "hellocontainer" in error
-    assert "pip install ./python" in error
+    assert "pipx install ./python" in error
     assert "HELLOCONTAINER=" in error
+
+
+def test_configure_refuses_a_packager_path_make_cannot_quote(
+        bootstrapped: Path, tmp_path: Path, build_env: dict[str, str]) -> None:
+    # container.am and distcheck single-quote the path: spaces pass, a quote would not.
+    folder = tmp_path / "Ada's tools"
+    folder.mkdir()
+    (folder / "hellocontainer").symlink_to(shutil.which("hellocontainer", path=build_env["PATH"]))
+    result = subprocess.run([bootstrapped / "configure", f"HELLOCONTAINER={folder}/hellocontainer"],
+                            cwd=tmp_path, env=build_env, capture_output=True, text=True, check=False)
+    assert result.returncode != 0
+    (error,) = [line for line in result.stderr.splitlines() if "error:" in line]
+    assert f"HELLOCONTAINER={folder}/hellocontainer" in error
+    assert "single quote" in error
 
 
 def test_make_distcheck_passes(native: Path, build_env: dict[str, str]) -> None:

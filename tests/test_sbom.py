@@ -22,7 +22,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import require_tool
+from conftest import require_buildroot_path, require_tool
 from oci import blob
 
 EPOCH = "1700000000"
@@ -521,6 +521,7 @@ def buildroot_sbom(binary: Path, out: Path, variables: dict[str, str]) -> dict[s
     step does, with the real packager; the SBOM copy it wrote."""
     make = require_tool("make", "make")
     external = Path(__file__).resolve().parent.parent / "br2-external"
+    require_buildroot_path(external)
     makefile = out / "Makefile"
     makefile.write_text(
         "qstrip = $(strip $(subst \",,$(1)))\n"

@@ -124,8 +124,99 @@ def test_hello_help_is_its_usage_and_nothing_else():
     assert not any(line.startswith(("#", "set ")) for line in lines)
 
 
+def test_hello_names_the_packager_it_used(first_hello, checkout):
+    # The packager is not on PATH after scripts/hello: its `tool:` line says where it is, quoted
+    # to paste as is, and how to install it instead.
+    words = shlex.split(_field(first_hello.stdout, "tool"))
+    assert words[0] == str(checkout / ".venv" / "bin" / "hellocontainer")
+    assert " ".join(words[1:]) == "(or: pipx install ./python)"
+    result = subprocess.run([words[0], "validate", checkout / "deploy" / "images" / "hello-oci"],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def readme_hello_console() -> list[str]:
+    """The README's example session of scripts/hello: its output lines."""
+    readme = (REPO / "README.md").read_text()
+    match = re.search(rf"```console\n\$ SOURCE_DATE_EPOCH={EPOCH} scripts/hello\n(.*?)```", readme,
+                      re.DOTALL)
+    assert match, "README.md has no console block of `SOURCE_DATE_EPOCH=... scripts/hello`"
+    return match.group(1).splitlines()
+
+
+def test_readme_shows_what_scripts_hello_prints(first_hello, checkout):
+    # The README's checkout is "/…/My Work"; its digest and size are Debian 12's (musl, gcc),
+    # so here only their form is compared. The musl note is the one line a machine may add.
+    printed = (first_hello.stderr + first_hello.stdout).replace(str(checkout), "/…/My Work")
+    lines = [line for line in printed.splitlines() if not line.startswith("note: musl-gcc")]
+    shown = readme_hello_console()
+    assert len(lines) == len(shown), printed
+    for line, expected in zip(lines, shown):
+        if expected.startswith(("manifest:", "size:")):
+            form = re.sub(r"[0-9a-f]{64}", "DIGEST", re.sub(r"\b\d+\b", "N", expected))
+            line = re.sub(r"[0-9a-f]{64}", "DIGEST", re.sub(r"\b\d+\b", "N", line))
+            assert line == form
+        elif expected.startswith("building examples/hello"):
+            assert line.startswith("building examples/hello (")  # musl or glibc
+        else:
+            assert line == expected
+
+
+@pytest.mark.space_in_path
+def test_example_builds_and_distchecks_under_a_path_with_a_space(first_hello, checkout, tmp_path):
+    """The example's own flow in a folder below "My Work", with the packager that scripts/hello
+    left in the checkout (a path with a space too): each path must stay one word through make
+    and the shell, in the compiler's prefix maps and in distcheck's configure line."""
+    for tool, package in (("autoreconf", "autoconf"), ("automake", "automake"), ("make", "make"),
+                          ("gcc", "gcc")):
+        require_tool(tool, package)
+    source = tmp_path / "My Work" / "hello"
+    shutil.copytree(checkout / "examples" / "hello", source)
+    packager = checkout / ".venv" / "bin" / "hellocontainer"
+    env = _env(SOURCE_DATE_EPOCH=EPOCH, PATH=f"{packager.parent}{os.pathsep}{os.environ['PATH']}")
+    env.pop("CONFIG_SITE", None)
+    for argv in (["./bootstrap"], ["./configure"], ["make"], ["make", "container"],
+                 ["make", "distcheck"]):
+        result = subprocess.run(argv, cwd=source, env=env, capture_output=True, text=True)
+        assert result.returncode == 0, f"{' '.join(argv)}\n{result.stdout}\n{result.stderr}"
+    assert "archives ready for distribution" in result.stdout
+    # The unstripped program keeps its DWARF: the prefix maps took the whole directory away.
+    assert b"My Work" not in (source / "hello").read_bytes()
+    result = subprocess.run([packager, "validate", source / "hellocontainer"], capture_output=True,
+                            text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_ci_run_lists_the_packages_before_installing(tmp_path):
+    # .ci/run on its own, with apt-get and scripts/test stood in for: what it prints, and when.
+    top = tmp_path / "ci"
+    (top / ".ci").mkdir(parents=True)
+    shutil.copy2(REPO / ".ci" / "run", top / ".ci" / "run")
+    (top / "tests").mkdir()
+    shutil.copy2(REPO / "tests" / "system-tools.txt", top / "tests" / "system-tools.txt")
+    (top / "scripts").mkdir()
+    stubs = tmp_path / "bin"
+    stubs.mkdir()
+    for script, line in ((top / "scripts" / "test", "echo scripts/test ran >&2"),
+                         (stubs / "apt-get", 'echo "apt-get $*" >&2')):
+        script.write_text(f"#!/bin/sh\n{line}\n")
+        script.chmod(0o755)
+    result = subprocess.run([str(top / ".ci" / "run")], capture_output=True, text=True,
+                            env=_env(PATH=f"{stubs}{os.pathsep}{os.environ['PATH']}"))
+    assert result.returncode == 0, result.stderr
+    lines = result.stderr.splitlines()
+    first_apt = next(i for i, line in enumerate(lines) if line.startswith("apt-get "))
+    listed = " ".join(lines[:first_apt]).split()
+    for line in (REPO / "tests" / "system-tools.txt").read_text().splitlines():
+        words = line.split()
+        if words and not words[0].startswith("#"):
+            assert words[1] in listed, f"{words[1]} is installed but not listed first"
+    assert lines[-1] == "scripts/test ran"
+
+
 def test_pip_install_of_the_packager_leaves_no_untracked_files(first_hello, checkout, tmp_path):
-    # The README's `pip install ./python`, into a scratch target; scripts/hello ran before.
+    # What the README's `pipx install ./python` runs, pip install of ./python, into a scratch
+    # target; scripts/hello ran before.
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
                     "--disable-pip-version-check", "--target", str(tmp_path / "site"),
                     "./python"], cwd=checkout, capture_output=True, text=True, check=True)

@@ -3,7 +3,7 @@
 # Copy this file into your project's m4/ directory and container.am next to your top-level
 # Makefile.am; README.md of the hello example lists the lines to add.
 #
-# serial 2
+# serial 3
 
 # HELLOCONTAINER_INIT([BINARY])
 # -----------------------------
@@ -48,14 +48,17 @@ AC_LANG_PUSH([C])
 # image digests.  Both directories map to "."; the build directory is given last because GCC
 # tries the most recently given map first, and it is the longer prefix when it lies inside the
 # source tree (mkdir build && cd build && ../configure).
+# Make expands these into shell command lines, so each flag is single-quoted there: a directory
+# may hold spaces (a checkout in "My Work"), and automake refuses the characters that would
+# need more than that (quotes, $, #, backslash) in either directory.
 HELLOCONTAINER_CFLAGS=
 _HELLOCONTAINER_CHECK_CFLAG([-ffile-prefix-map=/old=/new],
-  [HELLOCONTAINER_CFLAGS='-ffile-prefix-map=$(abs_top_srcdir)=. -ffile-prefix-map=$(abs_top_builddir)=.'],
+  [HELLOCONTAINER_CFLAGS=_HELLOCONTAINER_PREFIX_MAPS([-ffile-prefix-map])],
   [dnl GCC < 8 and clang < 10 split the option in two; take whichever half exists.
    _HELLOCONTAINER_CHECK_CFLAG([-fdebug-prefix-map=/old=/new],
-     [HELLOCONTAINER_CFLAGS='-fdebug-prefix-map=$(abs_top_srcdir)=. -fdebug-prefix-map=$(abs_top_builddir)=.'])
+     [HELLOCONTAINER_CFLAGS=_HELLOCONTAINER_PREFIX_MAPS([-fdebug-prefix-map])])
    _HELLOCONTAINER_CHECK_CFLAG([-fmacro-prefix-map=/old=/new],
-     [HELLOCONTAINER_CFLAGS="$HELLOCONTAINER_CFLAGS "'-fmacro-prefix-map=$(abs_top_srcdir)=. -fmacro-prefix-map=$(abs_top_builddir)=.'])])
+     [HELLOCONTAINER_CFLAGS="$HELLOCONTAINER_CFLAGS "_HELLOCONTAINER_PREFIX_MAPS([-fmacro-prefix-map])])])
 
 # Static: the image holds the one binary and no C library to load.
 HELLOCONTAINER_LDFLAGS=
@@ -86,14 +89,22 @@ AC_LANG_POP([C])
 AS_IF([test "x$enable_container" != xno],
   [AC_PATH_PROG([HELLOCONTAINER], [hellocontainer])
    AS_IF([test -z "$HELLOCONTAINER"],
-     [AC_MSG_ERROR([the OCI image packager 'hellocontainer' is not on PATH; install it with 'pip install ./python' in the hellocontainer repository (Yocto: hellocontainer-native; Buildroot: host-hellocontainer), set HELLOCONTAINER=/path/to/hellocontainer, or configure with --disable-container])],
+     [AC_MSG_ERROR([the OCI image packager 'hellocontainer' is not on PATH; install it with 'pipx install ./python' in the hellocontainer repository (Yocto: hellocontainer-native; Buildroot: host-hellocontainer), set HELLOCONTAINER=/path/to/hellocontainer (scripts/hello leaves one in the repository's .venv/bin), or configure with --disable-container])],
      [test -x "$HELLOCONTAINER"],
      [],
-     [AC_MSG_ERROR([HELLOCONTAINER=$HELLOCONTAINER is not an executable; point it at the installed 'hellocontainer' program])])],
+     [AC_MSG_ERROR([HELLOCONTAINER=$HELLOCONTAINER is not an executable; point it at the installed 'hellocontainer' program])])
+   # container.am and distcheck single-quote the path on the shell command lines make runs:
+   # spaces are fine; a quote, a dollar sign (make's), a hash (a comment in the Makefile) or a
+   # newline are not (the dollar sign and the hash are written as quadrigraphs here).
+   case $HELLOCONTAINER in
+     *\'* | *\@S|@* | *\@%:@* | *"$as_nl"*)
+       AC_MSG_ERROR([HELLOCONTAINER=$HELLOCONTAINER: make cannot hand a path with a single quote, a dollar sign, a hash or a newline to the shell; install the packager elsewhere]);;
+   esac],
   [HELLOCONTAINER=])
-# `make distcheck' configures the unpacked tarball afresh; hand it this configure's choice.
+# `make distcheck' configures the unpacked tarball afresh; hand it this configure's choice, as
+# one shell word of the command line make runs.
 AS_IF([test -n "$HELLOCONTAINER"],
-  [HELLOCONTAINER_DISTCHECK_CONFIGURE_FLAGS="HELLOCONTAINER=$HELLOCONTAINER"],
+  [HELLOCONTAINER_DISTCHECK_CONFIGURE_FLAGS="'HELLOCONTAINER=$HELLOCONTAINER'"],
   [HELLOCONTAINER_DISTCHECK_CONFIGURE_FLAGS=--disable-container])
 
 HELLOCONTAINER_BINARY='m4_default([$1], [$(bindir)/$(PACKAGE)])'
@@ -106,6 +117,14 @@ AC_SUBST([HELLOCONTAINER_OUTPUT])
 AC_SUBST([HELLOCONTAINER_TAGS])
 AC_SUBST([HELLOCONTAINER_DISTCHECK_CONFIGURE_FLAGS])
 ])
+
+# _HELLOCONTAINER_PREFIX_MAPS(OPTION)
+# -----------------------------------
+# A shell word (for an assignment) whose value maps both top directories to "." with OPTION,
+# each map single-quoted for the shell that make hands the compile command to; the build
+# directory last (see above).
+m4_define([_HELLOCONTAINER_PREFIX_MAPS],
+[["'$1=\$(abs_top_srcdir)=.' '$1=\$(abs_top_builddir)=.'"]])
 
 # _HELLOCONTAINER_CHECK_CFLAG(FLAG, [ACTION-IF-ACCEPTED], [ACTION-IF-REJECTED])
 # ------------------------------------------------------------------------------
