@@ -22,13 +22,13 @@ from ..errors import LayoutError
 from ..oci import leftovers, model, referrers, schema
 from ..oci.model import Descriptor
 from ..oci.reader import (
-    MAX_INDEX_DEPTH,
     LayoutReader,
     compression_of,
     descriptor_from,
     parse_json,
     verifiable,
 )
+from ..oci.walk import Edge, Node, walk
 
 
 @dataclass
@@ -47,7 +47,7 @@ class Checker:
         self._kept: dict[str, bytes] = {}  # verified document bytes, until load_json parses them
         self._diff_ids: dict[str, str | None] = {}
         self._configs: dict[str, dict[str, Any] | None] = {}
-        self._visited: set[tuple[str, str]] = set()
+        self._visited: set[tuple[str, str]] = set()  # see _claim
         # Layer digest → diff_id of layers this process has just written, hashing the
         # compressed and the uncompressed bytes as they streamed by (a build checking its own
         # new image). Reading, hashing and decompressing them again would cost a quarter of a
@@ -134,28 +134,24 @@ class Checker:
             self.problem(f"{where} ({schema_name} {descriptor.digest[:19]}): {message}")
         return None if found else document
 
-    def check_descriptor(self, descriptor: Descriptor, where: str) -> None:
-        """Follow a descriptor and everything below it: iterative, each blob once, depth capped."""
-        stack = [(descriptor, where, 0)]
-        while stack:
-            current, at, depth = stack.pop()
-            # Each document once, but a manifest once per platform claim made of it: the
-            # claims are what differ between two descriptors of the same digest.
-            key = (current.digest, model.platform_name(current.platform or {}))
-            if key in self._visited:
-                continue
-            self._visited.add(key)
-            if current.media_type in model.INDEX_TYPES:
-                if depth >= MAX_INDEX_DEPTH:
-                    self.problem(f"{at}: image indexes nest deeper than {MAX_INDEX_DEPTH} levels")
-                    continue
-                children = self.check_index_blob(current, at)
-                stack.extend((child, f"{at} > manifests[{i}]", depth + 1)
-                             for i, child in reversed(list(enumerate(children))))
-            elif current.media_type in model.MANIFEST_TYPES:
-                self.check_manifest(current, at)
-            else:
-                self.check_blob(current, at)
+    def check_descriptor(self, descriptor: Descriptor, where: str, depth: int = 0) -> None:
+        """Follow a descriptor and everything below it (walk.py): each blob once, depth capped.
+
+        `depth` is that of what lists it: 0 for index.json, a manifest's own for its subject.
+        """
+        walk([(descriptor, where)], self._check_node, where=_location, depth=depth,
+             seen=self._visited, key=_claim, too_deep=lambda error: self.problem(str(error)))
+
+    def _check_node(self, node: Node[str]) -> list[Edge[str]]:
+        current, at = node.descriptor, node.context
+        if current.media_type in model.INDEX_TYPES:
+            children = self.check_index_blob(current, at)
+            return [(child, f"{at} > manifests[{i}]") for i, child in enumerate(children)]
+        if current.media_type in model.MANIFEST_TYPES:
+            self.check_manifest(current, at, node.depth)
+        else:
+            self.check_blob(current, at)
+        return []
 
     def check_media_type(self, document: dict[str, Any], descriptor: Descriptor, where: str) -> None:
         """A document's own mediaType, when it has one, must be what its descriptor says."""
@@ -197,12 +193,12 @@ class Checker:
                 self.problem(str(error))
         return out
 
-    def check_manifest(self, descriptor: Descriptor, where: str) -> None:
+    def check_manifest(self, descriptor: Descriptor, where: str, depth: int = 0) -> None:
         manifest = self.load_json(descriptor, "manifest", where)
         if manifest is None:
             return
         self.check_media_type(manifest, descriptor, where)
-        self.check_referrer(manifest, descriptor, where)
+        self.check_referrer(manifest, descriptor, where, depth)
         try:
             config_descriptor = descriptor_from(manifest["config"], f"{where} > config")
         except LayoutError as error:
@@ -230,7 +226,8 @@ class Checker:
             return
         self.check_config(config, diff_ids, descriptor, where)
 
-    def check_referrer(self, manifest: dict[str, Any], descriptor: Descriptor, where: str) -> None:
+    def check_referrer(self, manifest: dict[str, Any], descriptor: Descriptor, where: str,
+                       depth: int = 0) -> None:
         """image-spec 1.1 artifacts and referrers: manifest.md, "Guidelines for Artifact Usage".
 
         A manifest whose config is the empty descriptor must say what it is (artifactType); an
@@ -270,7 +267,7 @@ class Checker:
             self.problem(f"{where} > subject: {subject.digest} is not in the layout; store a "
                          "referrer with the image it describes, or remove it")
             return
-        self.check_descriptor(subject, f"{where} > subject")
+        self.check_descriptor(subject, f"{where} > subject", depth)
 
     def check_empty(self, item: dict[str, Any], where: str) -> None:
         """manifest.md, "Guidance for an Empty Descriptor": `{}`, so digest and size are fixed."""
@@ -329,6 +326,16 @@ class Checker:
             self.warning(f"{where}: digest algorithm of {layer.digest} is not one this tool can "
                          "compute; the blob was not verified")
         return "sha256:" + diff.hexdigest()
+
+
+def _claim(descriptor: Descriptor) -> tuple[str, str]:
+    """Each document once, but a manifest once per platform claim made of it: the claims are
+    what differ between two descriptors of the same digest."""
+    return descriptor.digest, model.platform_name(descriptor.platform or {})
+
+
+def _location(node: Node[str]) -> str:
+    return node.context
 
 
 def _oci_layout_problems(reader: LayoutReader) -> list[str]:

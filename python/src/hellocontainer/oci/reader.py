@@ -34,10 +34,10 @@ from typing import Any
 from ..errors import LayoutError, SpecError, os_error_message
 from . import model, referrers, schema
 from .model import Descriptor
+from .walk import Edge, Node, walk
 
 CHUNK = 1 << 20  # read and inflate 1 MiB at a time: memory does not grow with a blob's size
 JSON_CAP = 16 << 20  # index.json, manifests, configs: far above any real one (a few KiB)
-MAX_INDEX_DEPTH = 32  # nested image indexes; real layouts nest one level
 KEPT_DOCUMENT_BYTES = 64 << 10  # documents this small are read once per reader (real: a few KiB)
 MAX_TAR_META = 1 << 20  # a PAX record set or GNU long name: real ones are a few hundred bytes
 
@@ -403,28 +403,32 @@ class LayoutReader:
         return self.platform_image(entries[0], platform)
 
     def platform_image(self, descriptor: Descriptor, platform: str | None) -> Image:
-        depth = 0
-        while descriptor.media_type in model.INDEX_TYPES:
-            depth += 1
-            if depth > MAX_INDEX_DEPTH:
-                raise LayoutError(f"image indexes in {self.root} nest deeper than "
-                                  f"{MAX_INDEX_DEPTH} levels")
-            index = self.document(descriptor, "index")
-            children = [descriptor_from(d, f"index {descriptor.digest[:19]}")
+        """The image `descriptor` names for `platform`, choosing down through image indexes."""
+        chosen: list[Descriptor] = []
+
+        def choose(node: Node[None]) -> list[Edge[None]]:
+            current = node.descriptor
+            if current.media_type not in model.INDEX_TYPES:
+                chosen.append(current)
+                return []
+            index = self.document(current, "index")
+            children = [descriptor_from(d, f"index {current.digest[:19]}")
                         for d in index["manifests"]]
             # Referrers (an SBOM) listed beside the image are never the image to run.
             by_name = {model.platform_name(c.platform or {}): c for c in children
                        if c.media_type in model.MANIFEST_TYPES + model.INDEX_TYPES
                        and not referrers.is_listed_referrer(c)}
             if platform is not None and platform in by_name:
-                descriptor = by_name[platform]
-            elif platform is None and len(by_name) == 1:
-                descriptor = next(iter(by_name.values()))
-            else:
-                have = ", ".join(sorted(n or "(no platform)" for n in by_name)) or "none"
-                wanted = f"no platform {platform}" if platform else "several platforms"
-                raise LayoutError(f"the image has {wanted} (platforms: {have}); choose one "
-                                  "with --platform")
+                return [(by_name[platform], None)]
+            if platform is None and len(by_name) == 1:
+                return [(next(iter(by_name.values())), None)]
+            have = ", ".join(sorted(n or "(no platform)" for n in by_name)) or "none"
+            wanted = f"no platform {platform}" if platform else "several platforms"
+            raise LayoutError(f"the image has {wanted} (platforms: {have}); choose one "
+                              "with --platform")
+
+        walk([(descriptor, None)], choose, where=self._where)
+        descriptor = chosen[0]
         if descriptor.media_type not in model.MANIFEST_TYPES:
             raise LayoutError(f"{descriptor.digest} is a {descriptor.media_type}, not an image "
                               "manifest")
@@ -458,30 +462,28 @@ class LayoutReader:
         return [descriptor_from(d, f"{descriptor.digest[:19]}") for d in found]
 
     def reachable(self, roots: list[Descriptor], strict: bool = True) -> set[str]:
-        """Digests of every blob reachable from `roots`, each blob read once, depth capped.
+        """Digests of every blob reachable from `roots`, each blob read once, depth capped (walk.py).
 
         With `strict` off, a document that cannot be read ends that branch instead of the walk:
         garbage collection must not delete what a damaged manifest might still point at, so it
         asks for the blobs it can prove reachable and keeps whatever it cannot account for.
         """
         seen: set[str] = set()
-        stack = [(d, 0) for d in roots]
-        while stack:
-            descriptor, depth = stack.pop()
-            if descriptor.digest in seen:
-                continue
-            seen.add(descriptor.digest)
-            if depth > MAX_INDEX_DEPTH:
-                raise LayoutError(f"image indexes in {self.root} nest deeper than "
-                                  f"{MAX_INDEX_DEPTH} levels")
+
+        def follow(node: Node[None]) -> list[Edge[None]]:
             try:
-                children = self.children(descriptor)
+                return [(child, None) for child in self.children(node.descriptor)]
             except LayoutError:
                 if strict:
                     raise
-                continue
-            stack.extend((child, depth + 1) for child in children)
+                return []
+
+        walk([(d, None) for d in roots], follow, where=self._where, seen=seen)
         return seen
+
+    def _where(self, node: Node[Any]) -> str:
+        """How a walk over this layout names where it stopped: the layout."""
+        return str(self.root)
 
     # --- layers -------------------------------------------------------------------------------
 
