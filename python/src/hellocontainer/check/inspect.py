@@ -15,7 +15,8 @@ from typing import Any
 
 from ..oci import model, referrers
 from ..oci.model import Descriptor
-from ..oci.reader import LayoutReader, compression_of
+from ..oci.reader import LayoutReader
+from ..oci.tarstream import compression_of
 from ..oci.walk import Edge, Node, walk
 
 

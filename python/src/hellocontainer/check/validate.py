@@ -20,14 +20,11 @@ from typing import Any
 
 from ..errors import LayoutError
 from ..oci import leftovers, model, referrers, schema
+from ..oci.digests import verifiable
 from ..oci.model import Descriptor
-from ..oci.reader import (
-    LayoutReader,
-    compression_of,
-    descriptor_from,
-    parse_json,
-    verifiable,
-)
+from ..oci.parsing import descriptor_from, parse_json
+from ..oci.reader import LayoutReader
+from ..oci.tarstream import compression_of
 from ..oci.walk import Edge, Node, walk
 
 
