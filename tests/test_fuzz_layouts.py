@@ -23,6 +23,7 @@ import pytest
 from hypothesis import Phase, given, settings
 from hypothesis import strategies as st
 
+from hellocontainer.oci.walk import MAX_INDEX_DEPTH
 from layouts import (
     ERROR,
     WARNING,
@@ -185,7 +186,7 @@ def _mutate(layout: Path, kind: str, data: st.DataObject, secret: Path, outside:
         fanout = data.draw(st.integers(1, 3), label="fanout")
         top = nested_index(layout, descriptor_of(layout, "latest"), depth, fanout)
         write_index(layout, [tagged(top, "latest")])
-        return "valid" if depth <= 30 else "invalid" if depth >= 34 else "any"  # the cap is about 32
+        return "valid" if depth <= MAX_INDEX_DEPTH else "invalid"  # one limit for every command
     raise ValueError(kind)
 
 

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from conftest import require_tool
-from hellocontainer.oci.reader import CHUNK, MAX_INDEX_DEPTH
+from hellocontainer.oci.safefile import CHUNK
+from hellocontainer.oci.walk import MAX_INDEX_DEPTH
 from layouts import (
     MEDIA_CONFIG,
     MEDIA_INDEX,

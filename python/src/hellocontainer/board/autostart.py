@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import HelloContainerError, os_error_message
-from ..oci.reader import file_kind
+from ..oci.safefile import file_kind
 from ..store.staging import write_beside
 
 RUNTIMES = ("crun", "runc", "podman")

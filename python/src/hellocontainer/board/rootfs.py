@@ -39,7 +39,8 @@ from pathlib import Path
 
 from ..errors import LayoutError, os_error_message
 from ..oci.model import Descriptor
-from ..oci.reader import LayoutReader, Member
+from ..oci.reader import LayoutReader
+from ..oci.tarstream import Member
 
 WHITEOUT = ".wh."
 OPAQUE = ".wh..wh..opq"

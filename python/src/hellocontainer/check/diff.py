@@ -14,7 +14,8 @@ from typing import Any
 
 from ..oci import model, referrers
 from ..oci.model import Descriptor
-from ..oci.reader import MAX_INDEX_DEPTH, LayoutReader
+from ..oci.reader import LayoutReader
+from ..oci.walk import Edge, Node, walk
 from .inspect import layer_files
 
 FILE_FIELDS = ("type", "mode", "uid", "gid", "uname", "gname", "mtime", "size", "sha256")
@@ -39,43 +40,57 @@ def json_differences(a: Any, b: Any, where: str) -> list[str]:
 
 
 class Differ:
+    """Walks images A and B in step (walk.py), descending only where their digests differ."""
+
     def __init__(self, a: LayoutReader, b: LayoutReader) -> None:
         self.a, self.b = a, b
 
-    def descriptors(self, da: Descriptor, db: Descriptor, where: str, depth: int = 0) -> list[str]:
-        if da.digest == db.digest:
-            return []
-        if depth > MAX_INDEX_DEPTH:
-            return [f"{where}: image indexes nest deeper than {MAX_INDEX_DEPTH} levels"]
-        if da.media_type != db.media_type:
-            return [f"{where}: media type {da.media_type} → {db.media_type}"]
-        if da.media_type in model.INDEX_TYPES:
-            return self.indexes(da, db, where, depth)
-        if da.media_type in model.MANIFEST_TYPES:
-            return self.manifests(da, db, where)
-        return [f"{where}: blob {da.digest} → {db.digest}"]
+    def descriptors(self, da: Descriptor, db: Descriptor, where: str) -> list[str]:
+        """Every difference between A's `da` and B's `db`, in the order a reader meets them.
 
-    def indexes(self, da: Descriptor, db: Descriptor, where: str, depth: int) -> list[str]:
+        The walk follows A's graph; each node carries B's counterpart and where they are.
+        Equal digests end a branch, so no walk of a shared graph needs a visited set.
+        """
+        out: list[str] = []
+
+        def visit(node: Node[tuple[Descriptor, str]]) -> list[Edge[tuple[Descriptor, str]]]:
+            x, (y, at) = node.descriptor, node.context
+            if x.media_type != y.media_type:
+                out.append(f"{at}: media type {x.media_type} → {y.media_type}")
+            elif x.media_type in model.INDEX_TYPES:
+                return self.indexes(x, y, at, out)
+            elif x.media_type in model.MANIFEST_TYPES:
+                out.extend(self.manifests(x, y, at))
+            else:
+                out.append(f"{at}: blob {x.digest} → {y.digest}")
+            return []
+
+        if da.digest != db.digest:
+            walk([(da, (db, where))], visit, where=lambda node: node.context[1])
+        return out
+
+    def indexes(self, da: Descriptor, db: Descriptor, where: str,
+                out: list[str]) -> list[Edge[tuple[Descriptor, str]]]:
+        """Add the platforms only one side has to `out`; the pairs of the others, to compare."""
         def by_platform(reader: LayoutReader, d: Descriptor) -> dict[str, Descriptor]:
             children = reader.children(d)
             names = {c.digest: model.platform_name(c.platform or {}) or c.digest for c in children}
-            out = {}
+            found = {}
             for child in children:
                 # An attestation (an SBOM) is `unknown/unknown`: name it after the image it is
                 # about, so that each platform's SBOM is compared with its counterpart.
                 about = child.annotations.get(referrers.ANNOTATION_REFERENCE_DIGEST)
                 if child.annotations.get(referrers.ANNOTATION_REFERENCE_TYPE) and about:
-                    out[f"{names.get(about, about)} attestation"] = child
+                    found[f"{names.get(about, about)} attestation"] = child
                 else:
-                    out[names[child.digest]] = child
-            return out
+                    found[names[child.digest]] = child
+            return found
 
         pa, pb = by_platform(self.a, da), by_platform(self.b, db)
-        out = [f"{where}: platform {p} only in A" for p in sorted(set(pa) - set(pb))]
+        out += [f"{where}: platform {p} only in A" for p in sorted(set(pa) - set(pb))]
         out += [f"{where}: platform {p} only in B" for p in sorted(set(pb) - set(pa))]
-        for platform in sorted(set(pa) & set(pb)):
-            out += self.descriptors(pa[platform], pb[platform], f"{where} [{platform}]", depth + 1)
-        return out
+        return [(pa[p], (pb[p], f"{where} [{p}]")) for p in sorted(set(pa) & set(pb))
+                if pa[p].digest != pb[p].digest]
 
     def manifests(self, da: Descriptor, db: Descriptor, where: str) -> list[str]:
         ma, mb = self.a.document(da, "manifest"), self.b.document(db, "manifest")

@@ -13,10 +13,11 @@ import stat
 from pathlib import Path
 from typing import Any
 
-from ..errors import LayoutError
 from ..oci import model, referrers
 from ..oci.model import Descriptor
-from ..oci.reader import MAX_INDEX_DEPTH, LayoutReader, compression_of
+from ..oci.reader import LayoutReader
+from ..oci.tarstream import compression_of
+from ..oci.walk import Edge, Node, walk
 
 
 def layer_files(reader: LayoutReader, layer: Descriptor, hashes: bool = False) -> list[dict[str, Any]]:
@@ -43,32 +44,56 @@ def layer_files(reader: LayoutReader, layer: Descriptor, hashes: bool = False) -
     return files
 
 
-def _image(reader: LayoutReader, descriptor: Descriptor, seen: set[str],
-           depth: int = 0) -> dict[str, Any]:
-    report: dict[str, Any] = {"digest": descriptor.digest, "size": descriptor.size,
-                              "mediaType": descriptor.media_type}
-    if descriptor.platform:
-        report["platform"] = descriptor.platform
-    if descriptor.digest in seen:
-        # Described already: indexes may share children, and a graph of a few dozen blobs can
-        # have 2^40 paths. Each blob is described once; later mentions point back to it.
-        report["described"] = "above"
+def _describe(reader: LayoutReader, roots: list[Descriptor], seen: set[str]) -> list[dict[str, Any]]:
+    """A report of each root and of what it lists, walked once (walk.py).
+
+    Indexes may share children, and a graph of a few dozen blobs can have 2^40 paths: each blob
+    is described once, and later mentions of it point back ("described": "above").
+    """
+    top: list[dict[str, Any]] = []
+    # An index's platform reports and its listed referrers, which `leave` attaches to them.
+    listed: dict[Node[list[dict[str, Any]]], tuple[list[dict[str, Any]], list[Descriptor]]] = {}
+
+    def report_of(node: Node[list[dict[str, Any]]]) -> dict[str, Any]:
+        descriptor = node.descriptor
+        report: dict[str, Any] = {"digest": descriptor.digest, "size": descriptor.size,
+                                  "mediaType": descriptor.media_type}
+        if descriptor.platform:
+            report["platform"] = descriptor.platform
+        node.context.append(report)
         return report
-    seen.add(descriptor.digest)
-    if descriptor.media_type in model.INDEX_TYPES:
-        if depth >= MAX_INDEX_DEPTH:
-            raise LayoutError(f"image indexes in {reader.root} nest deeper than "
-                              f"{MAX_INDEX_DEPTH} levels")
-        children = [child for child in reader.children(descriptor)
-                    if child.media_type in model.INDEX_TYPES + model.MANIFEST_TYPES]
-        report["manifests"] = [_image(reader, child, seen, depth + 1) for child in children
-                               if not referrers.is_listed_referrer(child)]
+
+    def repeated(node: Node[list[dict[str, Any]]]) -> None:
+        report_of(node)["described"] = "above"
+
+    def visit(node: Node[list[dict[str, Any]]]) -> list[Edge[list[dict[str, Any]]]]:
+        report = report_of(node)
+        descriptor = node.descriptor
+        if descriptor.media_type in model.INDEX_TYPES:
+            children = [child for child in reader.children(descriptor)
+                        if child.media_type in model.INDEX_TYPES + model.MANIFEST_TYPES]
+            report["manifests"] = []
+            listed[node] = (report["manifests"],
+                            [c for c in children if referrers.is_listed_referrer(c)])
+            return [(child, report["manifests"]) for child in children
+                    if not referrers.is_listed_referrer(child)]
+        if descriptor.media_type in model.MANIFEST_TYPES:
+            _describe_manifest(reader, descriptor, report)
+        # else another tool's blob listed in the index: nothing more to say
+        return []
+
+    def leave(node: Node[list[dict[str, Any]]]) -> None:
         # Referrers (an SBOM) are shown under the image they describe, not as platforms.
-        _attach_referrers(reader, report["manifests"],
-                          [c for c in children if referrers.is_listed_referrer(c)], seen)
-        return report
-    if descriptor.media_type not in model.MANIFEST_TYPES:
-        return report  # another tool's blob listed in the index: nothing more to say
+        if node in listed:
+            _attach_referrers(reader, *listed.pop(node), seen)
+
+    walk([(root, top) for root in roots], visit, where=lambda _: str(reader.root), seen=seen,
+         repeated=repeated, leave=leave)
+    return top
+
+
+def _describe_manifest(reader: LayoutReader, descriptor: Descriptor, report: dict[str, Any]) -> None:
+    """Add what a manifest holds to its report: an image's config and files, or an artifact's type."""
     manifest = reader.document(descriptor, "manifest")
     config_descriptor = Descriptor.from_json(manifest["config"])
     layers = [Descriptor.from_json(d) for d in manifest["layers"]]
@@ -77,7 +102,7 @@ def _image(reader: LayoutReader, descriptor: Descriptor, seen: set[str],
         report["artifactType"] = manifest.get("artifactType", config_descriptor.media_type)
         report["layers"] = [{"digest": d.digest, "size": d.size, "mediaType": d.media_type}
                             for d in layers]
-        return report
+        return
     config = reader.document(config_descriptor, "config")
     runtime = config.get("config") or {}
     diff_ids = (config.get("rootfs") or {}).get("diff_ids") or []
@@ -97,7 +122,6 @@ def _image(reader: LayoutReader, descriptor: Descriptor, seen: set[str],
             for i, layer in enumerate(layers)
         ],
     })
-    return report
 
 
 def _referrer(reader: LayoutReader, descriptor: Descriptor) -> tuple[str | None, dict[str, Any]]:
@@ -146,12 +170,14 @@ def _layout_bytes(root: Path) -> int:
 def inspect_layout(root: Path, tag: str | None) -> dict[str, Any]:
     """A report of every tagged (or untagged) entry of the layout, or of one tag."""
     reader = LayoutReader(root)
-    images: dict[str, dict[str, Any]] = {}
     seen: set[str] = set()
     entries = reader.select(tag)
+    first: dict[str, Descriptor] = {}  # each image once, as its first entry lists it
     for descriptor in entries:
-        if descriptor.digest not in images:
-            images[descriptor.digest] = {"tags": [], **_image(reader, descriptor, seen)}
+        first.setdefault(descriptor.digest, descriptor)
+    images = {digest: {"tags": [], **report}
+              for digest, report in zip(first, _describe(reader, list(first.values()), seen))}
+    for descriptor in entries:
         if descriptor.ref_name:
             images[descriptor.digest]["tags"].append(descriptor.ref_name)
     # Untagged referrers that other tools list in index.json go under their subject.

@@ -1,8 +1,9 @@
 """Check an image layout, ours or another tool's, against the schemas and against its own bytes.
 
 Schemas cannot say that a digest equals the hash of the blob, that a diff_id equals the
-uncompressed layer, or that a "+gzip" layer really is gzip; this module checks all of that and
-reports every problem it finds rather than stopping at the first. It reads only through
+uncompressed layer, or that a "+gzip" layer really is gzip; this module (the documents and the
+graph they form) and blobs.py (the bytes of each blob) check all of that and report every
+problem found rather than stopping at the first. It reads only through
 `reader`, so a hostile layout (links out of it, FIFOs, bombs, cycles) is a problem to report,
 never a hang or a crash. The build runs the same checks on a new image before publishing it.
 
@@ -12,150 +13,46 @@ hold, digests we cannot compute, and debris a killed build left behind.
 
 from __future__ import annotations
 
-import hashlib
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..errors import LayoutError
 from ..oci import leftovers, model, referrers, schema
 from ..oci.model import Descriptor
-from ..oci.reader import (
-    MAX_INDEX_DEPTH,
-    LayoutReader,
-    compression_of,
-    descriptor_from,
-    parse_json,
-    verifiable,
-)
+from ..oci.parsing import descriptor_from, parse_json
+from ..oci.reader import LayoutReader
+from ..oci.walk import Edge, Node, walk
+from .blobs import BlobChecker, Report
 
 
-@dataclass
-class Report:
-    problems: list[str] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-
-
-class Checker:
-    """Collects the problems of one layout; each blob is verified at most once."""
+class Checker(BlobChecker):
+    """Collects the problems of one layout's documents and of the graph they form, following
+    each descriptor to its blob (blobs.py); each document is checked once."""
 
     def __init__(self, reader: LayoutReader, written: dict[str, str] | None = None) -> None:
-        self.reader = reader
-        self.report = Report()
-        self._verified: dict[str, bool] = {}
-        self._kept: dict[str, bytes] = {}  # verified document bytes, until load_json parses them
-        self._diff_ids: dict[str, str | None] = {}
+        super().__init__(reader, written)
         self._configs: dict[str, dict[str, Any] | None] = {}
-        self._visited: set[tuple[str, str]] = set()
-        # Layer digest → diff_id of layers this process has just written, hashing the
-        # compressed and the uncompressed bytes as they streamed by (a build checking its own
-        # new image). Reading, hashing and decompressing them again would cost a quarter of a
-        # large build and could only find a bug in hashlib or the compressor, which have tests
-        # of their own; their presence, size and format are still checked.
-        self._written = written or {}
+        self._visited: set[tuple[str, str]] = set()  # see _claim
 
-    @property
-    def problems(self) -> list[str]:
-        return self.report.problems
+    def check_descriptor(self, descriptor: Descriptor, where: str, depth: int = 0) -> None:
+        """Follow a descriptor and everything below it (walk.py): each blob once, depth capped.
 
-    def problem(self, message: str) -> None:
-        if message not in self.report.problems:
-            self.report.problems.append(message)
+        `depth` is that of what lists it: 0 for index.json, a manifest's own for its subject.
+        """
+        walk([(descriptor, where)], self._check_node, where=_location, depth=depth,
+             seen=self._visited, key=_claim, too_deep=lambda error: self.problem(str(error)))
 
-    def warning(self, message: str) -> None:
-        if message not in self.report.warnings:
-            self.report.warnings.append(message)
-
-    def check_blob(self, descriptor: Descriptor, where: str, keep: bool = False) -> bool:
-        """Presence, size and digest of the blob a descriptor names, once per digest. With
-        `keep`, the verified bytes of a document are kept for `load_json`, so that it is read
-        and hashed once, not once to verify and again to parse."""
-        if descriptor.digest not in self._verified:
-            self._verified[descriptor.digest] = self._verify_blob(descriptor, where, keep)
-        return self._verified[descriptor.digest]
-
-    def _verify_blob(self, descriptor: Descriptor, where: str, keep: bool) -> bool:
-        if not verifiable(descriptor.digest):
-            self.warning(f"{where}: digest algorithm of {descriptor.digest} is not one this "
-                         "tool can compute; the blob was not verified")
-        if "data" in descriptor.extra and not self._check_embedded(descriptor, where):
-            return False
-        try:
-            if descriptor.digest in self._written:
-                fd = self.reader.open_blob(descriptor)  # hashed while it was written
-                size = os.fstat(fd).st_size
-                os.close(fd)
-                if size != descriptor.size:
-                    raise LayoutError(f"blob {descriptor.digest} has {size} bytes, but its "
-                                      f"descriptor says {descriptor.size}")
-            elif keep:
-                self._kept[descriptor.digest] = self.reader.blob_bytes(descriptor)
-            else:
-                self.reader.verify_blob(descriptor)
-        except LayoutError as error:
-            self.problem(f"{where}: {error}")
-            return False
-        return True
-
-    def _check_embedded(self, descriptor: Descriptor, where: str) -> bool:
-        """descriptor.md: `data` is base64 (RFC 4648 §4) of exactly the blob's bytes."""
-        import base64
-        import binascii
-
-        data = descriptor.extra["data"]
-        try:
-            decoded = base64.b64decode(data, validate=True) if isinstance(data, str) else None
-        except (binascii.Error, ValueError):
-            decoded = None
-        if decoded is None:
-            self.problem(f"{where}: data is not standard base64 (RFC 4648 section 4, padded)")
-            return False
-        if len(decoded) != descriptor.size or (
-                descriptor.digest.startswith("sha256:")
-                and model.sha256_digest(decoded) != descriptor.digest):
-            self.problem(f"{where}: the embedded data does not match the descriptor's digest "
-                         "and size")
-            return False
-        return True
-
-    def load_json(self, descriptor: Descriptor, schema_name: str, where: str) -> Any | None:
-        if not self.check_blob(descriptor, where, keep=True):
-            return None
-        try:
-            # Verified by check_blob just now, or (met before) read and verified again here.
-            data = self._kept.pop(descriptor.digest, None) or self.reader.blob_bytes(descriptor)
-            document = parse_json(data, f"blob {descriptor.digest}")
-        except LayoutError as error:
-            self.problem(f"{where}: {error}")
-            return None
-        found = schema.problems(document, schema_name)
-        for message in found:
-            self.problem(f"{where} ({schema_name} {descriptor.digest[:19]}): {message}")
-        return None if found else document
-
-    def check_descriptor(self, descriptor: Descriptor, where: str) -> None:
-        """Follow a descriptor and everything below it: iterative, each blob once, depth capped."""
-        stack = [(descriptor, where, 0)]
-        while stack:
-            current, at, depth = stack.pop()
-            # Each document once, but a manifest once per platform claim made of it: the
-            # claims are what differ between two descriptors of the same digest.
-            key = (current.digest, model.platform_name(current.platform or {}))
-            if key in self._visited:
-                continue
-            self._visited.add(key)
-            if current.media_type in model.INDEX_TYPES:
-                if depth >= MAX_INDEX_DEPTH:
-                    self.problem(f"{at}: image indexes nest deeper than {MAX_INDEX_DEPTH} levels")
-                    continue
-                children = self.check_index_blob(current, at)
-                stack.extend((child, f"{at} > manifests[{i}]", depth + 1)
-                             for i, child in reversed(list(enumerate(children))))
-            elif current.media_type in model.MANIFEST_TYPES:
-                self.check_manifest(current, at)
-            else:
-                self.check_blob(current, at)
+    def _check_node(self, node: Node[str]) -> list[Edge[str]]:
+        current, at = node.descriptor, node.context
+        if current.media_type in model.INDEX_TYPES:
+            children = self.check_index_blob(current, at)
+            return [(child, f"{at} > manifests[{i}]") for i, child in enumerate(children)]
+        if current.media_type in model.MANIFEST_TYPES:
+            self.check_manifest(current, at, node.depth)
+        else:
+            self.check_blob(current, at)
+        return []
 
     def check_media_type(self, document: dict[str, Any], descriptor: Descriptor, where: str) -> None:
         """A document's own mediaType, when it has one, must be what its descriptor says."""
@@ -197,12 +94,12 @@ class Checker:
                 self.problem(str(error))
         return out
 
-    def check_manifest(self, descriptor: Descriptor, where: str) -> None:
+    def check_manifest(self, descriptor: Descriptor, where: str, depth: int = 0) -> None:
         manifest = self.load_json(descriptor, "manifest", where)
         if manifest is None:
             return
         self.check_media_type(manifest, descriptor, where)
-        self.check_referrer(manifest, descriptor, where)
+        self.check_referrer(manifest, descriptor, where, depth)
         try:
             config_descriptor = descriptor_from(manifest["config"], f"{where} > config")
         except LayoutError as error:
@@ -230,7 +127,8 @@ class Checker:
             return
         self.check_config(config, diff_ids, descriptor, where)
 
-    def check_referrer(self, manifest: dict[str, Any], descriptor: Descriptor, where: str) -> None:
+    def check_referrer(self, manifest: dict[str, Any], descriptor: Descriptor, where: str,
+                       depth: int = 0) -> None:
         """image-spec 1.1 artifacts and referrers: manifest.md, "Guidelines for Artifact Usage".
 
         A manifest whose config is the empty descriptor must say what it is (artifactType); an
@@ -270,7 +168,7 @@ class Checker:
             self.problem(f"{where} > subject: {subject.digest} is not in the layout; store a "
                          "referrer with the image it describes, or remove it")
             return
-        self.check_descriptor(subject, f"{where} > subject")
+        self.check_descriptor(subject, f"{where} > subject", depth)
 
     def check_empty(self, item: dict[str, Any], where: str) -> None:
         """manifest.md, "Guidance for an Empty Descriptor": `{}`, so digest and size are fixed."""
@@ -301,34 +199,15 @@ class Checker:
             if own != said:
                 self.problem(f"{where}: the index says platform {said} but the config says {own}")
 
-    def check_layer(self, layer: Descriptor, where: str) -> str | None:
-        """Verify a layer blob and return its diff_id (None when it cannot be computed)."""
-        if layer.digest in self._diff_ids:
-            return self._diff_ids[layer.digest]
-        self._diff_ids[layer.digest] = diff_id = self._layer_diff_id(layer, where)
-        return diff_id
 
-    def _layer_diff_id(self, layer: Descriptor, where: str) -> str | None:
-        compression = compression_of(layer.media_type)
-        if compression is None:
-            self.check_blob(layer, where)
-            return None  # a foreign layer type: the digest check is all we can do
-        if layer.digest in self._written:
-            return self._written[layer.digest] if self.check_blob(layer, where) else None
-        # One pass over the blob verifies its digest and size and hashes what it inflates to.
-        diff = hashlib.sha256()
-        try:
-            for chunk in self.reader.layer_chunks(layer):
-                diff.update(chunk)
-        except LayoutError as error:
-            self.problem(f"{where}: {error}")
-            self._verified[layer.digest] = False
-            return None
-        self._verified[layer.digest] = True
-        if not verifiable(layer.digest):
-            self.warning(f"{where}: digest algorithm of {layer.digest} is not one this tool can "
-                         "compute; the blob was not verified")
-        return "sha256:" + diff.hexdigest()
+def _claim(descriptor: Descriptor) -> tuple[str, str]:
+    """Each document once, but a manifest once per platform claim made of it: the claims are
+    what differ between two descriptors of the same digest."""
+    return descriptor.digest, model.platform_name(descriptor.platform or {})
+
+
+def _location(node: Node[str]) -> str:
+    return node.context
 
 
 def _oci_layout_problems(reader: LayoutReader) -> list[str]:

@@ -21,7 +21,8 @@ from ..errors import BinaryError, LayoutError, SpecError, os_error_message
 from ..oci import model, platforms, referrers
 from ..oci.model import Descriptor
 from ..oci.platforms import Platform
-from ..oci.reader import LayoutReader, file_kind
+from ..oci.reader import LayoutReader
+from ..oci.safefile import file_kind
 from ..provenance import sbom
 from ..store.archive import ArchiveWriter
 from ..store.layout import Staging, preflight, publish

@@ -18,7 +18,8 @@ from ..check.validate import Checker
 from ..errors import LayoutError, SpecError
 from ..oci import model, referrers
 from ..oci.model import Descriptor
-from ..oci.reader import CHUNK, LayoutReader
+from ..oci.reader import LayoutReader
+from ..oci.safefile import CHUNK
 from ..store.layout import Staging, preflight, publish
 from .spec import check_tags
 

@@ -18,8 +18,8 @@ from typing import Any
 
 from ..errors import SpecError
 from ..oci import model, schema
-from ..oci.reader import read_input_text
 from ..provenance.sbom import SbomSpec, sbom_spec, words_to_fields
+from .inputs import read_input_text
 from .users import resolve_user
 
 # Flags whose values are lists of shell words, and the spec key each fills.

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import SpecError
-from ..oci.reader import read_input_text
+from .inputs import read_input_text
 
 # A few KiB in any real root filesystem; the bound keeps a wrong path (/dev/zero, a disk image)
 # from filling the build machine's memory.

@@ -18,8 +18,9 @@ from pathlib import Path
 
 from ..errors import LayoutError
 from . import model
+from .digests import DIGEST
 from .model import Descriptor
-from .reader import DIGEST, LayoutReader
+from .reader import LayoutReader
 
 INDEX_TEMP_PREFIX = ".index.json."
 LAYOUT_STAGING_KIND = "hellocontainer"  # the staging folders of builds into a layout
