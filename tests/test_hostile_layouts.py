@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import shutil
 import tarfile
@@ -416,3 +417,37 @@ def test_gzip_bomb_is_read_in_bounded_memory(other, hostile):
     assert results["inspect"].returncode == 0, summary(results["inspect"])
     assert "zeros" in results["inspect"].stdout
     assert results["diff"].returncode == 1, summary(results["diff"])
+
+
+def _tar_with_pax(records: dict[str, str]) -> bytes:
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        info = tarfile.TarInfo("hello")
+        info.size = 6
+        info.pax_headers = records
+        tar.addfile(info, io.BytesIO(b"hello\n"))
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("value", ["nan", "1e400", "abc", "", "0x10", "inf", " 17", "1_0"])
+def test_a_pax_mtime_that_is_no_time_is_one_error_line(other, hostile, value):
+    add_image(hostile, gzip_bytes(_tar_with_pax({"mtime": value})))
+    results = readers(other, hostile)
+    assert_no_crash(results["validate"])
+    assert_one_error(results["inspect"], "PAX mtime", status=1)
+    assert_one_error(results["diff"], "PAX mtime", status=2)
+
+
+@pytest.mark.parametrize("key", ["uid", "gid", "size"])
+def test_a_pax_number_python_would_stretch_to_read_is_one_error_line(other, hostile, key):
+    add_image(hostile, gzip_bytes(_tar_with_pax({key: "1_0"})))
+    results = readers(other, hostile)
+    assert_one_error(results["inspect"], f"PAX {key}", status=1)
+    assert_one_error(results["diff"], f"PAX {key}", status=2)
+
+
+def test_a_pax_mtime_with_a_fraction_is_read_as_whole_seconds(hellocontainer, hostile):
+    add_image(hostile, gzip_bytes(_tar_with_pax({"mtime": "1700000000.987654321"})))
+    (image,) = json.loads(hellocontainer("inspect", hostile, "--json").stdout)["images"]
+    (entry,) = image["layers"][0]["files"]
+    assert entry["mtime"] == 1700000000

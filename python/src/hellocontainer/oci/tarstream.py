@@ -9,6 +9,7 @@ an error rather than a spin. The reader verifies the blob these bytes come from.
 
 from __future__ import annotations
 
+import re
 import zlib
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass
@@ -260,7 +261,7 @@ class TarStream:
                 mode=fields["mode"] & 0o7777,
                 uid=_pax_int(pax, "uid", fields["uid"], self._name),
                 gid=_pax_int(pax, "gid", fields["gid"], self._name),
-                mtime=int(float(pax.get("mtime", fields["mtime"]))),
+                mtime=_pax_mtime(pax, fields["mtime"], self._name),
                 size=size if typeflag in (b"0", b"\0", b"7") else 0,
                 linkname=linkname,
                 uname=pax.get("uname", fields["uname"]), gname=pax.get("gname", fields["gname"]),
@@ -340,13 +341,28 @@ def _parse_pax(data: bytes, name: str) -> dict[str, str]:
     return records
 
 
+# POSIX pax: a time is decimal seconds, optionally with a fraction ("1700000000.123456789").
+# `float()` would take nan, 1e400 and "  1_0", and int(float("1e400")) raises OverflowError.
+_PAX_NUMBER = re.compile(r"-?[0-9]{1,19}")
+_PAX_TIME = re.compile(r"(-?[0-9]{1,19})(?:\.[0-9]{1,64})?")
+
+
+def _pax_mtime(pax: dict[str, str], default: int, name: str) -> int:
+    """A PAX mtime as whole seconds (the fraction dropped, as ustar keeps them), or one error."""
+    if "mtime" not in pax:
+        return default
+    match = _PAX_TIME.fullmatch(pax["mtime"])
+    if match is None:
+        raise LayoutError(f"layer {name}: PAX mtime {pax['mtime']!r} is not a time in seconds")
+    return int(match.group(1))
+
+
 def _pax_int(pax: dict[str, str], key: str, default: int, name: str) -> int:
     if key not in pax:
         return default
-    try:
-        value = int(pax[key])
-    except ValueError:
-        raise LayoutError(f"layer {name}: PAX {key} {pax[key]!r} is not a number") from None
+    if not _PAX_NUMBER.fullmatch(pax[key]):  # int() would also take " 1", "1_0" and "+1"
+        raise LayoutError(f"layer {name}: PAX {key} {pax[key]!r} is not a number")
+    value = int(pax[key])
     if value < 0:
         raise LayoutError(f"layer {name}: PAX {key} is negative")
     return value
