@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import shlex
 from pathlib import Path
 
@@ -43,6 +44,26 @@ def test_diff_exit_codes_follow_diff1(hellocontainer, hello_static, layout, tmp_
     trouble = hellocontainer("diff", layout, tmp_path / "nothere", check=False)
     assert trouble.returncode == 2
     assert trouble.stderr.startswith("hellocontainer: error: ")
+
+
+@pytest.mark.parametrize("trouble", [OSError(errno.EIO, "Input/output error", "a/index.json"),
+                                     MemoryError(), RecursionError()])
+@pytest.mark.parametrize(("command", "status"), [("diff", 2), ("inspect", 1)])
+def test_trouble_beyond_our_own_errors_exits_with_the_commands_status(monkeypatch, capsys, trouble,
+                                                                       command, status):
+    """A file system error or too large an input: diff(1)'s 2 for diff, as for its own errors."""
+    import hellocontainer.check.diff
+    import hellocontainer.check.inspect
+    from hellocontainer.cli import main
+
+    def fail(*args: object) -> None:
+        raise trouble
+
+    monkeypatch.setattr(hellocontainer.check.diff, "diff_layouts", fail)
+    monkeypatch.setattr(hellocontainer.check.inspect, "inspect_layout", fail)
+    assert main([command, "a", "b"] if command == "diff" else [command, "a"]) == status
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith("hellocontainer: error: ")
 
 
 def test_diff_names_the_tag_the_same_way_however_it_was_asked(hellocontainer, hello_static,

@@ -2,7 +2,8 @@
 
 Each command is one module here, registered once in COMMANDS: its `HELP` (the line in
 `hellocontainer --help`), `DESCRIPTION` (its own --help, or None), `setup(parser)` adding its
-options, and `run(args)`, which returns its exit status.
+options, and `run(args)`, which returns its exit status. A module that must exit with a status of
+its own on any error, as `diff` does, says so in `TROUBLE_STATUS`.
 
 This module is the one error boundary: every error a user can cause arrives here as a
 HelloContainerError and leaves as one line, `hellocontainer: error: …`, with the error's exit
@@ -70,18 +71,19 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _command(argv: Sequence[str] | None) -> str | None:
-    words = list(sys.argv[1:] if argv is None else argv)
-    return next((w for w in words if not w.startswith("-")), None)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
+    command: ModuleType | None = None  # known once the command line is parsed
+
+    def trouble(status: int) -> int:
+        return getattr(command, "TROUBLE_STATUS", status)
+
     try:
         args = _parser().parse_args(argv)
-        return COMMANDS[args.command].run(args)
+        command = COMMANDS[args.command]
+        return command.run(args)
     except HelloContainerError as error:
         print(f"{PROG}: error: {error}", file=sys.stderr)
-        return error.exit_status
+        return trouble(error.exit_status)
     except BrokenPipeError:
         # `hellocontainer inspect … | head`: the reader left; that is not an error of ours.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -90,11 +92,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The one boundary for what the file system says (full disk, read-only, permissions,
         # names too long): modules name the path; the errno decides the advice.
         print(f"{PROG}: error: {os_error_message(error)}", file=sys.stderr)
-        return 2 if _command(argv) == "diff" else 1
+        return trouble(1)
     except (MemoryError, RecursionError):
         print(f"{PROG}: error: the input is too large or nests too deeply to process; check it "
               f"with '{PROG} validate'", file=sys.stderr)
-        return 2 if _command(argv) == "diff" else 1
+        return trouble(1)
     except KeyboardInterrupt:
         print(f"{PROG}: error: interrupted; nothing was published", file=sys.stderr)
         return 130
