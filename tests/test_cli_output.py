@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+import ast
 import errno
 import shlex
 from pathlib import Path
@@ -9,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from foreign import build_static_hello, cross_compilers
+from hellocontainer.cli import COMMANDS
 
 
 @pytest.fixture
@@ -92,3 +95,22 @@ def test_index_refuses_platforms_that_start_different_programs(hellocontainer, h
     assert not (tmp_path / "multi").exists()
     hellocontainer("index", "--output", tmp_path / "multi", "--allow-different-programs",
                    tmp_path / "amd64", tmp_path / "arm64")
+
+
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_no_option_is_parsed_and_then_ignored(name):
+    """Each option a command adds is read by its run, or is one of the image flags (build's spec
+    keys), whose list is read from their argument groups."""
+    command = COMMANDS[name]
+    parser = argparse.ArgumentParser()
+    command.setup(parser)
+    options = {action.dest for action in parser._actions} - {"help"}
+    tree = ast.parse(Path(command.__file__).read_text())
+    read = {node.attr for node in ast.walk(tree)
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
+            and node.value.id == "args"}
+    image_flags = set(parser.get_default("image_flags") or ())
+    assert options - read - image_flags == set()
+    if name == "build":
+        assert {"arch", "tag", "gzip_level", "sbom", "sbom_library"} <= image_flags
+        assert "sbom_copy" not in image_flags and "sbom_copy" in read

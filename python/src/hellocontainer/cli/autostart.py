@@ -1,4 +1,6 @@
 """`hellocontainer autostart`: the init script or systemd unit that starts a container at boot.
+
+Its choices are the runtimes, restart policies and networks `board.autostart` knows.
 """
 
 from __future__ import annotations
@@ -16,17 +18,19 @@ DESCRIPTION = ("Write a SysV/BusyBox init script (--sysv) and/or a systemd unit 
 
 
 def setup(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--runtime", choices=("crun", "runc", "podman"), default="crun",
+    from ..board.autostart import NETWORKS, RESTART_POLICIES, RUNTIMES
+
+    parser.add_argument("--runtime", choices=RUNTIMES, default="crun",
                         help="the container runtime on the target (default crun)")
     parser.add_argument("--name", required=True, help="container name, e.g. hello")
     parser.add_argument("--bundle", metavar="/DIR", help="crun, runc: the runtime bundle on the "
                         "target (see 'bundle')")
     parser.add_argument("--layout", metavar="/DIR[:TAG]",
                         help="podman: the image layout on the target")
-    parser.add_argument("--restart", choices=("no", "on-failure", "always"), default="on-failure",
+    parser.add_argument("--restart", choices=RESTART_POLICIES, default="on-failure",
                         help="restart the container when it exits: never, after a non-zero "
                         "exit (default) or always; one second apart")
-    parser.add_argument("--network", choices=("none", "host"), default="none",
+    parser.add_argument("--network", choices=NETWORKS, default="none",
                         help="podman: --net=; crun, runc: the bundle decides (pass the value it "
                         "was made with), 'host' only orders the start after the network")
     parser.add_argument("--runtime-path", metavar="/PATH",

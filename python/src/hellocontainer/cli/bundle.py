@@ -25,12 +25,14 @@ DESCRIPTION = ("Write config.json (runtime-spec 1.2) and rootfs/ of the image LA
 
 
 def setup(parser: argparse.ArgumentParser) -> None:
+    from ..board.runtime_config import NETWORKS
+
     parser.add_argument("ref", metavar="LAYOUT[:TAG]")
     parser.add_argument("--output", "-o", required=True, metavar="DIR",
                         help="bundle directory (created, or replaced if it holds a bundle)")
     parser.add_argument("--platform", metavar="OS/ARCH[/VARIANT]",
                         help="the image to take from a multi-platform index, e.g. linux/arm64")
-    parser.add_argument("--network", choices=("none", "host"), default="none",
+    parser.add_argument("--network", choices=NETWORKS, default="none",
                         help="none (default): a network namespace of its own, loopback only; "
                         "host: the board's network, for device services")
 

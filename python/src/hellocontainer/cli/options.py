@@ -1,6 +1,8 @@
 """What several commands' options share: the program's name, `LAYOUT[:TAG]` references, the
 `--output` and `--tag` options, and the image flags that are also spec keys.
 
+The image flags' names are read from their argument groups, never listed by hand, so a flag added
+to a group reaches the spec instead of being parsed and silently ignored.
 """
 
 from __future__ import annotations
@@ -10,10 +12,6 @@ from pathlib import Path
 from typing import Any
 
 PROG = "hellocontainer"
-
-IMAGE_FLAGS = ("arch", "tune", "path", "entrypoint", "cmd", "env", "user", "passwd_file",
-               "group_file", "workdir", "port", "label", "annotation", "stop_signal", "tag", "file",
-               "compression", "gzip_level", "allow_dynamic", "sbom", "sbom_package", "sbom_library")
 
 
 def split_ref(ref: str) -> tuple[Path, str | None]:
@@ -46,7 +44,14 @@ def add_tag(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
 
 
 def add_image_flags(parser: argparse.ArgumentParser) -> None:
-    """The image settings and SBOM groups of `build`: flags that are also spec keys."""
+    """The image settings and SBOM groups of `build`: flags that are also spec keys.
+
+    Their names, read from the two groups once they are filled, become the parser's default
+    `image_flags`, which `image_flags()` reads back.
+    """
+    # The compressions the layer writer knows; imported only when `build` is the command parsed.
+    from ..image.compress import MEDIA_TYPES
+
     image = parser.add_argument_group("image settings (also spec keys)")
     image.add_argument("--arch", help="target architecture: OCI (arm64, arm/v7), Yocto, Buildroot or "
                        "GNU name (aarch64, armv7l, x86_64); default: from the ELF header")
@@ -80,7 +85,7 @@ def add_image_flags(parser: argparse.ArgumentParser) -> None:
     image.add_argument("--file", action="append", metavar="WORDS",
                        help=words("extra file SRC:DEST[:MODE]",
                                   "--file 'motd:/etc/motd:0644 ca.pem:/etc/ssl/ca.pem'"))
-    image.add_argument("--compression", choices=("gzip", "none", "zstd"),
+    image.add_argument("--compression", choices=sorted(MEDIA_TYPES),
                        help="layer compression (default gzip; zstd needs python zstandard)")
     image.add_argument("--gzip-level", type=_gzip_level, metavar="1-9|max",
                        help="gzip level; max: zopfli, the smallest gzip and the slowest, needs "
@@ -101,10 +106,15 @@ def add_image_flags(parser: argparse.ArgumentParser) -> None:
                       help="a library linked into the program (the C library first), as "
                       "KEY=VALUE shell words with at least name=; one library per flag, e.g. "
                       "--sbom-library 'name=musl version=1.2.4 license=MIT'")
-    sbom.add_argument("--sbom-copy", metavar="FILE",
-                      help="also write the SBOM to FILE (e.g. DEPLOY/NAME.spdx.json)")
+    # Where the SBOM is copied to, like --archive: an output of the build, not a spec key.
+    sbom_copy = sbom.add_argument("--sbom-copy", metavar="FILE",
+                                  help="also write the SBOM to FILE (e.g. DEPLOY/NAME.spdx.json)")
+    # argparse keeps each group's own actions in _group_actions, in the order they were added.
+    parser.set_defaults(image_flags=tuple(
+        action.dest for group in (image, sbom) for action in group._group_actions
+        if action is not sbom_copy))
 
 
 def image_flags(args: argparse.Namespace) -> dict[str, Any]:
     """The image flags as `flags_document` takes them: by flag name, None when not given."""
-    return {name.replace("_", "-"): getattr(args, name) for name in IMAGE_FLAGS}
+    return {name.replace("_", "-"): getattr(args, name) for name in args.image_flags}
