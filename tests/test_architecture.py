@@ -16,8 +16,10 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "python" / "src" / "hellocontainer"
 
-# room → the rooms its modules may import (besides its own). "" is a top-level module by name.
+# room → the rooms its modules may import (besides its own and the package's `__init__`, "",
+# which holds only the version). A top-level module is a room of its own, by name.
 ALLOWED = {
+    "": set(),
     "errors": set(),
     "sourcedate": {"errors"},
     "oci": {"errors"},
@@ -27,7 +29,10 @@ ALLOWED = {
     "image": {"errors", "sourcedate", "oci", "store", "check", "provenance"},
     "board": {"errors", "oci", "store"},
 }
-TOP_ONLY = {"cli", "__main__", "__init__"}  # the entry points: they may import any room
+# The command line: it may import every room, and it is the only package that prints or exits.
+CLI = "cli"
+ALLOWED[CLI] = set(ALLOWED) - {""}
+ALLOWED["__main__"] = {CLI}  # `python -m hellocontainer`: it only hands over to the cli
 
 
 def module_name(path: Path) -> str:
@@ -75,15 +80,15 @@ def graph() -> dict[str, set[str]]:
 def test_the_package_is_a_handful_of_rooms_with_a_few_top_level_modules():
     rooms = sorted(p.name for p in PACKAGE.iterdir() if (p / "__init__.py").exists())
     top = sorted(p.stem for p in PACKAGE.glob("*.py"))
-    assert rooms == ["board", "check", "image", "oci", "provenance", "store"]
-    assert top == ["__init__", "__main__", "cli", "errors", "sourcedate"]
+    assert rooms == ["board", "check", "cli", "image", "oci", "provenance", "store"]
+    assert top == ["__init__", "__main__", "errors", "sourcedate"]
+    assert sorted(ALLOWED) == sorted(["", *rooms, *top[1:]])
 
 
-@pytest.mark.parametrize("name", sorted(n for n in modules() if room(n) not in TOP_ONLY))
+@pytest.mark.parametrize("name", sorted(modules()))
 def test_imports_point_only_down_to_allowed_rooms(name):
     own = room(name)
-    wrong = sorted(m for m in graph()[name] if room(m) not in ALLOWED[own] | {own, ""}
-                   or (room(m) == "" and m != "hellocontainer" and m.split(".")[-1] in TOP_ONLY))
+    wrong = sorted(m for m in graph()[name] if room(m) not in ALLOWED[own] | {own, ""})
     assert not wrong, f"{name} ({own}) may import only {sorted(ALLOWED[own])}, yet imports {wrong}"
 
 
@@ -113,15 +118,17 @@ def test_check_never_imports_a_module_that_writes_or_deletes():
             assert not targets & writers, f"{name} imports {sorted(targets & writers)}"
 
 
-@pytest.mark.parametrize("name", sorted(n for n in modules() if n.split(".")[-1] not in TOP_ONLY))
+@pytest.mark.parametrize("name", sorted(n for n in modules() if room(n) != CLI))
 def test_only_the_cli_prints_or_exits(name):
-    """Below the CLI, modules raise typed errors and return values: no print, exit or std streams."""
+    """Outside the CLI, modules raise typed errors and return values: no print, exit or std streams."""
     tree = ast.parse(modules()[name].read_text())
     offending = []
     for node in ast.walk(tree):
         called = node.func.id if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) else None
-        if called in {"print", "exit"}:
+        if called in {"print", "exit", "SystemExit"}:
             offending.append(f"line {node.lineno}: {called}()")
+        if isinstance(node, ast.Raise) and isinstance(node.exc, ast.Name) and node.exc.id == "SystemExit":
+            offending.append(f"line {node.lineno}: raise SystemExit")
         if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "sys"
                 and node.attr in {"exit", "stdout", "stderr"}):
             offending.append(f"line {node.lineno}: sys.{node.attr}")
@@ -133,3 +140,14 @@ def test_every_module_imports(name):
     """The ast reading above sees import lines, not whether their names exist: import each
     (all but __main__, which runs the CLI when imported)."""
     importlib.import_module(name)
+
+
+def test_each_module_of_the_cli_is_one_command_registered_once():
+    """Besides its `__init__` (main, the registry) and the options several commands share."""
+    from hellocontainer.cli import COMMANDS
+
+    files = sorted(p.stem for p in (PACKAGE / CLI).glob("*.py") if p.stem not in {"__init__", "options"})
+    assert sorted(COMMANDS) == files
+    for name, command in COMMANDS.items():
+        assert command.__name__ == f"hellocontainer.{CLI}.{name}"
+        assert isinstance(command.HELP, str) and callable(command.setup) and callable(command.run), name

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import argparse
+import ast
+import errno
 import shlex
 from pathlib import Path
 
 import pytest
 
 from foreign import build_static_hello, cross_compilers
+from hellocontainer.cli import COMMANDS
 
 
 @pytest.fixture
@@ -45,6 +49,26 @@ def test_diff_exit_codes_follow_diff1(hellocontainer, hello_static, layout, tmp_
     assert trouble.stderr.startswith("hellocontainer: error: ")
 
 
+@pytest.mark.parametrize("trouble", [OSError(errno.EIO, "Input/output error", "a/index.json"),
+                                     MemoryError(), RecursionError()])
+@pytest.mark.parametrize(("command", "status"), [("diff", 2), ("inspect", 1)])
+def test_trouble_beyond_our_own_errors_exits_with_the_commands_status(monkeypatch, capsys, trouble,
+                                                                       command, status):
+    """A file system error or too large an input: diff(1)'s 2 for diff, as for its own errors."""
+    import hellocontainer.check.diff
+    import hellocontainer.check.inspect
+    from hellocontainer.cli import main
+
+    def fail(*args: object) -> None:
+        raise trouble
+
+    monkeypatch.setattr(hellocontainer.check.diff, "diff_layouts", fail)
+    monkeypatch.setattr(hellocontainer.check.inspect, "inspect_layout", fail)
+    assert main([command, "a", "b"] if command == "diff" else [command, "a"]) == status
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith("hellocontainer: error: ")
+
+
 def test_diff_names_the_tag_the_same_way_however_it_was_asked(hellocontainer, hello_static,
                                                               layout, tmp_path):
     other = tmp_path / "other"
@@ -71,3 +95,22 @@ def test_index_refuses_platforms_that_start_different_programs(hellocontainer, h
     assert not (tmp_path / "multi").exists()
     hellocontainer("index", "--output", tmp_path / "multi", "--allow-different-programs",
                    tmp_path / "amd64", tmp_path / "arm64")
+
+
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_no_option_is_parsed_and_then_ignored(name):
+    """Each option a command adds is read by its run, or is one of the image flags (build's spec
+    keys), whose list is read from their argument groups."""
+    command = COMMANDS[name]
+    parser = argparse.ArgumentParser()
+    command.setup(parser)
+    options = {action.dest for action in parser._actions} - {"help"}
+    tree = ast.parse(Path(command.__file__).read_text())
+    read = {node.attr for node in ast.walk(tree)
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
+            and node.value.id == "args"}
+    image_flags = set(parser.get_default("image_flags") or ())
+    assert options - read - image_flags == set()
+    if name == "build":
+        assert {"arch", "tag", "gzip_level", "sbom", "sbom_library"} <= image_flags
+        assert "sbom_copy" not in image_flags and "sbom_copy" in read

@@ -1,0 +1,107 @@
+"""The command line: the only package that prints or exits.
+
+Each command is one module here, registered once in COMMANDS: its `HELP` (the line in
+`hellocontainer --help`), `DESCRIPTION` (its own --help, or None), `setup(parser)` adding its
+options, and `run(args)`, which returns its exit status. A module that must exit with a status of
+its own on any error, as `diff` does, says so in `TROUBLE_STATUS`.
+
+This module is the one error boundary: every error a user can cause arrives here as a
+HelloContainerError and leaves as one line, `hellocontainer: error: …`, with the error's exit
+status (1, or 2 for usage errors) and no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import zlib
+from collections.abc import Callable, Sequence
+from types import ModuleType
+from typing import Any, NoReturn
+
+from .. import __version__
+from ..errors import HelloContainerError, UsageError, os_error_message
+from . import autostart, build, bundle, diff, gc, index, inspect, validate
+from .options import PROG
+
+# Every command, by the name a user types it, in the order `hellocontainer --help` lists them.
+COMMANDS: dict[str, ModuleType] = {
+    module.__name__.rpartition(".")[2]: module
+    for module in (build, validate, index, diff, gc, inspect, bundle, autostart)
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line naming the fix rather than a usage dump, and a
+    command's options are added only when that command is the one parsed."""
+
+    def __init__(self, *args: Any, setup: Callable[[argparse.ArgumentParser], None] | None = None,
+                 **kwargs: Any) -> None:
+        # No abbreviations: `--entry` silently meaning `--entrypoint` today would break build
+        # recipes the day another option starting with `--entry` is added.
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+        self._setup = setup
+
+    def parse_known_args(self, args: Sequence[str] | None = None,
+                         namespace: Any = None) -> tuple[Any, list[str]]:
+        # Start-up time matters: the setup of a command not run (and what it imports for its
+        # choices) costs nothing.
+        if self._setup is not None:
+            setup, self._setup = self._setup, None
+            setup(self)
+        return super().parse_known_args(args, namespace)
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message}; see '{self.prog} --help'")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog=PROG, description="Package one static binary as a small, "
+                     "reproducible OCI image layout.")
+    # zlib decides the compressed bytes: naming it lets two users tell why their digests differ.
+    parser.add_argument("--version", action="version",
+                        version=f"{PROG} {__version__} (zlib {zlib.ZLIB_RUNTIME_VERSION})")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                     parser_class=_Parser)
+    for name, module in COMMANDS.items():
+        commands.add_parser(name, help=module.HELP, description=module.DESCRIPTION,
+                            setup=module.setup)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    command: ModuleType | None = None  # known once the command line is parsed
+
+    def trouble(status: int) -> int:
+        return getattr(command, "TROUBLE_STATUS", status)
+
+    try:
+        args = _parser().parse_args(argv)
+        command = COMMANDS[args.command]
+        return command.run(args)
+    except HelloContainerError as error:
+        print(f"{PROG}: error: {error}", file=sys.stderr)
+        return trouble(error.exit_status)
+    except BrokenPipeError:
+        # `hellocontainer inspect … | head`: the reader left; that is not an error of ours.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except OSError as error:
+        # The one boundary for what the file system says (full disk, read-only, permissions,
+        # names too long): modules name the path; the errno decides the advice.
+        print(f"{PROG}: error: {os_error_message(error)}", file=sys.stderr)
+        return trouble(1)
+    except (MemoryError, RecursionError):
+        print(f"{PROG}: error: the input is too large or nests too deeply to process; check it "
+              f"with '{PROG} validate'", file=sys.stderr)
+        return trouble(1)
+    except KeyboardInterrupt:
+        print(f"{PROG}: error: interrupted; nothing was published", file=sys.stderr)
+        return 130
+
+
+def run_and_exit() -> NoReturn:
+    """`python -m hellocontainer`: the command line of this process, exiting with its status."""
+    sys.exit(main())

@@ -1,0 +1,58 @@
+"""`hellocontainer autostart`: the init script or systemd unit that starts a container at boot.
+
+Its choices are the runtimes, restart policies and networks `board.autostart` knows.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..errors import UsageError
+
+HELP = "write the init script or systemd unit that starts a container at boot"
+DESCRIPTION = ("Write a SysV/BusyBox init script (--sysv) and/or a systemd unit (--systemd) "
+               "that start the container NAME at boot: crun or runc run the runtime bundle --bundle, "
+               "podman runs the image layout --layout. Paths given to --bundle, --layout and "
+               "--runtime-path are paths on the target. Same settings, same bytes.")
+
+
+def setup(parser: argparse.ArgumentParser) -> None:
+    from ..board.autostart import NETWORKS, RESTART_POLICIES, RUNTIMES
+
+    parser.add_argument("--runtime", choices=RUNTIMES, default="crun",
+                        help="the container runtime on the target (default crun)")
+    parser.add_argument("--name", required=True, help="container name, e.g. hello")
+    parser.add_argument("--bundle", metavar="/DIR", help="crun, runc: the runtime bundle on the "
+                        "target (see 'bundle')")
+    parser.add_argument("--layout", metavar="/DIR[:TAG]",
+                        help="podman: the image layout on the target")
+    parser.add_argument("--restart", choices=RESTART_POLICIES, default="on-failure",
+                        help="restart the container when it exits: never, after a non-zero "
+                        "exit (default) or always; one second apart")
+    parser.add_argument("--network", choices=NETWORKS, default="none",
+                        help="podman: --net=; crun, runc: the bundle decides (pass the value it "
+                        "was made with), 'host' only orders the start after the network")
+    parser.add_argument("--runtime-path", metavar="/PATH",
+                        help="the runtime program on the target (default: found on PATH)")
+    parser.add_argument("--sysv", metavar="FILE", help="write the init script here")
+    parser.add_argument("--systemd", metavar="FILE", help="write the systemd unit here")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..board.autostart import SCRIPT_MODE, UNIT_MODE, autostart, systemd_unit, sysv_script, write_files
+
+    if not (args.sysv or args.systemd):
+        raise UsageError("nothing to write: give --sysv FILE and/or --systemd FILE")
+    cfg = autostart(args.runtime, args.name, restart=args.restart, network=args.network,
+                    bundle=args.bundle, layout=args.layout, runtime_path=args.runtime_path)
+    files = []
+    if args.sysv:
+        files.append((Path(args.sysv), sysv_script(cfg), SCRIPT_MODE))
+    if args.systemd:
+        files.append((Path(args.systemd), systemd_unit(cfg), UNIT_MODE))
+    write_files(files)
+    for path, kind in ((args.sysv, "init script"), (args.systemd, "systemd unit")):
+        if path:
+            print(f"{path}: {kind} starting {cfg.name} with {cfg.runtime}")
+    return 0

@@ -1,0 +1,70 @@
+"""`hellocontainer build`: the command that packages a binary, and the only one that takes the
+image flags (the spec keys as options) and the SOURCE_DATE_EPOCH of the environment."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from ..errors import UsageError
+from . import bundle, options
+
+HELP = "package a static binary into an OCI image layout"
+DESCRIPTION = ("Package BINARY into the OCI image layout --output (created, or extended "
+               "with new tags). Timestamps come from SOURCE_DATE_EPOCH (unset: 0).")
+
+
+def setup(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("binary", metavar="BINARY", help="the static binary (inside --sysroot if given)")
+    options.add_output(parser)
+    parser.add_argument("--sysroot", metavar="DIR", help="root directory BINARY is relative to")
+    parser.add_argument("--spec", metavar="FILE", help="YAML image spec; flags override its keys")
+    parser.add_argument("--archive", metavar="FILE", help="also write the layout as an oci-archive tar")
+    parser.add_argument("--bundle", metavar="DIR",
+                        help="also write the new image as an OCI runtime bundle (see 'bundle')")
+    parser.add_argument("--jobs", "-j", type=int, metavar="N",
+                        help="compression threads (default: available cores; same bytes for any N)")
+    options.add_image_flags(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..image.build import BuildRequest, build
+    from ..image.spec import flags_document, load_spec_file, merge
+    from ..sourcedate import source_date_epoch
+
+    epoch = source_date_epoch()
+    file_doc = load_spec_file(Path(args.spec)) if args.spec else {}
+    flag_doc = flags_document(options.image_flags(args))
+    if args.jobs is not None and args.jobs < 1:
+        raise UsageError(f"--jobs {args.jobs} must be at least 1")
+    request = BuildRequest(
+        binary=args.binary,
+        sysroot=Path(args.sysroot) if args.sysroot else None,
+        # Absolute, so that `--output .` has a parent folder to stage beside. Only the file
+        # system sees this path; no byte of the image does.
+        output=Path(os.path.abspath(args.output)),
+        spec=merge(file_doc, flag_doc),
+        epoch=epoch,
+        archive=Path(args.archive) if args.archive else None,
+        sbom_copy=Path(args.sbom_copy) if args.sbom_copy else None,
+        jobs=args.jobs,
+    )
+    bundle_dir = Path(os.path.abspath(args.bundle)) if args.bundle else None
+    if bundle_dir is not None:
+        from ..board.bundle import BundleRequest, check_output, check_separate
+
+        # Before building: a --bundle that cannot be written must not cost a published image.
+        check_separate(request.output, bundle_dir)
+        check_output(bundle_dir)
+    result = build(request)
+    for tag in result.tags:
+        print(f"{args.output}:{tag} {(result.index or result.manifest).digest} "
+              f"{result.platform.name()}")
+    if result.sbom is not None:
+        print(f"{args.output}: SBOM {result.sbom.digest} for {result.manifest.digest}")
+    if bundle_dir is not None:
+        # The manifest itself, not its tag: another build may retag the layout meanwhile.
+        bundle.write(BundleRequest(request.output, None, bundle_dir, manifest=result.manifest),
+                     args.bundle, published=f"{args.output}:{result.tags[0]}")
+    return 0

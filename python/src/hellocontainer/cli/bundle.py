@@ -1,0 +1,66 @@
+"""`hellocontainer bundle`: an image out of a layout, as the runtime bundle crun and runc start.
+
+`write` is also how `build --bundle` writes and reports its bundle, so both say the same.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..errors import HelloContainerError
+from . import options
+from .options import PROG
+
+if TYPE_CHECKING:
+    from ..board.bundle import BundleRequest
+
+HELP = "write an OCI runtime bundle that crun and runc start"
+DESCRIPTION = ("Write config.json (runtime-spec 1.2) and rootfs/ of the image LAYOUT[:TAG] "
+               "into --output, which `crun run --bundle DIR` and `runc run --bundle DIR` start. A bundle "
+               "already there is replaced.")
+
+
+def setup(parser: argparse.ArgumentParser) -> None:
+    from ..board.runtime_config import NETWORKS
+
+    parser.add_argument("ref", metavar="LAYOUT[:TAG]")
+    parser.add_argument("--output", "-o", required=True, metavar="DIR",
+                        help="bundle directory (created, or replaced if it holds a bundle)")
+    parser.add_argument("--platform", metavar="OS/ARCH[/VARIANT]",
+                        help="the image to take from a multi-platform index, e.g. linux/arm64")
+    parser.add_argument("--network", choices=NETWORKS, default="none",
+                        help="none (default): a network namespace of its own, loopback only; "
+                        "host: the board's network, for device services")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..board.bundle import BundleRequest
+
+    layout, tag = options.split_ref(args.ref)
+    write(BundleRequest(layout, tag, Path(os.path.abspath(args.output)), args.platform,
+                        args.network), args.output)
+    return 0
+
+
+def write(request: BundleRequest, output: str, published: str | None = None) -> None:
+    """Write a bundle and say so; `published` names the image a failure leaves behind."""
+    from ..board.bundle import write_bundle
+
+    try:
+        result = write_bundle(request)
+    except HelloContainerError as error:
+        if published is None:
+            raise
+        # One line that says both what exists and what does not.
+        raise type(error)(f"the image was published as {published}, but its bundle was not "
+                          f"written: {error}") from None
+    if result.skipped_devices:
+        shown = ", ".join(result.skipped_devices[:3]) + (", ..." if len(result.skipped_devices) > 3
+                                                          else "")
+        print(f"{PROG}: note: {len(result.skipped_devices)} device node(s) of the image not "
+              f"created ({shown}); the runtime provides /dev", file=sys.stderr)
+    print(f"{output}: runtime bundle of {result.manifest.digest} {result.platform}")

@@ -1,0 +1,120 @@
+"""What several commands' options share: the program's name, `LAYOUT[:TAG]` references, the
+`--output` and `--tag` options, and the image flags that are also spec keys.
+
+The image flags' names are read from their argument groups, never listed by hand, so a flag added
+to a group reaches the spec instead of being parsed and silently ignored.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+PROG = "hellocontainer"
+
+
+def split_ref(ref: str) -> tuple[Path, str | None]:
+    """`LAYOUT[:TAG]` as podman's oci: transport spells it; a path containing ':' is allowed."""
+    if ":" in ref and not Path(ref).exists():
+        path, tag = ref.rsplit(":", 1)
+        return Path(path), tag or None
+    return Path(ref), None
+
+
+def words(what: str, example: str) -> str:
+    """Help text for a flag that takes shell words, with an example in that flag's own syntax."""
+    return f"{what}; shell words, e.g. {example}; repeatable"
+
+
+def _gzip_level(value: str) -> int | str:
+    """1-9 as a number, anything else as written: the spec schema then accepts `max` or says
+    what a valid level is, for the flag and the spec key alike."""
+    return int(value) if value.isdigit() else value
+
+
+def add_output(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--output", "-o", required=True, metavar="DIR",
+                        help="OCI image layout directory (created, or extended keeping its tags)")
+
+
+def add_tag(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    parser.add_argument("--tag", action="append", metavar="WORDS",
+                        help=words("tags for index.json (default: latest)", "--tag 'latest 1.0'"))
+
+
+def add_image_flags(parser: argparse.ArgumentParser) -> None:
+    """The image settings and SBOM groups of `build`: flags that are also spec keys.
+
+    Their names, read from the two groups once they are filled, become the parser's default
+    `image_flags`, which `image_flags()` reads back.
+    """
+    # The compressions the layer writer knows; imported only when `build` is the command parsed.
+    from ..image.compress import MEDIA_TYPES
+
+    image = parser.add_argument_group("image settings (also spec keys)")
+    image.add_argument("--arch", help="target architecture: OCI (arm64, arm/v7), Yocto, Buildroot or "
+                       "GNU name (aarch64, armv7l, x86_64); default: from the ELF header")
+    image.add_argument("--tune", metavar="WORDS", help="ARM tune words for the variant "
+                       "(Yocto TUNE_FEATURES, gcc -march such as armv7-a)")
+    image.add_argument("--path", metavar="/PATH", help="the binary's path in the image (default /BASENAME)")
+    image.add_argument("--entrypoint", action="append", metavar="WORDS",
+                       help=words("entrypoint", "--entrypoint '/bin/app --verbose'"))
+    image.add_argument("--cmd", action="append", metavar="WORDS",
+                       help=words("default arguments", "--cmd \"serve --title 'two words'\""))
+    image.add_argument("--env", action="append", metavar="WORDS",
+                       help=words("KEY=VALUE", "--env \"A=1 GREETING='hello world'\""))
+    image.add_argument("--user", metavar="USER[:GROUP]",
+                       help="user (and group) to run as: numbers, or names looked up in "
+                       "--passwd-file and --group-file and written as numbers")
+    image.add_argument("--passwd-file", metavar="FILE",
+                       help="the target's /etc/passwd, for a user name in --user")
+    image.add_argument("--group-file", metavar="FILE",
+                       help="the target's /etc/group, for a group name in --user")
+    image.add_argument("--workdir", metavar="/DIR", help="working directory")
+    image.add_argument("--port", action="append", metavar="WORDS",
+                       help=words("exposed PORT[/PROTO]", "--port '8080 53/udp'"))
+    image.add_argument("--label", action="append", metavar="WORDS",
+                       help=words("config label KEY=VALUE (.KEY: org.opencontainers.image.KEY)",
+                                  "--label \".vendor='ACME Inc' tier=demo\""))
+    image.add_argument("--annotation", action="append", metavar="WORDS",
+                       help=words("manifest annotation KEY=VALUE (.KEY as for --label)",
+                                  "--annotation .licenses=MIT"))
+    image.add_argument("--stop-signal", metavar="SIG", help="signal that stops the container")
+    add_tag(image)
+    image.add_argument("--file", action="append", metavar="WORDS",
+                       help=words("extra file SRC:DEST[:MODE]",
+                                  "--file 'motd:/etc/motd:0644 ca.pem:/etc/ssl/ca.pem'"))
+    image.add_argument("--compression", choices=sorted(MEDIA_TYPES),
+                       help="layer compression (default gzip; zstd needs python zstandard)")
+    image.add_argument("--gzip-level", type=_gzip_level, metavar="1-9|max",
+                       help="gzip level; max: zopfli, the smallest gzip and the slowest, needs "
+                       "python zopfli (default: 9 for layers up to 16 MiB, 3 above)")
+    image.add_argument("--allow-dynamic", action="store_const", const=True,
+                       help="package a dynamically linked binary anyway")
+    sbom = parser.add_argument_group(
+        "SBOM (spec key sbom)", "An SPDX 2.3 SBOM of the image, attached to it as an OCI 1.1 "
+        "referrer. The build system names what the binary is made of; KEYs: "
+        "name, version, license (SPDX expression; Yocto's & | and Buildroot's commas are "
+        "accepted), supplier, download_location, homepage, cpe (repeatable), purl.")
+    sbom.add_argument("--sbom", action="store_const", const=True,
+                      help="attach an SBOM (implied by the other --sbom-* options)")
+    sbom.add_argument("--sbom-package", action="append", metavar="WORDS",
+                      help=words("the program: KEY=VALUE", "--sbom-package \"name=hello "
+                                 "version=1.0 license='MIT OR Apache-2.0'\""))
+    sbom.add_argument("--sbom-library", action="append", metavar="WORDS",
+                      help="a library linked into the program (the C library first), as "
+                      "KEY=VALUE shell words with at least name=; one library per flag, e.g. "
+                      "--sbom-library 'name=musl version=1.2.4 license=MIT'")
+    # Where the SBOM is copied to, like --archive: an output of the build, not a spec key.
+    sbom_copy = sbom.add_argument("--sbom-copy", metavar="FILE",
+                                  help="also write the SBOM to FILE (e.g. DEPLOY/NAME.spdx.json)")
+    # argparse keeps each group's own actions in _group_actions, in the order they were added.
+    parser.set_defaults(image_flags=tuple(
+        action.dest for group in (image, sbom) for action in group._group_actions
+        if action is not sbom_copy))
+
+
+def image_flags(args: argparse.Namespace) -> dict[str, Any]:
+    """The image flags as `flags_document` takes them: by flag name, None when not given."""
+    return {name.replace("_", "-"): getattr(args, name) for name in args.image_flags}
