@@ -330,13 +330,25 @@ def _broken(hellocontainer, sbom_layout: Path, tmp_path: Path, change: Any) -> s
     return result.stderr
 
 
-def test_validate_refuses_a_referrer_whose_subject_is_missing(hellocontainer, sbom_layout, tmp_path):
-    def change(artifact, index):
-        artifact["subject"]["digest"] = "sha256:" + "0" * 64
-        index["manifests"][1]["annotations"]["vnd.docker.reference.digest"] = "sha256:" + "0" * 64
-
-    stderr = _broken(hellocontainer, sbom_layout, tmp_path, change)
-    assert "subject: sha256:" + "0" * 64 + " is not in the layout" in stderr
+def test_a_referrer_whose_subject_is_missing_is_a_warning_that_strict_fails(hellocontainer,
+                                                                           sbom_layout, tmp_path):
+    """image-layout.md: a layout MAY lack referenced blobs; manifest.md: the subject is a weak
+    association. A layout holding only the SBOM's referrer (listed untagged, as other tools list
+    referrers) makes validate warn (exit 0); --strict fails on the warning."""
+    layout = tmp_path / "loose"
+    shutil.copytree(sbom_layout, layout)
+    (entry,) = index_json(layout)["manifests"]
+    image, referrer = document(layout, entry["digest"])["manifests"]
+    for digest in (entry["digest"], image["digest"]):
+        (layout / "blobs" / "sha256" / digest.split(":")[1]).unlink()
+    (layout / "index.json").write_text(json.dumps({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [{k: referrer[k] for k in ("mediaType", "digest", "size")}]}))
+    result = hellocontainer("validate", layout, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"subject: {image['digest']} is not in the layout" in result.stderr
+    strict = hellocontainer("validate", "--strict", layout, check=False)
+    assert strict.returncode == 1 and "is not in the layout" in strict.stderr
 
 
 def test_validate_refuses_an_empty_config_without_artifact_type(hellocontainer, sbom_layout,
