@@ -7,16 +7,19 @@ speed goal; a healthy packager answers each of these in well under a second.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import io
 import json
 import os
 import shutil
+import subprocess
 import tarfile
 from pathlib import Path
 
 import pytest
 
+from conftest import require_tool
 from layouts import (
     MEDIA_MANIFEST,
     add_image,
@@ -451,3 +454,43 @@ def test_a_pax_mtime_with_a_fraction_is_read_as_whole_seconds(hellocontainer, ho
     (image,) = json.loads(hellocontainer("inspect", hostile, "--json").stdout)["images"]
     (entry,) = image["layers"][0]["files"]
     assert entry["mtime"] == 1700000000
+
+
+# --- layers without end-of-archive blocks: one rule for every reader ---------------------------
+
+def test_a_layer_umoci_inserted_without_padding_or_end_blocks_is_read_by_every_command(
+        hellocontainer, hello_static, tmp_path):
+    """umoci 0.4.7's `insert` ends its layer right after the file's content (umoci issue #436);
+    Go's archive/tar, and so podman, reads it. validate, inspect and bundle read it too."""
+    umoci = require_tool("umoci", "umoci")
+    layout = tmp_path / "L"
+    hellocontainer("build", hello_static, "--output", layout)
+    (tmp_path / "f").write_bytes(b"x" * 500)
+    subprocess.run([umoci, "insert", "--image", f"{layout}:latest", str(tmp_path / "f"), "/f"],
+                   check=True, capture_output=True)
+    layers = json.loads(blob_path(layout, descriptor_of(layout, "latest")["digest"]).read_text())["layers"]
+    inserted = gzip.decompress(blob_path(layout, layers[-1]["digest"]).read_bytes())
+    assert len(inserted) == 512 + 500  # the shape this test is about: no padding, no end blocks
+    assert hellocontainer("validate", layout).returncode == 0
+    assert "/f" in hellocontainer("inspect", layout).stdout
+    hellocontainer("bundle", layout, "--output", tmp_path / "B")
+    assert (tmp_path / "B" / "rootfs" / "f").read_bytes() == b"x" * 500
+
+
+def _cut(length: int) -> bytes:
+    """A one-file layer of 500 content bytes, cut after `length` bytes of the tar stream."""
+    return tar_bytes([("f", b"x" * 500)])[:length]
+
+
+@pytest.mark.parametrize(("length", "fragment"), [
+    (512 + 499, "ends inside the content of f, which claims 500 bytes"),
+    (512 + 500 + 5, "ends inside the padding after f"),
+], ids=["inside-content", "inside-padding"])
+def test_a_layer_cut_inside_content_or_padding_is_refused_saying_where(other, hostile, length,
+                                                                      fragment):
+    add_image(hostile, gzip_bytes(_cut(length)))
+    results = readers(other, hostile)
+    assert_one_error(results["inspect"], fragment, status=1)
+    assert_one_error(results["diff"], fragment, status=2)
+    bundle = cli("bundle", hostile, "--output", hostile.parent / "B")
+    assert_one_error(bundle, fragment)

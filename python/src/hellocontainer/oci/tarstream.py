@@ -199,8 +199,9 @@ class TarStream:
             if not self._buffer:
                 chunk = next(self._chunks, None)
                 if chunk is None:
-                    raise LayoutError(f"layer {self._name}: {path} claims {claimed} bytes, more "
-                                      "than the layer holds")
+                    raise LayoutError(f"layer {self._name}: the layer ends inside the content "
+                                      f"of {path}, which claims {claimed} bytes; the layer is "
+                                      "truncated")
                 self._buffer += chunk
             step = min(remaining, len(self._buffer), CHUNK)
             out = bytes(self._buffer[:step])
@@ -275,7 +276,14 @@ class TarStream:
             start = self._taken
             yield member
             self._skip(start + data_size - self._taken, member.path, data_size)
-            self._skip(-data_size % 512, member.path, data_size)
+            # The padding to the next block. A stream that ends right after the content, with
+            # neither padding nor end-of-archive blocks (umoci 0.4.7's `insert` writes such
+            # layers), ends there: Go's archive/tar, and so containers/storage, reads it so.
+            # A stream that ends inside the padding is cut short, and refused.
+            padding = -data_size % 512
+            if 0 < len(self._read(padding)) < padding:
+                raise LayoutError(f"layer {self._name}: the layer ends inside the padding after "
+                                  f"{member.path}; the layer is truncated")
 
 
 _KIND = {b"0": "file", b"\0": "file", b"7": "file", b"1": "hardlink", b"2": "symlink",
