@@ -428,6 +428,75 @@ def test_gc_drops_a_loose_referrer_whose_subject_is_gone(hellocontainer, sbom_la
     hellocontainer("validate", "--strict", layout)
 
 
+def _loose_artifact(layout: Path, subject: dict[str, Any], tag: str | None = None) -> dict[str, Any]:
+    """Store an artifact manifest about `subject` (a signature, say) and list it in index.json
+    the way other tools do: untagged, or with `tag`."""
+    blobs = layout / "blobs" / "sha256"
+    payload = b"signature"
+    (blobs / hashlib.sha256(payload).hexdigest()).write_bytes(payload)
+    artifact = {
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "artifactType": "application/vnd.example.signature",
+        "config": {"mediaType": EMPTY, "digest": EMPTY_DIGEST, "size": 2},
+        "layers": [{"mediaType": "application/octet-stream", "size": len(payload),
+                    "digest": "sha256:" + hashlib.sha256(payload).hexdigest()}],
+        "subject": {k: subject[k] for k in ("mediaType", "digest", "size")},
+    }
+    data = json.dumps(artifact, sort_keys=True, separators=(",", ":")).encode()
+    (blobs / hashlib.sha256(data).hexdigest()).write_bytes(data)
+    entry: dict[str, Any] = {"mediaType": artifact["mediaType"], "size": len(data),
+                             "digest": "sha256:" + hashlib.sha256(data).hexdigest()}
+    if tag is not None:
+        entry["annotations"] = {"org.opencontainers.image.ref.name": tag}
+    top = index_json(layout)
+    top["manifests"].append(entry)
+    (layout / "index.json").write_text(json.dumps(top))
+    return entry
+
+
+def test_gc_keeps_a_referrer_of_a_referrer_while_the_image_is_tagged(hellocontainer, sbom_layout,
+                                                                    hello_static, tmp_path):
+    """A signature of the SBOM lives through the SBOM, which lives through the image."""
+    layout = tmp_path / "layout"
+    shutil.copytree(sbom_layout, layout)
+    _, referrer, _, _ = shape(layout)
+    signature = _loose_artifact(layout, referrer)
+    assert "removed 0 files" in hellocontainer("gc", layout).stdout
+    assert signature in index_json(layout)["manifests"]
+    hellocontainer("build", hello_static, "--output", layout, "--env", "NEW=1")
+    hellocontainer("gc", layout)
+    assert signature not in index_json(layout)["manifests"]
+    hellocontainer("validate", "--strict", layout)
+
+
+def test_gc_keeps_a_tagged_referrer_whatever_its_subject(hellocontainer, sbom_layout, hello_static,
+                                                        tmp_path):
+    """A tag is the user's word: only untagged referrers go with their subject."""
+    layout = tmp_path / "layout"
+    shutil.copytree(sbom_layout, layout)
+    image, _, _, _ = shape(layout)
+    tagged = _loose_artifact(layout, image, tag="sig")
+    hellocontainer("build", hello_static, "--output", layout, "--env", "NEW=1")
+    hellocontainer("gc", layout)
+    assert tagged in index_json(layout)["manifests"]
+    assert blob(layout, tagged["digest"])
+
+
+def test_gc_pruning_index_json_keeps_its_annotations(hellocontainer, sbom_layout, hello_static,
+                                                     tmp_path):
+    layout = tmp_path / "layout"
+    shutil.copytree(sbom_layout, layout)
+    image, _, _, _ = shape(layout)
+    hellocontainer("build", hello_static, "--output", layout, "--env", "NEW=1")
+    top = index_json(layout)
+    top["annotations"] = {"org.example.owner": "ACME"}
+    (layout / "index.json").write_text(json.dumps(top))
+    loose = _loose_artifact(layout, image)
+    assert "a referrer whose subject is gone" in hellocontainer("gc", layout).stdout
+    assert loose not in index_json(layout)["manifests"]
+    assert index_json(layout)["annotations"] == {"org.example.owner": "ACME"}
+
+
 # --- inputs and errors ----------------------------------------------------------------------
 
 def test_spec_file_sbom_and_flags_merge(hello_static, tmp_path):
