@@ -494,3 +494,59 @@ def test_a_layer_cut_inside_content_or_padding_is_refused_saying_where(other, ho
     assert_one_error(results["diff"], fragment, status=2)
     bundle = cli("bundle", hostile, "--output", hostile.parent / "B")
     assert_one_error(bundle, fragment)
+
+
+# --- every cap, exactly at it and one byte past ------------------------------------------------
+
+@pytest.mark.parametrize(("name", "cap"), [("oci-layout", 64 << 10), ("index.json", 16 << 20)])
+def test_a_layout_file_exactly_at_its_cap_is_read_and_one_byte_more_is_refused(hostile, name, cap):
+    path = hostile / name
+    document = path.read_bytes().rstrip()
+    path.write_bytes(document + b" " * (cap - len(document)))  # JSON allows trailing white space
+    assert_valid(cli("validate", hostile), warnings=False)
+    path.write_bytes(document + b" " * (cap + 1 - len(document)))
+    assert_invalid(cli("validate", hostile))
+    assert_one_error(cli("inspect", hostile), name, status=1)
+
+
+def test_a_spec_file_exactly_at_the_mebibyte_cap_is_read_and_one_byte_more_is_refused(
+        hello_static, tmp_path):
+    spec = tmp_path / "image.yaml"
+    body = b"path: /hello\n# "
+    spec.write_bytes(body + b"x" * ((1 << 20) - len(body) - 1) + b"\n")
+    assert cli("build", hello_static, "--output", tmp_path / "a", "--spec", spec).returncode == 0
+    spec.write_bytes(body + b"x" * ((1 << 20) - len(body)) + b"\n")
+    assert_one_error(cli("build", hello_static, "--output", tmp_path / "b", "--spec", spec),
+                     "larger than 1 MiB")
+
+
+def _tar_with_header(typeflag: bytes, payload: bytes) -> bytes:
+    """One extended header (PAX 'x' or GNU long name 'L') of `payload`, then a small file."""
+    header = bytearray(tarfile.TarInfo("././@LongLink").tobuf(format=tarfile.USTAR_FORMAT)[:512])
+    header[124:136] = f"{len(payload):011o}\0".encode()
+    header[156:157] = typeflag
+    header[148:156] = b" " * 8
+    header[148:156] = f"{sum(header):06o}\0 ".encode()
+    padding = b"\0" * (-len(payload) % 512)
+    return bytes(header) + payload + padding + tar_bytes([("hello", b"hello\n")])
+
+
+@pytest.mark.parametrize("typeflag", [b"x", b"L"], ids=["pax", "gnu-long-name"])
+def test_an_extended_header_over_its_cap_is_refused(other, hostile, typeflag):
+    size = (1 << 20) + 1
+    payload = (b"%d path=" % size) + b"a" * (size - len(b"%d path=" % size) - 1) + b"\n"
+    if typeflag == b"L":
+        payload = b"a" * size
+    add_image(hostile, gzip_bytes(_tar_with_header(typeflag, payload)))
+    results = readers(other, hostile)
+    assert_one_error(results["inspect"], "extended header", "too large", status=1)
+    assert_one_error(results["diff"], "too large", status=2)
+
+
+def test_a_tar_header_with_a_wrong_checksum_is_refused(other, hostile):
+    data = bytearray(tar_bytes([("hello", b"hello\n")]))
+    data[0:1] = b"j"  # the name changes; the checksum field still sums the old header
+    add_image(hostile, gzip_bytes(bytes(data)))
+    results = readers(other, hostile)
+    assert_one_error(results["inspect"], "checksum", status=1)
+    assert_one_error(results["diff"], "checksum", status=2)

@@ -32,6 +32,7 @@ from layouts import (
     read_blob_json,
     read_index,
     set_tag,
+    tagged,
     tar_bytes,
     write_blob,
     write_index,
@@ -522,6 +523,21 @@ def test_embedded_data_of_the_right_bytes_but_the_wrong_size_is_caught(tmp_path)
                 "and size")
 
 
+def test_embedded_data_of_the_right_length_but_other_bytes_is_caught(tmp_path):
+    """`data` the length of the blob but not its bytes: only decoding and hashing it finds that."""
+    import base64
+
+    layout = tmp_path / "L"
+    new_layout(layout)
+    config = canonical({**AMD64, "rootfs": {"type": "layers", "diff_ids": [digest_of(LAYER_TAR)]}})
+    forged = config.replace(b"amd64", b"arm64")
+    assert len(forged) == len(config)
+    config_descriptor = {**write_blob(layout, config, MEDIA_CONFIG),
+                         "data": base64.b64encode(forged).decode()}
+    honest_image(layout, manifest={"config": config_descriptor})
+    one_problem(layout, "> config", "the embedded data does not match the descriptor's digest")
+
+
 @pytest.mark.parametrize(("depth", "too_deep"), [(MAX_INDEX_DEPTH, False),
                                                  (MAX_INDEX_DEPTH + 1, True)])
 def test_image_indexes_may_nest_32_levels(tmp_path, depth, too_deep):
@@ -672,3 +688,20 @@ def test_referrer_entry_may_name_its_subject_but_must_name_it_right(tmp_path, na
         one_problem(layout, "(sbom): vnd.docker.reference.digest", "differs from the subject")
     else:
         assert_valid(cli("validate", layout), warnings=False)
+
+
+@pytest.mark.parametrize("order", ["config-first", "manifest-first"])
+def test_one_blob_listed_as_two_kinds_of_document_is_judged_by_each_schema(tmp_path, order):
+    """A config's digest listed in index.json as a manifest: read once as a config (valid) and
+    once as a manifest (it is none), whichever comes first; a cache of documents by digest alone
+    would judge the second reading by the first one's schema."""
+    layout = tmp_path / "L"
+    manifest = honest_image(layout, tag=None)
+    config = read_blob_json(layout, manifest["digest"])["config"]
+    forged = {"mediaType": MEDIA_MANIFEST, "digest": config["digest"], "size": config["size"]}
+    entries = [tagged(manifest, "image"), tagged(forged, "forged")]
+    write_index(layout, entries if order == "config-first" else entries[::-1])
+    stderr = assert_invalid(cli("validate", layout))
+    problems = [line for line in stderr.splitlines() if line.startswith("hellocontainer: invalid: ")]
+    assert problems and all("(forged) (manifest" in p for p in problems), stderr
+    assert "'config' is a required property" in stderr
