@@ -189,3 +189,50 @@ def test_inspect_text_lists_tags_and_files(hellocontainer, hello_static, tmp_pat
     out = hellocontainer("inspect", tmp_path / "o").stdout
     assert "tags      1.0, latest" in out
     assert f"/{hello_static.name}" in out and "linux/amd64" in out
+
+
+# --- layers larger than what the report keeps in memory (check/streaming.py) -----------------
+
+WIDE = 25_000  # past both the in-memory head of a Spill and one sorting run
+
+
+def _wide_layout(path: Path, files: list[tuple[str, bytes]]) -> Path:
+    from layouts import add_image
+
+    new_layout(path)
+    add_image(path, gzip_bytes(tar_bytes(files)))
+    return path
+
+
+def test_diff_of_wide_layers_names_each_change_once_in_path_order(hellocontainer, tmp_path):
+    names = [f"d{i // 1000:02d}/f{i % 1000:03d}" for i in range(WIDE)]
+    a = _wide_layout(tmp_path / "a", [(n, b"") for n in names])
+    changed = [(n, b"x" if n == names[7] else b"") for n in names if n != names[20_000]]
+    # A path repeated later in the tar: the last entry stands for it, as extraction leaves it.
+    b = _wide_layout(tmp_path / "b", [*changed, ("zz/new", b""), (names[3], b""), (names[3], b"y")])
+    result = hellocontainer("diff", a, b, check=False)
+    assert result.returncode == 1, result.stderr
+    lines = [line.split(" layer 0: ", 1)[1] for line in result.stdout.splitlines()
+             if " layer 0: " in line]
+    empty, x, y = (hashlib.sha256(data).hexdigest() for data in (b"", b"x", b"y"))
+    assert lines == [f"/{names[20_000]} only in A", "/zz/new only in B",
+                     f"/{names[3]} size 0 → 1", f"/{names[3]} sha256 {empty} → {y}",
+                     f"/{names[7]} size 0 → 1", f"/{names[7]} sha256 {empty} → {x}"]
+
+
+def test_diff_of_wide_layers_in_another_order_says_so(hellocontainer, tmp_path):
+    files = [(f"d{i // 1000:02d}/f{i % 1000:03d}", b"") for i in range(WIDE)]
+    a = _wide_layout(tmp_path / "a", files)
+    b = _wide_layout(tmp_path / "b", files[1:] + files[:1])
+    result = hellocontainer("diff", a, b, check=False)
+    assert result.returncode == 1
+    assert result.stdout.splitlines()[-1].endswith("same files in a different order in the tar")
+
+
+def test_inspect_of_a_wide_layer_lists_every_entry_in_tar_order(hellocontainer, tmp_path):
+    names = [f"d{i // 1000:02d}/f{i % 1000:03d}" for i in range(WIDE)][::-1]
+    layout = _wide_layout(tmp_path / "a", [(n, b"") for n in names])
+    (image,) = json.loads(hellocontainer("inspect", layout, "--json").stdout)["images"]
+    assert [f["path"] for f in image["layers"][0]["files"]] == ["/" + n for n in names]
+    text = hellocontainer("inspect", layout).stdout.splitlines()
+    assert [line.split()[-1] for line in text if line.startswith("  0644")] == ["/" + n for n in names]

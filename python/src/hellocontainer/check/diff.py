@@ -8,7 +8,9 @@ difference appears: a tag, a config field, a layer's compression, or a file's ta
 
 from __future__ import annotations
 
+import itertools
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,7 @@ from ..oci.model import Descriptor
 from ..oci.reader import LayoutReader
 from ..oci.walk import Edge, Node, walk
 from .inspect import layer_files
+from .streaming import Spill, sorted_stream
 
 FILE_FIELDS = ("type", "mode", "uid", "gid", "uname", "gname", "mtime", "size", "sha256")
 
@@ -51,7 +54,7 @@ class Differ:
         The walk follows A's graph; each node carries B's counterpart and where they are.
         Equal digests end a branch, so no walk of a shared graph needs a visited set.
         """
-        out: list[str] = []
+        out = Spill()
 
         def visit(node: Node[tuple[Descriptor, str]]) -> list[Edge[tuple[Descriptor, str]]]:
             x, (y, at) = node.descriptor, node.context
@@ -70,7 +73,7 @@ class Differ:
         return out
 
     def indexes(self, da: Descriptor, db: Descriptor, where: str,
-                out: list[str]) -> list[Edge[tuple[Descriptor, str]]]:
+                out: Spill) -> list[Edge[tuple[Descriptor, str]]]:
         """Add the platforms only one side has to `out`; the pairs of the others, to compare."""
         def by_platform(reader: LayoutReader, d: Descriptor) -> dict[str, Descriptor]:
             children = reader.children(d)
@@ -92,10 +95,11 @@ class Differ:
         return [(pa[p], (pb[p], f"{where} [{p}]")) for p in sorted(set(pa) & set(pb))
                 if pa[p].digest != pb[p].digest]
 
-    def manifests(self, da: Descriptor, db: Descriptor, where: str) -> list[str]:
+    def manifests(self, da: Descriptor, db: Descriptor, where: str) -> Spill:
         ma, mb = self.a.document(da, "manifest"), self.b.document(db, "manifest")
-        out = json_differences(ma.get("annotations", {}), mb.get("annotations", {}),
-                               f"{where} manifest annotations")
+        out = Spill()
+        out += json_differences(ma.get("annotations", {}), mb.get("annotations", {}),
+                                f"{where} manifest annotations")
         ca, cb = Descriptor.from_json(ma["config"]), Descriptor.from_json(mb["config"])
         if ca.digest != cb.digest:
             schema_a = "config" if ca.media_type in model.CONFIG_TYPES else None
@@ -112,31 +116,87 @@ class Differ:
             out += self.layers(Descriptor.from_json(x), Descriptor.from_json(y), f"{where} layer {i}")
         return out
 
-    def layers(self, la: Descriptor, lb: Descriptor, where: str) -> list[str]:
+    def layers(self, la: Descriptor, lb: Descriptor, where: str) -> Spill:
+        """The differences of two layers' entries: sorted by path on disk and merged, so that
+        two layers of a million entries each are compared in a few MiB."""
+        out = Spill()
         if la.digest == lb.digest:
-            return []
-        out = []
+            return out
         if la.media_type != lb.media_type:
             out.append(f"{where}: media type {la.media_type} → {lb.media_type}")
-        fa = {f["path"]: f for f in layer_files(self.a, la, hashes=True)}
-        fb = {f["path"]: f for f in layer_files(self.b, lb, hashes=True)}
-        out += [f"{where}: {p} only in A" for p in sorted(set(fa) - set(fb))]
-        out += [f"{where}: {p} only in B" for p in sorted(set(fb) - set(fa))]
-        for path in sorted(set(fa) & set(fb)):
-            for field in FILE_FIELDS:
-                x, y = fa[path].get(field), fb[path].get(field)
-                if x != y:
-                    out.append(f"{where}: {path} {field} {x} → {y}")
-        if list(fa) != list(fb) and set(fa) == set(fb):
+        fa, fb = layer_files(self.a, la, hashes=True), layer_files(self.b, lb, hashes=True)
+        a, b = _LastOfEachPath(fa), _LastOfEachPath(fb)
+        only_a, only_b, changed = Spill(), Spill(), Spill()
+        x, y = next(a, None), next(b, None)
+        while x is not None or y is not None:
+            if y is None or (x is not None and x[0] < y[0]):
+                only_a.append(f"{where}: {x[0]} only in A")
+                x = next(a, None)
+            elif x is None or y[0] < x[0]:
+                only_b.append(f"{where}: {y[0]} only in B")
+                y = next(b, None)
+            else:
+                for field, old, new in zip(FILE_FIELDS, x[2:], y[2:]):
+                    if old != new:
+                        changed.append(f"{where}: {x[0]} {field} {old} → {new}")
+                x, y = next(a, None), next(b, None)
+        for part in (only_a, only_b, changed):
+            out.extend(part)
+        if not only_a and not only_b and not _same(_first_order(fa, a.duplicates),
+                                                   _first_order(fb, b.duplicates)):
             out.append(f"{where}: same files in a different order in the tar")
-        if len(out) == 0:
+        if not out:
             out.append(f"{where}: same files and headers, different compressed bytes "
                        f"({la.size} → {lb.size} B): another compressor, level or zlib build "
                        f"(this machine's zlib is {zlib.ZLIB_RUNTIME_VERSION})")
         return out
 
 
-def diff_layouts(a: tuple[Path, str | None], b: tuple[Path, str | None]) -> list[str]:
+class _LastOfEachPath:
+    """A layer's entries as [path, index, *FILE_FIELDS] sorted by path, the last entry of a
+    path standing for it (as extraction leaves it); counts the paths that repeat."""
+
+    def __init__(self, files: Spill) -> None:
+        records = ([f["path"], i, *(f.get(k) for k in FILE_FIELDS)] for i, f in enumerate(files))
+        self._sorted = sorted_stream(records, key=lambda r: (r[0], r[1]))
+        self._previous: list[Any] | None = next(self._sorted, None)
+        self.duplicates = 0
+
+    def __iter__(self) -> _LastOfEachPath:
+        return self
+
+    def __next__(self) -> list[Any]:
+        if self._previous is None:
+            raise StopIteration
+        for record in self._sorted:
+            if record[0] != self._previous[0]:
+                last, self._previous = self._previous, record
+                return last
+            self.duplicates += 1
+            self._previous = record
+        last, self._previous = self._previous, None
+        return last
+
+
+def _first_order(files: Spill, duplicates: int) -> Iterator[str]:
+    """The paths in the order they first appear in the tar (a repeated path keeps its place)."""
+    if not duplicates:
+        yield from (f["path"] for f in files)
+        return
+    firsts, previous = [], None
+    for path, index in sorted_stream(([f["path"], i] for i, f in enumerate(files)),
+                                     key=lambda r: (r[0], r[1])):
+        if path != previous:
+            firsts.append([index, path])
+            previous = path
+    yield from (path for _, path in sorted_stream(firsts, key=lambda r: r[0]))
+
+
+def _same(a: Iterator[str], b: Iterator[str]) -> bool:
+    return all(x == y for x, y in itertools.zip_longest(a, b))
+
+
+def diff_layouts(a: tuple[Path, str | None], b: tuple[Path, str | None]) -> Spill:
     """Every difference between image A and image B; empty when they are identical."""
     la, lb = LayoutReader(a[0]), LayoutReader(b[0])
     ea, eb = _entries(la, a[1]), _entries(lb, b[1])
@@ -144,7 +204,8 @@ def diff_layouts(a: tuple[Path, str | None], b: tuple[Path, str | None]) -> list
     if a[1] is not None or b[1] is not None:  # two named images: compare them whatever their tags
         (ta, da), (tb, db) = next(iter(ea.items())), next(iter(eb.items()))
         return differ.descriptors(da, db, f"tag {ta}" if ta == tb else f"tag {ta} ↔ {tb}")
-    out = [f"tag {t} only in A" for t in sorted(set(ea) - set(eb))]
+    out = Spill()
+    out += [f"tag {t} only in A" for t in sorted(set(ea) - set(eb))]
     out += [f"tag {t} only in B" for t in sorted(set(eb) - set(ea))]
     for tag in sorted(set(ea) & set(eb)):
         out += differ.descriptors(ea[tag], eb[tag], f"tag {tag}")

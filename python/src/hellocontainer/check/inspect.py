@@ -10,6 +10,7 @@ import hashlib
 import os
 import shlex
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,13 +19,15 @@ from ..oci.model import Descriptor
 from ..oci.reader import LayoutReader
 from ..oci.tarstream import compression_of
 from ..oci.walk import Edge, Node, walk
+from .streaming import Spill
 
 
-def layer_files(reader: LayoutReader, layer: Descriptor, hashes: bool = False) -> list[dict[str, Any]]:
-    """The tar headers of a layer, in archive order; with `hashes`, each file's content sha256."""
+def layer_files(reader: LayoutReader, layer: Descriptor, hashes: bool = False) -> Spill:
+    """The tar headers of a layer, in archive order; with `hashes`, each file's content sha256.
+    Kept in a Spill: a layer of a million entries must not take its size in memory."""
+    files = Spill()
     if compression_of(layer.media_type) is None:
-        return []
-    files = []
+        return files
     for member in reader.layer_members(layer):
         entry: dict[str, Any] = {
             "path": "/" + member.path,
@@ -195,22 +198,24 @@ def _words(value: list[str] | None) -> str:
     return shlex.join(value) if value else "-"
 
 
-def _describe_image(image: dict[str, Any], indent: str) -> list[str]:
+def _describe_image(image: dict[str, Any], indent: str) -> Iterator[str]:
     platform = image.get("platform") or {}
     name = model.platform_name(platform)
     if image.get("described"):
         kind = "index" if image["mediaType"] in model.INDEX_TYPES else "manifest"
-        return [f"{indent}{kind:<9} {image['digest']} (described above)"]
+        yield f"{indent}{kind:<9} {image['digest']} (described above)"
+        return
     if "manifests" in image:
-        lines = [f"{indent}index     {image['digest']} ({image['size']} B)"]
+        yield f"{indent}index     {image['digest']} ({image['size']} B)"
         for child in image["manifests"]:
-            lines += _describe_image(child, indent + "  ")
-        return lines
-    lines = [f"{indent}manifest  {image['digest']} ({image['size']} B) {name}".rstrip()]
+            yield from _describe_image(child, indent + "  ")
+        return
+    yield f"{indent}manifest  {image['digest']} ({image['size']} B) {name}".rstrip()
     if "config" not in image:
         kind = image.get("artifactType") or image["mediaType"]
-        return [*lines, f"{indent}artifact  {kind}"]
-    lines += [
+        yield f"{indent}artifact  {kind}"
+        return
+    yield from [
         f"{indent}created   {image['created'] or '-'}",
         f"{indent}config    {image['config']['digest']} ({image['config']['size']} B)",
         f"{indent}entrypoint {_words(image['entrypoint'])}",
@@ -220,23 +225,21 @@ def _describe_image(image: dict[str, Any], indent: str) -> list[str]:
     ]
     for label, key in (("env", "env"), ("ports", "ports")):
         if image[key]:
-            lines.append(f"{indent}{label:<9} {_words(image[key])}")
+            yield f"{indent}{label:<9} {_words(image[key])}"
     for layer in image["layers"]:
-        lines.append(f"{indent}layer     {layer['digest']} ({layer['size']} B, "
-                     f"{layer['mediaType'].rsplit('.', 1)[-1]})")
+        yield (f"{indent}layer     {layer['digest']} ({layer['size']} B, "
+               f"{layer['mediaType'].rsplit('.', 1)[-1]})")
         for f in layer["files"]:
             target = f" -> {f['linkname']}" if f.get("linkname") else ""
-            lines.append(f"{indent}  {f['mode']} {f['uid']}:{f['gid']} {f['size']:>9} "
-                         f"{f['path']}{target}")
+            yield f"{indent}  {f['mode']} {f['uid']}:{f['gid']} {f['size']:>9} {f['path']}{target}"
     for referrer in image.get("referrers", []):
-        lines.append(f"{indent}referrer  {referrer['digest']} ({referrer['size']} B) "
-                     f"{referrer['artifactType']}")
-    return lines
+        yield (f"{indent}referrer  {referrer['digest']} ({referrer['size']} B) "
+               f"{referrer['artifactType']}")
 
 
-def describe(report: dict[str, Any]) -> str:
-    lines = [f"{report['layout']}: {report['bytes']} bytes"]
+def describe(report: dict[str, Any]) -> Iterator[str]:
+    """The report for people, line by line (a layer's files are read back as they are shown)."""
+    yield f"{report['layout']}: {report['bytes']} bytes"
     for image in report["images"]:
-        lines.append(f"tags      {', '.join(image['tags']) or '(untagged)'}")
-        lines += _describe_image(image, "")
-    return "\n".join(lines)
+        yield f"tags      {', '.join(image['tags']) or '(untagged)'}"
+        yield from _describe_image(image, "")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import json
+import sys
 
 from . import options
 
@@ -18,11 +18,13 @@ def setup(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..check.inspect import describe, inspect_layout
+    from ..check.streaming import json_chunks
 
     root, tag = options.split_ref(args.ref)
-    report = inspect_layout(root, tag)
+    report = inspect_layout(root, tag)  # complete before the first line: errors come alone
     if args.json:
-        print(json.dumps(report, indent=2, sort_keys=True))
+        sys.stdout.writelines(json_chunks(report))
+        sys.stdout.write("\n")
     else:
-        print(describe(report))
+        sys.stdout.writelines(line + "\n" for line in describe(report))
     return 0
