@@ -11,13 +11,14 @@ read both layers to the end:
 
 - `zeros-2GiB`: one file of 2 GiB of zeros in one tar member (gzip about 1000:1, 2 MiB blob);
   `--huge` adds `zeros-20GiB`.
-- `entries-500k`: 500,000 empty files (a wide tar: header-bound, not data-bound).
+- `entries-500k` and `entries-1000k`: 500,000 and 1,000,000 empty files (a wide tar:
+  header-bound, not data-bound).
 
 Each command runs as its own process; its peak RSS is wait4's ru_maxrss and its wall time is
 fork to exit. A command is capped at --memory-cap of address space so a runaway reader cannot
 take the machine down (it then shows as a failure, not as a number). Prints a markdown table.
 
-    .venv/bin/python bench/bombs.py                 # 2 GiB and 500k entries
+    .venv/bin/python bench/bombs.py                 # 2 GiB, 500k and 1M entries
     .venv/bin/python bench/bombs.py --huge          # adds 20 GiB (minutes of zlib time)
 """
 
@@ -168,7 +169,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--huge", action="store_true", help="also build and read a 20 GiB layer")
     parser.add_argument("--zeros-gib", type=float, default=2.0, help="size of the zeros file (GiB)")
-    parser.add_argument("--entries", type=int, default=500_000, help="files in the wide layer")
+    parser.add_argument("--entries", type=int, nargs="+", default=[500_000, 1_000_000],
+                        help="files in each wide layer")
     parser.add_argument("--memory-cap", type=int, default=8192, help="MiB of address space per command")
     parser.add_argument("--timeout", type=float, default=900, help="seconds per command")
     parser.add_argument("--scratch", type=Path, help="folder for the layouts (default: a temp dir)")
@@ -177,7 +179,7 @@ def main() -> int:
     scratch = Path(tempfile.mkdtemp(prefix="bombs-", dir=args.scratch))
     cases: list[tuple[str, object]] = [
         (f"zeros-{args.zeros_gib:g}GiB", lambda m: zeros_tar(int(args.zeros_gib * GIB), m)),
-        (f"entries-{args.entries // 1000}k", lambda m: entries_tar(args.entries, m)),
+        *((f"entries-{n // 1000}k", lambda m, n=n: entries_tar(n, m)) for n in args.entries),
     ]
     if args.huge:
         cases.insert(1, ("zeros-20GiB", lambda m: zeros_tar(20 * GIB, m)))
@@ -196,13 +198,15 @@ def main() -> int:
                       f"{layer.size / MIB:,.1f} MiB gzip blob ({time.monotonic() - started:.0f} s)",
                       file=sys.stderr)
             a, b = layouts
-            for command in (["validate", str(a)], ["inspect", str(a)], ["diff", str(a), str(b)]):
+            bundle = scratch / "bundle"
+            for command in (["validate", str(a)], ["inspect", str(a)], ["diff", str(a), str(b)],
+                            ["bundle", str(a), "--output", str(bundle)]):
                 result = measure([*packager, *command], args.memory_cap * MIB, args.timeout)
                 rows.append((name, command[0], result))
                 print(f"{name} {command[0]}: exit {result.status}, {result.wall:.1f} s, "
                       f"{result.rss_mib:.0f} MiB", file=sys.stderr)
-            for layout in layouts:
-                shutil.rmtree(layout)
+            for layout in [*layouts, bundle]:
+                shutil.rmtree(layout, ignore_errors=True)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
