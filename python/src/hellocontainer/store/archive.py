@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 
 from ..errors import LayoutError, os_error_message
-from .staging import abandoned
+from ..oci.leftovers import abandoned
 from .tarwriter import TarEntry, write_tar
 
 
