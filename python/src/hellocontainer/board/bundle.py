@@ -69,8 +69,11 @@ def write_bundle(request: BundleRequest) -> BundleResult:
                 raise LayoutError(f"the image config lists {len(diff_ids)} diff_ids for "
                                   f"{len(image.layers)} layers; run 'hellocontainer validate'")
             tree = rootfs.extract(reader, image.layers, root, diff_ids)
-            document = runtime_config.runtime_config(image.config, tree, request.network)
-            rootfs.finish(tree, runtime_config.mount_points(document))
+            try:
+                document = runtime_config.runtime_config(image.config, tree, request.network)
+                rootfs.finish(tree, runtime_config.mount_points(document))
+            finally:
+                tree.close()
             config = staging.dir / "config.json"
             config.write_bytes(model.canonical_json(document))
             # One clock for what we write ourselves: the newest time in the image, so the
