@@ -180,13 +180,11 @@ def test_runc_runs_the_bundle_and_prints_the_greeting(hello_layout, tmp_path):
     assert run.stdout == "Hello container!\n"
 
 
-def test_crun_runs_the_bundle_and_prints_the_greeting(hello_layout, tmp_path):
+def run_crun(bundle: Path, state: Path) -> subprocess.CompletedProcess[str]:
     crun = require_tool("crun", "crun")
     if os.geteuid() != 0:
         pytest.skip("crun run needs root")
-    bundle = tmp_path / "bundle"
-    ok("bundle", f"{hello_layout}:latest", "--output", bundle)
-    argv = [crun, "--root", str(tmp_path / "crun"), "run", "--bundle", str(bundle),
+    argv = [crun, "--root", str(state), "run", "--bundle", str(bundle),
             f"hellocontainer-test-{os.getpid()}"]
     if os.path.ismount("/sys/fs/cgroup/unified"):
         # A hybrid cgroup host whose v2 part has a controller (hugetlb here), which crun refuses
@@ -195,7 +193,13 @@ def test_crun_runs_the_bundle_and_prints_the_greeting(hello_layout, tmp_path):
         unshare = require_tool("unshare", "util-linux")
         argv = [unshare, "--mount", "sh", "-c", 'umount /sys/fs/cgroup/unified && exec "$0" "$@"',
                 *argv]
-    run = subprocess.run(argv, capture_output=True, text=True)
+    return subprocess.run(argv, capture_output=True, text=True)
+
+
+def test_crun_runs_the_bundle_and_prints_the_greeting(hello_layout, tmp_path):
+    bundle = tmp_path / "bundle"
+    ok("bundle", f"{hello_layout}:latest", "--output", bundle)
+    run = run_crun(bundle, tmp_path / "crun")
     assert run.returncode == 0, run.stderr
     assert run.stdout == "Hello container!\n"
 

@@ -6,11 +6,19 @@ A bundle is what `crun run --bundle DIR` and `runc run --bundle DIR` start: conf
 rootfs/. It is written into a staging folder beside --output and renamed into place only when
 complete, so an error or a kill never leaves half a bundle where a runtime (or an init script
 at boot) would start it. A bundle already at --output is replaced, which is what a rebuild
-needs: the old one is renamed aside, the new one renamed in, the old one removed.
+needs: the old one is renamed aside, the new one renamed in, the old one removed. Only a bundle
+this tool wrote is replaced: it carries MARKER, and holds nothing else but config.json and
+rootfs/; anything else at --output is the user's and is refused.
+
+The bundle folder is 0700 (as umoci makes it): rootfs/ keeps the image's owners and modes,
+setuid and setgid bits included, for the container, and no other user of the host may reach
+them, let alone run a setuid-root program of the image.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import stat
 import tempfile
@@ -25,9 +33,11 @@ from ..oci.reader import LayoutReader
 from ..store.staging import StagingDir, locked, remove_tree
 from . import rootfs, runtime_config
 
-BUNDLE_ENTRIES = {"config.json", "rootfs"}
+MARKER = "hellocontainer.json"  # {"manifest": DIGEST, "platform": OS/ARCH}: we wrote this bundle
+BUNDLE_ENTRIES = {"config.json": stat.S_ISREG, "rootfs": stat.S_ISDIR, MARKER: stat.S_ISREG}
+MARKER_CAP = 4096
 FILE_MODE = 0o644
-DIR_MODE = 0o755
+DIR_MODE = 0o700  # the bundle's own folder: only its owner reaches rootfs/
 
 
 @dataclass(frozen=True)
@@ -58,6 +68,7 @@ def write_bundle(request: BundleRequest) -> BundleResult:
     platform = model.platform_name(image.platform)
     if image.platform.get("os") != "linux":
         raise LayoutError(f"the image is for {platform}; runtime bundles are made for Linux images")
+    check_separate(request.layout, request.output, "--output")
     check_output(request.output)
 
     with _Staging(request.output) as staging:
@@ -69,13 +80,19 @@ def write_bundle(request: BundleRequest) -> BundleResult:
                 raise LayoutError(f"the image config lists {len(diff_ids)} diff_ids for "
                                   f"{len(image.layers)} layers; run 'hellocontainer validate'")
             tree = rootfs.extract(reader, image.layers, root, diff_ids)
-            document = runtime_config.runtime_config(image.config, tree, request.network)
-            rootfs.finish(tree, runtime_config.mount_points(document))
+            try:
+                document = runtime_config.runtime_config(image.config, tree, request.network)
+                rootfs.finish(tree, runtime_config.mount_points(document))
+            finally:
+                tree.close()
             config = staging.dir / "config.json"
             config.write_bytes(model.canonical_json(document))
+            marker = staging.dir / MARKER
+            marker.write_bytes(model.canonical_json({"manifest": image.manifest_descriptor.digest,
+                                                     "platform": platform}))
             # One clock for what we write ourselves: the newest time in the image, so the
             # bundle depends on the layout alone and not on when or where it was made.
-            for path, mode in ((config, FILE_MODE), (staging.dir, DIR_MODE)):
+            for path, mode in ((config, FILE_MODE), (marker, FILE_MODE), (staging.dir, DIR_MODE)):
                 os.chmod(path, mode)  # explicit: the umask of whoever bundles must not show
                 os.utime(path, (tree.newest_mtime, tree.newest_mtime))
         except OSError as error:
@@ -86,10 +103,9 @@ def write_bundle(request: BundleRequest) -> BundleResult:
 
 
 def check_output(output: Path) -> None:
-    """Refuse an --output we must not replace, before any work: only a bundle or nothing goes."""
+    """Refuse an --output we must not replace, before any work: only our bundle or nothing goes."""
     try:
         info = os.lstat(output)
-        names = set(os.listdir(output)) if stat.S_ISDIR(info.st_mode) else set()
     except FileNotFoundError:
         return
     except OSError as error:
@@ -98,17 +114,40 @@ def check_output(output: Path) -> None:
         raise LayoutError(f"--output {output} is a symbolic link; name the directory itself")
     if not stat.S_ISDIR(info.st_mode):
         raise LayoutError(f"--output {output} exists and is not a directory; choose another --output")
-    if not names <= BUNDLE_ENTRIES:  # what a bundle holds, or part of it: ours to replace
-        shown = ", ".join(sorted(names - BUNDLE_ENTRIES)[:3])
-        raise LayoutError(f"--output {output} exists and is not a runtime bundle (it holds {shown}); "
-                          "choose another --output or remove it")
+    try:
+        names = sorted(os.listdir(output))
+        if not names or _ours(output, names):
+            return
+    except OSError as error:
+        raise LayoutError(os_error_message(error, f"--output {output}")) from None
+    shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+    raise LayoutError(f"--output {output} holds {shown}, which is no bundle hellocontainer wrote "
+                      f"(those hold {MARKER}); choose another --output or remove it yourself")
 
 
-def check_separate(layout: Path, output: Path) -> None:
+def _ours(output: Path, names: list[str]) -> bool:
+    """Whether the folder holds exactly a bundle's entries, with our marker in it."""
+    if set(names) != set(BUNDLE_ENTRIES):
+        return False
+    for name, is_kind in BUNDLE_ENTRIES.items():
+        if not is_kind(os.lstat(output / name).st_mode):
+            return False
+    fd = os.open(output / MARKER, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    with os.fdopen(fd, "rb") as stream:
+        data = stream.read(MARKER_CAP + 1) if stat.S_ISREG(os.fstat(fd).st_mode) else b""
+    try:
+        document = json.loads(data) if len(data) <= MARKER_CAP else None
+    except ValueError:
+        return False
+    return isinstance(document, dict) and isinstance(document.get("manifest"), str)
+
+
+def check_separate(layout: Path, output: Path, flag: str = "--bundle") -> None:
     """A bundle and the layout it comes from must not contain each other."""
-    for a, b in ((layout, output), (output, layout)):
+    real_layout, real_output = (Path(os.path.realpath(p)) for p in (layout, output))
+    for a, b in ((real_layout, real_output), (real_output, real_layout)):
         if a == b or a in b.parents:
-            raise LayoutError(f"--bundle {output} and the layout {layout} overlap; write the "
+            raise LayoutError(f"{flag} {output} and the layout {layout} overlap; write the "
                               "bundle beside the layout")
 
 
@@ -135,7 +174,10 @@ class _Staging(StagingDir):
                     os.rename(output, aside)  # onto the empty folder mkdtemp made: atomic
                 os.rename(self.dir, output)  # onto nothing or an empty folder: atomic
                 self.published = True
-                os.utime(output, ns=(mtime, mtime))  # a renamed folder may take a new time
+                # Published: nothing may fail now. What is left of `aside` is a killed run's
+                # debris to the next run, which removes it.
+                with contextlib.suppress(OSError):
+                    os.utime(output, ns=(mtime, mtime))  # a renamed folder may take a new time
                 if aside is not None:
                     remove_tree(aside)
         except OSError as error:

@@ -1,14 +1,7 @@
 """A runtime bundle's rootfs/: the image's layers applied in order, by the image-spec rules alone.
 
-The hard problem is that a layer is untrusted input that writes to our disk. A tar entry may
-name `../../etc/passwd`, or a layer may first plant `lib -> /etc` and then write `lib/passwd`
-through it. So no path is ever handed to the kernel whole: every entry is reached by opening
-its parent directories one component at a time with O_NOFOLLOW, relative to a descriptor of
-the root, and the final name is created with *at() calls on the parent's descriptor. A symbolic
-link already in the tree is data for the container to interpret later, never a way for us to
-reach anything; an entry whose path goes through one is refused. `..` is refused outright.
-
-The other rules come from image-spec layer.md:
+Every entry is reached through confined.py, never through a link already in the tree; `..` is
+refused outright. The rules come from image-spec layer.md:
 - an entry over an existing path replaces it, except a directory over a directory, which only
   takes the new attributes;
 - `.wh.NAME` deletes NAME and `.wh..wh..opq` hides every sibling, but only what lower layers
@@ -28,12 +21,9 @@ Owners are set only when running as root: anyone else cannot give files away.
 
 from __future__ import annotations
 
-import contextlib
-import errno
 import os
-import shutil
 import stat
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,13 +31,38 @@ from ..errors import LayoutError, os_error_message
 from ..oci.model import Descriptor
 from ..oci.reader import LayoutReader
 from ..oci.tarstream import Member
+from ..store import fdwalk
+from ..store.fdwalk import DIR_FLAGS, lstat_at
+from .confined import BUILD_DIR_MODE, ConfinedRoot
 
 WHITEOUT = ".wh."
 OPAQUE = ".wh..wh..opq"
 AUFS_META = ".wh..wh."  # prefix of aufs bookkeeping entries (.wh..wh.plnk, .wh..wh.aufs)
 DEFAULT_DIR_MODE = 0o755
-BUILD_DIR_MODE = 0o700  # while extracting: ours to write into, whatever the entry's mode says
-DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+# What a layer made, as a tree of names: {"etc": {"passwd": {}}}. A path is in it with all its
+# ancestors, so a whiteout spares what this layer made in one lookup per component.
+Touched = dict[str, "Touched"]
+
+
+class _Made:
+    """The Touched tree of one layer, added to where the last entry's directory was: entries
+    come directory by directory, so a path thousands deep is not walked again for each."""
+
+    def __init__(self) -> None:
+        self.tree: Touched = {}
+        self._at: tuple[list[str], Touched] = ([], self.tree)
+
+    def add(self, parts: list[str]) -> None:
+        directory, node = self._at
+        start = len(directory)
+        if len(parts) <= start or parts[:start] != directory:
+            start, node = 0, self.tree
+        for part in parts[start:-1]:
+            node = node.setdefault(part, {})
+        self._at = (parts[:-1], node)
+        if parts:
+            node.setdefault(parts[-1], {})
 
 
 @dataclass
@@ -66,102 +81,31 @@ class Tree:
     chown: bool = field(default_factory=lambda: os.geteuid() == 0)
     skipped_devices: list[str] = field(default_factory=list)
     newest_mtime: int = 0
-    _dirs: dict[str, _DirAttrs] = field(default_factory=dict)
+    # By inode: a directory's attributes follow it, and a path removed and made again gets
+    # fresh ones, since every directory we make is recorded anew (no prefix scans on removal).
+    _dirs: dict[int, _DirAttrs] = field(default_factory=dict)
 
-    # --- walking, without ever following a link ----------------------------------------------
+    def __post_init__(self) -> None:
+        self.paths = ConfinedRoot(self.root, self._made)
+        self._root_inode = os.lstat(self.root).st_ino
 
-    @contextlib.contextmanager
-    def parent(self, parts: list[str], create: bool, what: str) -> Iterator[int | None]:
-        """A descriptor of the directory holding `parts[-1]`, or None if it does not exist.
+    def _made(self, inode: int) -> None:
+        self._dirs[inode] = _DirAttrs()
 
-        With `create`, missing directories are made (implied parents of an entry); a component
-        that is a symbolic link or a file is an error naming `what`. Without it, such a path
-        simply has nothing to delete or read, and None is yielded. `[*dir, "."]` gives the
-        directory `dir` itself.
-        """
-        fd = os.open(self.root, DIR_FLAGS)
-        try:
-            for depth in range(len(parts) - 1):
-                child = self._step(fd, parts, depth, create, what)
-                os.close(fd)
-                fd = -1 if child is None else child
-                if child is None:
-                    break
-            yield None if fd < 0 else fd
-        finally:
-            if fd >= 0:
-                os.close(fd)
-
-    def _step(self, fd: int, parts: list[str], depth: int, create: bool, what: str) -> int | None:
-        """Open directory `parts[depth]` inside `fd`, as `parent` says; None where it stops."""
-        part = parts[depth]
-        try:
-            return os.open(part, DIR_FLAGS, dir_fd=fd)
-        except FileNotFoundError:
-            if not create:
-                return None
-        except OSError as error:
-            if error.errno not in (errno.ELOOP, errno.ENOTDIR):
-                raise
-            if not create:
-                return None
-            # The kernel says ENOTDIR or ELOOP for a link, depending on the flags' order.
-            info = self.lstat(fd, part)
-            kind = "a symbolic link" if info is not None and stat.S_ISLNK(info.st_mode) \
-                else "not a directory"
-            raise LayoutError(f"{what}: /{'/'.join(parts[:depth + 1])} is {kind} in the rootfs, "
-                              "and entries are never written through one") from None
-        os.mkdir(part, BUILD_DIR_MODE, dir_fd=fd)
-        self._dirs["/".join(parts[:depth + 1])] = _DirAttrs()
-        return os.open(part, DIR_FLAGS, dir_fd=fd)
-
-    def lstat(self, parent_fd: int, name: str) -> os.stat_result | None:
-        try:
-            return os.stat(name, dir_fd=parent_fd, follow_symlinks=False)
-        except FileNotFoundError:
-            return None
-
-    def remove(self, parent_fd: int, name: str, relative: str) -> None:
-        """Delete whatever is at `name` (a directory with all it holds), never following links."""
-        info = self.lstat(parent_fd, name)
-        if info is None:
-            return
-        if stat.S_ISDIR(info.st_mode):
-            # rmtree refuses a link at the top and does not follow links inside. The path is
-            # safe to hand over whole: every component of it was just opened with O_NOFOLLOW,
-            # and the staging folder is private to this process.
-            shutil.rmtree(self.root / relative)
-        else:
-            os.unlink(name, dir_fd=parent_fd)
-        prefix = relative + "/"
-        for key in [k for k in self._dirs if k == relative or k.startswith(prefix)]:
-            del self._dirs[key]
+    def _mkdir(self, parent_fd: int, name: str, attrs: _DirAttrs) -> None:
+        os.mkdir(name, BUILD_DIR_MODE, dir_fd=parent_fd)
+        self._dirs[os.stat(name, dir_fd=parent_fd, follow_symlinks=False).st_ino] = attrs
 
     def read_file(self, path: str, cap: int) -> bytes | None:
-        """A small regular file of the tree (/etc/passwd), or None if there is none.
+        return self.paths.read_file(path, cap)
 
-        Reached like every entry, without following links: a link would be resolved by the
-        container at run time inside its root, not by us on the build machine.
-        """
-        parts = [p for p in path.split("/") if p not in ("", ".")]
-        with self.parent(parts, create=False, what=path) as parent_fd:
-            if parent_fd is None:
-                return None
-            try:
-                fd = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
-                             dir_fd=parent_fd)
-            except OSError as error:
-                if error.errno in (errno.ENOENT, errno.ELOOP):
-                    return None
-                raise
-        with os.fdopen(fd, "rb") as stream:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                return None
-            data = stream.read(cap + 1)
-        if len(data) > cap:
-            raise LayoutError(f"{path} in the image is larger than {cap >> 10} KiB; "
-                              "that is not a user database")
-        return data
+    def close(self) -> None:
+        self.paths.close()
+
+    def remove(self, parent_fd: int, parts: list[str]) -> None:
+        """Delete whatever is at `parts` (a directory with all it holds), never following links."""
+        if fdwalk.remove_at(parent_fd, parts[-1]):
+            self.paths.forget(parts)
 
     # --- attributes --------------------------------------------------------------------------
 
@@ -193,56 +137,47 @@ class Tree:
             if not parts or ".." in parts:
                 continue
             try:
-                with self.parent(parts, create=True, what=path) as parent_fd:
+                with self.paths.parent(parts, create=True, what=path) as parent_fd:
                     assert parent_fd is not None  # create=True never yields None
-                    if self.lstat(parent_fd, parts[-1]) is None:
-                        os.mkdir(parts[-1], BUILD_DIR_MODE, dir_fd=parent_fd)
-                        self._dirs["/".join(parts)] = _DirAttrs()
+                    if lstat_at(parent_fd, parts[-1]) is None:
+                        self._mkdir(parent_fd, parts[-1], _DirAttrs())
             except LayoutError:
                 continue  # a link or a file on the way: the runtime's call, as said above
 
     def finish(self) -> None:
-        """Give every directory its mode, owner and mtime, children before their parents."""
-        order: list[str] = []
-        stack = [""]
-        while stack:  # pre-order without recursion: a hostile layer may nest thousands deep
-            relative = stack.pop()
-            order.append(relative)
-            with self._open_dir(relative) as fd, os.scandir(fd) as entries:
-                for entry in entries:
-                    if entry.is_dir(follow_symlinks=False):
-                        stack.append(f"{relative}/{entry.name}" if relative else entry.name)
-        for relative in reversed(order):  # every child comes after its parent in `order`
-            attrs = self._dirs.get(relative, _DirAttrs())
-            with self._open_dir(relative) as fd:
-                if self.chown:
-                    os.fchown(fd, attrs.uid, attrs.gid)
-                os.fchmod(fd, attrs.mode)
-                self._mtime(fd, self.newest_mtime if attrs.mtime is None else attrs.mtime)
+        """Give every directory its mode, owner and mtime, children before their parents.
 
-    @contextlib.contextmanager
-    def _open_dir(self, relative: str) -> Iterator[int]:
-        parts = [p for p in relative.split("/") if p]
-        with self.parent([*parts, "."], create=False, what=relative) as fd:
-            if fd is None:
-                raise LayoutError(f"internal error: /{relative} vanished while finishing the rootfs")
-            yield fd
+        Iterative (store/fdwalk.py): a hostile layer may nest thousands deep.
+        """
+        self.close()
+        fd = os.open(self.root, DIR_FLAGS)
+        try:
+            fdwalk.walk(fd, None, fdwalk.subdirectories, self._finish_dir)
+        finally:
+            os.close(fd)
+
+    def _finish_dir(self, fd: int, parent_fd: int | None, name: str | None) -> None:
+        info = os.fstat(fd)
+        attrs = self._dirs.get(info.st_ino, _DirAttrs())
+        if self.chown:
+            os.fchown(fd, attrs.uid, attrs.gid)
+        os.fchmod(fd, attrs.mode)
+        self._mtime(fd, self.newest_mtime if attrs.mtime is None else attrs.mtime)
 
     # --- applying a layer --------------------------------------------------------------------
 
     def apply_layer(self, reader: LayoutReader, layer: Descriptor,
                     diff_id: str | None = None) -> None:
         name = layer.digest[:19]
-        touched: set[str] = set()  # made by this layer, with their ancestors: whiteouts spare them
+        made = _Made()  # by this layer, with their ancestors: whiteouts spare them
         for member in reader.layer_members(layer, diff_id):
             self.newest_mtime = max(self.newest_mtime, member.mtime)
             parts = _parts(member.path, f"layer {name} entry {member.path!r}")
             what = f"layer {name} entry /{'/'.join(parts)}"
             if parts and parts[-1].startswith(WHITEOUT):
-                self._whiteout(parts, touched, what)
+                self._whiteout(parts, made.tree, what)
                 continue
-            for depth in range(len(parts) + 1):
-                touched.add("/".join(parts[:depth]))
+            made.add(parts)
             if not parts:
                 self._root_entry(member, what)
             else:
@@ -252,9 +187,10 @@ class Tree:
         if member.kind != "dir":
             raise LayoutError(f"{what}: the root of a layer must be a directory, not a "
                               f"{member.kind}")
-        self._dirs[""] = _DirAttrs(member.mode, member.uid, member.gid, member.mtime)
+        self._dirs[self._root_inode] = _DirAttrs(member.mode, member.uid, member.gid,
+                                                 member.mtime)
 
-    def _whiteout(self, parts: list[str], touched: set[str], what: str) -> None:
+    def _whiteout(self, parts: list[str], touched: Touched, what: str) -> None:
         marker = parts[-1]
         if marker.startswith(AUFS_META) and marker != OPAQUE:
             return  # aufs bookkeeping that old Docker layers carry: never content, never shown
@@ -262,44 +198,42 @@ class Tree:
         if marker != OPAQUE and target in ("", ".", ".."):
             raise LayoutError(f"{what}: a whiteout must name the file it deletes")
         directory = parts[:-1]
-        with self.parent([*directory, "."], create=False, what=what) as fd:
+        node: Touched | None = touched
+        for part in directory:
+            node = node.get(part) if node is not None else None
+        with self.paths.parent([*directory, "."], create=False, what=what) as fd:
             if fd is None:
                 return  # nothing below to hide
             if marker == OPAQUE:
                 with os.scandir(fd) as entries:
-                    names = sorted(entry.name for entry in entries)
+                    names = [entry.name for entry in entries]
             else:
                 names = [target]
             for child in names:
-                self._hide_lower(fd, [*directory, child], touched)
+                self._hide_lower(fd, [*directory, child], None if node is None else node.get(child))
 
-    def _hide_lower(self, parent_fd: int, parts: list[str], touched: set[str]) -> None:
+    def _hide_lower(self, parent_fd: int, parts: list[str], touched: Touched | None) -> None:
         """Delete what lower layers put at `parts`, sparing what this layer made there.
 
         A whiteout applies to lower layers only, whether it comes before or after this layer's
         own entries (layer.md); sparing what `touched` records makes the order irrelevant.
         """
-        relative = "/".join(parts)
-        if relative not in touched:
-            self.remove(parent_fd, parts[-1], relative)
+        if touched is None:
+            self.remove(parent_fd, parts)
             return
-        info = self.lstat(parent_fd, parts[-1])
+        info = lstat_at(parent_fd, parts[-1])
         if info is None or not stat.S_ISDIR(info.st_mode):
             return
         fd = os.open(parts[-1], DIR_FLAGS, dir_fd=parent_fd)
         try:
-            with os.scandir(fd) as entries:
-                names = sorted(entry.name for entry in entries)
-            for child in names:
-                self._hide_lower(fd, [*parts, child], touched)
+            fdwalk.walk(fd, touched, _hide_below, _stay)
         finally:
             os.close(fd)
 
     def _entry(self, member: Member, parts: list[str], what: str) -> None:
-        relative = "/".join(parts)
         name = parts[-1]
         if member.kind in ("char", "block"):
-            self.skipped_devices.append("/" + relative)
+            self.skipped_devices.append("/" + "/".join(parts))
             return
         if member.kind not in ("file", "dir", "symlink", "hardlink", "fifo"):
             raise LayoutError(f"{what}: unsupported tar entry type; a layer holds files, "
@@ -310,19 +244,23 @@ class Tree:
             source = _parts(member.linkname, f"{what}: hardlink target {member.linkname!r}")
             if source == parts:
                 raise LayoutError(f"{what}: a hardlink to itself")
-        with self.parent(parts, create=True, what=what) as parent_fd:
+        with self.paths.parent(parts, create=True, what=what) as parent_fd:
             assert parent_fd is not None  # create=True never yields None
-            existing = self.lstat(parent_fd, name)
+            existing = lstat_at(parent_fd, name)
+            attrs = _DirAttrs(member.mode, member.uid, member.gid, member.mtime)
             if member.kind == "dir":
-                if existing is None or not stat.S_ISDIR(existing.st_mode):
-                    self.remove(parent_fd, name, relative)
-                    os.mkdir(name, BUILD_DIR_MODE, dir_fd=parent_fd)
-                self._dirs[relative] = _DirAttrs(member.mode, member.uid, member.gid, member.mtime)
+                if existing is not None and stat.S_ISDIR(existing.st_mode):
+                    self._dirs[existing.st_ino] = attrs
+                    return
+                if existing is not None:
+                    self.remove(parent_fd, parts)
+                self._mkdir(parent_fd, name, attrs)
                 return
             if member.kind == "hardlink":
-                self._hardlink(parent_fd, name, relative, source, what)
+                self._hardlink(parent_fd, parts, source, what)
                 return
-            self.remove(parent_fd, name, relative)
+            if existing is not None:
+                self.remove(parent_fd, parts)
             if member.kind == "file":
                 self._file(parent_fd, name, member)
             elif member.kind == "symlink":
@@ -347,18 +285,37 @@ class Tree:
         finally:
             os.close(fd)
 
-    def _hardlink(self, parent_fd: int, name: str, relative: str, source: list[str],
-                  what: str) -> None:
-        with self.parent(source, create=False, what=what) as source_fd:
-            info = None if source_fd is None else self.lstat(source_fd, source[-1])
+    def _hardlink(self, parent_fd: int, parts: list[str], source: list[str], what: str) -> None:
+        with self.paths.parent(source, create=False, what=what) as source_fd:
+            info = None if source_fd is None else lstat_at(source_fd, source[-1])
             if info is None:
                 raise LayoutError(f"{what}: its hardlink target /{'/'.join(source)} is not in "
                                   "the image before it")
             if stat.S_ISDIR(info.st_mode):
                 raise LayoutError(f"{what}: a hardlink to the directory /{'/'.join(source)}")
-            self.remove(parent_fd, name, relative)
-            os.link(source[-1], name, src_dir_fd=source_fd, dst_dir_fd=parent_fd,
+            self.remove(parent_fd, parts)
+            os.link(source[-1], parts[-1], src_dir_fd=source_fd, dst_dir_fd=parent_fd,
                     follow_symlinks=False)
+
+
+def _hide_below(fd: int, touched: Touched) -> list[tuple[str, Touched]]:
+    """`enter` of a whiteout's walk: delete the children of `fd` the layer did not make, and go
+    into the directories it made something in. Every deletion is below the directory the
+    walk started in, so the cursor (confined.py), which is there, stays valid."""
+    with os.scandir(fd) as scan:
+        entries = [(entry.name, entry.is_dir(follow_symlinks=False)) for entry in scan]
+    below = []
+    for name, is_dir in entries:
+        child = touched.get(name)
+        if child is None:
+            fdwalk.remove_at(fd, name)
+        elif is_dir:
+            below.append((name, child))
+    return below
+
+
+def _stay(fd: int, parent_fd: int | None, name: str | None) -> None:
+    """`leave` of a whiteout's walk: nothing to do on the way up."""
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -374,13 +331,15 @@ def _parts(path: str, what: str) -> list[str]:
     rather than clamped at the root: no image tool writes it, so it is damage or an attack, and
     resolving it lexically would disagree with a kernel that follows links.
     """
-    parts = [p for p in path.split("/") if p not in ("", ".")]
+    parts = path.split("/")
+    if "" in parts or "." in parts:  # the test first: a loop in Python costs more than the entry
+        parts = [p for p in parts if p not in ("", ".")]
     if ".." in parts:
         raise LayoutError(f"{what}: the path has a '..' component; refused, since an entry "
                           "must stay inside the root")
-    for part in parts[:-1]:
-        if part.startswith(WHITEOUT):
-            raise LayoutError(f"{what}: '{part}' is a whiteout name, which cannot be a directory")
+    if "/" + WHITEOUT in "/" + "/".join(parts[:-1]):  # one search, not a loop: paths run long
+        part = next(p for p in parts[:-1] if p.startswith(WHITEOUT))
+        raise LayoutError(f"{what}: '{part}' is a whiteout name, which cannot be a directory")
     return parts
 
 
@@ -390,11 +349,15 @@ def extract(reader: LayoutReader, layers: list[Descriptor], root: Path,
 
     Each layer is checked against its config diff_id as it streams (`diff_ids`, when given).
     """
-    tree = Tree(root)
     try:
-        for i, layer in enumerate(layers):
-            diff_id = diff_ids[i] if diff_ids is not None and i < len(diff_ids) else None
-            tree.apply_layer(reader, layer, diff_id)
+        tree = Tree(root)
+        try:
+            for i, layer in enumerate(layers):
+                diff_id = diff_ids[i] if diff_ids is not None and i < len(diff_ids) else None
+                tree.apply_layer(reader, layer, diff_id)
+        except BaseException:
+            tree.close()
+            raise
     except OSError as error:
         raise LayoutError(os_error_message(error, f"cannot write rootfs {root}")) from None
     except (OverflowError, ValueError) as error:

@@ -18,13 +18,13 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 from ..errors import LayoutError, os_error_message
 from ..oci.leftovers import staging_prefix, stale_staging
+from . import fdwalk
 
 
 @contextlib.contextmanager
@@ -39,21 +39,14 @@ def locked(directory: Path) -> Iterator[None]:
 
 
 def remove_tree(path: Path) -> None:
-    """Remove a folder, whatever modes its content gave its subfolders.
-
-    Root removes anything. Anyone else first gives back to themselves the folders an image made
-    read-only (0555 is common), top-down so that each is writable before its children go.
-    """
-    if os.geteuid() != 0:
-        with contextlib.suppress(OSError):
-            os.chmod(path, 0o700)
-        for folder, subfolders, _ in os.walk(path):
-            for name in subfolders:
-                child = os.path.join(folder, name)
-                if not os.path.islink(child):  # chmod would follow it out of the tree
-                    with contextlib.suppress(OSError):
-                        os.chmod(child, 0o700)
-    shutil.rmtree(path, ignore_errors=True)
+    """Remove a folder, whatever its depth and whatever modes its content gave its subfolders;
+    quietly as far as it can: what is left is removed by the next run, as a killed run's is."""
+    with contextlib.suppress(OSError):
+        parent = os.open(path.parent, fdwalk.DIR_FLAGS)
+        try:
+            fdwalk.remove_at(parent, path.name)
+        finally:
+            os.close(parent)
 
 
 def remove_stale(output: Path, kind: str) -> list[str]:
