@@ -8,7 +8,8 @@ import json
 from . import options
 
 HELP = "show an image's tags, platform, config and files"
-DESCRIPTION = None
+DESCRIPTION = ("Show the images of LAYOUT (or the one TAG names): tags, digests, platform, "
+               "config and each layer's files; --json for scripts.")
 
 
 def setup(parser: argparse.ArgumentParser) -> None:

@@ -11,6 +11,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from ..errors import UsageError
+
 PROG = "hellocontainer"
 
 
@@ -18,8 +20,18 @@ def split_ref(ref: str) -> tuple[Path, str | None]:
     """`LAYOUT[:TAG]` as podman's oci: transport spells it; a path containing ':' is allowed."""
     if ":" in ref and not Path(ref).exists():
         path, tag = ref.rsplit(":", 1)
-        return Path(path), tag or None
-    return Path(ref), None
+        return layout_path(ref, path), tag or None
+    return layout_path(ref, ref), None
+
+
+def layout_path(ref: str, path: str | None = None) -> Path:
+    """The layout folder `path` (default: `ref`) of what the user wrote, `ref`; refused with
+    the fix when `ref` is podman's `oci:LAYOUT[:TAG]` (a folder really named `oci:…` is fine)."""
+    folder = Path(ref if path is None else path)
+    if ref.startswith("oci:") and not folder.exists():
+        raise UsageError(f"{ref}: {PROG} takes the layout's path without podman's 'oci:' "
+                         f"prefix; drop it: {ref.removeprefix('oci:')}")
+    return folder
 
 
 def words(what: str, example: str) -> str:
