@@ -83,3 +83,12 @@ def test_every_commands_help_starts_with_what_it_does(hellocontainer, name):
     usage, description = hellocontainer(name, "--help").stdout.split("\n\n")[:2]
     assert usage.startswith(f"usage: hellocontainer {name}")
     assert description[:1].isupper() and not description.endswith(":"), description
+
+
+def test_podmans_oci_prefix_in_autostart_layout_is_explained(hellocontainer, tmp_path):
+    result = hellocontainer("autostart", "--runtime", "podman", "--name", "hello", "--layout",
+                            "oci:/var/lib/hello:1.0", "--sysv", tmp_path / "S90hello",
+                            check=False)
+    [line] = result.stderr.splitlines()
+    assert result.returncode == 1 and "drop it: --layout /var/lib/hello:1.0" in line
+    assert not (tmp_path / "S90hello").exists()
