@@ -112,7 +112,7 @@ def build(request: BuildRequest) -> BuildResult:
     dest = spec.path or "/" + os.path.basename(request.binary.rstrip("/"))
     files = [(resolve_file(f, request.sysroot), f) for f in spec.files]
     for source, extra in files:
-        _check_regular(source, "--file source", f"fix --file {extra.src}:{extra.dest}")
+        _check_regular(source, "file source", f"fix {extra.origin}")
     entries = layer_entries(binary, dest, files, request.epoch)
     _check_archive_target(request.archive, request.output)
     if request.sbom_copy is not None and spec.sbom is None:

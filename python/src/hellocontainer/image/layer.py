@@ -25,11 +25,11 @@ class Layer:
 
 
 def _file_entry(source: Path, dest: str, mode: int | None, uid: int, gid: int,
-                mtime: int) -> TarEntry:
+                mtime: int, fix: str = "check the path") -> TarEntry:
     try:
         stat = source.stat()
     except OSError as error:
-        raise BinaryError(f"cannot read file {source}: {error.strerror}; check the path") from None
+        raise BinaryError(f"cannot read file {source}: {error.strerror}; {fix}") from None
     if not source.is_file():
         raise BinaryError(f"{source} is not a regular file; name a file, not a directory or device")
     if mode is None:
@@ -48,7 +48,8 @@ def layer_entries(binary: Path, binary_dest: str, files: list[tuple[Path, ExtraF
     file's own clamped to it: a file's mtime records when it was checked out or built.
     """
     entries = [_file_entry(binary, binary_dest, BINARY_MODE, 0, 0, mtime)]
-    entries += [_file_entry(src, f.dest, f.mode, f.uid, f.gid, mtime) for src, f in files]
+    entries += [_file_entry(src, f.dest, f.mode, f.uid, f.gid, mtime, f"fix {f.origin}")
+                for src, f in files]
     names = [e.name for e in entries]
     duplicates = sorted(n for n, count in Counter(names).items() if count > 1)  # linear: 100k files
     if duplicates:
