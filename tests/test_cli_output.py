@@ -100,7 +100,8 @@ def test_index_refuses_platforms_that_start_different_programs(hellocontainer, h
 @pytest.mark.parametrize("name", sorted(COMMANDS))
 def test_no_option_is_parsed_and_then_ignored(name):
     """Each option a command adds is read by its run, or is one of the image flags (build's spec
-    keys), whose list is read from their argument groups."""
+    keys) or bundle settings (bundle's and build's), whose lists are read from their argument
+    groups."""
     command = COMMANDS[name]
     parser = argparse.ArgumentParser()
     command.setup(parser)
@@ -110,7 +111,10 @@ def test_no_option_is_parsed_and_then_ignored(name):
             if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
             and node.value.id == "args"}
     image_flags = set(parser.get_default("image_flags") or ())
-    assert options - read - image_flags == set()
+    bundle_settings = set(parser.get_default("bundle_settings") or ())
+    assert options - read - image_flags - bundle_settings == set()
+    if name in ("build", "bundle"):
+        assert "network" in bundle_settings
     if name == "build":
         assert {"arch", "tag", "gzip_level", "sbom", "sbom_library"} <= image_flags
         assert "sbom_copy" not in image_flags and "sbom_copy" in read

@@ -26,6 +26,7 @@ def setup(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--jobs", "-j", type=int, metavar="N",
                         help="compression threads (default: available cores; same bytes for any N)")
     options.add_image_flags(parser)
+    bundle.add_settings(parser, "runtime bundle (with --bundle; see 'bundle')")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -51,6 +52,11 @@ def run(args: argparse.Namespace) -> int:
         jobs=args.jobs,
     )
     bundle_dir = Path(os.path.abspath(args.bundle)) if args.bundle else None
+    bundle_settings = bundle.settings(args)
+    if bundle_settings and bundle_dir is None:
+        given = ", ".join(f"--{name.replace('_', '-')}" for name in bundle_settings)
+        raise UsageError(f"{given} set{'s' if len(bundle_settings) == 1 else ''} up the runtime "
+                         "bundle; add --bundle DIR, or drop it")
     if bundle_dir is not None:
         from ..board.bundle import BundleRequest, check_output, check_separate
 
@@ -65,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"{args.output}: SBOM {result.sbom.digest} for {result.manifest.digest}")
     if bundle_dir is not None:
         # The manifest itself, not its tag: another build may retag the layout meanwhile.
-        bundle.write(BundleRequest(request.output, None, bundle_dir, manifest=result.manifest),
+        bundle.write(BundleRequest(request.output, None, bundle_dir, manifest=result.manifest,
+                                   **bundle_settings),
                      args.bundle, published=f"{args.output}:{result.tags[0]}")
     return 0

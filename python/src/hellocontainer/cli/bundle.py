@@ -9,7 +9,7 @@ import argparse
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..errors import HelloContainerError
 from . import options
@@ -25,16 +25,33 @@ DESCRIPTION = ("Write config.json (runtime-spec 1.2) and rootfs/ of the image LA
 
 
 def setup(parser: argparse.ArgumentParser) -> None:
-    from ..board.runtime_config import NETWORKS
-
     parser.add_argument("ref", metavar="LAYOUT[:TAG]")
     parser.add_argument("--output", "-o", required=True, metavar="DIR",
                         help="bundle directory (created, or replaced if it holds a bundle)")
     parser.add_argument("--platform", metavar="OS/ARCH[/VARIANT]",
                         help="the image to take from a multi-platform index, e.g. linux/arm64")
-    parser.add_argument("--network", choices=NETWORKS, default="none",
-                        help="none (default): a network namespace of its own, loopback only; "
-                        "host: the board's network, for device services")
+    add_settings(parser, "bundle settings (also for build --bundle)")
+
+
+def add_settings(parser: argparse.ArgumentParser, title: str) -> None:
+    """The settings of the bundle itself, which `build --bundle` takes too: every option added
+    here reaches both commands. Their names, read back from the group, become the parser's
+    default `bundle_settings`, which `settings()` reads; each defaults to None, so that
+    BundleRequest's default applies and `build` can tell what was given."""
+    from ..board.runtime_config import NETWORKS
+
+    group = parser.add_argument_group(title)
+    group.add_argument("--network", choices=NETWORKS,
+                       help="none (default): a network namespace of its own, loopback only; "
+                       "host: the board's network, for device services")
+    # argparse keeps each group's own actions in _group_actions, in the order they were added.
+    parser.set_defaults(bundle_settings=tuple(action.dest for action in group._group_actions))
+
+
+def settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The bundle settings given, by BundleRequest's field names."""
+    return {name: getattr(args, name) for name in args.bundle_settings
+            if getattr(args, name) is not None}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -42,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
 
     layout, tag = options.split_ref(args.ref)
     write(BundleRequest(layout, tag, Path(os.path.abspath(args.output)), args.platform,
-                        args.network), args.output)
+                        **settings(args)), args.output)
     return 0
 
 

@@ -65,8 +65,11 @@ def add_image_flags(parser: argparse.ArgumentParser) -> None:
     from ..image.compress import MEDIA_TYPES
 
     image = parser.add_argument_group("image settings (also spec keys)")
-    image.add_argument("--arch", help="target architecture: OCI (arm64, arm/v7), Yocto, Buildroot or "
-                       "GNU name (aarch64, armv7l, x86_64); default: from the ELF header")
+    # --platform as `bundle` and podman spell it; --arch as build systems do: one option.
+    image.add_argument("--platform", "--arch", dest="arch", metavar="PLATFORM",
+                       help="target platform: OCI (linux/arm64, arm/v7), Yocto, Buildroot or "
+                       "GNU name (aarch64, armv7l, x86_64); --arch is the same option; "
+                       "default: from the ELF header")
     image.add_argument("--tune", metavar="WORDS", help="ARM tune words for the variant "
                        "(Yocto TUNE_FEATURES, gcc -march such as armv7-a)")
     image.add_argument("--path", metavar="/PATH", help="the binary's path in the image (default /BASENAME)")
