@@ -16,7 +16,7 @@ from . import options
 from .options import PROG
 
 if TYPE_CHECKING:
-    from ..board.bundle import BundleRequest
+    from ..board.bundle import BundleRequest, BundleResult
 
 HELP = "write an OCI runtime bundle that crun and runc start"
 DESCRIPTION = ("Write config.json (runtime-spec 1.2) and rootfs/ of the image LAYOUT[:TAG] "
@@ -63,8 +63,10 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def write(request: BundleRequest, output: str, published: str | None = None) -> None:
-    """Write a bundle and say so; `published` names the image a failure leaves behind."""
+def write(request: BundleRequest, output: str, published: str | None = None,
+          say: bool = True) -> BundleResult:
+    """Write a bundle and (with `say`) say so; `published` names the image a failure leaves
+    behind."""
     from ..board.bundle import write_bundle
 
     try:
@@ -80,4 +82,6 @@ def write(request: BundleRequest, output: str, published: str | None = None) -> 
                                                           else "")
         print(f"{PROG}: note: {len(result.skipped_devices)} device node(s) of the image not "
               f"created ({shown}); the runtime provides /dev", file=sys.stderr)
-    print(f"{output}: runtime bundle of {result.manifest.digest} {result.platform}")
+    if say:
+        print(f"{output}: runtime bundle of {result.manifest.digest} {result.platform}")
+    return result

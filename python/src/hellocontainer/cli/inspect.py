@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 
 from . import options
 
@@ -14,7 +13,7 @@ DESCRIPTION = ("Show the images of LAYOUT (or the one TAG names): tags, digests,
 
 def setup(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("ref", metavar="LAYOUT[:TAG]")
-    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    options.add_json(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -23,7 +22,7 @@ def run(args: argparse.Namespace) -> int:
     root, tag = options.split_ref(args.ref)
     report = inspect_layout(root, tag)
     if args.json:
-        print(json.dumps(report, indent=2, sort_keys=True))
+        options.print_json(report)
     else:
         print(describe(report))
     return 0

@@ -1,5 +1,5 @@
 """What several commands' options share: the program's name, `LAYOUT[:TAG]` references, the
-`--output` and `--tag` options, and the image flags that are also spec keys.
+`--output`, `--tag` and `--json` options, and the image flags that are also spec keys.
 
 The image flags' names are read from their argument groups, never listed by hand, so a flag added
 to a group reaches the spec instead of being parsed and silently ignored.
@@ -8,6 +8,7 @@ to a group reaches the spec instead of being parsed and silently ignored.
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,17 @@ def _gzip_level(value: str) -> int | str:
     """1-9 as a number, anything else as written: the spec schema then accepts `max` or says
     what a valid level is, for the flag and the spec key alike."""
     return int(value) if value.isdigit() else value
+
+
+def add_json(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true",
+                        help="print the result as one JSON object (README: its keys); errors "
+                        "stay one line on stderr")
+
+
+def print_json(document: Any) -> None:
+    """A result for scripts: keys sorted, so the same result always prints the same text."""
+    print(json.dumps(document, indent=2, sort_keys=True))
 
 
 def add_output(parser: argparse.ArgumentParser) -> None:
