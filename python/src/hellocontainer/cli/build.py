@@ -26,6 +26,7 @@ def setup(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--jobs", "-j", type=int, metavar="N",
                         help="compression threads (default: available cores; same bytes for any N)")
     options.add_json(parser)
+    options.add_quiet(parser)
     options.add_image_flags(parser)
     bundle.add_settings(parser, "runtime bundle (with --bundle; see 'bundle')")
 
@@ -64,7 +65,8 @@ def run(args: argparse.Namespace) -> int:
         # Before building: a --bundle that cannot be written must not cost a published image.
         check_separate(request.output, bundle_dir)
         check_output(bundle_dir)
-    result = build(request)
+    with options.progress(args.quiet, "writing the layer") as progress:
+        result = build(request, progress)
     digest = (result.index or result.manifest).digest  # what the tags name
     if not args.json:
         for tag in result.tags:
@@ -77,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
         written = bundle.write(BundleRequest(request.output, None, bundle_dir,
                                              manifest=result.manifest, **bundle_settings),
                                args.bundle, published=f"{args.output}:{result.tags[0]}",
-                               say=not args.json)
+                               say=not args.json, quiet=args.quiet)
     if args.json:
         options.print_json({
             "layout": args.output, "tags": list(result.tags), "digest": digest,

@@ -30,6 +30,7 @@ def setup(parser: argparse.ArgumentParser) -> None:
                         help="bundle directory (created, or replaced if it holds a bundle)")
     parser.add_argument("--platform", metavar="OS/ARCH[/VARIANT]",
                         help="the image to take from a multi-platform index, e.g. linux/arm64")
+    options.add_quiet(parser)
     add_settings(parser, "bundle settings (also for build --bundle)")
 
 
@@ -59,18 +60,19 @@ def run(args: argparse.Namespace) -> int:
 
     layout, tag = options.split_ref(args.ref)
     write(BundleRequest(layout, tag, Path(os.path.abspath(args.output)), args.platform,
-                        **settings(args)), args.output)
+                        **settings(args)), args.output, quiet=args.quiet)
     return 0
 
 
 def write(request: BundleRequest, output: str, published: str | None = None,
-          say: bool = True) -> BundleResult:
+          say: bool = True, quiet: bool = False) -> BundleResult:
     """Write a bundle and (with `say`) say so; `published` names the image a failure leaves
-    behind."""
+    behind; `quiet`: no progress line."""
     from ..board.bundle import write_bundle
 
     try:
-        result = write_bundle(request)
+        with options.progress(quiet, "unpacking the layers") as progress:
+            result = write_bundle(request, progress)
     except HelloContainerError as error:
         if published is None:
             raise

@@ -1,5 +1,6 @@
 """What several commands' options share: the program's name, `LAYOUT[:TAG]` references, the
-`--output`, `--tag` and `--json` options, and the image flags that are also spec keys.
+`--output`, `--tag`, `--json` and `--quiet` options, the progress line, and the image flags that
+are also spec keys.
 
 The image flags' names are read from their argument groups, never listed by hand, so a flag added
 to a group reaches the spec instead of being parsed and silently ignored.
@@ -8,7 +9,12 @@ to a group reaches the spec instead of being parsed and silently ignored.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +61,58 @@ def add_json(parser: argparse.ArgumentParser) -> None:
 def print_json(document: Any) -> None:
     """A result for scripts: keys sorted, so the same result always prints the same text."""
     print(json.dumps(document, indent=2, sort_keys=True))
+
+
+def add_quiet(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--quiet", "-q", action="store_true",
+                        help="no progress line (shown on a terminal's stderr only, when the work "
+                        "takes over a second)")
+
+
+# Seconds of work before the progress line appears: quick work shows none.
+PROGRESS_AFTER = "HELLOCONTAINER_PROGRESS_AFTER"
+
+
+@contextlib.contextmanager
+def progress(quiet: bool, what: str) -> Iterator[Callable[[int, int], None] | None]:
+    """A callback for the long work of a command, drawing one line on stderr, rewritten with \\r
+    and cleared at the end: `WHAT: 12.0 of 100.0 MiB (12%)`. None (nothing shown) with
+    `quiet` or when stderr is no terminal, so build logs stay clean."""
+    if quiet or not sys.stderr.isatty():
+        yield None
+        return
+    line = _ProgressLine(what, float(os.environ.get(PROGRESS_AFTER) or 1))
+    try:
+        yield line
+    finally:
+        line.clear()
+
+
+class _ProgressLine:
+    def __init__(self, what: str, after: float) -> None:
+        self._what, self._width = what, 0
+        self._next = time.monotonic() + after  # when the line may next be drawn
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.monotonic()
+        if now < self._next:
+            return
+        self._next = now + 0.1  # a terminal needs no more than ten a second
+        mib = 1 << 20
+        text = (f"{self._what}: {done / mib:.1f} of {total / mib:.1f} MiB "
+                f"({100 * done // max(total, 1)}%)")
+        self._draw(text)
+
+    def _draw(self, text: str) -> None:
+        sys.stderr.write("\r" + text.ljust(self._width))
+        sys.stderr.flush()
+        self._width = max(self._width, len(text))
+
+    def clear(self) -> None:
+        if self._width:
+            self._draw("")
+            sys.stderr.write("\r")
+            sys.stderr.flush()
 
 
 def add_output(parser: argparse.ArgumentParser) -> None:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import posixpath
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from ..errors import BinaryError, SpecError
 from ..oci.model import Descriptor
@@ -14,6 +16,8 @@ from ..store.tarwriter import BLOCK, TarEntry, write_tar
 from .compress import MEDIA_TYPES, GzipLevel, HashingWriter, open_compressor
 from .spec import ExtraFile
 
+# Told the bytes done and the bytes in all (the CLI shows it; nothing here prints).
+Progress = Callable[[int, int], None]
 BINARY_MODE = 0o755
 DIR_MODE = 0o755
 
@@ -97,15 +101,32 @@ def gzip_level_for(entries: list[TarEntry], level: GzipLevel | None) -> GzipLeve
     return SMALL_LAYER_LEVEL if tar_size(entries) <= LARGE_LAYER_BYTES else LARGE_LAYER_LEVEL
 
 
+class _Told:
+    """A writer telling `progress` the bytes written through it so far, of `total`."""
+
+    def __init__(self, out: BinaryIO, total: int, progress: Progress) -> None:
+        self._out, self._total, self._progress, self._done = out, total, progress, 0
+
+    def write(self, data: bytes) -> int:
+        written = self._out.write(data)
+        self._done += len(data)
+        self._progress(self._done, self._total)
+        return written
+
+
 def write_layer(entries: list[TarEntry], staging: Staging, compression: str,
-                level: GzipLevel | None, jobs: int | None) -> Layer:
-    """Stream the tar through the compressor into a staged blob, hashing both sides on the way."""
+                level: GzipLevel | None, jobs: int | None,
+                progress: Progress | None = None) -> Layer:
+    """Stream the tar through the compressor into a staged blob, hashing both sides on the way;
+    `progress`, if given, is told the tar bytes written and their total."""
     level = gzip_level_for(entries, level)
     with staging.new_blob() as (stream, tmp):
         compressed = HashingWriter(stream)
         compressor = open_compressor(compression, compressed, level, jobs)  # type: ignore[arg-type]
         uncompressed = HashingWriter(compressor)
-        write_tar(entries, uncompressed)  # type: ignore[arg-type]
+        tar = uncompressed if progress is None \
+            else _Told(uncompressed, tar_size(entries), progress)  # type: ignore[arg-type]
+        write_tar(entries, tar)  # type: ignore[arg-type]
         compressor.close()
     staging.finish_blob(tmp, compressed.digest)
     descriptor = Descriptor(MEDIA_TYPES[compression], compressed.digest, compressed.size)
