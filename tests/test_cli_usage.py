@@ -50,6 +50,12 @@ def test_values_and_words_after_double_dash_are_not_flags(hellocontainer, hello_
     assert '"--loud"' in hellocontainer("inspect", out, "--json").stdout
 
 
+def test_a_value_that_looks_like_a_flag_is_explained(hellocontainer, tmp_path):
+    line = usage_error(hellocontainer("build", "hello", "--cmd", "--loud", "-o", tmp_path,
+                                      check=False))
+    assert "--cmd needs a value; write one that starts with '-' as --cmd=--loud" in line
+
+
 def test_a_stray_argument_points_at_the_commands_help(hellocontainer):
     line = usage_error(hellocontainer("inspect", "a", "b", check=False))
     assert "unexpected argument: b" in line and line.endswith("see 'hellocontainer inspect --help'")

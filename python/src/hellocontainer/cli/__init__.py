@@ -68,13 +68,18 @@ class _Parser(argparse.ArgumentParser):
         """The first argument that looks like a flag of this command and is none, as argparse
         tells them (`-5` and words with spaces are values, `--` ends the flags)."""
         known = self._option_string_actions
+        before = None  # the flag just before, when it waits for its value
         for argument in arguments:
             if argument == "--":
                 return
             if (not argument.startswith("-") or argument == "-" or " " in argument
                     or self._negative_number_matcher.match(argument)):
+                before = None
                 continue
             name = argument.split("=", 1)[0] if argument.startswith("--") else argument[:2]
+            if name not in known and before is not None:
+                self.error(f"{before} needs a value; write one that starts with '-' as "
+                           f"{before}={argument}")
             if name not in known:
                 flags = [o for o in known if o.startswith("--")]
                 # The one flag it abbreviates (abbreviations are not taken), or a near spelling.
@@ -83,6 +88,8 @@ class _Parser(argparse.ArgumentParser):
                                                                                 cutoff=0.75)
                 self.error(f"unknown option {name}"
                            + (f" (did you mean {close[0]}?)" if close else ""))
+            takes_value = known[name].nargs != 0 and "=" not in argument and argument == name
+            before = name if takes_value else None
 
     def error(self, message: str) -> NoReturn:
         raise UsageError(f"{message}; see '{self.prog} --help'")
