@@ -150,4 +150,5 @@ def test_each_module_of_the_cli_is_one_command_registered_once():
     assert sorted(COMMANDS) == files
     for name, command in COMMANDS.items():
         assert command.__name__ == f"hellocontainer.{CLI}.{name}"
+        assert isinstance(command.DESCRIPTION, str), f"{name}: its --help starts with it"
         assert isinstance(command.HELP, str) and callable(command.setup) and callable(command.run), name

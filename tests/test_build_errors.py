@@ -219,7 +219,22 @@ def test_spec_file_destination_with_dot_dot_is_refused(hellocontainer, hello_sta
 def test_missing_extra_file_is_named(hellocontainer, hello_static, out, tmp_path):
     result = hellocontainer("build", hello_static, "--file", f"{tmp_path}/motd:/etc/motd",
                             "--output", out, check=False)
-    assert_one_line_error(result, "motd")
+    assert_one_line_error(result, f"{tmp_path}/motd does not exist",
+                          f"fix --file {tmp_path}/motd:/etc/motd")
+    nothing_written(out.parent, set())
+
+
+def test_missing_extra_file_of_the_spec_file_names_its_key(hellocontainer, hello_static, out,
+                                                            tmp_path):
+    """The user wrote no --file: the line names the spec key, counted from 0 as in every
+    other spec error."""
+    (tmp_path / "motd").write_text("hi\n")
+    (tmp_path / "image.yaml").write_text(
+        "files:\n  - {src: motd, dest: /etc/motd}\n  - {src: nope, dest: /etc/nope}\n")
+    result = hellocontainer("build", hello_static, "--spec", "image.yaml", "--output", out,
+                            cwd=tmp_path, check=False)
+    assert_one_line_error(result, "nope does not exist", "fix files[1].src in image.yaml")
+    assert "--file" not in result.stderr
     nothing_written(out.parent, set())
 
 

@@ -45,9 +45,9 @@ def ok(*args: Any, **kwargs: Any) -> subprocess.CompletedProcess[str]:
     return result
 
 
-def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
+def one_line_error(result: subprocess.CompletedProcess[str], status: int = 1) -> str:
     """The stderr of a failed run, checked to be exactly one `hellocontainer: error:` line."""
-    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.returncode == status, result.stdout + result.stderr
     assert result.stderr.startswith("hellocontainer: error: "), result.stderr
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr, result.stderr
     return result.stderr
@@ -221,6 +221,24 @@ def test_build_with_bundle_writes_layout_and_bundle(hello_static, tmp_path):
     assert json.loads((bundle / "config.json").read_text())["process"]["args"] == ["/hello"]
     run = run_runc(bundle, tmp_path / "runc")
     assert run.stdout == "Hello container!\n", run.stderr
+
+
+def test_build_bundle_takes_the_bundle_options_and_platform(hello_static, tmp_path):
+    """`build --bundle` takes every setting `bundle` does, and `--platform` as `bundle` spells
+    it (`--arch`, its other name, for the build systems)."""
+    layout, bundle = tmp_path / "layout", tmp_path / "bundle"
+    ok("build", hello_static, "--output", layout, "--platform", "linux/amd64", "--bundle", bundle,
+       "--network", "host")
+    config = json.loads((bundle / "config.json").read_text())
+    assert "network" not in [n["type"] for n in config["linux"]["namespaces"]]
+    assert config["annotations"]["org.opencontainers.image.architecture"] == "amd64"
+
+
+def test_build_refuses_a_bundle_setting_without_bundle(hello_static, tmp_path):
+    error = one_line_error(cli("build", hello_static, "--output", tmp_path / "layout",
+                               "--network", "host"), status=2)
+    assert "--network" in error and "add --bundle DIR" in error
+    assert not (tmp_path / "layout").exists()
 
 
 def test_build_refuses_an_unwritable_bundle_before_publishing(hello_static, tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import ast
 import errno
+import json
 import shlex
 from pathlib import Path
 
@@ -100,7 +101,8 @@ def test_index_refuses_platforms_that_start_different_programs(hellocontainer, h
 @pytest.mark.parametrize("name", sorted(COMMANDS))
 def test_no_option_is_parsed_and_then_ignored(name):
     """Each option a command adds is read by its run, or is one of the image flags (build's spec
-    keys), whose list is read from their argument groups."""
+    keys) or bundle settings (bundle's and build's), whose lists are read from their argument
+    groups."""
     command = COMMANDS[name]
     parser = argparse.ArgumentParser()
     command.setup(parser)
@@ -110,7 +112,53 @@ def test_no_option_is_parsed_and_then_ignored(name):
             if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
             and node.value.id == "args"}
     image_flags = set(parser.get_default("image_flags") or ())
-    assert options - read - image_flags == set()
+    bundle_settings = set(parser.get_default("bundle_settings") or ())
+    assert options - read - image_flags - bundle_settings == set()
+    if name in ("build", "bundle"):
+        assert "network" in bundle_settings
     if name == "build":
         assert {"arch", "tag", "gzip_level", "sbom", "sbom_library"} <= image_flags
         assert "sbom_copy" not in image_flags and "sbom_copy" in read
+
+
+def test_build_json_names_what_was_published(hellocontainer, hello_static, tmp_path):
+    out = tmp_path / "o"
+    result = hellocontainer("build", hello_static, "--output", out, "--tag", "1.0 latest",
+                            "--json")
+    report = json.loads(result.stdout)
+    assert list(report) == sorted(report) == ["archive", "bundle", "digest", "layout",
+                                              "manifest", "platform", "sbom", "tags"]
+    assert report["layout"] == str(out) and report["tags"] == ["1.0", "latest"]
+    assert report["platform"] == "linux/amd64" and report["digest"] == report["manifest"]
+    assert report["sbom"] is report["archive"] is report["bundle"] is None
+    inspected = json.loads(hellocontainer("inspect", f"{out}:1.0", "--json").stdout)
+    assert report["manifest"] in json.dumps(inspected)
+    assert result.stderr == ""
+
+
+def test_validate_json_keeps_the_exit_status(hellocontainer, layout):
+    report = json.loads(hellocontainer("validate", f"{layout}:1.0", "--json").stdout)
+    assert report == {"problems": [], "ref": f"{layout}:1.0", "strict": False, "valid": True,
+                      "warnings": []}
+    (layout / "blobs" / "sha256" / ("0" * 64)).write_text("no tag reaches it")
+    loose = hellocontainer("validate", layout, "--json")
+    assert json.loads(loose.stdout)["warnings"] and loose.stderr == ""
+    strict = hellocontainer("validate", layout, "--json", "--strict", check=False)
+    assert strict.returncode == 1 and strict.stderr == ""
+    assert json.loads(strict.stdout)["valid"] is False
+
+
+def test_diff_json_keeps_diff1s_exit_statuses(hellocontainer, hello_static, layout, tmp_path):
+    same = hellocontainer("diff", layout, layout, "--json")
+    assert json.loads(same.stdout) == {"a": str(layout), "b": str(layout), "differences": [],
+                                       "identical": True}
+    other = tmp_path / "other"
+    hellocontainer("build", hello_static, "--output", other, "--tag", "1.0 latest", "--env", "A=1")
+    differ = hellocontainer("diff", layout, other, "--json", check=False)
+    text = hellocontainer("diff", layout, other, check=False)
+    assert differ.returncode == text.returncode == 1
+    assert json.loads(differ.stdout)["differences"] == text.stdout.splitlines()
+    trouble = hellocontainer("diff", layout, tmp_path / "nothere", "--json", check=False)
+    assert trouble.returncode == 2 and trouble.stdout == ""
+    [line] = trouble.stderr.splitlines()
+    assert line.startswith("hellocontainer: error: ")

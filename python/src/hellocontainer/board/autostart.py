@@ -102,6 +102,9 @@ def autostart(runtime: str, name: str, *, restart: str = "on-failure", network: 
         if layout is None:
             raise AutostartError("--runtime podman needs --layout DIR[:TAG], the image layout's "
                                  "path on the target")
+        if layout.startswith("oci:"):  # podman's transport, which the unit itself adds
+            raise AutostartError(f"--layout {layout}: give the layout's path without podman's "
+                                 f"'oci:' prefix; drop it: --layout {layout.removeprefix('oci:')}")
         if ":" in layout:  # the path alphabet has no ':', so the first one starts the tag
             layout, tag = layout.split(":", 1)
         if tag is not None and not _TAG.fullmatch(tag):

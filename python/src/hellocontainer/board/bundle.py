@@ -59,7 +59,8 @@ class BundleResult:
     skipped_devices: tuple[str, ...]  # device nodes of the layers, not created (see rootfs.py)
 
 
-def write_bundle(request: BundleRequest) -> BundleResult:
+def write_bundle(request: BundleRequest, progress: rootfs.Progress | None = None) -> BundleResult:
+    """Write the bundle; `progress`, if given, is told the layer bytes unpacked and their total."""
     reader = LayoutReader(request.layout)
     if request.manifest is not None:
         image = reader.platform_image(request.manifest, request.platform)
@@ -79,7 +80,7 @@ def write_bundle(request: BundleRequest) -> BundleResult:
             if len(diff_ids) != len(image.layers):
                 raise LayoutError(f"the image config lists {len(diff_ids)} diff_ids for "
                                   f"{len(image.layers)} layers; run 'hellocontainer validate'")
-            tree = rootfs.extract(reader, image.layers, root, diff_ids)
+            tree = rootfs.extract(reader, image.layers, root, diff_ids, progress)
             try:
                 document = runtime_config.runtime_config(image.config, tree, request.network)
                 rootfs.finish(tree, runtime_config.mount_points(document))

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,6 +35,8 @@ from ..store import fdwalk
 from ..store.fdwalk import DIR_FLAGS, lstat_at
 from .confined import BUILD_DIR_MODE, ConfinedRoot
 
+# Told the bytes done and the bytes in all (the CLI shows it; nothing here prints).
+Progress = Callable[[int, int], None]
 WHITEOUT = ".wh."
 OPAQUE = ".wh..wh..opq"
 AUFS_META = ".wh..wh."  # prefix of aufs bookkeeping entries (.wh..wh.plnk, .wh..wh.aufs)
@@ -166,11 +168,11 @@ class Tree:
 
     # --- applying a layer --------------------------------------------------------------------
 
-    def apply_layer(self, reader: LayoutReader, layer: Descriptor,
-                    diff_id: str | None = None) -> None:
+    def apply_layer(self, reader: LayoutReader, layer: Descriptor, diff_id: str | None = None,
+                    read: Callable[[int], None] | None = None) -> None:
         name = layer.digest[:19]
         made = _Made()  # by this layer, with their ancestors: whiteouts spare them
-        for member in reader.layer_members(layer, diff_id):
+        for member in reader.layer_members(layer, diff_id, read):
             self.newest_mtime = max(self.newest_mtime, member.mtime)
             parts = _parts(member.path, f"layer {name} entry {member.path!r}")
             what = f"layer {name} entry /{'/'.join(parts)}"
@@ -344,17 +346,25 @@ def _parts(path: str, what: str) -> list[str]:
 
 
 def extract(reader: LayoutReader, layers: list[Descriptor], root: Path,
-            diff_ids: list[str] | None = None) -> Tree:
+            diff_ids: list[str] | None = None, progress: Progress | None = None) -> Tree:
     """Apply `layers` in order into the empty directory `root`, and finish its directories.
 
     Each layer is checked against its config diff_id as it streams (`diff_ids`, when given).
+    `progress`, if given, is told the bytes of the layer blobs read so far and their total.
     """
+    total, done = sum(layer.size for layer in layers), 0
+
+    def read(size: int) -> None:
+        nonlocal done
+        done += size
+        progress(done, total)  # type: ignore[misc]  # read is passed only with a progress
+
     try:
         tree = Tree(root)
         try:
             for i, layer in enumerate(layers):
                 diff_id = diff_ids[i] if diff_ids is not None and i < len(diff_ids) else None
-                tree.apply_layer(reader, layer, diff_id)
+                tree.apply_layer(reader, layer, diff_id, read if progress is not None else None)
         except BaseException:
             tree.close()
             raise

@@ -1,7 +1,7 @@
 """The command line: the only package that prints or exits.
 
 Each command is one module here, registered once in COMMANDS: its `HELP` (the line in
-`hellocontainer --help`), `DESCRIPTION` (its own --help, or None), `setup(parser)` adding its
+`hellocontainer --help`), `DESCRIPTION` (what its own --help starts with), `setup(parser)` adding its
 options, and `run(args)`, which returns its exit status. A module that must exit with a status of
 its own on any error, as `diff` does, says so in `TROUBLE_STATUS`.
 
@@ -13,6 +13,7 @@ status (1, or 2 for usage errors) and no traceback.
 from __future__ import annotations
 
 import argparse
+import difflib
 import os
 import sys
 import zlib
@@ -48,10 +49,47 @@ class _Parser(argparse.ArgumentParser):
                          namespace: Any = None) -> tuple[Any, list[str]]:
         # Start-up time matters: the setup of a command not run (and what it imports for its
         # choices) costs nothing.
-        if self._setup is not None:
-            setup, self._setup = self._setup, None
-            setup(self)
-        return super().parse_known_args(args, namespace)
+        if self._setup is None:
+            return super().parse_known_args(args, namespace)
+        setup, self._setup = self._setup, None
+        setup(self)
+        # A command's parser: an unknown flag is named (with the close one) before argparse
+        # complains about what it left out, e.g. `--ouput DIR` is not "--output is required",
+        # and what it did not take is refused here, pointing at this command's help rather than
+        # the top-level one's.
+        arguments = list(sys.argv[1:] if args is None else args)
+        self._refuse_unknown_flags(arguments)
+        parsed, extras = super().parse_known_args(arguments, namespace)
+        if extras:
+            self.error(f"unexpected argument{'s' if len(extras) > 1 else ''}: {' '.join(extras)}")
+        return parsed, extras
+
+    def _refuse_unknown_flags(self, arguments: list[str]) -> None:
+        """The first argument that looks like a flag of this command and is none, as argparse
+        tells them (`-5` and words with spaces are values, `--` ends the flags)."""
+        known = self._option_string_actions
+        before = None  # the flag just before, when it waits for its value
+        for argument in arguments:
+            if argument == "--":
+                return
+            if (not argument.startswith("-") or argument == "-" or " " in argument
+                    or self._negative_number_matcher.match(argument)):
+                before = None
+                continue
+            name = argument.split("=", 1)[0] if argument.startswith("--") else argument[:2]
+            if name not in known and before is not None:
+                self.error(f"{before} needs a value; write one that starts with '-' as "
+                           f"{before}={argument}")
+            if name not in known:
+                flags = [o for o in known if o.startswith("--")]
+                # The one flag it abbreviates (abbreviations are not taken), or a near spelling.
+                close = [o for o in flags if o.startswith(name)] if name.startswith("--") else []
+                close = close if len(close) == 1 else difflib.get_close_matches(name, flags, n=1,
+                                                                                cutoff=0.75)
+                self.error(f"unknown option {name}"
+                           + (f" (did you mean {close[0]}?)" if close else ""))
+            takes_value = known[name].nargs != 0 and "=" not in argument and argument == name
+            before = name if takes_value else None
 
     def error(self, message: str) -> NoReturn:
         raise UsageError(f"{message}; see '{self.prog} --help'")

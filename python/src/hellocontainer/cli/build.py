@@ -25,7 +25,10 @@ def setup(parser: argparse.ArgumentParser) -> None:
                         help="also write the new image as an OCI runtime bundle (see 'bundle')")
     parser.add_argument("--jobs", "-j", type=int, metavar="N",
                         help="compression threads (default: available cores; same bytes for any N)")
+    options.add_json(parser)
+    options.add_quiet(parser)
     options.add_image_flags(parser)
+    bundle.add_settings(parser, "runtime bundle (with --bundle; see 'bundle')")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -51,20 +54,37 @@ def run(args: argparse.Namespace) -> int:
         jobs=args.jobs,
     )
     bundle_dir = Path(os.path.abspath(args.bundle)) if args.bundle else None
+    bundle_settings = bundle.settings(args)
+    if bundle_settings and bundle_dir is None:
+        given = ", ".join(f"--{name.replace('_', '-')}" for name in bundle_settings)
+        raise UsageError(f"{given} set{'s' if len(bundle_settings) == 1 else ''} up the runtime "
+                         "bundle; add --bundle DIR, or drop it")
     if bundle_dir is not None:
         from ..board.bundle import BundleRequest, check_output, check_separate
 
         # Before building: a --bundle that cannot be written must not cost a published image.
         check_separate(request.output, bundle_dir)
         check_output(bundle_dir)
-    result = build(request)
-    for tag in result.tags:
-        print(f"{args.output}:{tag} {(result.index or result.manifest).digest} "
-              f"{result.platform.name()}")
-    if result.sbom is not None:
-        print(f"{args.output}: SBOM {result.sbom.digest} for {result.manifest.digest}")
+    with options.progress(args.quiet, "writing the layer") as progress:
+        result = build(request, progress)
+    digest = (result.index or result.manifest).digest  # what the tags name
+    if not args.json:
+        for tag in result.tags:
+            print(f"{args.output}:{tag} {digest} {result.platform.name()}")
+        if result.sbom is not None:
+            print(f"{args.output}: SBOM {result.sbom.digest} for {result.manifest.digest}")
+    written = None
     if bundle_dir is not None:
         # The manifest itself, not its tag: another build may retag the layout meanwhile.
-        bundle.write(BundleRequest(request.output, None, bundle_dir, manifest=result.manifest),
-                     args.bundle, published=f"{args.output}:{result.tags[0]}")
+        written = bundle.write(BundleRequest(request.output, None, bundle_dir,
+                                             manifest=result.manifest, **bundle_settings),
+                               args.bundle, published=f"{args.output}:{result.tags[0]}",
+                               say=not args.json, quiet=args.quiet)
+    if args.json:
+        options.print_json({
+            "layout": args.output, "tags": list(result.tags), "digest": digest,
+            "manifest": result.manifest.digest, "platform": result.platform.name(),
+            "sbom": result.sbom and result.sbom.digest, "archive": args.archive,
+            "bundle": written and {"path": args.bundle, "manifest": written.manifest.digest,
+                                   "platform": written.platform}})
     return 0

@@ -9,14 +9,14 @@ import argparse
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..errors import HelloContainerError
 from . import options
 from .options import PROG
 
 if TYPE_CHECKING:
-    from ..board.bundle import BundleRequest
+    from ..board.bundle import BundleRequest, BundleResult
 
 HELP = "write an OCI runtime bundle that crun and runc start"
 DESCRIPTION = ("Write config.json (runtime-spec 1.2) and rootfs/ of the image LAYOUT[:TAG] "
@@ -25,16 +25,34 @@ DESCRIPTION = ("Write config.json (runtime-spec 1.2) and rootfs/ of the image LA
 
 
 def setup(parser: argparse.ArgumentParser) -> None:
-    from ..board.runtime_config import NETWORKS
-
     parser.add_argument("ref", metavar="LAYOUT[:TAG]")
     parser.add_argument("--output", "-o", required=True, metavar="DIR",
                         help="bundle directory (created, or replaced if it holds a bundle)")
     parser.add_argument("--platform", metavar="OS/ARCH[/VARIANT]",
                         help="the image to take from a multi-platform index, e.g. linux/arm64")
-    parser.add_argument("--network", choices=NETWORKS, default="none",
-                        help="none (default): a network namespace of its own, loopback only; "
-                        "host: the board's network, for device services")
+    options.add_quiet(parser)
+    add_settings(parser, "bundle settings (also for build --bundle)")
+
+
+def add_settings(parser: argparse.ArgumentParser, title: str) -> None:
+    """The settings of the bundle itself, which `build --bundle` takes too: every option added
+    here reaches both commands. Their names, read back from the group, become the parser's
+    default `bundle_settings`, which `settings()` reads; each defaults to None, so that
+    BundleRequest's default applies and `build` can tell what was given."""
+    from ..board.runtime_config import NETWORKS
+
+    group = parser.add_argument_group(title)
+    group.add_argument("--network", choices=NETWORKS,
+                       help="none (default): a network namespace of its own, loopback only; "
+                       "host: the board's network, for device services")
+    # argparse keeps each group's own actions in _group_actions, in the order they were added.
+    parser.set_defaults(bundle_settings=tuple(action.dest for action in group._group_actions))
+
+
+def settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The bundle settings given, by BundleRequest's field names."""
+    return {name: getattr(args, name) for name in args.bundle_settings
+            if getattr(args, name) is not None}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -42,16 +60,19 @@ def run(args: argparse.Namespace) -> int:
 
     layout, tag = options.split_ref(args.ref)
     write(BundleRequest(layout, tag, Path(os.path.abspath(args.output)), args.platform,
-                        args.network), args.output)
+                        **settings(args)), args.output, quiet=args.quiet)
     return 0
 
 
-def write(request: BundleRequest, output: str, published: str | None = None) -> None:
-    """Write a bundle and say so; `published` names the image a failure leaves behind."""
+def write(request: BundleRequest, output: str, published: str | None = None,
+          say: bool = True, quiet: bool = False) -> BundleResult:
+    """Write a bundle and (with `say`) say so; `published` names the image a failure leaves
+    behind; `quiet`: no progress line."""
     from ..board.bundle import write_bundle
 
     try:
-        result = write_bundle(request)
+        with options.progress(quiet, "unpacking the layers") as progress:
+            result = write_bundle(request, progress)
     except HelloContainerError as error:
         if published is None:
             raise
@@ -63,4 +84,6 @@ def write(request: BundleRequest, output: str, published: str | None = None) -> 
                                                           else "")
         print(f"{PROG}: note: {len(result.skipped_devices)} device node(s) of the image not "
               f"created ({shown}); the runtime provides /dev", file=sys.stderr)
-    print(f"{output}: runtime bundle of {result.manifest.digest} {result.platform}")
+    if say:
+        print(f"{output}: runtime bundle of {result.manifest.digest} {result.platform}")
+    return result

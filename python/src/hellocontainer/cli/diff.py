@@ -18,12 +18,17 @@ TROUBLE_STATUS = 2
 def setup(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("a", metavar="A[:TAG]")
     parser.add_argument("b", metavar="B[:TAG]")
+    options.add_json(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     from ..check.diff import diff_layouts
 
     differences = diff_layouts(options.split_ref(args.a), options.split_ref(args.b))
+    if args.json:
+        options.print_json({"a": args.a, "b": args.b, "identical": not differences,
+                            "differences": differences})
+        return 1 if differences else 0
     for line in differences:
         print(line)
     if not differences:

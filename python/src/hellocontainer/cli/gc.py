@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
+
+from . import options
 
 HELP = "remove what no tag needs from a layout"
 DESCRIPTION = ("Remove from LAYOUT, under the lock builds take: temporary files and staging "
@@ -21,7 +22,7 @@ def run(args: argparse.Namespace) -> int:
     from ..store.gc import collect
     from ..store.layout import locked_layout
 
-    root = Path(args.layout)
+    root = options.layout_path(args.layout)
     reader = LayoutReader(root)
     reader.index_document()  # refuse anything that is not a readable layout, before deleting
     with locked_layout(root):

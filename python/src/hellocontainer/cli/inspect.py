@@ -8,23 +8,22 @@ import sys
 from . import options
 
 HELP = "show an image's tags, platform, config and files"
-DESCRIPTION = None
+DESCRIPTION = ("Show the images of LAYOUT (or the one TAG names): tags, digests, platform, "
+               "config and each layer's files; --json for scripts.")
 
 
 def setup(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("ref", metavar="LAYOUT[:TAG]")
-    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    options.add_json(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     from ..check.inspect import describe, inspect_layout
-    from ..check.streaming import json_chunks
 
     root, tag = options.split_ref(args.ref)
     report = inspect_layout(root, tag)  # complete before the first line: errors come alone
     if args.json:
-        sys.stdout.writelines(json_chunks(report))
-        sys.stdout.write("\n")
+        options.print_json(report)
     else:
         sys.stdout.writelines(line + "\n" for line in describe(report))
     return 0

@@ -1,5 +1,6 @@
 """What several commands' options share: the program's name, `LAYOUT[:TAG]` references, the
-`--output` and `--tag` options, and the image flags that are also spec keys.
+`--output`, `--tag`, `--json` and `--quiet` options, the progress line, and the image flags that
+are also spec keys.
 
 The image flags' names are read from their argument groups, never listed by hand, so a flag added
 to a group reaches the spec instead of being parsed and silently ignored.
@@ -8,8 +9,15 @@ to a group reaches the spec instead of being parsed and silently ignored.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+
+from ..errors import UsageError
 
 PROG = "hellocontainer"
 
@@ -18,8 +26,18 @@ def split_ref(ref: str) -> tuple[Path, str | None]:
     """`LAYOUT[:TAG]` as podman's oci: transport spells it; a path containing ':' is allowed."""
     if ":" in ref and not Path(ref).exists():
         path, tag = ref.rsplit(":", 1)
-        return Path(path), tag or None
-    return Path(ref), None
+        return layout_path(ref, path), tag or None
+    return layout_path(ref, ref), None
+
+
+def layout_path(ref: str, path: str | None = None) -> Path:
+    """The layout folder `path` (default: `ref`) of what the user wrote, `ref`; refused with
+    the fix when `ref` is podman's `oci:LAYOUT[:TAG]` (a folder really named `oci:…` is fine)."""
+    folder = Path(ref if path is None else path)
+    if ref.startswith("oci:") and not folder.exists():
+        raise UsageError(f"{ref}: {PROG} takes the layout's path without podman's 'oci:' "
+                         f"prefix; drop it: {ref.removeprefix('oci:')}")
+    return folder
 
 
 def words(what: str, example: str) -> str:
@@ -31,6 +49,73 @@ def _gzip_level(value: str) -> int | str:
     """1-9 as a number, anything else as written: the spec schema then accepts `max` or says
     what a valid level is, for the flag and the spec key alike."""
     return int(value) if value.isdigit() else value
+
+
+def add_json(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true",
+                        help="print the result as one JSON object (README: its keys); errors "
+                        "stay one line on stderr")
+
+
+def print_json(document: Any) -> None:
+    """A result for scripts: keys sorted, so the same result always prints the same text;
+    streamed, so a report of a million files never stands in memory as one string."""
+    from ..check.streaming import json_chunks
+
+    sys.stdout.writelines(json_chunks(document))
+    sys.stdout.write("\n")
+
+
+def add_quiet(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--quiet", "-q", action="store_true",
+                        help="no progress line (shown on a terminal's stderr only, when the work "
+                        "takes over a second)")
+
+
+# Seconds of work before the progress line appears: quick work shows none.
+PROGRESS_AFTER = "HELLOCONTAINER_PROGRESS_AFTER"
+
+
+@contextlib.contextmanager
+def progress(quiet: bool, what: str) -> Iterator[Callable[[int, int], None] | None]:
+    """A callback for the long work of a command, drawing one line on stderr, rewritten with \\r
+    and cleared at the end: `WHAT: 12.0 of 100.0 MiB (12%)`. None (nothing shown) with
+    `quiet` or when stderr is no terminal, so build logs stay clean."""
+    if quiet or not sys.stderr.isatty():
+        yield None
+        return
+    line = _ProgressLine(what, float(os.environ.get(PROGRESS_AFTER) or 1))
+    try:
+        yield line
+    finally:
+        line.clear()
+
+
+class _ProgressLine:
+    def __init__(self, what: str, after: float) -> None:
+        self._what, self._width = what, 0
+        self._next = time.monotonic() + after  # when the line may next be drawn
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.monotonic()
+        if now < self._next:
+            return
+        self._next = now + 0.1  # a terminal needs no more than ten a second
+        mib = 1 << 20
+        text = (f"{self._what}: {done / mib:.1f} of {total / mib:.1f} MiB "
+                f"({100 * done // max(total, 1)}%)")
+        self._draw(text)
+
+    def _draw(self, text: str) -> None:
+        sys.stderr.write("\r" + text.ljust(self._width))
+        sys.stderr.flush()
+        self._width = max(self._width, len(text))
+
+    def clear(self) -> None:
+        if self._width:
+            self._draw("")
+            sys.stderr.write("\r")
+            sys.stderr.flush()
 
 
 def add_output(parser: argparse.ArgumentParser) -> None:
@@ -53,8 +138,11 @@ def add_image_flags(parser: argparse.ArgumentParser) -> None:
     from ..image.compress import MEDIA_TYPES
 
     image = parser.add_argument_group("image settings (also spec keys)")
-    image.add_argument("--arch", help="target architecture: OCI (arm64, arm/v7), Yocto, Buildroot or "
-                       "GNU name (aarch64, armv7l, x86_64); default: from the ELF header")
+    # --platform as `bundle` and podman spell it; --arch as build systems do: one option.
+    image.add_argument("--platform", "--arch", dest="arch", metavar="PLATFORM",
+                       help="target platform: OCI (linux/arm64, arm/v7), Yocto, Buildroot or "
+                       "GNU name (aarch64, armv7l, x86_64); --arch is the same option; "
+                       "default: from the ELF header")
     image.add_argument("--tune", metavar="WORDS", help="ARM tune words for the variant "
                        "(Yocto TUNE_FEATURES, gcc -march such as armv7-a)")
     image.add_argument("--path", metavar="/PATH", help="the binary's path in the image (default /BASENAME)")

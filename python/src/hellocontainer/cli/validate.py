@@ -19,6 +19,7 @@ def setup(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--strict", action="store_true",
                         help="treat warnings (SHOULDs of the spec, unverifiable digests, "
                         "leftover files) as problems: exit 1")
+    options.add_json(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -26,6 +27,11 @@ def run(args: argparse.Namespace) -> int:
 
     root, tag = options.split_ref(args.ref)
     report = validate_layout(root, tag)
+    failed = bool(report.problems) or bool(report.warnings and args.strict)
+    if args.json:
+        options.print_json({"ref": args.ref, "valid": not failed, "strict": args.strict,
+                            "problems": report.problems, "warnings": report.warnings})
+        return 1 if failed else 0
     for message in report.warnings:
         print(f"{PROG}: warning: {message}", file=sys.stderr)
     if report.problems:

@@ -28,7 +28,7 @@ from ..store.archive import ArchiveWriter
 from ..store.layout import Staging, preflight, publish
 from . import elfcheck
 from .documents import config_document, manifest_document
-from .layer import layer_entries, write_layer
+from .layer import Progress, layer_entries, write_layer
 from .spec import ExtraFile, ImageSpec, check_tags
 
 
@@ -101,7 +101,9 @@ def resolve_file(extra: ExtraFile, sysroot: Path | None) -> Path:
     return extra.base / extra.src
 
 
-def build(request: BuildRequest) -> BuildResult:
+def build(request: BuildRequest, progress: Progress | None = None) -> BuildResult:
+    """Build and publish the image; `progress`, if given, is told the layer's bytes written
+    and their total."""
     spec = request.spec
     binary = resolve_binary(request.binary, request.sysroot)
     check_tags(spec.tags)
@@ -112,7 +114,7 @@ def build(request: BuildRequest) -> BuildResult:
     dest = spec.path or "/" + os.path.basename(request.binary.rstrip("/"))
     files = [(resolve_file(f, request.sysroot), f) for f in spec.files]
     for source, extra in files:
-        _check_regular(source, "--file source", f"fix --file {extra.src}:{extra.dest}")
+        _check_regular(source, "file source", f"fix {extra.origin}")
     entries = layer_entries(binary, dest, files, request.epoch)
     _check_archive_target(request.archive, request.output)
     if request.sbom_copy is not None and spec.sbom is None:
@@ -121,7 +123,8 @@ def build(request: BuildRequest) -> BuildResult:
     preflight(request.output)
 
     with Staging(request.output) as staging:
-        layer = write_layer(entries, staging, spec.compression, spec.gzip_level, request.jobs)
+        layer = write_layer(entries, staging, spec.compression, spec.gzip_level, request.jobs,
+                            progress)
         config = config_document(spec, platform, dest, layer.diff_id, request.epoch)
         config_descriptor = staging.add_blob(model.MEDIA_CONFIG, model.canonical_json(config))
         manifest = manifest_document(config_descriptor, [layer.descriptor], spec)

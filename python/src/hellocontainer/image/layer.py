@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import posixpath
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from ..errors import BinaryError, SpecError
 from ..oci.model import Descriptor
@@ -14,6 +16,8 @@ from ..store.tarwriter import BLOCK, TarEntry, write_tar
 from .compress import MEDIA_TYPES, GzipLevel, HashingWriter, open_compressor
 from .spec import ExtraFile
 
+# Told the bytes done and the bytes in all (the CLI shows it; nothing here prints).
+Progress = Callable[[int, int], None]
 BINARY_MODE = 0o755
 DIR_MODE = 0o755
 
@@ -25,11 +29,11 @@ class Layer:
 
 
 def _file_entry(source: Path, dest: str, mode: int | None, uid: int, gid: int,
-                mtime: int) -> TarEntry:
+                mtime: int, fix: str = "check the path") -> TarEntry:
     try:
         stat = source.stat()
     except OSError as error:
-        raise BinaryError(f"cannot read file {source}: {error.strerror}; check the path") from None
+        raise BinaryError(f"cannot read file {source}: {error.strerror}; {fix}") from None
     if not source.is_file():
         raise BinaryError(f"{source} is not a regular file; name a file, not a directory or device")
     if mode is None:
@@ -48,7 +52,8 @@ def layer_entries(binary: Path, binary_dest: str, files: list[tuple[Path, ExtraF
     file's own clamped to it: a file's mtime records when it was checked out or built.
     """
     entries = [_file_entry(binary, binary_dest, BINARY_MODE, 0, 0, mtime)]
-    entries += [_file_entry(src, f.dest, f.mode, f.uid, f.gid, mtime) for src, f in files]
+    entries += [_file_entry(src, f.dest, f.mode, f.uid, f.gid, mtime, f"fix {f.origin}")
+                for src, f in files]
     names = [e.name for e in entries]
     duplicates = sorted(n for n, count in Counter(names).items() if count > 1)  # linear: 100k files
     if duplicates:
@@ -96,15 +101,32 @@ def gzip_level_for(entries: list[TarEntry], level: GzipLevel | None) -> GzipLeve
     return SMALL_LAYER_LEVEL if tar_size(entries) <= LARGE_LAYER_BYTES else LARGE_LAYER_LEVEL
 
 
+class _Told:
+    """A writer telling `progress` the bytes written through it so far, of `total`."""
+
+    def __init__(self, out: BinaryIO, total: int, progress: Progress) -> None:
+        self._out, self._total, self._progress, self._done = out, total, progress, 0
+
+    def write(self, data: bytes) -> int:
+        written = self._out.write(data)
+        self._done += len(data)
+        self._progress(self._done, self._total)
+        return written
+
+
 def write_layer(entries: list[TarEntry], staging: Staging, compression: str,
-                level: GzipLevel | None, jobs: int | None) -> Layer:
-    """Stream the tar through the compressor into a staged blob, hashing both sides on the way."""
+                level: GzipLevel | None, jobs: int | None,
+                progress: Progress | None = None) -> Layer:
+    """Stream the tar through the compressor into a staged blob, hashing both sides on the way;
+    `progress`, if given, is told the tar bytes written and their total."""
     level = gzip_level_for(entries, level)
     with staging.new_blob() as (stream, tmp):
         compressed = HashingWriter(stream)
         compressor = open_compressor(compression, compressed, level, jobs)  # type: ignore[arg-type]
         uncompressed = HashingWriter(compressor)
-        write_tar(entries, uncompressed)  # type: ignore[arg-type]
+        tar = uncompressed if progress is None \
+            else _Told(uncompressed, tar_size(entries), progress)  # type: ignore[arg-type]
+        write_tar(entries, tar)  # type: ignore[arg-type]
         compressor.close()
     staging.finish_blob(tmp, compressed.digest)
     descriptor = Descriptor(MEDIA_TYPES[compression], compressed.digest, compressed.size)

@@ -45,6 +45,9 @@ class ExtraFile:
     uid: int = 0
     gid: int = 0
     base: Path = Path()  # the spec file's folder, or the current directory for --file
+    # Where the user wrote it, for an error about its source: the spec key
+    # (`files[3].src in image.yaml`) or the flag (`--file motd:/etc/motd`).
+    origin: str = "--file"
 
 
 @dataclass(frozen=True)
@@ -192,8 +195,9 @@ def load_spec_file(path: Path) -> dict[str, Any]:
     if not isinstance(document, dict):
         raise SpecError(f"spec file {path} must be a mapping of settings, not a {type(document).__name__}")
     _require_valid(document, f"spec file {path}")
-    for item in document.get("files", []):
+    for number, item in enumerate(document.get("files", [])):
         item["base"] = path.parent  # a relative src is relative to the spec file
+        item["origin"] = f"files[{number}].src in {path}"
     for key in PATH_KEYS:
         if key in document:
             document[key] = str(path.parent / document[key])  # an absolute path stays as it is
@@ -235,6 +239,8 @@ def flags_document(flags: Mapping[str, Any]) -> dict[str, Any]:
         flag = next((f for f, k in WORD_FLAGS.items() if k == key), key.replace("_", "-"))
         detail = re.sub(r"^\[\d+\]", "", message[len(key):])  # the word's index means nothing here
         raise SpecError(f"--{flag}{detail}")
+    for item in document.get("files", []):
+        item["origin"] = "--file " + ":".join(item[k] for k in ("src", "dest", "mode") if k in item)
     return document
 
 
@@ -344,7 +350,8 @@ def _mode(value: str | None) -> int | None:
 def _to_spec(raw: Mapping[str, Any]) -> ImageSpec:
     files = tuple(
         ExtraFile(f["src"], _image_path(f["dest"], "file destination"), _mode(f.get("mode")),
-                  f.get("uid", 0), f.get("gid", 0), f.get("base", Path()))
+                  f.get("uid", 0), f.get("gid", 0), f.get("base", Path()),
+                  f.get("origin", "--file"))
         for f in raw.get("files", [])
     )
     entrypoint, cmd = raw.get("entrypoint"), raw.get("cmd")

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -289,24 +289,40 @@ class LayoutReader:
 
     # --- layers -------------------------------------------------------------------------------
 
-    def layer_chunks(self, layer: Descriptor) -> Iterator[bytes]:
+    def layer_chunks(self, layer: Descriptor,
+                     read: Callable[[int], None] | None = None) -> Iterator[bytes]:
         """The uncompressed bytes of a layer, in bounded chunks; the blob is verified as it streams.
 
         The digest and size are checked when the compressed stream ends, so a consumer that reads
-        to the end has read only verified bytes by the time it draws conclusions.
+        to the end has read only verified bytes by the time it draws conclusions. `read`, if
+        given, is told the size of each chunk of the blob (compressed) as it is read.
         """
         compression = layer_compression(layer)
-        yield from inflate(verified_chunks(self.open_blob(layer), layer), compression, layer)
+        blob = verified_chunks(self.open_blob(layer), layer)
+        yield from inflate(blob if read is None else _told(blob, read), compression, layer)
 
-    def layer_members(self, layer: Descriptor, diff_id: str | None = None) -> Iterator[Member]:
+    def layer_members(self, layer: Descriptor, diff_id: str | None = None,
+                      read: Callable[[int], None] | None = None) -> Iterator[Member]:
         """The tar entries of a layer, streamed; a file's content via `member.chunks()`.
 
         With `diff_id` (the config's), the uncompressed stream is checked against it too; like
         the blob's digest, when the stream ends, so a consumer that stages what it reads and
-        publishes only after the last member never publishes unverified content.
+        publishes only after the last member never publishes unverified content. `read`: as
+        for `layer_chunks`.
         """
-        chunks = self.layer_chunks(layer)
+        chunks = self.layer_chunks(layer, read)
         if diff_id is not None:
             chunks = diff_checked(chunks, layer.digest, diff_id)
         stream = TarStream(chunks, layer.digest)
         yield from stream.members()
+
+
+def _told(chunks: Generator[bytes, None, None],
+          read: Callable[[int], None]) -> Generator[bytes, None, None]:
+    """`chunks`, telling `read` the size of each."""
+    try:
+        for chunk in chunks:
+            read(len(chunk))
+            yield chunk
+    finally:
+        chunks.close()
