@@ -18,8 +18,8 @@ import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from typing import IO, Any
 
-IN_MEMORY = 4096  # items kept as objects before the rest go to the file: a small layer stays fast
-RUN = 20_000  # items sorted in memory at once while sorting (a few MiB)
+IN_MEMORY = 1024  # items kept as objects before the rest go to the file: a small layer stays fast
+RUN = 8192  # items sorted in memory at once while sorting (a few MiB)
 MAX_RUNS = 64  # run files merged at once: far below any limit on open files
 
 
