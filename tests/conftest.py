@@ -32,10 +32,29 @@ events_logger = "file"
 """
 
 
+# Whole modules that boot boards, run foreign binaries under qemu, kill builds at every system
+# call, fill file systems, rebuild under reprotest, build autotools projects or make virtual
+# environments: minutes on 2 cores. `scripts/test` leaves them out unless given --full (CI).
+SLOW_MODULES = {
+    "test_board_boot", "test_architectures", "test_fault_injection", "test_full_disk",
+    "test_reprotest", "test_fuzz_layouts", "test_example_hello", "test_scripts",
+    "test_packaging_oldest", "test_registry", "test_reader_race", "test_multiarch",
+}
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "space_in_path: runs from a copy of the checkout under a path with a space "
         "(builds there; tens of seconds)")
+    config.addinivalue_line(
+        "markers", "slow: seconds to minutes each (qemu, fault injection, full disks, deep or "
+        "huge inputs); `pytest -m 'not slow'` leaves them out, as `scripts/test` does")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.module is not None and item.module.__name__ in SLOW_MODULES:
+            item.add_marker(pytest.mark.slow)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

@@ -206,6 +206,7 @@ def deepest(bundle: Path) -> list[str]:
 
 
 @pytest.mark.parametrize("as_nobody", [False, True], ids=["root", "nobody"])
+@pytest.mark.slow
 def test_a_deep_layer_is_bundled_and_bundled_again_over_itself(shared_tmp, as_nobody):
     layout = deep_layout(shared_tmp / "layout")
     output = shared_tmp / "out"
@@ -240,6 +241,7 @@ def make_deep_debris(staging: Path) -> None:
         os.close(fd)
 
 
+@pytest.mark.slow
 def test_a_killed_deep_runs_staging_is_removed_by_the_next_run(tmp_path):
     debris = tmp_path / ".bundle.bundle-killed"
     make_deep_debris(debris)

@@ -410,6 +410,7 @@ def test_archive_at_or_inside_the_output_is_refused(hello_static, tmp_path, arch
     assert not changes(before, snapshot(tmp_path)), changes(before, snapshot(tmp_path))
 
 
+@pytest.mark.slow
 def test_gzip_bomb_is_read_in_bounded_memory(other, hostile):
     """512 MiB of zeros in one file, gzipped to half a megabyte: judged valid, and read under a
     384 MiB address-space cap, which inflating it whole would break (bench/bombs.py: 2 GiB)."""

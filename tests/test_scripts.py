@@ -197,7 +197,7 @@ def test_ci_run_lists_the_packages_before_installing(tmp_path):
     (top / "scripts").mkdir()
     stubs = tmp_path / "bin"
     stubs.mkdir()
-    for script, line in ((top / "scripts" / "test", "echo scripts/test ran >&2"),
+    for script, line in ((top / "scripts" / "test", 'echo "scripts/test ran $*" >&2'),
                          (stubs / "apt-get", 'echo "apt-get $*" >&2')):
         script.write_text(f"#!/bin/sh\n{line}\n")
         script.chmod(0o755)
@@ -211,7 +211,7 @@ def test_ci_run_lists_the_packages_before_installing(tmp_path):
         words = line.split()
         if words and not words[0].startswith("#"):
             assert words[1] in listed, f"{words[1]} is installed but not listed first"
-    assert lines[-1] == "scripts/test ran"
+    assert lines[-1] == "scripts/test ran --full -p no:cacheprovider"  # CI runs every test
 
 
 def test_pip_install_of_the_packager_leaves_no_untracked_files(first_hello, checkout, tmp_path):
@@ -231,10 +231,14 @@ def test_scripts_test_groups_skip_reasons_and_repeats_the_hint_last(checkout):
     probe = checkout / "tests" / "test_zz_missing_tool.py"
     tools.write_text(listing + f"{FAKE_TOOL} {FAKE_PACKAGE}\n")
     probe.write_text(
+        "import pytest\n\n"
         "from conftest import require_tool\n\n\n"
         "def test_needs_a_missing_tool_once():\n"
         f"    require_tool({FAKE_TOOL!r}, {FAKE_PACKAGE!r})\n\n\n"
         "def test_needs_a_missing_tool_twice():\n"
+        f"    require_tool({FAKE_TOOL!r}, {FAKE_PACKAGE!r})\n\n\n"
+        "@pytest.mark.slow\n"
+        "def test_needs_a_missing_tool_slowly():\n"
         f"    require_tool({FAKE_TOOL!r}, {FAKE_PACKAGE!r})\n")
     try:
         # The test tools of this session's environment: the checkout's .venv has none.
@@ -249,7 +253,9 @@ def test_scripts_test_groups_skip_reasons_and_repeats_the_hint_last(checkout):
     lines = result.stdout.splitlines()
     assert result.returncode == 0, result.stdout
     reason = f"{FAKE_TOOL} not found; install it with: apt-get install {FAKE_PACKAGE}"
-    assert f"   2  {reason}" in lines
+    notice = next(i for i, line in enumerate(lines) if line.startswith("running the fast tests: "))
+    assert notice < next(i for i, line in enumerate(lines) if "test session starts" in line)
+    assert f"   2  {reason}" in lines  # the slow one was left out of the fast run
     # After pytest's last line ("2 skipped, … deselected in …s"), the hint once more.
     last_result = max(i for i, line in enumerate(lines) if " skipped" in line and "===" in line)
     assert lines[last_result + 1].startswith("note: tests needing these were skipped")
