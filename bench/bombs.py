@@ -119,7 +119,9 @@ def make_layout(layout: Path, layer: Layer) -> None:
     blobs = layout / "blobs" / "sha256"
     blobs.mkdir(parents=True)
     os.replace(layer.path, blobs / layer.digest.split(":")[1])
-    config = put_blob(layout, canonical({"architecture": "amd64", "os": "linux", "config": {},
+    # An entrypoint, so that `bundle` has something to run; nothing ever runs it here.
+    config = put_blob(layout, canonical({"architecture": "amd64", "os": "linux",
+                                         "config": {"Entrypoint": ["/zeros"]},
                                          "rootfs": {"type": "layers", "diff_ids": [layer.diff_id]}}),
                       MEDIA_CONFIG)
     manifest = put_blob(layout, canonical({

@@ -485,6 +485,20 @@ def test_whiteouts_delete_lower_files_and_are_not_kept(tmp_path):
     assert rootfs_names(tmp_path / "bundle") == {"a", "a/file2", "a/file3", "d"}
 
 
+@pytest.mark.parametrize("marker", [".wh.a", ".wh..wh..opq"])
+def test_whiteouts_in_the_lowest_layer_hide_nothing_of_it(tmp_path, marker):
+    """layer.md: a whiteout hides lower layers only; the lowest layer has none below it."""
+    layout = make_layout(tmp_path / "layout", layer(entry("a"), entry(marker), entry("b/c")))
+    ok("bundle", layout, "--output", tmp_path / "bundle")
+    assert rootfs_names(tmp_path / "bundle") == {"a", "b", "b/c"}
+
+
+def test_a_whiteout_naming_nothing_is_refused_in_the_lowest_layer_too(tmp_path):
+    layout = make_layout(tmp_path / "layout", layer(entry("a"), entry("d/.wh.")))
+    assert "a whiteout must name the file it deletes" in one_line_error(
+        cli("bundle", layout, "--output", tmp_path / "bundle"))
+
+
 @pytest.mark.parametrize("marker_last", [False, True])
 def test_an_opaque_whiteout_hides_every_lower_child(tmp_path, marker_last):
     opaque = [entry("bin", "dir"), entry("bin/.wh..wh..opq")]

@@ -169,17 +169,24 @@ class Tree:
     # --- applying a layer --------------------------------------------------------------------
 
     def apply_layer(self, reader: LayoutReader, layer: Descriptor, diff_id: str | None = None,
-                    read: Callable[[int], None] | None = None) -> None:
+                    read: Callable[[int], None] | None = None, lowest: bool = False) -> None:
+        """Apply one layer. In the `lowest`, whiteouts have nothing below them to hide, so what
+        the layer makes is not recorded: a layer of a million entries costs no memory for it."""
         name = layer.digest[:19]
-        made = _Made()  # by this layer, with their ancestors: whiteouts spare them
+        # Made by this layer, with their ancestors: whiteouts spare them.
+        made = None if lowest else _Made()
         for member in reader.layer_members(layer, diff_id, read):
             self.newest_mtime = max(self.newest_mtime, member.mtime)
             parts = _parts(member.path, f"layer {name} entry {member.path!r}")
             what = f"layer {name} entry /{'/'.join(parts)}"
             if parts and parts[-1].startswith(WHITEOUT):
-                self._whiteout(parts, made.tree, what)
+                if made is None:
+                    _whiteout_target(parts, what)  # checked all the same: one rule per layer
+                else:
+                    self._whiteout(parts, made.tree, what)
                 continue
-            made.add(parts)
+            if made is not None:
+                made.add(parts)
             if not parts:
                 self._root_entry(member, what)
             else:
@@ -194,11 +201,9 @@ class Tree:
 
     def _whiteout(self, parts: list[str], touched: Touched, what: str) -> None:
         marker = parts[-1]
-        if marker.startswith(AUFS_META) and marker != OPAQUE:
-            return  # aufs bookkeeping that old Docker layers carry: never content, never shown
-        target = marker[len(WHITEOUT):]
-        if marker != OPAQUE and target in ("", ".", ".."):
-            raise LayoutError(f"{what}: a whiteout must name the file it deletes")
+        target = _whiteout_target(parts, what)
+        if target is None:
+            return
         directory = parts[:-1]
         node: Touched | None = touched
         for part in directory:
@@ -326,6 +331,18 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view):]
 
 
+def _whiteout_target(parts: list[str], what: str) -> str | None:
+    """The name a whiteout deletes (OPAQUE for all of its directory), or None for aufs
+    bookkeeping that old Docker layers carry: never content, never shown."""
+    marker = parts[-1]
+    if marker.startswith(AUFS_META) and marker != OPAQUE:
+        return None
+    target = marker[len(WHITEOUT):]
+    if marker != OPAQUE and target in ("", ".", ".."):
+        raise LayoutError(f"{what}: a whiteout must name the file it deletes")
+    return target
+
+
 def _parts(path: str, what: str) -> list[str]:
     """A tar path as components inside the root; `..` anywhere is refused, not resolved.
 
@@ -364,7 +381,8 @@ def extract(reader: LayoutReader, layers: list[Descriptor], root: Path,
         try:
             for i, layer in enumerate(layers):
                 diff_id = diff_ids[i] if diff_ids is not None and i < len(diff_ids) else None
-                tree.apply_layer(reader, layer, diff_id, read if progress is not None else None)
+                tree.apply_layer(reader, layer, diff_id, read if progress is not None else None,
+                                 lowest=i == 0)
         except BaseException:
             tree.close()
             raise
