@@ -40,6 +40,16 @@ def unit_values(unit: str, key: str) -> list[str]:
     return re.findall(rf"^{key}=(.*)$", unit, re.MULTILINE)
 
 
+def unit_shell(unit: str, key: str) -> str:
+    """The shell program of `key=/bin/sh -c "..."`, unquoted (tests/test_restart_backoff.py
+    runs it as systemd parses it)."""
+    joined = unit.replace("\\\n", "")
+    (value,) = unit_values(joined, key)
+    assert value.startswith('/bin/sh -c "') and value.endswith('"')
+    return re.sub(r'\\(.)', lambda m: {"n": "\n", "t": "\t"}.get(m[1], m[1]),
+                  value[len('/bin/sh -c "'):-1]).replace("$$", "$")
+
+
 def script_commands(script: str) -> list[list[str]]:
     """The runtime calls of the script, as the words the shell passes ("$RUNTIME" kept)."""
     return [shlex.split(line.split(">", 1)[0].split("<", 1)[0])
@@ -61,15 +71,19 @@ def test_crun_script_deletes_a_stale_container_then_runs_the_bundle(
 def test_crun_unit_deletes_a_stale_container_then_runs_the_bundle(
         hellocontainer: Runner, tmp_path: Path) -> None:
     _, unit = crun_files(hellocontainer, tmp_path)
-    assert unit_values(unit, "ExecStart") == [f"crun run --bundle {BUNDLE} hello"]
-    assert "-crun delete -f hello" in unit_values(unit, "ExecStartPre")
+    start = unit_shell(unit, "ExecStart")
+    assert 'RUNTIME="crun"' in start
+    # The shell ends in the runtime: it stays the service's main process.
+    assert script_commands(start) == [["$RUNTIME", "delete", "-f", "hello"]]
+    assert start.endswith(f'\nexec "$RUNTIME" run --bundle {BUNDLE} hello\n')
 
 
 def test_runc_runs_the_bundle_with_runc(hellocontainer: Runner, tmp_path: Path) -> None:
     script, unit = crun_files(hellocontainer, tmp_path, "--runtime", "runc")
     assert 'RUNTIME="runc"' in script
     assert ["$RUNTIME", "run", "--bundle", BUNDLE, "hello"] in script_commands(script)
-    assert unit_values(unit, "ExecStart") == [f"runc run --bundle {BUNDLE} hello"]
+    assert 'RUNTIME="runc"' in unit_shell(unit, "ExecStart")
+    assert unit_shell(unit, "ExecStart").endswith(f'"$RUNTIME" run --bundle {BUNDLE} hello\n')
 
 
 def test_podman_runs_the_layout_by_tag_with_the_chosen_network(
@@ -81,7 +95,7 @@ def test_podman_runs_the_layout_by_tag_with_the_chosen_network(
     run = ["run", "--rm", "--name", "hello", "--net=host", f"oci:{LAYOUT}:1.0"]
     assert ["$RUNTIME", *run] in script_commands(script)
     assert ["$RUNTIME", "rm", "-f", "hello"] in script_commands(script)
-    assert unit_values(unit, "ExecStart") == [shlex.join(["podman", *run])]
+    assert unit_shell(unit, "ExecStart").endswith(f'exec "$RUNTIME" {shlex.join(run)}\n')
     # A host-network container waits for the network.
     assert unit_values(unit, "After") == ["network-online.target"]
 
@@ -93,13 +107,13 @@ def test_podman_gets_no_network_unless_host_networking_is_asked(
     unit = (tmp_path / "hello.service").read_text()
     run = ["run", "--rm", "--name", "hello", "--net=none", f"oci:{LAYOUT}"]
     assert ["$RUNTIME", *run] in script_commands(script)
-    assert unit_values(unit, "ExecStart") == [shlex.join(["podman", *run])]
+    assert unit_shell(unit, "ExecStart").endswith(f'exec "$RUNTIME" {shlex.join(run)}\n')
 
 
 def test_runtime_path_is_used_as_given(hellocontainer: Runner, tmp_path: Path) -> None:
     script, unit = crun_files(hellocontainer, tmp_path, "--runtime-path", "/opt/bin/crun")
     assert 'RUNTIME="/opt/bin/crun"' in script
-    assert unit_values(unit, "ExecStart") == [f"/opt/bin/crun run --bundle {BUNDLE} hello"]
+    assert 'RUNTIME="/opt/bin/crun"' in unit_shell(unit, "ExecStart")
 
 
 @pytest.mark.parametrize("policy", ["no", "on-failure", "always"])
@@ -108,7 +122,8 @@ def test_restart_policy_reaches_both_files(policy: str, hellocontainer: Runner,
     script, unit = crun_files(hellocontainer, tmp_path, "--restart", policy)
     assert f'RESTART="{policy}"' in script
     assert unit_values(unit, "Restart") == [policy]
-    # Both restart one second apart with no limit, or not at all.
+    # Both restart with a backoff (tests/test_restart_backoff.py) and no start limit, or not at
+    # all; RestartSec is the floor under the unit's backoff.
     assert unit_values(unit, "RestartSec") == ["1"]
     assert unit_values(unit, "StartLimitIntervalSec") == ([] if policy == "no" else ["0"])
 
@@ -119,8 +134,9 @@ def test_unit_logs_to_journal_and_console_and_prints_the_exit_status(
     assert unit_values(unit, "Type") == ["exec"]
     assert unit_values(unit, "StandardOutput") == ["journal+console"]
     assert unit_values(unit, "StandardError") == ["journal+console"]
-    assert ("/bin/sh -c 'echo \"hellocontainer: hello exited $$EXIT_STATUS\"'"
-            in unit_values(unit, "ExecStopPost"))
+    stopped = unit_shell(unit, "ExecStopPost")
+    assert 'status="${EXIT_STATUS:-$SERVICE_RESULT}"' in stopped
+    assert 'echo "hellocontainer: $NAME exited $status"' in stopped
     assert unit_values(unit, "WantedBy") == ["multi-user.target"]
 
 
@@ -143,8 +159,7 @@ def test_missing_runtime_fails_naming_its_package(runtime: str, package: str,
     message = f"{runtime} not found; install {runtime} (Buildroot: {package}; Yocto: "
     assert message in script
     assert 'echo "FAIL"' in script
-    (check,) = [line for line in unit_values(unit, "ExecStartPre") if "command -v" in line]
-    assert message in check
+    assert message in unit_shell(unit, "ExecStart")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -169,7 +169,8 @@ def test_kconfig_needs_stubs_for_exactly_the_buildroot_symbols_it_references(kco
     ours = {node.item.name for node in our_nodes(kconf)
             if isinstance(node.item, kconfiglib.Symbol)}
     referenced = {sym.name for node in our_nodes(kconf) for sym in node.referenced
-                  if isinstance(sym, kconfiglib.Symbol) and not sym.is_constant}
+                  if isinstance(sym, kconfiglib.Symbol) and not sym.is_constant
+                  and not sym.name.isdigit()}  # an int option's numbers (default, range)
     assert referenced - ours == set(BUILDROOT_STUBS)
 
 
@@ -673,11 +674,22 @@ def test_autostart_script_is_what_the_cli_writes_for_the_same_settings(
     assert not any(ns["type"] == "network" for ns in config["linux"]["namespaces"])
 
 
+def test_autostart_restart_backoff_options_reach_the_script(tmp_path: Path,
+                                                            hello_static: Path) -> None:
+    prefix = "BR2_PACKAGE_HELLOCONTAINER_HELLO"
+    target = buildroot_target_overlay(tmp_path, hello_static, buildroot_arch(),
+                                      **{f"{prefix}_RESTART_MAX_DELAY": "7",
+                                         f"{prefix}_GIVE_UP_AFTER": "3",
+                                         f"{prefix}_GIVE_UP_WINDOW": "60"})
+    script = (target / "etc/init.d/S95hellocontainer-hello").read_text()
+    assert "\nMAX_DELAY=7\nGIVE_UP=3\nGIVE_UP_WINDOW=60\n" in script
+
+
 def test_autostart_with_systemd_installs_the_unit_instead(tmp_path: Path,
                                                           hello_static: Path) -> None:
     target = buildroot_target_overlay(tmp_path, hello_static, buildroot_arch(), init="systemd")
     unit = target / "usr/lib/systemd/system/hellocontainer-hello.service"
-    assert "ExecStart=crun run --bundle /usr/share/hellocontainer/hello-bundle hello\n" in \
+    assert 'exec \\"$$RUNTIME\\" run --bundle /usr/share/hellocontainer/hello-bundle hello\\n"' in \
         unit.read_text()
     assert not (target / "etc").exists()
 
@@ -962,7 +974,8 @@ def test_buildroot_autostart_selects_crun_and_installs_the_init_script(tmp_path:
     assert info["install_target"] is True
     script = buildroot(output, "printvars", "VARS=HELLOCONTAINER_HELLO_INSTALL_INIT_SYSV")
     assert (f"{output}/host/bin/hellocontainer autostart --runtime crun --name hello "
-            "--restart on-failure --network none --bundle /usr/share/hellocontainer/hello-bundle "
+            "--restart on-failure --network none --restart-max-delay 300 --give-up-after 0 "
+            "--bundle /usr/share/hellocontainer/hello-bundle "
             f"--sysv {output}/target/etc/init.d/S95hellocontainer-hello") in " ".join(script.split())
 
 

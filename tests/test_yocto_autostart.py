@@ -107,7 +107,8 @@ def test_crun_on_sysvinit_makes_one_bundle_and_one_autostart_call(tmp_path: Path
         ["hellocontainer", "bundle", "/w/layout:1.0", "--output", image + BUNDLE_DIR,
          "--network", "host"],
         ["hellocontainer", "autostart", "--runtime", "crun", "--name", "hello-prebuilt",
-         "--restart", "on-failure", "--network", "host", "--bundle", BUNDLE_DIR,
+         "--restart", "on-failure", "--network", "host", "--restart-max-delay", "300",
+         "--give-up-after", "0", "--give-up-window", "0", "--bundle", BUNDLE_DIR,
          "--sysv", f"{image}/etc/init.d/{SERVICE}"],
     ]
 
@@ -118,9 +119,19 @@ def test_podman_on_systemd_runs_the_installed_layout(tmp_path: Path) -> None:
     image = str(tmp_path / "image")
     assert call("hellocontainer_target_argvs", d, "/w/layout") == [
         ["hellocontainer", "autostart", "--runtime", "podman", "--name", "hello-prebuilt",
-         "--restart", "always", "--network", "none", "--layout", f"{LAYOUT_DIR}:latest",
+         "--restart", "always", "--network", "none", "--restart-max-delay", "300",
+         "--give-up-after", "0", "--give-up-window", "0", "--layout", f"{LAYOUT_DIR}:latest",
          "--systemd", f"{image}/usr/lib/systemd/system/{SERVICE}.service"],
     ]
+
+
+def test_restart_backoff_variables_reach_the_autostart_call(tmp_path: Path) -> None:
+    d = recipe(tmp_path, HELLOCONTAINER_RESTART_MAX_DELAY="60", HELLOCONTAINER_GIVE_UP_AFTER="5",
+               HELLOCONTAINER_GIVE_UP_WINDOW="")
+    argv = call("hellocontainer_target_argvs", d, "/w/layout")[-1]
+    assert argv[argv.index("--restart-max-delay"):][:4] == ["--restart-max-delay", "60",
+                                                           "--give-up-after", "5"]
+    assert "--give-up-window" not in argv  # empty: the packager's default
 
 
 def test_bundle_alone_installs_no_service(tmp_path: Path) -> None:
@@ -172,7 +183,7 @@ def test_every_installed_file_is_in_the_oci_package(crun_sysv: Path, tmp_path: P
 def test_systemd_distro_gets_the_unit_and_no_init_script(tmp_path: Path, hello_static: Path) -> None:
     image = yocto_oci_files(tmp_path, hello_static, "x86_64", DISTRO_FEATURES="systemd sysvinit")
     unit = image / f"usr/lib/systemd/system/{SERVICE}.service"
-    assert f"ExecStart=crun run --bundle {BUNDLE_DIR} hello-prebuilt\n" in unit.read_text()
+    assert f'exec \\"$$RUNTIME\\" run --bundle {BUNDLE_DIR} hello-prebuilt\\n"' in unit.read_text()
     assert not (image / "etc").exists()
 
 

@@ -89,8 +89,14 @@ HELLOCONTAINER_AUTOSTART ?= ""
 HELLOCONTAINER_BUNDLE ?= "${@'1' if d.getVar('HELLOCONTAINER_AUTOSTART') in ('crun', 'runc') else '0'}"
 # Where ${PN}-oci installs the bundle; only read at run time, so it may be read-only
 HELLOCONTAINER_BUNDLE_DIR ?= "${datadir}/hellocontainer/${BPN}-bundle"
-# Restart the container when it exits: no, on-failure or always (one second apart)
+# Restart the container when it exits: no, on-failure or always (1 s later, doubling)
 HELLOCONTAINER_RESTART ?= "on-failure"
+# Longest wait before a restart, seconds; a run this long brings the wait back to 1 s
+HELLOCONTAINER_RESTART_MAX_DELAY ?= "300"
+# Stop restarting after this many exits in a row (0: never)
+HELLOCONTAINER_GIVE_UP_AFTER ?= "0"
+# Count only the exits of the last this many seconds (0: all since the last long run)
+HELLOCONTAINER_GIVE_UP_WINDOW ?= "0"
 # Network of the container: none (loopback only) or host (the board's)
 HELLOCONTAINER_NETWORK ?= "none"
 # Name of the container
@@ -336,6 +342,15 @@ def hellocontainer_target_argvs(d, layout):
         argv = ["hellocontainer", "autostart", "--runtime", runtime,
                 "--name", d.getVar("HELLOCONTAINER_NAME"),
                 "--restart", d.getVar("HELLOCONTAINER_RESTART"), "--network", network]
+        restarts = (
+            ("--restart-max-delay", d.getVar("HELLOCONTAINER_RESTART_MAX_DELAY")),
+            ("--give-up-after", d.getVar("HELLOCONTAINER_GIVE_UP_AFTER")),
+            ("--give-up-window", d.getVar("HELLOCONTAINER_GIVE_UP_WINDOW")),
+        )
+        for flag, value in restarts:
+            # Empty: the packager's default; the packager checks the value.
+            if value and value.strip():
+                argv += [flag, value.strip()]
         if runtime == "podman":
             argv += ["--layout", "%s:%s" % (d.getVar("HELLOCONTAINER_INSTALL_DIR"), tags[0])]
         else:

@@ -10,9 +10,26 @@ build systems only choose the paths:
   *layout* (`podman run --rm oci:DIR:TAG`). A stale container of the same name (left by a power
   cut: its state lives in /run only while /run survives) is deleted before each start.
 - The SysV script supervises in the background (`start` must return, or the boot stops there):
-  it runs the container, prints `hellocontainer: NAME exited N`, and restarts it per the policy,
-  one second apart, as the systemd unit does with `RestartSec=1` and no start limit. `stop`
-  tells the supervisor not to restart, then signals the container.
+  it runs the container and restarts it per the policy. `stop` tells the supervisor not to
+  restart, then signals the container. The systemd unit lets systemd restart it (`Restart=`).
+- Restarts back off: 1 s, doubled after each exit up to --restart-max-delay (default 300 s), and
+  back to 1 s after a run that lasted at least that long. Both files print one console line per
+  change, `hellocontainer: NAME exited 1, restarting in 8 s`: a line equal to the one printed
+  last is not printed again, so a program failing at the cap prints nothing more until its
+  status or the delay changes. An exit that is not restarted always prints
+  `hellocontainer: NAME exited N`. With --give-up-after N, the Nth such exit in a row (without
+  a run long enough to reset the delay; with --give-up-window W, only those of the last W
+  seconds count) prints `..., N times ...; not restarting it` and stops restarting.
+  That logic is ONE shell function (`_BACKOFF`) put verbatim into both files: the SysV loop
+  keeps its state in variables; the unit keeps it in /run/hellocontainer-NAME.restart between
+  its ExecStopPost (which records the exit) and the next ExecStart (a /bin/sh that backs off,
+  sleeps, then `exec`s the runtime, so the runtime stays the main process: systemd 252 has no
+  RestartSteps=/RestartMaxDelaySec=, and Type=exec has no start timeout during the sleep).
+- A part that is missing or wrong fails once with one line: the runtime, the bundle (or
+  layout), and a bundle's program built for another architecture (the ELF machine of the
+  config.json's process.args[0] in rootfs/, read with `od`, against /bin/sh's). SysV's `start`
+  says FAIL; the unit's ExecStart exits 78 (EX_CONFIG), which RestartPreventExitStatus= keeps
+  from restarting. A container that exits 78 is not restarted either, under both.
 - Every value that reaches a file is checked against a small alphabet (paths, names, tags), so no
   quoting is ever needed: the bytes depend on the inputs alone, and no input can inject shell or
   unit-file syntax.
@@ -34,6 +51,11 @@ from ..store.staging import write_beside
 RUNTIMES = ("crun", "runc", "podman")
 RESTART_POLICIES = ("no", "on-failure", "always")
 NETWORKS = ("none", "host")
+
+DEFAULT_RESTART_MAX_DELAY = 300  # seconds: the backoff's cap, and the run that resets it
+RESTART_MAX_DELAY_LIMIT = 86400
+# The status of "cannot start, do not restart" (sysexits.h's EX_CONFIG).
+NO_RESTART_STATUS = 78
 
 # Where each runtime comes from, named in the message a board prints when it is missing.
 RUNTIME_PACKAGES = {
@@ -70,6 +92,9 @@ class Autostart:
     layout: str | None = None  # podman: the image layout directory...
     tag: str | None = None  # ...and its tag (None: the layout's only image)
     runtime_path: str | None = None  # None: looked up on PATH at boot
+    restart_max_delay: int = DEFAULT_RESTART_MAX_DELAY  # seconds
+    give_up_after: int = 0  # exits in a row; 0: never give up
+    give_up_window: int = 0  # seconds; 0: no time limit, only a long run resets the count
 
     @property
     def program(self) -> str:
@@ -79,7 +104,9 @@ class Autostart:
 
 def autostart(runtime: str, name: str, *, restart: str = "on-failure", network: str = "none",
               bundle: str | None = None, layout: str | None = None,
-              runtime_path: str | None = None) -> Autostart:
+              runtime_path: str | None = None,
+              restart_max_delay: int = DEFAULT_RESTART_MAX_DELAY, give_up_after: int = 0,
+              give_up_window: int = 0) -> Autostart:
     """Check the settings (as the CLI spells them) and return them as an Autostart.
 
     `layout` is LAYOUT[:TAG], as `podman run oci:` takes it.
@@ -121,7 +148,17 @@ def autostart(runtime: str, name: str, *, restart: str = "on-failure", network: 
         _check_path("--bundle", bundle)
     if runtime_path is not None:
         _check_path("--runtime-path", runtime_path)
-    return Autostart(runtime, name, restart, network, bundle, layout, tag, runtime_path)
+    _check_seconds("--restart-max-delay", restart_max_delay, 1)
+    _check_seconds("--give-up-after", give_up_after, 0, "exits, e.g. 10 (0: never give up)")
+    _check_seconds("--give-up-window", give_up_window, 0)
+    return Autostart(runtime, name, restart, network, bundle, layout, tag, runtime_path,
+                     restart_max_delay, give_up_after, give_up_window)
+
+
+def _check_seconds(flag: str, value: int, least: int, unit: str = "seconds, e.g. 300") -> None:
+    # bool is an int too; a value reaches the files as decimal digits only.
+    if type(value) is not int or not least <= value <= RESTART_MAX_DELAY_LIMIT:
+        raise AutostartError(f"{flag} {value}: give {least} to {RESTART_MAX_DELAY_LIMIT} {unit}")
 
 
 def _check_path(flag: str, path: str) -> None:
@@ -164,6 +201,143 @@ def _source(cfg: Autostart) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
+# Shell shared by the script and the unit, word for word: the settings, the checks before a
+# start, and the backoff after an exit.
+
+_SETTINGS = """\
+NAME="@NAME@"
+RUNTIME="@PROGRAM@"
+UPTIME="/proc/uptime"
+"""
+
+_LIMITS = """\
+MAX_DELAY=@MAX_DELAY@
+GIVE_UP=@GIVE_UP@
+GIVE_UP_WINDOW=@GIVE_UP_WINDOW@
+"""
+
+_PROBLEM = """\
+# Why the container cannot start, or nothing.
+problem() {
+	if ! command -v "$RUNTIME" >/dev/null 2>&1; then
+		echo "@MISSING@"
+	elif [ ! -f "@SOURCE_FILE@" ]; then
+		echo "@SOURCE_FILE@ not found; the @WHAT@ is not installed"
+@ELSE_ARCH@	fi
+}
+"""
+
+# A bundle's program for another architecture fails with "exec format error" at every start:
+# compare ELF machines (od is in BusyBox) with /bin/sh's, which runs on this board. Unknown
+# cases (not ELF, a relative or unreadable args[0]) and the 32-bit programs a 64-bit kernel may
+# run pass: the runtime will say.
+_ARCH = """\
+# An ELF file's machine as 4 hex digits (003e: x86-64), or nothing.
+elf_machine() {
+	hex=$(od -An -tx1 -N20 "$1" 2>/dev/null | tr -d ' \n')
+	case "$hex" in
+		7f454c46*) [ "${#hex}" -eq 40 ] || return 0 ;;
+		*) return 0 ;;
+	esac
+	low=$(echo "$hex" | cut -c37-38)
+	high=$(echo "$hex" | cut -c39-40)
+	if [ "$(echo "$hex" | cut -c11-12)" = 01 ]; then echo "$high$low"; else echo "$low$high"; fi
+}
+
+arch_name() {
+	case "$1" in
+		003e) echo x86-64 ;; 0003) echo i386 ;; 00b7) echo aarch64 ;; 0028) echo arm ;;
+		00f3) echo riscv ;; 0008) echo mips ;; 0014) echo ppc ;; 0015) echo ppc64 ;;
+		0016) echo s390x ;; *) echo "ELF machine 0x$1" ;;
+	esac
+}
+
+# Why the bundle's program cannot run on this board, or nothing.
+wrong_arch() {
+	program=$(sed -n 's|.*"process":{"args":\\["\\(/[^"]*\\)".*|\\1|p' "@BUNDLE@/config.json")
+	[ -n "$program" ] || return 0
+	theirs=$(elf_machine "@BUNDLE@/rootfs$program")
+	ours=$(elf_machine /bin/sh)
+	[ -n "$theirs" ] && [ -n "$ours" ] && [ "$theirs" != "$ours" ] || return 0
+	case "$ours $theirs" in
+		"00b7 0028"|"003e 0003") return 0 ;;
+	esac
+	theirs=$(arch_name "$theirs")
+	ours=$(arch_name "$ours")
+	echo "@BUNDLE@/rootfs$program is a program for $theirs, and this board runs $ours:" \\
+		"make the bundle for this board's architecture"
+}
+"""
+
+_NOW = """\
+# Seconds since boot, whole.
+now() {
+	read -r up _ < "$UPTIME"
+	echo "${up%%.*}"
+}
+"""
+
+_BACKOFF = """\
+# After an exit (status $1) that the policy restarts, the run from uptime $started to $ended:
+# the next $delay (1 s, doubled up to MAX_DELAY; 1 s again after a run of MAX_DELAY or more),
+# one console line if it differs from the last one ($shown), and status 1, with its line,
+# when GIVE_UP exits came in a row (within GIVE_UP_WINDOW s, if not 0).
+backoff() {
+	if [ "$delay" -eq 0 ] || [ $((ended - started)) -ge "$MAX_DELAY" ]; then
+		delay=1
+		fails=""
+	elif [ $((delay * 2)) -lt "$MAX_DELAY" ]; then
+		delay=$((delay * 2))
+	else
+		delay=$MAX_DELAY
+	fi
+	if [ "$GIVE_UP" -gt 0 ]; then
+		count=0
+		kept=""
+		for at in $fails $ended; do
+			if [ "$GIVE_UP_WINDOW" -eq 0 ] || [ $((ended - at)) -lt "$GIVE_UP_WINDOW" ]; then
+				count=$((count + 1))
+				kept="$kept $at"
+			fi
+		done
+		fails=$kept
+		if [ "$count" -ge "$GIVE_UP" ]; then
+			echo "hellocontainer: $NAME exited $1, $count times @GIVE_UP_SPAN@; not restarting it"
+			return 1
+		fi
+	fi
+	if [ "$shown" != "$1/$delay" ]; then
+		shown="$1/$delay"
+		echo "hellocontainer: $NAME exited $1, restarting in $delay s"
+	fi
+}
+"""
+
+
+def _shared(cfg: Autostart) -> dict[str, str]:
+    """The placeholders of the shared shell, and the shared shell itself (@SHARED@)."""
+    if cfg.runtime == "podman":
+        what, path, arch = "image layout", f"{cfg.layout}/index.json", ""
+    else:
+        what, path, arch = "runtime bundle", f"{cfg.bundle}/config.json", _ARCH
+    values = {
+        "NAME": cfg.name, "PROGRAM": cfg.program, "RUNTIME": cfg.runtime,
+        "MAX_DELAY": str(cfg.restart_max_delay), "GIVE_UP": str(cfg.give_up_after),
+        "GIVE_UP_WINDOW": str(cfg.give_up_window),
+        "GIVE_UP_SPAN": (f"within {cfg.give_up_window} s" if cfg.give_up_window else "in a row"),
+        "MISSING": _missing_message(cfg), "SOURCE_FILE": path, "WHAT": what,
+        "ELSE_ARCH": "\telse\n\t\twrong_arch\n" if arch else "", "BUNDLE": cfg.bundle or "",
+        "DELETE": _delete_words(cfg), "RUN": _run_words(cfg), "RESTART": cfg.restart,
+        "NO_RESTART": str(NO_RESTART_STATUS),
+    }
+    values["SETTINGS"] = _fill(_SETTINGS, values)
+    values["NOW"] = _NOW
+    values["SHARED"] = _fill("\n".join([_LIMITS, _PROBLEM, arch, _NOW, _BACKOFF])
+                             .replace("\n\n\n", "\n\n"), values)
+    return values
+
+
+# ---------------------------------------------------------------------------------------------
 # SysV / BusyBox init script
 
 _SYSV = """\
@@ -173,23 +347,18 @@ _SYSV = """\
 # Written by hellocontainer autostart; restart policy: @RESTART@.
 #
 # `start` returns at once: a supervisor in the background runs the container
-# with its output on this script's console, prints "hellocontainer: NAME
-# exited STATUS" each time it ends, and restarts it (one second later) when
-# the policy says so. `stop` ends the supervisor first, so nothing restarts.
+# with its output on this script's console and restarts it when the policy
+# says so, 1 s later, then 2, 4 ... up to MAX_DELAY s (1 s again after a run
+# of MAX_DELAY s or more); it prints "hellocontainer: NAME exited STATUS,
+# restarting in N s" when the status or the delay changed, and "exited
+# STATUS" alone when it does not restart. A container that exits @NO_RESTART@ is
+# not restarted. `stop` ends the supervisor first, so nothing restarts.
 #
 
-NAME="@NAME@"
-RUNTIME="@PROGRAM@"
-PIDFILE="/run/hellocontainer-$NAME.pid"
+@SETTINGS@PIDFILE="/run/hellocontainer-$NAME.pid"
 RESTART="@RESTART@"
 
-# Why the container cannot start, or nothing.
-problem() {
-	if ! command -v "$RUNTIME" >/dev/null 2>&1; then
-		echo "@MISSING@"
-@CHECK_SOURCE@	fi
-}
-
+@SHARED@
 # crun, runc and podman need the cgroup file system. systemd and Buildroot's
 # cgroupfs-v2-mount mount it; a bare BusyBox init does not.
 mount_cgroups() {
@@ -205,21 +374,33 @@ running() {
 supervise() {
 	echo "$$" > "$PIDFILE"
 	stopping=0
-	# `stop` sends TERM; sh runs the trap once the container has exited.
+	delay=0
+	shown=""
+	fails=""
+	# `stop` sends TERM; sh runs the trap once the container has exited,
+	# or at once while it waits for the next start.
 	trap 'stopping=1' TERM
 	while [ "$stopping" = 0 ]; do
 		# A container of this name left from before (its state outlives a
 		# killed supervisor) would make the start fail.
 		"$RUNTIME" @DELETE@ >/dev/null 2>&1
+		started=$(now)
 		"$RUNTIME" @RUN@ </dev/null
 		status=$?
-		echo "hellocontainer: $NAME exited $status"
+		ended=$(now)
+		again=0
 		case "$RESTART" in
-			always) ;;
-			on-failure) [ "$status" -ne 0 ] || break ;;
-			*) break ;;
+			always) again=1 ;;
+			on-failure) [ "$status" -eq 0 ] || again=1 ;;
 		esac
-		[ "$stopping" = 0 ] && sleep 1
+		if [ "$stopping" != 0 ] || [ "$again" = 0 ] || [ "$status" -eq @NO_RESTART@ ]; then
+			echo "hellocontainer: $NAME exited $status"
+			break
+		fi
+		backoff "$status" || break
+		sleep "$delay" &
+		wait "$!"
+		kill "$!" 2>/dev/null
 	done
 	rm -f "$PIDFILE"
 }
@@ -298,25 +479,115 @@ def _fill(template: str, values: dict[str, str]) -> str:
 
 def sysv_script(cfg: Autostart) -> str:
     """The init script, in the form of Buildroot's package/*/S??* scripts."""
-    if cfg.runtime == "podman":
-        what, path = "image layout", f"{cfg.layout}/index.json"
-    else:
-        what, path = "runtime bundle", f"{cfg.bundle}/config.json"
-    check = (f'\telif [ ! -f "{path}" ]; then\n'
-             f'\t\techo "{path} not found; the {what} is not installed"\n')
+    values = _shared(cfg)
     return _fill(_SYSV, {
-        "NAME": cfg.name, "SOURCE": _source(cfg), "RUNTIME": cfg.runtime, "PROGRAM": cfg.program,
-        "RESTART": cfg.restart, "MISSING": _missing_message(cfg), "CHECK_SOURCE": check,
-        "DELETE": _delete_words(cfg), "RUN": _run_words(cfg),
+        **values, "SOURCE": _source(cfg),
         "KILL_TERM": _kill_words(cfg, "TERM"), "KILL_KILL": _kill_words(cfg, "KILL"),
     })
 
 
 # ---------------------------------------------------------------------------------------------
 # systemd unit
+#
+# systemd restarts the container (Restart=); the backoff and the checks run in shell around it.
+# The state between an exit and the next start is one line in /run/hellocontainer-NAME.restart:
+#   PHASE STATUS STARTED ENDED DELAY SHOWN FAILS...
+# PHASE is "running" (ExecStart wrote it, then exec'd the runtime), "exited" (ExecStopPost
+# wrote it: systemd restarts the unit next) or "failed" (ExecStart gave up or found a problem,
+# and exited NO_RESTART_STATUS: ExecStopPost says nothing more). No file: a fresh start.
+# ExecStop runs on every stop, also after the main process ended by itself; only then is
+# $MAINPID unset, so the ".stop" file it leaves tells ExecStopPost that a person stopped it.
+
+_UNIT_START = """\
+@SETTINGS@STATE="/run/hellocontainer-$NAME.restart"
+@SHARED@
+rm -f "$STATE.stop"
+reason=$(problem)
+if [ -n "$reason" ]; then
+	echo "hellocontainer: $reason" >&2
+	echo failed > "$STATE"
+	exit @NO_RESTART@
+fi
+phase=""
+if [ -f "$STATE" ]; then
+	read -r phase status started ended delay shown fails < "$STATE"
+fi
+if [ "$phase" = exited ]; then
+	if ! backoff "$status"; then
+		echo failed > "$STATE"
+		exit @NO_RESTART@
+	fi
+	if [ "$delay" -gt 1 ]; then
+		sleep $((delay - 1))
+	fi
+else
+	delay=0
+	shown=-
+	fails=""
+fi
+"$RUNTIME" @DELETE@ >/dev/null 2>&1
+echo "running - $(now) - $delay $shown $fails" > "$STATE"
+exec "$RUNTIME" @RUN@
+"""
+
+_UNIT_STOP = """\
+[ -z "$MAINPID" ] || : > "/run/hellocontainer-@NAME@.restart.stop"
+"""
+
+_UNIT_STOPPED = """\
+@SETTINGS@STATE="/run/hellocontainer-$NAME.restart"
+RESTART="@RESTART@"
+@NOW@
+if command -v "$RUNTIME" >/dev/null 2>&1; then
+	"$RUNTIME" @DELETE@ >/dev/null 2>&1
+fi
+phase=""
+if [ -f "$STATE" ]; then
+	read -r phase status started _ delay shown fails < "$STATE"
+fi
+if [ "$phase" = failed ]; then
+	rm -f "$STATE" "$STATE.stop"
+	exit 0
+fi
+status="${EXIT_STATUS:-$SERVICE_RESULT}"
+again=0
+case "$RESTART" in
+	always) again=1 ;;
+	on-failure) [ "$SERVICE_RESULT" = success ] || again=1 ;;
+esac
+if [ -f "$STATE.stop" ] || [ "$status" = @NO_RESTART@ ] || [ "$phase" != running ]; then
+	again=0
+fi
+if [ "$again" = 1 ]; then
+	echo "exited $status $started $(now) $delay $shown $fails" > "$STATE"
+else
+	echo "hellocontainer: $NAME exited $status"
+	rm -f "$STATE" "$STATE.stop"
+fi
+"""
+
+
+def _exec_shell(program: str) -> str:
+    """`/bin/sh -c "PROGRAM"` as a unit file's command line: one shell line per unit file line.
+
+    Inside systemd's double quotes, backslash and '"' are escaped, a newline is the C escape \\n
+    (then a line continuation, for the reader), '$' is '$$' (else systemd substitutes its own
+    variables) and '%' is '%%' (a specifier). A continued line that starts with '#' or ';'
+    would be a comment to systemd: the shell code has no such line."""
+    lines = []
+    for line in program.rstrip("\n").split("\n"):
+        if line.lstrip().startswith(("#", ";")) or not line.strip():
+            continue  # comments and blank lines are for the script's reader only
+        line = (line.replace("\\", "\\\\").replace('"', '\\"').replace("$", "$$")
+                .replace("%", "%%"))
+        lines.append(line + "\\n")
+    return '/bin/sh -c "' + "\\\n".join(lines) + '"'
+
 
 def systemd_unit(cfg: Autostart) -> str:
-    """The service unit: Type=exec, output to the journal and the console, Restart= the policy."""
+    """The service unit: Type=exec, output to the journal and the console, Restart= the policy,
+    with the backoff and the checks in shell around the runtime (see above)."""
+    values = _shared(cfg)
     unit = [
         "[Unit]",
         f"Description=hellocontainer: container {cfg.name} ({cfg.runtime})",
@@ -327,27 +598,20 @@ def systemd_unit(cfg: Autostart) -> str:
     else:
         unit += ["After=local-fs.target"]
     if cfg.restart != "no":
-        # Restart forever, one second apart, as the SysV supervisor does.
+        # The backoff in ExecStart limits the restarts, not systemd's start limit.
         unit += ["StartLimitIntervalSec=0"]
-    program = cfg.program
-    # The runtime is checked by a shell, so that a missing one fails with a message naming
-    # the package, not only with status 203/EXEC.
-    check = (f"command -v {program} >/dev/null || "
-             f"{{ echo 'hellocontainer: {_missing_message(cfg)}' >&2; exit 1; }}")
     service = [
         "",
         "[Service]",
         "Type=exec",
-        f'ExecStartPre=/bin/sh -c "{check}"',
-        # '-': a missing stale container is the normal case.
-        f"ExecStartPre=-{program} {_delete_words(cfg)}",
-        f"ExecStart={program} {_run_words(cfg)}",
-        # systemd sets EXIT_STATUS for ExecStopPost; '$$' is a '$' left for the shell.
-        f"ExecStopPost=/bin/sh -c 'echo \"hellocontainer: {cfg.name} exited $$EXIT_STATUS\"'",
-        # If the runtime was killed before its container, the container would be left behind.
-        f"ExecStopPost=-{program} {_delete_words(cfg)}",
+        "ExecStart=" + _exec_shell(_fill(_UNIT_START, values)),
+        "ExecStop=" + _exec_shell(_fill(_UNIT_STOP, values)),
+        # systemd sets EXIT_STATUS and SERVICE_RESULT for ExecStopPost.
+        "ExecStopPost=" + _exec_shell(_fill(_UNIT_STOPPED, values)),
         f"Restart={cfg.restart}",
+        # A floor under the backoff (ExecStart sleeps the rest of it).
         "RestartSec=1",
+        f"RestartPreventExitStatus={NO_RESTART_STATUS}",
         "StandardOutput=journal+console",
         "StandardError=journal+console",
         "",

@@ -29,12 +29,20 @@ def setup(parser: argparse.ArgumentParser) -> None:
                         help="podman: the image layout on the target")
     parser.add_argument("--restart", choices=RESTART_POLICIES, default="on-failure",
                         help="restart the container when it exits: never, after a non-zero "
-                        "exit (default) or always; one second apart")
+                        "exit (default) or always; see --restart-max-delay")
     parser.add_argument("--network", choices=NETWORKS, default="none",
                         help="podman: --net=; crun, runc: the bundle decides (pass the value it "
                         "was made with), 'host' only orders the start after the network")
     parser.add_argument("--runtime-path", metavar="/PATH",
                         help="the runtime program on the target (default: found on PATH)")
+    parser.add_argument("--restart-max-delay", metavar="SECONDS", type=int, default=300,
+                        help="restarts come 1 s after an exit, then 2, 4 ... up to this "
+                        "(default 300); a run this long brings the delay back to 1 s")
+    parser.add_argument("--give-up-after", metavar="N", type=int, default=0,
+                        help="stop restarting after N exits in a row (default 0: never)")
+    parser.add_argument("--give-up-window", metavar="SECONDS", type=int, default=0,
+                        help="with --give-up-after: count only the exits of the last SECONDS "
+                        "(default 0: all since the last long run)")
     parser.add_argument("--sysv", metavar="FILE", help="write the init script here")
     parser.add_argument("--systemd", metavar="FILE", help="write the systemd unit here")
 
@@ -45,7 +53,9 @@ def run(args: argparse.Namespace) -> int:
     if not (args.sysv or args.systemd):
         raise UsageError("nothing to write: give --sysv FILE and/or --systemd FILE")
     cfg = autostart(args.runtime, args.name, restart=args.restart, network=args.network,
-                    bundle=args.bundle, layout=args.layout, runtime_path=args.runtime_path)
+                    bundle=args.bundle, layout=args.layout, runtime_path=args.runtime_path,
+                    restart_max_delay=args.restart_max_delay, give_up_after=args.give_up_after,
+                    give_up_window=args.give_up_window)
     files = []
     if args.sysv:
         files.append((Path(args.sysv), sysv_script(cfg), SCRIPT_MODE))
