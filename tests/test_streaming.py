@@ -65,3 +65,30 @@ def test_a_spill_inside_a_report_streams_as_a_list(tiny):
     report = {"layers": [{"files": files}], "empty": Spill()}
     expected = {"layers": [{"files": list(files)}], "empty": []}
     assert "".join(json_chunks(report)) == json.dumps(expected, indent=2, sort_keys=True)
+
+
+def test_a_spill_keeps_only_its_head_in_memory(tiny):
+    """What bounds memory: past IN_MEMORY items, the rest live in the file, not in the list."""
+    small, large = Spill(), Spill()
+    small.extend(range(3))
+    large.extend(range(10))
+    assert (len(small._head), small._file) == (3, None)
+    assert len(large._head) == 3 and large._file is not None
+
+
+@pytest.mark.parametrize(("count", "files"), [(3, 0), (4, 1), (8, 2), (9, 4)])
+def test_sorting_writes_runs_only_past_one_and_merges_only_past_max_runs(tiny, monkeypatch, count,
+                                                                         files):
+    """RUN 4, MAX_RUNS 2: 3 items sort in memory; 4 make one run file, 8 two (merged directly),
+    9 three runs, of which the first two are merged into a fourth file first."""
+    made = []
+    real = streaming.tempfile.TemporaryFile
+
+    def counted(*args, **kwargs):
+        made.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(streaming.tempfile, "TemporaryFile", counted)
+    items = [[i % 3, i] for i in range(count)]
+    assert list(sorted_stream(items, key=lambda r: r[0])) == sorted(items, key=lambda r: r[0])
+    assert len(made) == files

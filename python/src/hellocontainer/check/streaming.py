@@ -63,7 +63,6 @@ class Spill:
 
 
 def _lines(stream: IO[str]) -> Iterator[Any]:
-    stream.seek(0)
     position = 0
     while True:
         stream.seek(position)  # another iteration of the same file may have moved it
