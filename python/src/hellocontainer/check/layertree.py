@@ -1,0 +1,299 @@
+"""The image's tree across its layers, modelled in bounded memory, so that `validate` judges
+every layer entry as `bundle` would extract it.
+
+oci/entries.py judges an entry alone. What is left depends on the entries before it, in this
+layer or a lower one, and `bundle` asks its real tree (board/rootfs.py): an entry is refused if
+it would be written through a symbolic link or a file, and a hardlink if its target is not a
+file, link or FIFO in the image at that point. Here the same questions are answered by a model
+that follows image-spec layer.md as rootfs.py does: an entry replaces what is at its path (a
+non-directory over a directory removes the directory's subtree); `.wh.NAME` deletes what lower
+layers put at NAME; `.wh..wh..opq` hides what lower layers put in its directory.
+
+Memory. A layer may hold millions of entries, so no path is kept: each path is a 64-bit keyed
+hash (blake2b, a key drawn per run, so a layer cannot be crafted to collide), in an
+open-addressing table of two arrays, 12 bytes a slot. Two different paths of one image share a
+hash with a chance of about n²/2^65 (3e-8 for a million paths), which could make a verdict
+wrong; that is far below the chance of the machine misreading the layer.
+
+A slot holds, for one path, the latest event there and its entry's sequence number (counted
+across the image's layers):
+- LINK or OTHER (a symbolic link; another non-directory) made at `seq`: nothing older stays
+  below it, so `seq` also "kills" everything below the path made before it;
+- NONE: no non-directory, only a kill, `seq`: everything below made before it is gone (a
+  whiteout, an opaque directory, a directory replacing a file);
+- DIR: an explicit directory entry made at `seq`, which kills nothing (only to tell "a hardlink
+  to a directory" from "not in the image" in the message).
+An entry made at `seq` is still there iff no ancestor's kill is newer than `seq`. Kills only
+grow, so the newest kill along a directory's ancestors is kept with it in a cursor: entries come
+directory by directory, so each is checked against the components it does not share with the
+previous entry's directory only, and a tree 4,000 levels deep is checked in linear time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from array import array
+from collections.abc import Iterator
+from typing import Any
+
+from ..errors import LayoutError
+from ..oci.entries import (
+    DELETE,
+    MAKE,
+    OPAQUE_DIR,
+    WHITEOUT,
+    Entry,
+    Notes,
+    hardlink_directory,
+    hardlink_missing,
+    read_entry,
+    through,
+)
+from ..oci.model import Descriptor
+from ..oci.tarstream import Member
+
+NONE, DIR, LINK, OTHER = 0, 1, 2, 3  # a slot's kind, its 2 low bits; the sequence number above
+SEQ_MAX = (1 << 30) - 1  # what 30 bits hold: a billion entries in one image
+MAX_REFUSED = 5  # refused entries listed one by one, per image; the rest are counted
+
+
+def _kill(value: int) -> int:
+    """The kill of a slot's value: everything below its path made before it is gone."""
+    return 0 if value & 3 == DIR else value >> 2
+
+
+class _Table:
+    """64-bit keys (never 0) to 32-bit values (0: absent), by linear probing."""
+
+    def __init__(self) -> None:
+        self._keys = array("Q", bytes(8 * 1024))
+        self._values = array("I", bytes(4 * 1024))
+        self._mask = 1023
+        self._count = 0
+
+    def find(self, key: int) -> int:
+        """The slot of `key`: where it is, or the empty slot where it would go."""
+        keys, mask = self._keys, self._mask
+        i = key & mask
+        while True:
+            found = keys[i]
+            if found == key or found == 0:
+                return i
+            i = (i + 1) & mask
+
+    def value(self, slot: int) -> int:
+        return self._values[slot]
+
+    def get(self, key: int) -> int:
+        return self._values[self.find(key)]
+
+    def store(self, slot: int, key: int, value: int) -> None:
+        """Set the slot `find(key)` gave (no other store since)."""
+        if self._keys[slot] == 0:
+            self._keys[slot] = key
+            self._count += 1
+        self._values[slot] = value
+        if self._count * 3 > self._mask * 2:  # at most 2/3 full: probes stay short
+            self._grow()
+
+    def _grow(self) -> None:
+        old_keys, old_values = self._keys, self._values
+        size = (self._mask + 1) * 2
+        self._keys, self._values = array("Q", bytes(8 * size)), array("I", bytes(4 * size))
+        self._mask = size - 1
+        for key, value in zip(old_keys, old_values):
+            if key:
+                slot = self.find(key)
+                self._keys[slot], self._values[slot] = key, value
+
+
+class _Cursor:
+    """A directory of the model, with each of its ancestors' hasher, key and newest kill.
+
+    Index i of `hashers`, `keys` and `kills` is the directory `names[:i]`; 0 is the root.
+    """
+
+    def __init__(self, table: _Table, root: Any) -> None:
+        self._table = table
+        self._root = root
+        self.names: list[str] = []
+        self.hashers = [root]
+        self.keys = [_key(root)]
+        self.kills = [_kill(table.get(self.keys[0]))]
+
+    def move(self, directory: list[str]) -> tuple[int, bool]:
+        """Go to `directory`. If one of its components is a live non-directory, stop before it
+        and return its index in `directory` and whether it is a link; else (-1, False)."""
+        names = self.names
+        start = len(names)
+        if start > len(directory) or directory[:start] != names:
+            start = next((i for i, (a, b) in enumerate(zip(names, directory)) if a != b),
+                         min(start, len(directory)))
+            self._truncate(start)
+        for i in range(start, len(directory)):
+            name = directory[i]
+            hasher = self.hashers[-1].copy()
+            hasher.update(_encoded(name))
+            key = _key(hasher)
+            value = self._table.get(key)
+            above = self.kills[-1]
+            if value & 3 >= LINK and value >> 2 >= above:
+                return i, value & 3 == LINK
+            names.append(name)
+            self.hashers.append(hasher)
+            self.keys.append(key)
+            self.kills.append(max(above, _kill(value)))
+        return -1, False
+
+    def child(self, name: str) -> int:
+        """The key of `name` in the cursor's directory."""
+        hasher = self.hashers[-1].copy()
+        hasher.update(_encoded(name))
+        return _key(hasher)
+
+    def alive(self, value: int) -> bool:
+        """Whether a slot's entry, in the cursor's directory, is still there."""
+        return value != 0 and value >> 2 >= self.kills[-1]
+
+    def forget(self, depth: int, key: int) -> None:
+        """The slot of `key`, a path of `depth` components, changed: drop it if it is here."""
+        if depth < len(self.keys) and self.keys[depth] == key:
+            if depth == 0:  # the root stays, with its new kill
+                self.kills[0] = _kill(self._table.get(key))
+                self._truncate(0)
+            else:
+                self._truncate(depth - 1)
+
+    def _truncate(self, depth: int) -> None:
+        """Keep the directory `names[:depth]` and its ancestors."""
+        del self.names[depth:], self.hashers[depth + 1:], self.keys[depth + 1:], \
+            self.kills[depth + 1:]
+
+
+def _encoded(name: str) -> bytes:
+    return b"/" + name.encode("utf-8", "surrogateescape")
+
+
+def _key(hasher: Any) -> int:
+    return int.from_bytes(hasher.digest(), "little") or 1  # 0 marks an empty slot
+
+
+class LayerTree:
+    """The model of one image's tree; `apply` its layers' entries in order, with
+    `start_layer` before each layer."""
+
+    def __init__(self) -> None:
+        self._table = _Table()
+        root = hashlib.blake2b(digest_size=8, key=os.urandom(16))
+        self._cursor = _Cursor(self._table, root)  # the directory of the last entry
+        self._targets = _Cursor(self._table, root)  # the directory of the last hardlink target
+        self._seq = 0
+        self._layer_start = 1
+
+    def start_layer(self) -> None:
+        self._layer_start = self._seq + 1
+
+    def apply(self, entry: Entry, what: str) -> None:
+        """Add `entry`, or raise a LayoutError (naming `what`) where bundle would refuse it; a
+        refused entry changes nothing."""
+        if self._seq >= SEQ_MAX:
+            raise LayoutError(f"{what}: the image has more than {SEQ_MAX} entries, too many "
+                              "to check")
+        self._seq += 1
+        if entry.action not in (MAKE, DELETE, OPAQUE_DIR):
+            return  # the root's attributes, skipped and ignored entries: the tree stays
+        parts = entry.parts
+        cursor = self._cursor
+        directory = parts[:-1]
+        blocked, link = cursor.move(directory)
+        if blocked >= 0:
+            if entry.action != MAKE:
+                return  # a whiteout behind a link or a file: nothing below to delete
+            raise LayoutError(f"{what}: {through(directory[:blocked + 1], link)}")
+        if entry.action == OPAQUE_DIR:
+            key = cursor.keys[-1]  # the directory itself
+            value = self._table.get(key)
+            self._set(len(directory), key, NONE, max(_kill(value), self._layer_start))
+            return
+        name = parts[-1]
+        if entry.action == DELETE:
+            name = name[len(WHITEOUT):]
+        key = cursor.child(name)
+        slot = self._table.find(key)
+        value = self._table.value(slot)
+        here = value & 3 if cursor.alive(value) else NONE  # what is at the path now
+        if entry.action == DELETE:
+            if here >= LINK and value >> 2 >= self._layer_start:
+                return  # this layer's own: a whiteout deletes only what lower layers made
+            self._set(len(parts), key, NONE, max(_kill(value), self._layer_start), slot)
+        elif entry.kind == "dir":
+            if here >= LINK:
+                self._set(len(parts), key, NONE, self._seq, slot)  # replaces a non-directory
+            elif value & 3 != NONE or value == 0:
+                self._set(len(parts), key, DIR, self._seq, slot)
+        else:
+            if entry.kind == "hardlink":
+                assert entry.source is not None
+                self._check_target(entry.source, what)
+            self._set(len(parts), key, LINK if entry.kind == "symlink" else OTHER, self._seq,
+                      slot)
+
+    def _check_target(self, source: list[str], what: str) -> None:
+        targets = self._targets
+        if targets.move(source[:-1])[0] < 0:
+            value = self._table.get(targets.child(source[-1]))
+            if targets.alive(value) and value & 3 >= LINK:
+                return
+            if targets.alive(value) and value & 3 == DIR:
+                raise LayoutError(f"{what}: {hardlink_directory(source)}")
+        raise LayoutError(f"{what}: {hardlink_missing(source)}")
+
+    def _set(self, depth: int, key: int, kind: int, seq: int, slot: int | None = None) -> None:
+        table = self._table
+        table.store(table.find(key) if slot is None else slot, key, seq << 2 | kind)
+        self._cursor.forget(depth, key)
+        self._targets.forget(depth, key)
+
+
+class ImageEntries:
+    """What validate learns of one image's layer entries, read layer by layer in order: the
+    refused ones (problems), the notes (warnings), and the model, while every layer so far
+    could be read (a layer that cannot leaves the tree above it unknown)."""
+
+    def __init__(self, model: bool = True) -> None:
+        self.tree: LayerTree | None = LayerTree() if model else None
+        self.notes = Notes()
+        self.refused: list[str] = []
+        self._more = 0
+
+    def stop(self) -> None:
+        """A layer could not be read: the entries above it are judged alone."""
+        self.tree = None
+
+    def read(self, members: Iterator[Member], layer: Descriptor, where: str) -> None:
+        """Judge a layer's entries (`members`) as bundle would extract them, its problems named
+        by `where`."""
+        name = layer.digest[:19]
+        if self.tree is not None:
+            self.tree.start_layer()
+        for member in members:
+            try:
+                entry = read_entry(member, name)
+                if entry.notes:
+                    self.notes.add(entry.notes)
+                if self.tree is not None:
+                    self.tree.apply(entry, f"layer {name} entry {entry.shown}")
+            except LayoutError as error:
+                if len(self.refused) < MAX_REFUSED:
+                    self.refused.append(f"{where}: {error}")
+                else:
+                    self._more += 1
+
+    def problems(self, where: str) -> list[str]:
+        more = [f"{where}: {self._more} more layer entries are refused likewise"] \
+            if self._more else []
+        return self.refused + more
+
+    def warnings(self, where: str) -> list[str]:
+        return [f"{where}: when bundled, {line}" for line in self.notes.lines()]
