@@ -55,6 +55,7 @@ from ..oci.tarstream import Member
 
 NONE, DIR, LINK, OTHER = 0, 1, 2, 3  # a slot's kind, its 2 low bits; the sequence number above
 SEQ_MAX = (1 << 30) - 1  # what 30 bits hold: a billion entries in one image
+SHARDS = 256  # of the path table, by a key's top byte
 MAX_REFUSED = 5  # refused entries listed one by one, per image; the rest are counted
 
 
@@ -64,48 +65,58 @@ def _kill(value: int) -> int:
 
 
 class _Table:
-    """64-bit keys (never 0) to 32-bit values (0: absent), by linear probing."""
+    """64-bit keys (never 0) to 32-bit values (0: absent), by linear probing, in SHARDS
+    shards chosen by the key's top byte: each grows by half when 3/4 full, so growing never
+    holds two copies of more than one shard (a 256th of the table)."""
 
     def __init__(self) -> None:
-        self._keys = array("Q", bytes(8 * 1024))
-        self._values = array("I", bytes(4 * 1024))
-        self._mask = 1023
+        self._shards = [_Shard() for _ in range(SHARDS)]
+
+    def find(self, key: int) -> tuple[_Shard, int]:
+        """The shard of `key` and its slot there: where it is, or where it would go."""
+        shard = self._shards[key >> 56]
+        return shard, shard.find(key)
+
+    def get(self, key: int) -> int:
+        shard = self._shards[key >> 56]
+        return shard.values[shard.find(key)]
+
+
+class _Shard:
+    def __init__(self) -> None:
+        self.keys = array("Q", bytes(8 * 64))
+        self.values = array("I", bytes(4 * 64))
         self._count = 0
 
     def find(self, key: int) -> int:
-        """The slot of `key`: where it is, or the empty slot where it would go."""
-        keys, mask = self._keys, self._mask
-        i = key & mask
+        keys = self.keys
+        size = len(keys)
+        i = key % size
         while True:
             found = keys[i]
             if found == key or found == 0:
                 return i
-            i = (i + 1) & mask
-
-    def value(self, slot: int) -> int:
-        return self._values[slot]
-
-    def get(self, key: int) -> int:
-        return self._values[self.find(key)]
+            i += 1
+            if i == size:
+                i = 0
 
     def store(self, slot: int, key: int, value: int) -> None:
         """Set the slot `find(key)` gave (no other store since)."""
-        if self._keys[slot] == 0:
-            self._keys[slot] = key
+        if self.keys[slot] == 0:
+            self.keys[slot] = key
             self._count += 1
-        self._values[slot] = value
-        if self._count * 3 > self._mask * 2:  # at most 2/3 full: probes stay short
+        self.values[slot] = value
+        if self._count * 4 > len(self.keys) * 3:
             self._grow()
 
     def _grow(self) -> None:
-        old_keys, old_values = self._keys, self._values
-        size = (self._mask + 1) * 2
-        self._keys, self._values = array("Q", bytes(8 * size)), array("I", bytes(4 * size))
-        self._mask = size - 1
+        old_keys, old_values = self.keys, self.values
+        size = len(old_keys) * 3 // 2
+        self.keys, self.values = array("Q", bytes(8 * size)), array("I", bytes(4 * size))
         for key, value in zip(old_keys, old_values):
             if key:
                 slot = self.find(key)
-                self._keys[slot], self._values[slot] = key, value
+                self.keys[slot], self.values[slot] = key, value
 
 
 class _Cursor:
@@ -126,6 +137,8 @@ class _Cursor:
         """Go to `directory`. If one of its components is a live non-directory, stop before it
         and return its index in `directory` and whether it is a link; else (-1, False)."""
         names = self.names
+        if directory == names:
+            return -1, False
         start = len(names)
         if start > len(directory) or directory[:start] != names:
             start = next((i for i, (a, b) in enumerate(zip(names, directory)) if a != b),
@@ -171,6 +184,10 @@ class _Cursor:
             self.kills[depth + 1:]
 
 
+class _Refused(Exception):
+    """Why bundle would refuse an entry; the message naming it is made only then."""
+
+
 def _encoded(name: str) -> bytes:
     return b"/" + name.encode("utf-8", "surrogateescape")
 
@@ -194,12 +211,17 @@ class LayerTree:
     def start_layer(self) -> None:
         self._layer_start = self._seq + 1
 
-    def apply(self, entry: Entry, what: str) -> None:
-        """Add `entry`, or raise a LayoutError (naming `what`) where bundle would refuse it; a
-        refused entry changes nothing."""
+    def apply(self, entry: Entry, layer: str) -> None:
+        """Add `entry` of layer `layer` (a short digest), or raise a LayoutError where bundle
+        would refuse it; a refused entry changes nothing."""
+        try:
+            self._apply(entry)
+        except _Refused as refused:
+            raise LayoutError(f"layer {layer} entry {entry.shown}: {refused}") from None
+
+    def _apply(self, entry: Entry) -> None:
         if self._seq >= SEQ_MAX:
-            raise LayoutError(f"{what}: the image has more than {SEQ_MAX} entries, too many "
-                              "to check")
+            raise _Refused(f"the image has more than {SEQ_MAX} entries, too many to check")
         self._seq += 1
         if entry.action not in (MAKE, DELETE, OPAQUE_DIR):
             return  # the root's attributes, skipped and ignored entries: the tree stays
@@ -210,7 +232,7 @@ class LayerTree:
         if blocked >= 0:
             if entry.action != MAKE:
                 return  # a whiteout behind a link or a file: nothing below to delete
-            raise LayoutError(f"{what}: {through(directory[:blocked + 1], link)}")
+            raise _Refused(through(directory[:blocked + 1], link))
         if entry.action == OPAQUE_DIR:
             key = cursor.keys[-1]  # the directory itself
             value = self._table.get(key)
@@ -221,7 +243,7 @@ class LayerTree:
             name = name[len(WHITEOUT):]
         key = cursor.child(name)
         slot = self._table.find(key)
-        value = self._table.value(slot)
+        value = slot[0].values[slot[1]]
         here = value & 3 if cursor.alive(value) else NONE  # what is at the path now
         if entry.action == DELETE:
             if here >= LINK and value >> 2 >= self._layer_start:
@@ -235,23 +257,24 @@ class LayerTree:
         else:
             if entry.kind == "hardlink":
                 assert entry.source is not None
-                self._check_target(entry.source, what)
+                self._check_target(entry.source)
             self._set(len(parts), key, LINK if entry.kind == "symlink" else OTHER, self._seq,
                       slot)
 
-    def _check_target(self, source: list[str], what: str) -> None:
+    def _check_target(self, source: list[str]) -> None:
         targets = self._targets
         if targets.move(source[:-1])[0] < 0:
             value = self._table.get(targets.child(source[-1]))
             if targets.alive(value) and value & 3 >= LINK:
                 return
             if targets.alive(value) and value & 3 == DIR:
-                raise LayoutError(f"{what}: {hardlink_directory(source)}")
-        raise LayoutError(f"{what}: {hardlink_missing(source)}")
+                raise _Refused(hardlink_directory(source))
+        raise _Refused(hardlink_missing(source))
 
-    def _set(self, depth: int, key: int, kind: int, seq: int, slot: int | None = None) -> None:
-        table = self._table
-        table.store(table.find(key) if slot is None else slot, key, seq << 2 | kind)
+    def _set(self, depth: int, key: int, kind: int, seq: int,
+             slot: tuple[_Shard, int] | None = None) -> None:
+        shard, i = self._table.find(key) if slot is None else slot
+        shard.store(i, key, seq << 2 | kind)
         self._cursor.forget(depth, key)
         self._targets.forget(depth, key)
 
@@ -283,7 +306,7 @@ class ImageEntries:
                 if entry.notes:
                     self.notes.add(entry.notes)
                 if self.tree is not None:
-                    self.tree.apply(entry, f"layer {name} entry {entry.shown}")
+                    self.tree.apply(entry, name)
             except LayoutError as error:
                 if len(self.refused) < MAX_REFUSED:
                     self.refused.append(f"{where}: {error}")

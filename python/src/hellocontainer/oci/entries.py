@@ -18,7 +18,7 @@ tar tool reads them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from ..errors import LayoutError
 from .tarstream import Member
@@ -50,8 +50,7 @@ NOTES = {
 }
 
 
-@dataclass(frozen=True)
-class Entry:
+class Entry(NamedTuple):
     """A layer entry as the rule reads it."""
 
     action: str
@@ -89,63 +88,86 @@ class Notes:
         return out
 
 
+class _Refused(Exception):
+    """Why an entry is refused; `parts`: its components, when they could be read."""
+
+    def __init__(self, reason: str, parts: list[str] | None = None) -> None:
+        super().__init__(reason)
+        self.reason, self.parts = reason, parts
+
+
 def read_entry(member: Member, layer: str) -> Entry:
     """What `member` of layer `layer` (a short digest) does, or a LayoutError saying why it is
     refused, naming the layer and the entry."""
-    what = f"layer {layer} entry"
-    _check_attributes(member, f"{what} {member.path!r}")
-    parts = components(member.path, f"{what} {member.path!r}")
-    what = f"{what} /{'/'.join(parts)}"
+    try:
+        return _read(member)
+    except _Refused as refused:
+        shown = repr(member.path) if refused.parts is None else "/" + "/".join(refused.parts)
+        raise LayoutError(f"layer {layer} entry {shown}: {refused.reason}") from None
+
+
+def _read(member: Member) -> Entry:
+    # Messages are made only for a refused entry: this runs for each of millions of entries.
+    if not (0 <= member.uid <= ID_MAX and 0 <= member.gid <= ID_MAX):
+        raise _Refused(f"owner {member.uid}:{member.gid} is outside 0 to {ID_MAX}")
+    if not TIME_RANGE[0] <= member.mtime <= TIME_RANGE[1]:
+        raise _Refused(f"mtime {member.mtime} is outside what a file system holds")
+    parts = _components(member.path)
+    kind = member.kind
     notes: tuple[tuple[str, str], ...] = ()
     if member.absolute and parts:
         notes = (("absolute", "/" + "/".join(parts)),)
     if parts and parts[-1].startswith(WHITEOUT):
         marker = parts[-1]
         if marker == OPAQUE:
-            return Entry(OPAQUE_DIR, parts, member.kind, notes=notes)
+            return Entry(OPAQUE_DIR, parts, kind, None, notes)
         if marker.startswith(AUFS_META):
-            return Entry(IGNORE, parts, member.kind)
+            return Entry(IGNORE, parts, kind)
         if marker[len(WHITEOUT):] in ("", ".", ".."):
-            raise LayoutError(f"{what}: a whiteout must name the file it deletes")
-        return Entry(DELETE, parts, member.kind, notes=notes)
+            raise _Refused("a whiteout must name the file it deletes", parts)
+        return Entry(DELETE, parts, kind, None, notes)
     if not parts:
-        if member.kind != "dir":
-            kind = "entry of an unknown type" if member.kind == "other" else member.kind
-            raise LayoutError(f"{what}: the root of a layer must be a directory, not a {kind}")
-        return Entry(ROOT, parts, member.kind, notes=notes)
-    if member.kind in ("char", "block"):
-        return Entry(SKIP, parts, member.kind, notes=(*notes, ("device", "/" + "/".join(parts))))
-    if member.kind not in EXTRACTED:
-        return Entry(SKIP, parts, member.kind,
-                     notes=(*notes, ("unknown", f"/{'/'.join(parts)} type {member.typeflag!r}")))
-    _check_lengths(parts, what)
+        if kind != "dir":
+            raise _Refused("the root of a layer must be a directory, not a "
+                           + ("entry of an unknown type" if kind == "other" else kind), parts)
+        return Entry(ROOT, parts, kind, None, notes)
+    if kind in ("char", "block"):
+        return Entry(SKIP, parts, kind, None, (*notes, ("device", "/" + "/".join(parts))))
+    if kind not in EXTRACTED:
+        return Entry(SKIP, parts, kind, None,
+                     (*notes, ("unknown", f"/{'/'.join(parts)} type {member.typeflag!r}")))
+    _check_lengths(parts)
     source = None
-    if member.kind == "hardlink":
-        source = components(member.linkname, f"{what}: hardlink target {member.linkname!r}")
+    if kind == "hardlink":
+        try:
+            source = _components(member.linkname)
+        except _Refused as refused:
+            raise _Refused(f"hardlink target {member.linkname!r}: {refused.reason}",
+                           parts) from None
         if member.linkname.startswith("/"):
             notes = (*notes, ("absolute", "/" + "/".join(source)))
         if source == parts:
-            raise LayoutError(f"{what}: a hardlink to itself")
+            raise _Refused("a hardlink to itself", parts)
         if not source:
-            raise LayoutError(f"{what}: a hardlink to the directory /")
+            raise _Refused(hardlink_directory(source), parts)
         if source[:len(parts)] == parts:
-            raise LayoutError(f"{what}: its hardlink target /{'/'.join(source)} is inside the "
-                              "path the hardlink replaces")
-        _check_lengths(source, what)
-    elif member.kind == "symlink":
-        if "\0" in member.linkname:
-            raise LayoutError(f"{what}: the symbolic link's target holds a NUL byte")
-        if not member.linkname:
-            raise LayoutError(f"{what}: a symbolic link with an empty target, which Linux "
-                              "cannot create")
-        if len(member.linkname) > SYMLINK_MAX // 4 \
-                and len(_encoded(member.linkname)) > SYMLINK_MAX:
-            raise LayoutError(f"{what}: the symbolic link's target is longer than {SYMLINK_MAX} "
-                              "bytes, which Linux refuses")
-    return Entry(MAKE, parts, member.kind, source, notes)
+            raise _Refused(f"its hardlink target /{'/'.join(source)} is inside the path the "
+                           "hardlink replaces", parts)
+        _check_lengths(source, parts)
+    elif kind == "symlink":
+        link = member.linkname
+        if "\0" in link:
+            raise _Refused("the symbolic link's target holds a NUL byte", parts)
+        if not link:
+            raise _Refused("a symbolic link with an empty target, which Linux cannot create",
+                           parts)
+        if len(link) > SYMLINK_MAX // 4 and len(_encoded(link)) > SYMLINK_MAX:
+            raise _Refused(f"the symbolic link's target is longer than {SYMLINK_MAX} bytes, "
+                           "which Linux refuses", parts)
+    return Entry(MAKE, parts, kind, source, notes)
 
 
-def components(path: str, what: str) -> list[str]:
+def _components(path: str) -> list[str]:
     """A tar path as components inside the root; `..` anywhere is refused, not resolved.
 
     A leading `/` means the root (as every tar tool reads it). `..` is refused rather than
@@ -153,16 +175,16 @@ def components(path: str, what: str) -> list[str]:
     it lexically would disagree with a kernel that follows links.
     """
     if "\0" in path:
-        raise LayoutError(f"{what}: the name holds a NUL byte, which no file name can")
+        raise _Refused("the name holds a NUL byte, which no file name can")
     parts = path.split("/")
     if "" in parts or "." in parts:  # the test first: a loop in Python costs more than the entry
         parts = [p for p in parts if p not in ("", ".")]
     if ".." in parts:
-        raise LayoutError(f"{what}: the path has a '..' component; refused, since an entry "
-                          "must stay inside the root")
+        raise _Refused("the path has a '..' component; refused, since an entry must stay "
+                       "inside the root")
     if "/" + WHITEOUT in "/" + "/".join(parts[:-1]):  # one search, not a loop: paths run long
         part = next(p for p in parts[:-1] if p.startswith(WHITEOUT))
-        raise LayoutError(f"{what}: '{part}' is a whiteout name, which cannot be a directory")
+        raise _Refused(f"'{part}' is a whiteout name, which cannot be a directory")
     return parts
 
 
@@ -185,18 +207,12 @@ def _encoded(name: str) -> bytes:
     return name.encode("utf-8", "surrogateescape")
 
 
-def _check_lengths(parts: list[str], what: str) -> None:
+def _check_lengths(names: list[str], parts: list[str] | None = None) -> None:
+    """Each of `names` fits a file system (`parts`: the entry's, for the message)."""
     # A character is at most 4 bytes: only long components are encoded to be measured.
-    if max(map(len, parts)) <= NAME_MAX // 4:
+    if max(map(len, names)) <= NAME_MAX // 4:
         return
-    for part in parts:
-        if len(_encoded(part)) > NAME_MAX:
-            raise LayoutError(f"{what}: the name {part[:40]!r}... is longer than {NAME_MAX} "
-                              "bytes, which Linux file systems refuse")
-
-
-def _check_attributes(member: Member, what: str) -> None:
-    if not (0 <= member.uid <= ID_MAX and 0 <= member.gid <= ID_MAX):
-        raise LayoutError(f"{what}: owner {member.uid}:{member.gid} is outside 0 to {ID_MAX}")
-    if not TIME_RANGE[0] <= member.mtime <= TIME_RANGE[1]:
-        raise LayoutError(f"{what}: mtime {member.mtime} is outside what a file system holds")
+    for name in names:
+        if len(_encoded(name)) > NAME_MAX:
+            raise _Refused(f"the name {name[:40]!r}... is longer than {NAME_MAX} bytes, which "
+                           "Linux file systems refuse", parts if parts is not None else names)
