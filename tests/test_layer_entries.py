@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
-from test_bundle import entry, layer, make_layout
+from test_bundle import add_image, entry, layer, make_layout, write_index
 
 from hellocontainer.board.bundle import BundleRequest, write_bundle
 from hellocontainer.check.validate import validate_layout
@@ -179,6 +179,38 @@ def test_a_deep_tree_is_checked_in_linear_time(tmp_path):
     result = cli("validate", "--strict", layout, timeout=120)
     assert result.returncode == 0, summary(result)
     assert time.monotonic() - started < 60
+
+
+def test_a_link_deep_in_a_tree_is_found_after_the_layer_went_up_and_down_again(tmp_path):
+    """The model keeps only some of a deep directory's hashes; going up and down again must
+    still find the link at depth 150, and a hardlink to a deep file."""
+    deep = ["/".join(["d"] * k) for k in range(1, 151)]
+    members = [entry(path, "dir") for path in deep]
+    members += [entry(f"{deep[-1]}/l", "symlink", link="/etc"), entry(f"{deep[-2]}/f"),
+                entry(f"{deep[64]}/up"), entry("top", "hardlink", link=f"{deep[-2]}/f"),
+                entry(f"{deep[10]}/x"), entry(f"{deep[-1]}/l/passwd")]
+    layout = make_layout(tmp_path / "layout", layer(*members))
+    validate, _, bundle = _verdicts(layout, tmp_path / "bundle")
+    fragment = f"/{deep[-1]}/l is a symbolic link"
+    assert fragment in assert_invalid(validate)
+    assert bundle.returncode == 1 and fragment in bundle.stderr, summary(bundle)
+    assert validate.stderr.count("invalid:") == 1, summary(validate)
+
+
+def test_a_layer_shared_by_two_images_is_judged_above_each_ones_lower_layers(tmp_path):
+    """The link layer alone is sound; under the file layer it is not. Read once for the first
+    image, it is read again for the second, whose tree differs."""
+    plant, write = layer(SYMLINK), layer(PASSWD)
+    root = tmp_path / "layout"
+    images = [add_image(root, [plant]), add_image(root, [write]), add_image(root, [plant, write])]
+    for descriptor, tag in zip(images, ("plant", "write", "both")):
+        descriptor["annotations"] = {"org.opencontainers.image.ref.name": tag}
+    write_index(root, images)
+    assert cli("validate", f"{root}:plant").returncode == 0
+    assert cli("validate", f"{root}:write").returncode == 0
+    text = assert_invalid(cli("validate", root))
+    assert "(both) > layers[1]" in text and "/a is a symbolic link" in text, text
+    assert text.count("invalid:") == 1, text
 
 
 # --- the two verdicts, held to each other on random layers -------------------------------------

@@ -56,6 +56,7 @@ from ..oci.tarstream import Member
 NONE, DIR, LINK, OTHER = 0, 1, 2, 3  # a slot's kind, its 2 low bits; the sequence number above
 SEQ_MAX = (1 << 30) - 1  # what 30 bits hold: a billion entries in one image
 SHARDS = 256  # of the path table, by a key's top byte
+CHECKPOINT = 64  # a cursor keeps the hasher of every CHECKPOINT-th ancestor
 MAX_REFUSED = 5  # refused entries listed one by one, per image; the rest are counted
 
 
@@ -120,18 +121,20 @@ class _Shard:
 
 
 class _Cursor:
-    """A directory of the model, with each of its ancestors' hasher, key and newest kill.
+    """A directory of the model, with each of its ancestors' key and newest kill.
 
-    Index i of `hashers`, `keys` and `kills` is the directory `names[:i]`; 0 is the root.
+    Index i of `keys` and `kills` is the directory `names[:i]`; 0 is the root. A hasher is
+    kept for the directory itself and for every CHECKPOINT-th ancestor only (one holds
+    about 450 bytes): going up rehashes fewer than CHECKPOINT names.
     """
 
     def __init__(self, table: _Table, root: Any) -> None:
         self._table = table
-        self._root = root
         self.names: list[str] = []
-        self.hashers = [root]
-        self.keys = [_key(root)]
-        self.kills = [_kill(table.get(self.keys[0]))]
+        self.keys = array("Q", [_key(root)])
+        self.kills = array("I", [_kill(table.get(self.keys[0]))])
+        self._hasher = root  # of names
+        self._checkpoints = [root]  # [i]: the hasher of names[:i * CHECKPOINT]
 
     def move(self, directory: list[str]) -> tuple[int, bool]:
         """Go to `directory`. If one of its components is a live non-directory, stop before it
@@ -146,7 +149,7 @@ class _Cursor:
             self._truncate(start)
         for i in range(start, len(directory)):
             name = directory[i]
-            hasher = self.hashers[-1].copy()
+            hasher = self._hasher.copy()
             hasher.update(_encoded(name))
             key = _key(hasher)
             value = self._table.get(key)
@@ -154,14 +157,16 @@ class _Cursor:
             if value & 3 >= LINK and value >> 2 >= above:
                 return i, value & 3 == LINK
             names.append(name)
-            self.hashers.append(hasher)
             self.keys.append(key)
             self.kills.append(max(above, _kill(value)))
+            self._hasher = hasher
+            if len(names) % CHECKPOINT == 0:
+                self._checkpoints.append(hasher)
         return -1, False
 
     def child(self, name: str) -> int:
         """The key of `name` in the cursor's directory."""
-        hasher = self.hashers[-1].copy()
+        hasher = self._hasher.copy()
         hasher.update(_encoded(name))
         return _key(hasher)
 
@@ -180,8 +185,12 @@ class _Cursor:
 
     def _truncate(self, depth: int) -> None:
         """Keep the directory `names[:depth]` and its ancestors."""
-        del self.names[depth:], self.hashers[depth + 1:], self.keys[depth + 1:], \
-            self.kills[depth + 1:]
+        del self.names[depth:], self.keys[depth + 1:], self.kills[depth + 1:], \
+            self._checkpoints[depth // CHECKPOINT + 1:]
+        hasher = self._checkpoints[-1].copy()
+        for name in self.names[(len(self._checkpoints) - 1) * CHECKPOINT:]:
+            hasher.update(_encoded(name))
+        self._hasher = hasher
 
 
 class _Refused(Exception):
