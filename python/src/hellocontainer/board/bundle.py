@@ -56,7 +56,7 @@ class BundleRequest:
 class BundleResult:
     manifest: Descriptor
     platform: str
-    skipped_devices: tuple[str, ...]  # device nodes of the layers, not created (see rootfs.py)
+    notes: tuple[str, ...]  # what was skipped or read otherwise (device nodes, ...): rootfs.py
 
 
 def write_bundle(request: BundleRequest, progress: rootfs.Progress | None = None) -> BundleResult:
@@ -100,7 +100,7 @@ def write_bundle(request: BundleRequest, progress: rootfs.Progress | None = None
             raise LayoutError(os_error_message(error, f"cannot write the bundle {request.output}")) \
                 from None
         staging.publish()
-    return BundleResult(image.manifest_descriptor, platform, tuple(tree.skipped_devices))
+    return BundleResult(image.manifest_descriptor, platform, tuple(tree.notes.lines()))
 
 
 def check_output(output: Path) -> None:

@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from ..errors import LayoutError
+from ..oci.entries import through
 from ..store.fdwalk import DIR_FLAGS, lstat_at
 
 BUILD_DIR_MODE = 0o700  # while extracting: ours to write into, whatever the entry's mode says
@@ -106,10 +107,8 @@ class ConfinedRoot:
                 return None
             # The kernel says ENOTDIR or ELOOP for a link, depending on the flags' order.
             info = lstat_at(fd, part)
-            kind = "a symbolic link" if info is not None and stat.S_ISLNK(info.st_mode) \
-                else "not a directory"
-            raise LayoutError(f"{what}: /{'/'.join(parts[:depth + 1])} is {kind} in the rootfs, "
-                              "and entries are never written through one") from None
+            link = info is not None and stat.S_ISLNK(info.st_mode)
+            raise LayoutError(f"{what}: {through(parts[:depth + 1], link)}") from None
         os.mkdir(part, BUILD_DIR_MODE, dir_fd=fd)
         child = os.open(part, DIR_FLAGS, dir_fd=fd)
         self._made(os.fstat(child).st_ino)

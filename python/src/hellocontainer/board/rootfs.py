@@ -1,7 +1,8 @@
 """A runtime bundle's rootfs/: the image's layers applied in order, by the image-spec rules alone.
 
-Every entry is reached through confined.py, never through a link already in the tree; `..` is
-refused outright. The rules come from image-spec layer.md:
+Every entry is reached through confined.py, never through a link already in the tree. What an
+entry alone may be (no `..`, no NUL, ...) is oci/entries.py's rule, which `validate` applies too,
+so that the two tools agree on every layer. The rules come from image-spec layer.md:
 - an entry over an existing path replaces it, except a directory over a directory, which only
   takes the new attributes;
 - `.wh.NAME` deletes NAME and `.wh..wh..opq` hides every sibling, but only what lower layers
@@ -10,7 +11,8 @@ refused outright. The rules come from image-spec layer.md:
 
 Device nodes are skipped, never created: the runtime mounts its own /dev, and a device node
 in an image is either a leftover of the build machine's /dev or a way to reach its hardware.
-FIFOs are not devices and are created.
+FIFOs are not devices and are created. Entries of a tar type that is none of these are skipped
+too; both are reported (`Tree.notes`), and a skipped entry leaves the path as it was.
 
 Determinism: every file, link and directory gets the mode, owner and mtime of its entry.
 Directories get theirs after the last layer (a child's creation changes its parent's mtime,
@@ -28,6 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import LayoutError, os_error_message
+from ..oci import entries
+from ..oci.entries import DELETE, IGNORE, OPAQUE, OPAQUE_DIR, ROOT, SKIP, WHITEOUT, Entry, Notes
 from ..oci.model import Descriptor
 from ..oci.reader import LayoutReader
 from ..oci.tarstream import Member
@@ -37,9 +41,6 @@ from .confined import BUILD_DIR_MODE, ConfinedRoot
 
 # Told the bytes done and the bytes in all (the CLI shows it; nothing here prints).
 Progress = Callable[[int, int], None]
-WHITEOUT = ".wh."
-OPAQUE = ".wh..wh..opq"
-AUFS_META = ".wh..wh."  # prefix of aufs bookkeeping entries (.wh..wh.plnk, .wh..wh.aufs)
 DEFAULT_DIR_MODE = 0o755
 
 # What a layer made, as a tree of names: {"etc": {"passwd": {}}}. A path is in it with all its
@@ -81,7 +82,7 @@ class Tree:
 
     root: Path
     chown: bool = field(default_factory=lambda: os.geteuid() == 0)
-    skipped_devices: list[str] = field(default_factory=list)
+    notes: Notes = field(default_factory=Notes)  # what was skipped or read otherwise, to report
     newest_mtime: int = 0
     # By inode: a directory's attributes follow it, and a path removed and made again gets
     # fresh ones, since every directory we make is recorded anew (no prefix scans on removal).
@@ -177,33 +178,29 @@ class Tree:
         made = None if lowest else _Made()
         for member in reader.layer_members(layer, diff_id, read):
             self.newest_mtime = max(self.newest_mtime, member.mtime)
-            parts = _parts(member.path, f"layer {name} entry {member.path!r}")
-            what = f"layer {name} entry /{'/'.join(parts)}"
-            if parts and parts[-1].startswith(WHITEOUT):
-                if made is None:
-                    _whiteout_target(parts, what)  # checked all the same: one rule per layer
-                else:
-                    self._whiteout(parts, made.tree, what)
+            entry = entries.read_entry(member, name)
+            if entry.notes:
+                self.notes.add(entry.notes)
+            if entry.action in (SKIP, IGNORE):
+                continue  # made nothing: spares nothing from a whiteout either
+            what = f"layer {name} entry {entry.shown}"
+            if entry.action in (DELETE, OPAQUE_DIR):
+                if made is not None:  # in the lowest layer there is nothing below to hide
+                    self._whiteout(entry.parts, made.tree, what)
                 continue
             if made is not None:
-                made.add(parts)
-            if not parts:
-                self._root_entry(member, what)
+                made.add(entry.parts)
+            if entry.action == ROOT:
+                self._root_entry(member)
             else:
-                self._entry(member, parts, what)
+                self._entry(member, entry, what)
 
-    def _root_entry(self, member: Member, what: str) -> None:
-        if member.kind != "dir":
-            raise LayoutError(f"{what}: the root of a layer must be a directory, not a "
-                              f"{member.kind}")
+    def _root_entry(self, member: Member) -> None:
         self._dirs[self._root_inode] = _DirAttrs(member.mode, member.uid, member.gid,
                                                  member.mtime)
 
     def _whiteout(self, parts: list[str], touched: Touched, what: str) -> None:
         marker = parts[-1]
-        target = _whiteout_target(parts, what)
-        if target is None:
-            return
         directory = parts[:-1]
         node: Touched | None = touched
         for part in directory:
@@ -212,10 +209,10 @@ class Tree:
             if fd is None:
                 return  # nothing below to hide
             if marker == OPAQUE:
-                with os.scandir(fd) as entries:
-                    names = [entry.name for entry in entries]
+                with os.scandir(fd) as listing:
+                    names = [child.name for child in listing]
             else:
-                names = [target]
+                names = [marker[len(WHITEOUT):]]
             for child in names:
                 self._hide_lower(fd, [*directory, child], None if node is None else node.get(child))
 
@@ -237,20 +234,9 @@ class Tree:
         finally:
             os.close(fd)
 
-    def _entry(self, member: Member, parts: list[str], what: str) -> None:
+    def _entry(self, member: Member, entry: Entry, what: str) -> None:
+        parts = entry.parts
         name = parts[-1]
-        if member.kind in ("char", "block"):
-            self.skipped_devices.append("/" + "/".join(parts))
-            return
-        if member.kind not in ("file", "dir", "symlink", "hardlink", "fifo"):
-            raise LayoutError(f"{what}: unsupported tar entry type; a layer holds files, "
-                              "directories, links and FIFOs")
-        if member.kind == "hardlink":
-            # Checked before anything at the destination is removed: a link to itself would
-            # delete the very file it names.
-            source = _parts(member.linkname, f"{what}: hardlink target {member.linkname!r}")
-            if source == parts:
-                raise LayoutError(f"{what}: a hardlink to itself")
         with self.paths.parent(parts, create=True, what=what) as parent_fd:
             assert parent_fd is not None  # create=True never yields None
             existing = lstat_at(parent_fd, name)
@@ -264,7 +250,10 @@ class Tree:
                 self._mkdir(parent_fd, name, attrs)
                 return
             if member.kind == "hardlink":
-                self._hardlink(parent_fd, parts, source, what)
+                # The rule refused a link to itself or below itself: removing the destination
+                # cannot delete the file it names.
+                assert entry.source is not None
+                self._hardlink(parent_fd, parts, entry.source, what)
                 return
             if existing is not None:
                 self.remove(parent_fd, parts)
@@ -296,10 +285,9 @@ class Tree:
         with self.paths.parent(source, create=False, what=what) as source_fd:
             info = None if source_fd is None else lstat_at(source_fd, source[-1])
             if info is None:
-                raise LayoutError(f"{what}: its hardlink target /{'/'.join(source)} is not in "
-                                  "the image before it")
+                raise LayoutError(f"{what}: {entries.hardlink_missing(source)}")
             if stat.S_ISDIR(info.st_mode):
-                raise LayoutError(f"{what}: a hardlink to the directory /{'/'.join(source)}")
+                raise LayoutError(f"{what}: {entries.hardlink_directory(source)}")
             self.remove(parent_fd, parts)
             os.link(source[-1], parts[-1], src_dir_fd=source_fd, dst_dir_fd=parent_fd,
                     follow_symlinks=False)
@@ -329,37 +317,6 @@ def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view):]
-
-
-def _whiteout_target(parts: list[str], what: str) -> str | None:
-    """The name a whiteout deletes (OPAQUE for all of its directory), or None for aufs
-    bookkeeping that old Docker layers carry: never content, never shown."""
-    marker = parts[-1]
-    if marker.startswith(AUFS_META) and marker != OPAQUE:
-        return None
-    target = marker[len(WHITEOUT):]
-    if marker != OPAQUE and target in ("", ".", ".."):
-        raise LayoutError(f"{what}: a whiteout must name the file it deletes")
-    return target
-
-
-def _parts(path: str, what: str) -> list[str]:
-    """A tar path as components inside the root; `..` anywhere is refused, not resolved.
-
-    A leading `/` means the root (the reader strips it, as every tar tool does). `..` is refused
-    rather than clamped at the root: no image tool writes it, so it is damage or an attack, and
-    resolving it lexically would disagree with a kernel that follows links.
-    """
-    parts = path.split("/")
-    if "" in parts or "." in parts:  # the test first: a loop in Python costs more than the entry
-        parts = [p for p in parts if p not in ("", ".")]
-    if ".." in parts:
-        raise LayoutError(f"{what}: the path has a '..' component; refused, since an entry "
-                          "must stay inside the root")
-    if "/" + WHITEOUT in "/" + "/".join(parts[:-1]):  # one search, not a loop: paths run long
-        part = next(p for p in parts[:-1] if p.startswith(WHITEOUT))
-        raise LayoutError(f"{what}: '{part}' is a whiteout name, which cannot be a directory")
-    return parts
 
 
 def extract(reader: LayoutReader, layers: list[Descriptor], root: Path,

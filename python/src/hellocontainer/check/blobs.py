@@ -1,16 +1,19 @@
 """The bytes of a layout's blobs: present, of the declared size, hashing to their digest, and
-(for layers) inflating to what the config's diff_ids say.
+(for layers) inflating to what the config's diff_ids say, holding entries `bundle` extracts.
 
 This is the half of validation that reads blobs, not documents: validate.py walks the graph of
 documents and asks here about each blob it meets. Each blob is read once, however many
 descriptors name it, and a build checking its own new image skips re-hashing what it has just
-hashed while writing.
+hashed while writing. A layer's tar entries are judged in the same pass that hashes it
+(layertree.py); a layer that several images share above different layers is read again for each,
+since what its entries do depends on the layers below.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,7 +23,8 @@ from ..oci.digests import verifiable
 from ..oci.model import Descriptor
 from ..oci.parsing import parse_json
 from ..oci.reader import LayoutReader
-from ..oci.tarstream import compression_of
+from ..oci.tarstream import TarStream, compression_of
+from .layertree import ImageEntries
 
 
 @dataclass
@@ -40,6 +44,7 @@ class BlobChecker:
         self._verified: dict[str, bool] = {}
         self._kept: dict[str, bytes] = {}  # verified document bytes, until load_json parses them
         self._diff_ids: dict[str, str | None] = {}
+        self._chains: set[tuple[str, ...]] = set()  # the layer lists whose entries were judged
         # Layer digest → diff_id of layers this process has just written, hashing the
         # compressed and the uncompressed bytes as they streamed by (a build checking its own
         # new image). Reading, hashing and decompressing them again would cost a quarter of a
@@ -126,31 +131,71 @@ class BlobChecker:
             self.problem(f"{where} ({schema_name} {descriptor.digest[:19]}): {message}")
         return None if found else document
 
-    def check_layer(self, layer: Descriptor, where: str) -> str | None:
-        """Verify a layer blob and return its diff_id (None when it cannot be computed)."""
+    def check_layers(self, layers: list[Descriptor], where: str) -> list[str | None]:
+        """Verify an image's layers and judge their entries in order (each list of layers once);
+        return their diff_ids (None where one cannot be computed)."""
+        chain = tuple(layer.digest for layer in layers)
+        fresh = chain not in self._chains
+        self._chains.add(chain)
+        image = ImageEntries(model=fresh)
+        diff_ids = [self.check_layer(layer, f"{where} > layers[{i}]", image)
+                    for i, layer in enumerate(layers)]
+        if fresh:
+            for message in image.problems(where):
+                self.problem(message)
+            for message in image.warnings(where):
+                self.warning(message)
+        return diff_ids
+
+    def check_layer(self, layer: Descriptor, where: str, image: ImageEntries) -> str | None:
+        """Verify a layer blob, its entries judged into `image`, and return its diff_id (None
+        when it cannot be computed). A layer read before is read again only for the model of
+        a new image's tree."""
         if layer.digest in self._diff_ids:
-            return self._diff_ids[layer.digest]
-        self._diff_ids[layer.digest] = diff_id = self._layer_diff_id(layer, where)
+            if self._diff_ids[layer.digest] is None:
+                image.stop()
+            if image.tree is None or self._diff_ids[layer.digest] is None:
+                return self._diff_ids[layer.digest]
+        self._diff_ids[layer.digest] = diff_id = self._layer_diff_id(layer, where, image)
         return diff_id
 
-    def _layer_diff_id(self, layer: Descriptor, where: str) -> str | None:
+    def _layer_diff_id(self, layer: Descriptor, where: str, image: ImageEntries) -> str | None:
         compression = compression_of(layer.media_type)
         if compression is None:
+            image.stop()
             self.check_blob(layer, where)
             return None  # a foreign layer type: the digest check is all we can do
         if layer.digest in self._written:
+            image.stop()  # ours, made from a binary and folders: nothing to judge
             return self._written[layer.digest] if self.check_blob(layer, where) else None
-        # One pass over the blob verifies its digest and size and hashes what it inflates to.
+        # One pass over the blob verifies its digest and size, hashes what it inflates to and
+        # judges the tar entries in it.
         diff = hashlib.sha256()
+        chunks = _hashed(self.reader.layer_chunks(layer), diff)
         try:
-            for chunk in self.reader.layer_chunks(layer):
-                diff.update(chunk)
+            image.read(TarStream(chunks, layer.digest).members(), layer, where)
         except LayoutError as error:
-            self.problem(f"{where}: {error}")
+            message = str(error)
+            # A broken tar may come from broken bytes: read on, so that a wrong digest (the
+            # root cause) is what is reported.
+            try:
+                for _ in chunks:
+                    pass
+            except LayoutError as cause:
+                message = str(cause)
+            self.problem(f"{where}: {message}")
             self._verified[layer.digest] = False
+            image.stop()
             return None
         self._verified[layer.digest] = True
         if not verifiable(layer.digest):
             self.warning(f"{where}: digest algorithm of {layer.digest} is not one this tool can "
                          "compute; the blob was not verified")
         return "sha256:" + diff.hexdigest()
+
+
+def _hashed(chunks: Iterator[bytes], hasher: Any) -> Iterator[bytes]:
+    """`chunks`, each fed to `hasher` on the way."""
+    for chunk in chunks:
+        hasher.update(chunk)
+        yield chunk

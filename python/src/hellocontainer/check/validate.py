@@ -121,8 +121,7 @@ class Checker(BlobChecker):
         else:
             config = self.load_json(config_descriptor, "config", f"{where} > config")
             self._configs[config_descriptor.digest] = config
-        diff_ids = [self.check_layer(layer, f"{where} > layers[{i}]")
-                    for i, layer in enumerate(layers)]
+        diff_ids = self.check_layers(layers, where)
         if config is None:
             return
         self.check_config(config, diff_ids, descriptor, where)

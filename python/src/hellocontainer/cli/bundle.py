@@ -79,11 +79,8 @@ def write(request: BundleRequest, output: str, published: str | None = None,
         # One line that says both what exists and what does not.
         raise type(error)(f"the image was published as {published}, but its bundle was not "
                           f"written: {error}") from None
-    if result.skipped_devices:
-        shown = ", ".join(result.skipped_devices[:3]) + (", ..." if len(result.skipped_devices) > 3
-                                                          else "")
-        print(f"{PROG}: note: {len(result.skipped_devices)} device node(s) of the image not "
-              f"created ({shown}); the runtime provides /dev", file=sys.stderr)
+    for note in result.notes:
+        print(f"{PROG}: note: {note}", file=sys.stderr)
     if say:
         print(f"{output}: runtime bundle of {result.manifest.digest} {result.platform}")
     return result

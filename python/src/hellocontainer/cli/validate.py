@@ -10,15 +10,16 @@ from . import options
 from .options import PROG
 
 HELP = "check a layout against the OCI image-spec"
-DESCRIPTION = ("Check LAYOUT (or one TAG in it): schemas, digests, "
-               "sizes, diff_ids, compression, tags. Exit 1 lists every problem.")
+DESCRIPTION = ("Check LAYOUT (or one TAG in it): schemas, digests, sizes, diff_ids, "
+               "compression, tags, and every layer entry as `bundle` would extract it. "
+               "Exit 1 lists every problem.")
 
 
 def setup(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("ref", metavar="LAYOUT[:TAG]")
     parser.add_argument("--strict", action="store_true",
                         help="treat warnings (SHOULDs of the spec, unverifiable digests, "
-                        "leftover files) as problems: exit 1")
+                        "leftover files, layer entries bundle skips) as problems: exit 1")
     options.add_json(parser)
 
 

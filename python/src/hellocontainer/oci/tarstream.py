@@ -62,6 +62,8 @@ class Member:
     linkname: str
     uname: str
     gname: str
+    absolute: bool = False  # the name began with "/" (read inside the root all the same)
+    typeflag: str = ""  # the tar type as written, to name an unknown one
     _stream: TarStream | None = None
 
     def chunks(self) -> Iterator[bytes]:
@@ -266,6 +268,8 @@ class TarStream:
                 size=size if typeflag in (b"0", b"\0", b"7") else 0,
                 linkname=linkname,
                 uname=pax.get("uname", fields["uname"]), gname=pax.get("gname", fields["gname"]),
+                absolute=path.startswith("/"),
+                typeflag=typeflag.decode("latin-1"),
             )
             if member.kind == "file":
                 member._stream = self
