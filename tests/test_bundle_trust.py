@@ -24,7 +24,7 @@ import pytest
 from test_bundle import entry, layer, listing, make_layout, no_debris, run_crun, run_runc
 
 from conftest import require_tool
-from layouts import assert_one_error, cli, summary
+from layouts import TIMEOUT, assert_one_error, cli, summary
 
 DEPTH = 4000
 EUID_C = r"""
@@ -47,19 +47,26 @@ def nobody() -> list[str]:
     return [setpriv, "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
 
 
-def ok(*args: object, as_nobody: bool = False, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    result = run(*args, as_nobody=as_nobody, cwd=cwd)
+# Thousands of nested directories are I/O bound: seconds of waiting on a busy disk, under a
+# second of CPU. The hang guard stays, with room for a loaded CI machine.
+DEEP_TIMEOUT = 180.0
+
+
+def ok(*args: object, as_nobody: bool = False, cwd: Path | None = None,
+       timeout: float = TIMEOUT) -> subprocess.CompletedProcess[str]:
+    result = run(*args, as_nobody=as_nobody, cwd=cwd, timeout=timeout)
     assert result.returncode == 0 and not result.stderr, summary(result)
     return result
 
 
-def run(*args: object, as_nobody: bool = False, cwd: Path | None = None) \
-        -> subprocess.CompletedProcess[str]:
+def run(*args: object, as_nobody: bool = False, cwd: Path | None = None,
+        timeout: float = TIMEOUT) -> subprocess.CompletedProcess[str]:
     if not as_nobody:
-        return cli(*args, cwd=cwd)
+        return cli(*args, cwd=cwd, timeout=timeout)
     from layouts import cli_argv, cli_env, finish, start
 
-    return finish(start([*nobody(), *cli_argv(*args)], cli_env({"HOME": "/nonexistent"}), cwd))
+    return finish(start([*nobody(), *cli_argv(*args)], cli_env({"HOME": "/nonexistent"}), cwd),
+                  timeout)
 
 
 @pytest.fixture
@@ -215,13 +222,15 @@ def test_a_deep_layer_is_bundled_and_bundled_again_over_itself(shared_tmp, as_no
         nobody()
         shutil.chown(output, "nobody", "nogroup")
     bundle = output / "bundle"
-    ok("bundle", layout, "--output", bundle, as_nobody=as_nobody)
+    ok("bundle", layout, "--output", bundle, as_nobody=as_nobody, timeout=DEEP_TIMEOUT)
     assert deepest(bundle) == ["upper"]  # the whiteout hid the lower leaf, thousands deep
-    ok("bundle", layout, "--output", bundle, as_nobody=as_nobody)  # replaces, exit 0
+    # Replaces, exit 0.
+    ok("bundle", layout, "--output", bundle, as_nobody=as_nobody, timeout=DEEP_TIMEOUT)
     assert deepest(bundle) == ["upper"]
     no_debris(output)
     # A shallow bundle replaces the deep one, which is removed in full.
-    ok("bundle", small_layout(shared_tmp / "small"), "--output", bundle, as_nobody=as_nobody)
+    ok("bundle", small_layout(shared_tmp / "small"), "--output", bundle, as_nobody=as_nobody,
+       timeout=DEEP_TIMEOUT)
     assert not (bundle / "rootfs" / "d").exists()
     no_debris(output)
 
@@ -246,7 +255,8 @@ def test_a_killed_deep_runs_staging_is_removed_by_the_next_run(tmp_path):
     debris = tmp_path / ".bundle.bundle-killed"
     make_deep_debris(debris)
     try:
-        ok("bundle", small_layout(tmp_path / "layout"), "--output", tmp_path / "bundle")
+        ok("bundle", small_layout(tmp_path / "layout"), "--output", tmp_path / "bundle",
+           timeout=DEEP_TIMEOUT)
         no_debris(tmp_path)
     finally:  # pytest's own clean-up of tmp_path recurses: it must never meet this tree
         subprocess.run(["rm", "-rf", str(debris)], check=True)
