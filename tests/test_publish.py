@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -370,3 +371,28 @@ def test_merge_that_fails_at_the_last_step_leaves_the_layout_as_it_was(hello_sta
     assert "Input/output error" in result.stderr and "nothing was published" in result.stderr
     assert changes(before, snapshot(layout)) == []
     assert sorted(p.name for p in layout.parent.iterdir()) == ["layout"]
+
+
+def test_every_file_renamed_into_a_layout_was_fsynced_first(hello_static, tmp_path):
+    """A rename is atomic, but after a power cut the new name may point at a file whose data
+    never reached the disk unless the data was synced first. Checked on the system calls
+    themselves: every rename(2) of a temporary file follows an fsync(2) of that very file."""
+    strace = require_tool("strace", "strace")
+    layout = tmp_path / "layout"
+    subprocess.run(build_command(hello_static, layout, "1.0"), check=True, capture_output=True)
+    log = tmp_path / "trace"
+    renames = "rename,renameat,renameat2"
+    subprocess.run([strace, "-f", "-qq", "-y", "-o", str(log), "-e", f"trace=fsync,fdatasync,{renames}",
+                    *build_command(hello_static, layout, "2.0", "--env", "V=2")],
+                   check=True, capture_output=True)
+    synced: set[str] = set()
+    renamed = []
+    for line in log.read_text().splitlines():
+        if "fsync(" in line or "fdatasync(" in line:
+            synced.update(re.findall(r"\d+<([^>]*)>", line))
+        elif "rename" in line and "= 0" in line:
+            source, target = re.findall(r'"([^"]*)"', line)[:2]
+            renamed.append(target)
+            assert source in synced, f"{source} was renamed to {target} before it was fsynced"
+            synced.add(target)  # the same file, already on disk, under its next name
+    assert any("index.json" in name for name in renamed)  # the one that matters most
