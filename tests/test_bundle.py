@@ -553,3 +553,22 @@ def test_output_that_is_not_a_bundle_is_refused(hello_layout, tmp_path, existing
     error = one_line_error(cli("bundle", hello_layout, "--output", output))
     assert "choose another --output" in error
     assert output.is_file() or (output / "precious").exists()
+
+
+def test_a_layer_whose_diff_id_the_config_contradicts_is_refused(tmp_path):
+    """The blob's own digest is right; only the config's diff_id names other bytes: a rootfs
+    from content the image never declared is not written, and no bundle appears."""
+    root = tmp_path / "layout"
+    real, declared = layer(entry("hello", data=b"x", mode=0o755)), layer(entry("hello", data=b"y"))
+    descriptor = add_image(root, [real])
+    manifest = json.loads((root / "blobs" / "sha256" / descriptor["digest"][7:]).read_bytes())
+    config = json.loads((root / "blobs" / "sha256" / manifest["config"]["digest"][7:]).read_bytes())
+    config["rootfs"]["diff_ids"] = [f"sha256:{hashlib.sha256(declared).hexdigest()}"]
+    manifest["config"] = _descriptor(root, manifest["config"]["mediaType"], json.dumps(config).encode())
+    descriptor = _descriptor(root, manifest["mediaType"], json.dumps(manifest).encode(),
+                             annotations={"org.opencontainers.image.ref.name": "latest"})
+    write_index(root, [descriptor])
+    error = one_line_error(cli("bundle", root, "--output", tmp_path / "bundle"))
+    assert "diff_id" in error
+    assert not (tmp_path / "bundle").exists()
+    no_debris(tmp_path)
