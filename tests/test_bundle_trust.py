@@ -16,6 +16,7 @@ import os
 import shutil
 import stat
 import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -260,3 +261,27 @@ def test_a_killed_deep_runs_staging_is_removed_by_the_next_run(tmp_path):
         no_debris(tmp_path)
     finally:  # pytest's own clean-up of tmp_path recurses: it must never meet this tree
         subprocess.run(["rm", "-rf", str(debris)], check=True)
+
+
+def test_removing_a_tree_as_another_user_never_changes_a_mode_through_a_symlink(shared_tmp):
+    """A non-root remover makes read-only folders of its own writable to empty them; a symbolic
+    link inside (to a folder and to a file of the same user) must be removed, never followed."""
+    victim_dir, victim_file = shared_tmp / "victim", shared_tmp / "victim-file"
+    victim_dir.mkdir(mode=0o555)
+    victim_file.write_text("keep")
+    victim_file.chmod(0o444)
+    home = shared_tmp / "home"  # nobody's, so that nobody may remove what is in it
+    tree = home / "tree"
+    (tree / "ro").mkdir(parents=True)
+    (tree / "ro" / "to-dir").symlink_to(victim_dir)
+    (tree / "ro" / "to-file").symlink_to(victim_file)
+    (tree / "ro").chmod(0o555)
+    for path in (victim_dir, victim_file, home, tree, tree / "ro"):
+        os.chown(path, 65534, 65534, follow_symlinks=False)
+    code = ("import sys; from pathlib import Path; from hellocontainer.store.staging import "
+            "remove_tree; remove_tree(Path(sys.argv[1]))")
+    subprocess.run([*nobody(), sys.executable, "-c", code, str(tree)], check=True,
+                   env={**os.environ, "HOME": "/nonexistent"})
+    assert not tree.exists()
+    assert stat.S_IMODE(victim_dir.stat().st_mode) == 0o555
+    assert stat.S_IMODE(victim_file.stat().st_mode) == 0o444 and victim_file.read_text() == "keep"
