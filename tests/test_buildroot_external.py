@@ -454,7 +454,7 @@ def test_helper_targets_the_platform_of_the_configured_core(
     # What Buildroot's .config holds for such a core, e.g. BR2_cortex_a9 selects ARMV7A.
     config = write_config(tmp_path / ".config", {}, BR2_ARCH=f'"{br2_arch}"',
                           **{f"BR2_ARM_CPU_{level}": "y"})
-    buildroot_make(f"all:\n\t$(call HELLOCONTAINER_PACKAGE,{program},hello,)\n",
+    buildroot_make(f"all:\n\t$(call HCTR_PACKAGE,{program},hello,)\n",
                    tmp_path, host_dir, make_env, f"CONFIG={config}")
     assert image_platform(tmp_path / "images" / "hello-oci") == expected
 
@@ -464,9 +464,20 @@ def packager_version() -> str:
     return re.search(r'^version = "([^"]+)"', pyproject, re.MULTILINE).group(1)
 
 
+def test_external_mk_defines_only_hctr_helpers() -> None:
+    # HELLOCONTAINER_* is the hellocontainer package's variable space (Buildroot reads
+    # HELLOCONTAINER_VERSION, _SITE, _KCONFIG_*... for host-hellocontainer), and
+    # HELLOCONTAINER_HELLO_* hellocontainer-hello's: the tree's own helpers stay out of both.
+    text = (EXTERNAL / "external.mk").read_text()
+    defined = set(re.findall(r"^(?:define\s+)?([A-Za-z0-9_]+)\s*(?:[:+?]?=|$)", text, re.MULTILINE))
+    assert "HCTR_PACKAGE" in defined
+    assert {name for name in defined if not name.startswith("HCTR_")} == set()
+
+
 def test_both_packages_have_the_packagers_version(tmp_path: Path, make_env: dict[str, str],
                                                   host_dir: Path) -> None:
     version = packager_version()
+    # Each in its own .mk file, where Buildroot users look for a package's version.
     result = buildroot_make("all:\n\t@echo $(HELLOCONTAINER_VERSION) $(HELLOCONTAINER_HELLO_VERSION)\n",
                             tmp_path, host_dir, make_env,
                             f"CONFIG={write_config(tmp_path / '.config', {})}")
@@ -867,7 +878,7 @@ def buildroot(output: Path, *args: str) -> str:
 # Each Buildroot make call parses all of Buildroot (seconds each): ask for every variable the
 # tests need in one printvars call per configuration.
 PRINTED_VARS = ("HELLOCONTAINER_HELLO_BUILD_IMAGE", "HELLOCONTAINER_HELLO_POST_BUILD_HOOKS",
-                "HELLOCONTAINER_PLATFORM_OPTS", "HELLOCONTAINER_HELLO_TARGET_RECORD",
+                "HCTR_PLATFORM_OPTS", "HELLOCONTAINER_HELLO_TARGET_RECORD",
                 "TARGET_FINALIZE_HOOKS")
 
 
@@ -973,7 +984,7 @@ def test_buildroot_arm_core_gives_the_packager_its_architecture_level(tmp_path: 
                          .read_text() + "BR2_PACKAGE_HELLOCONTAINER_HELLO=y\n")
     output = tmp_path / "output"
     buildroot(output, "defconfig", f"BR2_DEFCONFIG={defconfig}")
-    assert printvars(output)["HELLOCONTAINER_PLATFORM_OPTS"].split() == [
+    assert printvars(output)["HCTR_PLATFORM_OPTS"].split() == [
         "--arch", "'arm'", "--tune", "'armv7A'"]
 
 
