@@ -862,10 +862,13 @@ BUILDROOT_DIR = os.environ.get("HELLOCONTAINER_BUILDROOT_DIR", "")
 needs_buildroot = pytest.mark.skipif(
     not BUILDROOT_DIR,
     reason="set HELLOCONTAINER_BUILDROOT_DIR to a Buildroot checkout to run Buildroot itself")
-DEFCONFIGS = {
-    "x86_64": "hellocontainer_qemu_x86_64_defconfig",
-    "aarch64": "hellocontainer_qemu_aarch64_virt_defconfig",
+# BR2_ARCH -> the upstream QEMU board our fragments go on (configs/<board>_defconfig in the
+# checkout, fragments/<board>.config here).
+BOARDS = {
+    "x86_64": "qemu_x86_64",
+    "aarch64": "qemu_aarch64_virt",
 }
+FRAGMENT = EXTERNAL / "fragments" / "hellocontainer-hello.config"
 
 
 def buildroot(output: Path, *args: str) -> str:
@@ -873,6 +876,40 @@ def buildroot(output: Path, *args: str) -> str:
     require_buildroot_path(EXTERNAL)
     return run(["make", "-s", "--no-print-directory", "-C", BUILDROOT_DIR,
                 f"BR2_EXTERNAL={EXTERNAL}", f"O={output}", *args]).stdout
+
+
+def merge_defconfig(output: Path, base: str, *fragments: Path, extra: str = "") -> str:
+    """The README's way to configure: Buildroot's support/kconfig/merge_config.sh, upstream's
+    configs/<base>_defconfig plus `fragments` (by default ours for a QEMU board in BOARDS),
+    and `extra` settings as one more fragment. Fails when a setting of a fragment did not
+    make it into the .config (the script only warns); returns the script's output."""
+    require_buildroot_path(EXTERNAL)
+    if not fragments:
+        fragments = (FRAGMENT, EXTERNAL / "fragments" / f"{base}.config")
+    if extra:
+        fragments = (*fragments, output.with_name(f"{output.name}-extra.config"))
+        fragments[-1].write_text(extra)
+    output.mkdir(parents=True, exist_ok=True)
+    result = run(["support/kconfig/merge_config.sh", "-e", EXTERNAL, "-O", output,
+                  f"configs/{base}_defconfig", *fragments],
+                 cwd=BUILDROOT_DIR, env=dict(os.environ, CONFIG_="")).stdout
+    ours = {re.sub(r"^# (BR2_\w+) is not set$|=.*", r"\1", line)
+            for fragment in fragments for line in config_lines(fragment.read_text())}
+    missing = set(re.findall(r"^Value requested for (\S+) not in final .config$", result,
+                             re.MULTILINE))
+    assert missing & ours == set(), result
+    return result
+
+
+def merged_lines(base: str, *fragments: Path) -> list[str]:
+    """The settings merge_config.sh starts from: the base defconfig's, each overridden or
+    extended by the fragments', sorted."""
+    settings: dict[str, str] = {}
+    for text in ((Path(BUILDROOT_DIR) / "configs" / f"{base}_defconfig").read_text(),
+                 *(fragment.read_text() for fragment in fragments)):
+        for line in config_lines(text):
+            settings[re.sub(r"^# (BR2_\w+) is not set$|=.*", r"\1", line)] = line
+    return sorted(settings.values())
 
 
 # Each Buildroot make call parses all of Buildroot (seconds each): ask for every variable the
@@ -896,26 +933,42 @@ def config_lines(text: str) -> list[str]:
             if line.startswith("BR2_") or re.match(r"^# BR2_\w+ is not set$", line)]
 
 
-@pytest.fixture(scope="module", params=sorted(DEFCONFIGS))
+@pytest.fixture(scope="module", params=sorted(BOARDS))
 def configured(request: pytest.FixtureRequest,
                tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path, dict[str, str]]:
-    """(BR2_ARCH, output directory, printvars) after `make <our defconfig>` and
-    `make olddefconfig`."""
+    """(BR2_ARCH, output directory, printvars) after the README's merge of our fragments onto
+    upstream's defconfig for the board, and `make olddefconfig`."""
     if not BUILDROOT_DIR:
         pytest.skip("set HELLOCONTAINER_BUILDROOT_DIR to a Buildroot checkout")
-    output = tmp_path_factory.mktemp(f"buildroot-{request.param}")
-    buildroot(output, DEFCONFIGS[request.param])
+    output = tmp_path_factory.mktemp(f"buildroot-{request.param}") / "output"
+    merge_defconfig(output, BOARDS[request.param])
     buildroot(output, "olddefconfig")
     return request.param, output, printvars(output)
 
 
 @needs_buildroot
-def test_buildroot_savedefconfig_keeps_our_defconfig(configured, tmp_path: Path) -> None:
+def test_buildroot_savedefconfig_is_upstreams_defconfig_plus_our_fragments(
+        configured, tmp_path: Path) -> None:
+    # Nothing of upstream's board settings or of ours is lost or added on the way.
     arch, output, _ = configured
     saved = tmp_path / "saved_defconfig"
     buildroot(output, "savedefconfig", f"BR2_DEFCONFIG={saved}")
-    ours = (EXTERNAL / "configs" / DEFCONFIGS[arch]).read_text()
-    assert config_lines(saved.read_text()) == config_lines(ours)
+    board = BOARDS[arch]
+    assert sorted(config_lines(saved.read_text())) == \
+        merged_lines(board, FRAGMENT, EXTERNAL / "fragments" / f"{board}.config")
+
+
+@needs_buildroot
+def test_buildroot_board_fragment_names_the_upstream_defconfig(configured) -> None:
+    # board/qemu/post-image.sh writes start-qemu.sh from the readme line tagged with the
+    # defconfig's name; the board fragment gives it that name.
+    arch, output, _ = configured
+    board = BOARDS[arch]
+    config = (output / ".config").read_text().splitlines()
+    assert f'BR2_ROOTFS_POST_SCRIPT_ARGS="{board}_defconfig"' in config
+    readmes = (Path(BUILDROOT_DIR) / "board" / "qemu").glob("*/readme.txt")
+    assert any(re.search(rf"# {board}_defconfig$", readme.read_text(), re.MULTILINE)
+               for readme in readmes)
 
 
 @needs_buildroot
@@ -962,11 +1015,8 @@ def test_buildroot_packager_pulls_host_rust_through_jsonschema(configured) -> No
 
 @needs_buildroot
 def test_buildroot_autostart_selects_crun_and_installs_the_init_script(tmp_path: Path) -> None:
-    defconfig = tmp_path / "autostart_defconfig"
-    defconfig.write_text((EXTERNAL / "configs" / DEFCONFIGS["x86_64"]).read_text()
-                         + "BR2_PACKAGE_HELLOCONTAINER_HELLO_AUTOSTART=y\n")
     output = tmp_path / "output"
-    buildroot(output, "defconfig", f"BR2_DEFCONFIG={defconfig}")
+    merge_defconfig(output, "qemu_x86_64", extra="BR2_PACKAGE_HELLOCONTAINER_HELLO_AUTOSTART=y\n")
     config = (output / ".config").read_text().splitlines()
     assert {"BR2_PACKAGE_CRUN=y", 'BR2_PACKAGE_HELLOCONTAINER_HELLO_RUNTIME="crun"'} <= set(config)
     info = json.loads(buildroot(output, "hellocontainer-hello-show-info"))["hellocontainer-hello"]
@@ -979,11 +1029,8 @@ def test_buildroot_autostart_selects_crun_and_installs_the_init_script(tmp_path:
 
 @needs_buildroot
 def test_buildroot_arm_core_gives_the_packager_its_architecture_level(tmp_path: Path) -> None:
-    defconfig = tmp_path / "arm_defconfig"
-    defconfig.write_text((Path(BUILDROOT_DIR) / "configs" / "qemu_arm_vexpress_defconfig")
-                         .read_text() + "BR2_PACKAGE_HELLOCONTAINER_HELLO=y\n")
     output = tmp_path / "output"
-    buildroot(output, "defconfig", f"BR2_DEFCONFIG={defconfig}")
+    merge_defconfig(output, "qemu_arm_vexpress", FRAGMENT)
     assert printvars(output)["HCTR_PLATFORM_OPTS"].split() == [
         "--arch", "'arm'", "--tune", "'armv7A'"]
 
@@ -1017,11 +1064,8 @@ def sbom_configured(request: pytest.FixtureRequest, tmp_path_factory: pytest.Tem
         pytest.skip("set HELLOCONTAINER_BUILDROOT_DIR to a Buildroot checkout")
     lines, prefix, _ = SBOM_TOOLCHAINS[request.param]
     work = tmp_path_factory.mktemp(f"sbom-{request.param}")
-    defconfig = work / "sbom_defconfig"
-    defconfig.write_text((EXTERNAL / "configs" / DEFCONFIGS["x86_64"]).read_text()
-                         + "BR2_PACKAGE_HELLOCONTAINER_HELLO_SBOM=y\n" + lines)
     output = work / "output"
-    buildroot(output, "defconfig", f"BR2_DEFCONFIG={defconfig}")
+    merge_defconfig(output, "qemu_x86_64", extra="BR2_PACKAGE_HELLOCONTAINER_HELLO_SBOM=y\n" + lines)
     libc_vars = tuple(f"{prefix}_{v}" for v in ("VERSION", "LICENSE", "CPE_ID")) if prefix else ()
     variables = printvars(output, ("HELLOCONTAINER_HELLO_PACKAGER_OPTS", *libc_vars))
     words = shlex.split(variables["HELLOCONTAINER_HELLO_PACKAGER_OPTS"])
@@ -1088,7 +1132,7 @@ def host_tar_overrides() -> list[str]:
 @needs_buildroot
 def test_buildroot_legal_info_lists_both_packages_with_their_license(tmp_path: Path) -> None:
     output = tmp_path / "output"
-    buildroot(output, DEFCONFIGS["x86_64"])
+    merge_defconfig(output, "qemu_x86_64")
     buildroot(output, *host_tar_overrides(),
               "hellocontainer-hello-legal-info", "host-hellocontainer-legal-info")
     legal = output / "legal-info"
@@ -1109,12 +1153,10 @@ def test_buildroot_skeleton_gives_the_build_step_the_user_database(
     before the build step; with per-package directories they reach the package's own
     TARGET_DIR from the skeleton's at its configure step. Building it needs no download (the
     machine's tar stands in for host-tar, as for legal-info)."""
-    defconfig = tmp_path / "user_defconfig"
-    defconfig.write_text((EXTERNAL / "configs" / DEFCONFIGS["x86_64"]).read_text()
-                         + 'BR2_PACKAGE_HELLOCONTAINER_HELLO_USER="nobody"\n'
-                         + ("BR2_PER_PACKAGE_DIRECTORIES=y\n" if per_package else ""))
     output = tmp_path / "output"
-    buildroot(output, "defconfig", f"BR2_DEFCONFIG={defconfig}")
+    merge_defconfig(output, "qemu_x86_64",
+                    extra='BR2_PACKAGE_HELLOCONTAINER_HELLO_USER="nobody"\n'
+                    + ("BR2_PER_PACKAGE_DIRECTORIES=y\n" if per_package else ""))
     info = json.loads(buildroot(output, "hellocontainer-hello-show-info"))["hellocontainer-hello"]
     assert "skeleton" in info["dependencies"]
     commands = " ".join(printvars(output, ("HELLOCONTAINER_HELLO_BUILD_IMAGE",))
@@ -1130,11 +1172,9 @@ def test_buildroot_skeleton_gives_the_build_step_the_user_database(
 
 @needs_buildroot
 def test_buildroot_goals_that_do_not_build_accept_an_invalid_rootfs_path(tmp_path: Path) -> None:
-    defconfig = tmp_path / "invalid_defconfig"
-    defconfig.write_text((EXTERNAL / "configs" / DEFCONFIGS["x86_64"]).read_text()
-                         + 'BR2_PACKAGE_HELLOCONTAINER_HELLO_ROOTFS_PATH="usr/../../x"\n')
     output = tmp_path / "output"
-    buildroot(output, "defconfig", f"BR2_DEFCONFIG={defconfig}")
+    merge_defconfig(output, "qemu_x86_64",
+                    extra='BR2_PACKAGE_HELLOCONTAINER_HELLO_ROOTFS_PATH="usr/../../x"\n')
     saved = tmp_path / "saved_defconfig"
     buildroot(output, "savedefconfig", f"BR2_DEFCONFIG={saved}")
     assert 'BR2_PACKAGE_HELLOCONTAINER_HELLO_ROOTFS_PATH="usr/../../x"' in saved.read_text()
