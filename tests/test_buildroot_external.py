@@ -744,7 +744,8 @@ def test_autostart_without_an_available_runtime_stops_make(
 
 
 # ---------------------------------------------------------------------------------------------
-# the copies in the target: installed by the target-install step, and removed when moved
+# the copies in the target: installed by the target-install step; a moved one takes a full
+# rebuild
 
 ROOTFS_PATH = "BR2_PACKAGE_HELLOCONTAINER_HELLO_ROOTFS_PATH"
 LAYOUT_FILES = {"/index.json", "/oci-layout"}
@@ -787,72 +788,68 @@ def test_target_install_step_installs_the_image_where_buildroot_tracks_it(
 
 
 @pytest.mark.parametrize("per_package", [False, True], ids=["shared", "per-package"])
+def test_rebuild_with_other_settings_leaves_no_stale_blob_in_the_target(
+        per_package: bool, tmp_path: Path, hello_static: Path) -> None:
+    # The README's advice for an option that changes the image at the same path:
+    # make hellocontainer-hello-rebuild, then make.
+    path = "/usr/share/hellocontainer/hello-oci"
+    autostart = {"BR2_PACKAGE_HELLOCONTAINER_HELLO_AUTOSTART": "y"}
+    build = fake_build(tmp_path, hello_static)
+    run_package_steps(tmp_path, build, layout_config(tmp_path, path, **autostart),
+                      per_package=per_package)
+    changed = layout_config(tmp_path, path, BR2_PACKAGE_HELLOCONTAINER_HELLO_TAG="1.0",
+                            BR2_PACKAGE_HELLOCONTAINER_HELLO_ENV="A=1", **autostart)
+    target = run_package_steps(tmp_path, build, changed, per_package=per_package,
+                               redo="rebuild")
+    output = build / "oci-out"
+    # The package's TARGET_DIR: its own one with per-package directories. Buildroot merges
+    # those into the final one without deleting anything, for every package: there, an old
+    # blob (which nothing names any more) stays until a full rebuild, as the README says.
+    step_target = own_target(tmp_path) if per_package else target
+    for copy, made in ((path, output / "hello-oci"),
+                       ("/usr/share/hellocontainer/hello-bundle", output / "hello-bundle")):
+        assert tree_files(step_target, copy) == target_files(made), copy
+        assert tree_files(target, copy) >= target_files(made), copy
+    assert set(tagged_manifests(target / path.lstrip("/"))) == {"1.0"}
+
+
 @pytest.mark.parametrize("new_path,redo", [
-    ("/opt/hello/oci-layout", "reinstall"),
+    ("/opt/hello/oci-layout", "rebuild"),
     ("/opt/hello/oci-layout", "dirclean"),
-    ("", "reinstall"),
+    ("", "rebuild"),
 ], ids=["moved", "moved-after-dirclean", "emptied"])
-def test_rootfs_path_change_leaves_no_copy_behind(
-        per_package: bool, new_path: str, redo: str, tmp_path: Path, hello_static: Path) -> None:
+def test_rootfs_path_change_takes_a_full_rebuild(
+        new_path: str, redo: str, tmp_path: Path, hello_static: Path) -> None:
+    # As for any Buildroot package (the manual's "Understanding when a full rebuild is
+    # necessary"), and as the README says: rebuilding the package installs the new copy but
+    # leaves the old one; "make clean all" leaves only the new one.
     old_path = "/usr/share/hellocontainer/hello-oci"
     build = fake_build(tmp_path, hello_static)
-    target = run_package_steps(tmp_path, build, layout_config(tmp_path, old_path),
-                               per_package=per_package)
-    assert tree_files(target, old_path) >= LAYOUT_FILES
-    # The user changes the path in menuconfig, then rebuilds the package as Buildroot's manual
-    # says: make hellocontainer-hello-reinstall (or -dirclean), then make.
+    run_package_steps(tmp_path, build, layout_config(tmp_path, old_path))
     config = layout_config(tmp_path, new_path)
     if redo == "dirclean":
         shutil.rmtree(build)
-        shutil.rmtree(tmp_path / "per-package", ignore_errors=True)
         build = fake_build(tmp_path, hello_static)
-    run_package_steps(tmp_path, build, config, per_package=per_package)
-    for root in (target, own_target(tmp_path)) if per_package else (target,):
-        assert tree_files(root, old_path) == set()
-        assert not (root / old_path.lstrip("/")).exists()
-        if new_path:
-            assert tree_files(root, new_path) >= LAYOUT_FILES
-    # The next plain "make" (target-finalize only) does not bring it back.
-    run_package_steps(tmp_path, build, config, per_package=per_package, redo="")
+    target = run_package_steps(tmp_path, build, config, redo="" if redo == "dirclean" else redo)
+    assert tree_files(target, old_path) >= LAYOUT_FILES
+    if new_path:
+        assert tree_files(target, new_path) >= LAYOUT_FILES
+    # make clean all: a fresh output directory.
+    for directory in ("build", "target", "images"):
+        shutil.rmtree(tmp_path / directory)
+    target = run_package_steps(tmp_path, fake_build(tmp_path, hello_static), config)
     assert not (target / old_path.lstrip("/")).exists()
+    if new_path:
+        assert tree_files(target, new_path) >= LAYOUT_FILES
     assert (tmp_path / "images" / "hello-oci" / "index.json").exists()
 
 
-def test_rootfs_path_change_without_reinstall_keeps_the_installed_copy(
-        tmp_path: Path, hello_static: Path) -> None:
-    # Buildroot rebuilds no package when only its configuration changed; until the user runs
-    # -reinstall, the target keeps what the package installed, rather than no layout at all.
-    old_path = "/usr/share/hellocontainer/hello-oci"
-    build = fake_build(tmp_path, hello_static)
-    run_package_steps(tmp_path, build, layout_config(tmp_path, old_path), per_package=True)
-    target = run_package_steps(tmp_path, build, layout_config(tmp_path, "/opt/hello-oci"),
-                               per_package=True, redo="")
-    assert tree_files(target, old_path) >= LAYOUT_FILES
-    assert not (target / "opt").exists()
-
-
-@pytest.mark.parametrize("per_package", [False, True], ids=["shared", "per-package"])
-def test_autostart_off_removes_the_bundle(per_package: bool, tmp_path: Path,
-                                          hello_static: Path) -> None:
-    bundle = "/usr/share/hellocontainer/hello-bundle"
-    build = fake_build(tmp_path, hello_static)
-    autostart = {"BR2_PACKAGE_HELLOCONTAINER_HELLO_AUTOSTART": "y"}
-    target = run_package_steps(tmp_path, build, layout_config(tmp_path, "", **autostart),
-                               per_package=per_package)
-    assert "/config.json" in tree_files(target, bundle)
-    run_package_steps(tmp_path, build, layout_config(tmp_path, ""), per_package=per_package)
-    assert not (target / bundle.lstrip("/")).exists()
-
-
-def test_a_removed_path_around_the_installed_one_is_kept(tmp_path: Path,
-                                                         hello_static: Path) -> None:
-    # /srv held the layout before, /srv/oci holds it now: removing /srv at target-finalize
-    # would remove the installed layout with it.
-    build = fake_build(tmp_path, hello_static)
-    run_package_steps(tmp_path, build, layout_config(tmp_path, "/srv"))
-    target = run_package_steps(tmp_path, build, layout_config(tmp_path, "/srv/oci"))
-    assert tree_files(target, "/srv/oci") >= LAYOUT_FILES
-    assert tree_files(target, "/srv") == {"/oci" + path for path in tree_files(target, "/srv/oci")}
+def test_without_a_path_or_autostart_nothing_is_installed_in_the_target(
+        tmp_path: Path, make_env: dict[str, str], host_dir: Path) -> None:
+    result = buildroot_make("all:\n\t@echo $(HELLOCONTAINER_HELLO_INSTALL_TARGET)\n",
+                            tmp_path, host_dir, make_env,
+                            f"CONFIG={layout_config(tmp_path, '')}")
+    assert result.stdout.split() == ["NO"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -915,8 +912,7 @@ def merged_lines(base: str, *fragments: Path) -> list[str]:
 # Each Buildroot make call parses all of Buildroot (seconds each): ask for every variable the
 # tests need in one printvars call per configuration.
 PRINTED_VARS = ("HELLOCONTAINER_HELLO_BUILD_IMAGE", "HELLOCONTAINER_HELLO_POST_BUILD_HOOKS",
-                "HCTR_PLATFORM_OPTS", "HELLOCONTAINER_HELLO_TARGET_RECORD",
-                "TARGET_FINALIZE_HOOKS")
+                "HCTR_PLATFORM_OPTS", "TARGET_FINALIZE_HOOKS")
 
 
 def printvars(output: Path, names: tuple[str, ...] = PRINTED_VARS) -> dict[str, str]:
@@ -984,13 +980,19 @@ def test_buildroot_build_step_calls_the_packager_for_the_target(configured) -> N
 
 
 @needs_buildroot
-def test_buildroot_removes_moved_copies_in_target_finalize(configured) -> None:
-    _, output, variables = configured
-    assert "HELLOCONTAINER_HELLO_REMOVE_STALE_TARGET_DIRS" in \
-        variables["TARGET_FINALIZE_HOOKS"].split()
-    # Kept where -dirclean of the package does not remove it.
-    assert variables["HELLOCONTAINER_HELLO_TARGET_RECORD"] == \
-        f"{output}/build/.hellocontainer-hello-target-dirs"
+def test_buildroot_target_holds_only_what_the_install_step_installs(configured,
+                                                                    tmp_path: Path) -> None:
+    # No target-finalize hook of ours: what a changed setting leaves behind takes a full
+    # rebuild, as for any Buildroot package (README). Without a path or autostart the
+    # package installs nothing into the target.
+    _, _, variables = configured
+    assert not [hook for hook in variables["TARGET_FINALIZE_HOOKS"].split()
+                if hook.startswith("HELLOCONTAINER")]
+    output = tmp_path / "output"
+    merge_defconfig(output, "qemu_x86_64",
+                    extra='BR2_PACKAGE_HELLOCONTAINER_HELLO_ROOTFS_PATH=""\n')
+    info = json.loads(buildroot(output, "hellocontainer-hello-show-info"))["hellocontainer-hello"]
+    assert (info["install_target"], info["install_images"]) == (False, True)
 
 
 @needs_buildroot

@@ -30,10 +30,7 @@ HELLOCONTAINER_HELLO_DEPENDENCIES = host-hellocontainer
 
 # The program is only needed inside the image; the image is built in the
 # build step, so that both install steps, which Buildroot runs in no fixed
-# order after it, can copy it. The target-install step stays on even
-# without BR2_PACKAGE_HELLOCONTAINER_HELLO_ROOTFS_PATH and autostart: it
-# then installs nothing but removes what an earlier configuration
-# installed (see HELLOCONTAINER_HELLO_INSTALL_TARGET_CMDS).
+# order after it, can copy it.
 HELLOCONTAINER_HELLO_INSTALL_IMAGES = YES
 
 # Each Kconfig string goes to the packager as ONE shell word, so values
@@ -114,7 +111,7 @@ endef
 HELLOCONTAINER_HELLO_ROOTFS_PATH = \
 	$(call qstrip,$(BR2_PACKAGE_HELLOCONTAINER_HELLO_ROOTFS_PATH))
 # The same directory spelled one way only (no doubled or trailing
-# slashes), so that the record below compares paths, not spellings.
+# slashes).
 HELLOCONTAINER_HELLO_ROOTFS_DIR = \
 	$(if $(HELLOCONTAINER_HELLO_ROOTFS_PATH),/$(subst $() ,/,$(strip $(subst /, ,$(HELLOCONTAINER_HELLO_ROOTFS_PATH)))))
 
@@ -190,80 +187,29 @@ define HELLOCONTAINER_HELLO_INSTALL_INIT_SYSTEMD
 endef
 endif
 
-# The directories this configuration puts into the target: the layout
-# and the runtime bundle, each a copy of the build step's output.
-HELLOCONTAINER_HELLO_TARGET_DIRS = \
-	$(HELLOCONTAINER_HELLO_ROOTFS_DIR) \
-	$(if $(HELLOCONTAINER_HELLO_INSTALLS_BUNDLE),$(HELLOCONTAINER_HELLO_BUNDLE_DIR))
+# The target gets the layout (with a root filesystem path) and the runtime
+# bundle (with autostart by crun or runc); without either, the image is in
+# BINARIES_DIR only and the target-install step has nothing to do.
+ifeq ($(HELLOCONTAINER_HELLO_ROOTFS_DIR)$(BR2_PACKAGE_HELLOCONTAINER_HELLO_AUTOSTART),)
+HELLOCONTAINER_HELLO_INSTALL_TARGET = NO
+endif
 
-# Buildroot never removes what a package installed before: not on
-# -reinstall or -rebuild, not after -dirclean, and with per-package
-# directories target-finalize merges every package's target into the
-# final one without deleting. So the package keeps its own record of the
-# directories it installed, one per line: "installed" (by the last
-# target-install step) and "removed" (installed once, not any more). It
-# lives in BUILD_DIR, outside the package's build directory, so that
-# -dirclean keeps it, and outside TARGET_DIR, so that no image ships it;
-# "make clean" removes it along with the target.
-HELLOCONTAINER_HELLO_TARGET_RECORD = $(BUILD_DIR)/.hellocontainer-hello-target-dirs
-
-# Every recorded directory goes first (from this package's TARGET_DIR:
-# the final one, or its own with per-package directories), then this
-# configuration's are copied, then the record says which are gone.
-# Tracked like any package's files: the copies are made in this step.
+# Each copy replaces the directory whole, so that a -rebuild with other
+# settings (tags, compression...) leaves no stale blob at the same path.
+# A path the package no longer installs to (the setting changed, autostart
+# was switched off) keeps its copy, as for any Buildroot package: that
+# takes a full rebuild (make clean all).
 define HELLOCONTAINER_HELLO_INSTALL_TARGET_CMDS
-	mkdir -p $(HELLOCONTAINER_HELLO_TARGET_RECORD)
-	touch $(HELLOCONTAINER_HELLO_TARGET_RECORD)/installed \
-		$(HELLOCONTAINER_HELLO_TARGET_RECORD)/removed
-	cat $(HELLOCONTAINER_HELLO_TARGET_RECORD)/installed \
-		$(HELLOCONTAINER_HELLO_TARGET_RECORD)/removed \
-		| while IFS= read -r dir; do \
-			case "$$dir" in /?*) rm -rf '$(TARGET_DIR)'"$$dir" ;; esac; \
-		done
 	$(if $(HELLOCONTAINER_HELLO_ROOTFS_DIR), \
+		rm -rf '$(TARGET_DIR)$(HELLOCONTAINER_HELLO_ROOTFS_DIR)' && \
 		mkdir -p '$(TARGET_DIR)$(HELLOCONTAINER_HELLO_ROOTFS_DIR)' && \
 		cp -R $(HELLOCONTAINER_HELLO_OCI_DIR)/hello-oci/. \
 			'$(TARGET_DIR)$(HELLOCONTAINER_HELLO_ROOTFS_DIR)')
 	$(if $(HELLOCONTAINER_HELLO_INSTALLS_BUNDLE), \
+		rm -rf $(TARGET_DIR)$(HELLOCONTAINER_HELLO_BUNDLE_DIR) && \
 		mkdir -p $(TARGET_DIR)$(HELLOCONTAINER_HELLO_BUNDLE_DIR) && \
 		cp -R $(HELLOCONTAINER_HELLO_OCI_DIR)/hello-bundle/. \
 			$(TARGET_DIR)$(HELLOCONTAINER_HELLO_BUNDLE_DIR))
-	$(if $(strip $(HELLOCONTAINER_HELLO_TARGET_DIRS)), \
-		printf '%s\n' $(foreach path,$(HELLOCONTAINER_HELLO_TARGET_DIRS),'$(path)'), \
-		:) > $(HELLOCONTAINER_HELLO_TARGET_RECORD)/installed.new
-	cat $(HELLOCONTAINER_HELLO_TARGET_RECORD)/installed \
-		$(HELLOCONTAINER_HELLO_TARGET_RECORD)/removed \
-		| grep -vxF -f $(HELLOCONTAINER_HELLO_TARGET_RECORD)/installed.new \
-		| LC_ALL=C sort -u > $(HELLOCONTAINER_HELLO_TARGET_RECORD)/removed.new
-	mv $(HELLOCONTAINER_HELLO_TARGET_RECORD)/removed.new \
-		$(HELLOCONTAINER_HELLO_TARGET_RECORD)/removed
-	mv $(HELLOCONTAINER_HELLO_TARGET_RECORD)/installed.new \
-		$(HELLOCONTAINER_HELLO_TARGET_RECORD)/installed
 endef
-
-# With per-package directories the final TARGET_DIR may still hold a
-# removed directory, from an earlier target-finalize (or from the target
-# of a package that depends on this one); without them, the step above
-# already removed it. target-finalize runs on every "make", after the
-# per-package merge and before the filesystem images, so the removal is
-# done there. What the last target-install step
-# installed stays, also when the configuration changed since (Buildroot
-# needs -reinstall for that): removing it would leave the target
-# without either copy. A removed directory that contains an installed
-# one, or lies inside it, is kept for the same reason.
-define HELLOCONTAINER_HELLO_REMOVE_STALE_TARGET_DIRS
-	if test -f $(HELLOCONTAINER_HELLO_TARGET_RECORD)/removed; then \
-		while IFS= read -r dir; do \
-			case "$$dir" in /?*) ;; *) continue ;; esac; \
-			keep=; \
-			while IFS= read -r installed; do \
-				case "$$installed/" in "$$dir/"*) keep=y ;; esac; \
-				case "$$dir/" in "$$installed/"*) keep=y ;; esac; \
-			done < $(HELLOCONTAINER_HELLO_TARGET_RECORD)/installed; \
-			test -n "$$keep" || rm -rf '$(TARGET_DIR)'"$$dir"; \
-		done < $(HELLOCONTAINER_HELLO_TARGET_RECORD)/removed; \
-	fi
-endef
-HELLOCONTAINER_HELLO_TARGET_FINALIZE_HOOKS += HELLOCONTAINER_HELLO_REMOVE_STALE_TARGET_DIRS
 
 $(eval $(autotools-package))
