@@ -12,8 +12,9 @@ Three layers, from always-on to opt-in:
   them, against the real packager, with a .config that kconfiglib wrote (so quoting is
   Kconfig's own). examples/hello is copied and built the way Buildroot's steps would (natively
   here).
-- With HELLOCONTAINER_BUILDROOT_DIR pointing at a Buildroot checkout, Buildroot itself loads our
-  defconfigs and utils/check-package judges the tree's form. CI has no checkout: skipped there.
+- With HELLOCONTAINER_BUILDROOT_DIR pointing at a Buildroot checkout, Buildroot itself configures
+  its own qemu defconfigs with our fragments merged on (support/kconfig/merge_config.sh, as the
+  README says) and utils/check-package judges the tree's form. CI has no checkout: skipped there.
 """
 
 from __future__ import annotations
