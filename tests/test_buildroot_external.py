@@ -12,8 +12,9 @@ Three layers, from always-on to opt-in:
   them, against the real packager, with a .config that kconfiglib wrote (so quoting is
   Kconfig's own). examples/hello is copied and built the way Buildroot's steps would (natively
   here).
-- With HELLOCONTAINER_BUILDROOT_DIR pointing at a Buildroot checkout, Buildroot itself loads our
-  defconfigs and utils/check-package judges the tree's form. CI has no checkout: skipped there.
+- With HELLOCONTAINER_BUILDROOT_DIR pointing at a Buildroot checkout, Buildroot itself configures
+  its own qemu defconfigs with our fragments merged on (support/kconfig/merge_config.sh, as the
+  README says) and utils/check-package judges the tree's form. CI has no checkout: skipped there.
 """
 
 from __future__ import annotations
@@ -455,7 +456,7 @@ def test_helper_targets_the_platform_of_the_configured_core(
     # What Buildroot's .config holds for such a core, e.g. BR2_cortex_a9 selects ARMV7A.
     config = write_config(tmp_path / ".config", {}, BR2_ARCH=f'"{br2_arch}"',
                           **{f"BR2_ARM_CPU_{level}": "y"})
-    buildroot_make(f"all:\n\t$(call HELLOCONTAINER_PACKAGE,{program},hello,)\n",
+    buildroot_make(f"all:\n\t$(call HCTR_PACKAGE,{program},hello,)\n",
                    tmp_path, host_dir, make_env, f"CONFIG={config}")
     assert image_platform(tmp_path / "images" / "hello-oci") == expected
 
@@ -465,9 +466,20 @@ def packager_version() -> str:
     return re.search(r'^version = "([^"]+)"', pyproject, re.MULTILINE).group(1)
 
 
+def test_external_mk_defines_only_hctr_helpers() -> None:
+    # HELLOCONTAINER_* is the hellocontainer package's variable space (Buildroot reads
+    # HELLOCONTAINER_VERSION, _SITE, _KCONFIG_*... for host-hellocontainer), and
+    # HELLOCONTAINER_HELLO_* hellocontainer-hello's: the tree's own helpers stay out of both.
+    text = (EXTERNAL / "external.mk").read_text()
+    defined = set(re.findall(r"^(?:define\s+)?([A-Za-z0-9_]+)\s*(?:[:+?]?=|$)", text, re.MULTILINE))
+    assert "HCTR_PACKAGE" in defined
+    assert {name for name in defined if not name.startswith("HCTR_")} == set()
+
+
 def test_both_packages_have_the_packagers_version(tmp_path: Path, make_env: dict[str, str],
                                                   host_dir: Path) -> None:
     version = packager_version()
+    # Each in its own .mk file, where Buildroot users look for a package's version.
     result = buildroot_make("all:\n\t@echo $(HELLOCONTAINER_VERSION) $(HELLOCONTAINER_HELLO_VERSION)\n",
                             tmp_path, host_dir, make_env,
                             f"CONFIG={write_config(tmp_path / '.config', {})}")
@@ -745,7 +757,8 @@ def test_autostart_without_an_available_runtime_stops_make(
 
 
 # ---------------------------------------------------------------------------------------------
-# the copies in the target: installed by the target-install step, and removed when moved
+# the copies in the target: installed by the target-install step; a moved one takes a full
+# rebuild
 
 ROOTFS_PATH = "BR2_PACKAGE_HELLOCONTAINER_HELLO_ROOTFS_PATH"
 LAYOUT_FILES = {"/index.json", "/oci-layout"}
@@ -788,72 +801,68 @@ def test_target_install_step_installs_the_image_where_buildroot_tracks_it(
 
 
 @pytest.mark.parametrize("per_package", [False, True], ids=["shared", "per-package"])
+def test_rebuild_with_other_settings_leaves_no_stale_blob_in_the_target(
+        per_package: bool, tmp_path: Path, hello_static: Path) -> None:
+    # The README's advice for an option that changes the image at the same path:
+    # make hellocontainer-hello-rebuild, then make.
+    path = "/usr/share/hellocontainer/hello-oci"
+    autostart = {"BR2_PACKAGE_HELLOCONTAINER_HELLO_AUTOSTART": "y"}
+    build = fake_build(tmp_path, hello_static)
+    run_package_steps(tmp_path, build, layout_config(tmp_path, path, **autostart),
+                      per_package=per_package)
+    changed = layout_config(tmp_path, path, BR2_PACKAGE_HELLOCONTAINER_HELLO_TAG="1.0",
+                            BR2_PACKAGE_HELLOCONTAINER_HELLO_ENV="A=1", **autostart)
+    target = run_package_steps(tmp_path, build, changed, per_package=per_package,
+                               redo="rebuild")
+    output = build / "oci-out"
+    # The package's TARGET_DIR: its own one with per-package directories. Buildroot merges
+    # those into the final one without deleting anything, for every package: there, an old
+    # blob (which nothing names any more) stays until a full rebuild, as the README says.
+    step_target = own_target(tmp_path) if per_package else target
+    for copy, made in ((path, output / "hello-oci"),
+                       ("/usr/share/hellocontainer/hello-bundle", output / "hello-bundle")):
+        assert tree_files(step_target, copy) == target_files(made), copy
+        assert tree_files(target, copy) >= target_files(made), copy
+    assert set(tagged_manifests(target / path.lstrip("/"))) == {"1.0"}
+
+
 @pytest.mark.parametrize("new_path,redo", [
-    ("/opt/hello/oci-layout", "reinstall"),
+    ("/opt/hello/oci-layout", "rebuild"),
     ("/opt/hello/oci-layout", "dirclean"),
-    ("", "reinstall"),
+    ("", "rebuild"),
 ], ids=["moved", "moved-after-dirclean", "emptied"])
-def test_rootfs_path_change_leaves_no_copy_behind(
-        per_package: bool, new_path: str, redo: str, tmp_path: Path, hello_static: Path) -> None:
+def test_rootfs_path_change_takes_a_full_rebuild(
+        new_path: str, redo: str, tmp_path: Path, hello_static: Path) -> None:
+    # As for any Buildroot package (the manual's "Understanding when a full rebuild is
+    # necessary"), and as the README says: rebuilding the package installs the new copy but
+    # leaves the old one; "make clean all" leaves only the new one.
     old_path = "/usr/share/hellocontainer/hello-oci"
     build = fake_build(tmp_path, hello_static)
-    target = run_package_steps(tmp_path, build, layout_config(tmp_path, old_path),
-                               per_package=per_package)
-    assert tree_files(target, old_path) >= LAYOUT_FILES
-    # The user changes the path in menuconfig, then rebuilds the package as Buildroot's manual
-    # says: make hellocontainer-hello-reinstall (or -dirclean), then make.
+    run_package_steps(tmp_path, build, layout_config(tmp_path, old_path))
     config = layout_config(tmp_path, new_path)
     if redo == "dirclean":
         shutil.rmtree(build)
-        shutil.rmtree(tmp_path / "per-package", ignore_errors=True)
         build = fake_build(tmp_path, hello_static)
-    run_package_steps(tmp_path, build, config, per_package=per_package)
-    for root in (target, own_target(tmp_path)) if per_package else (target,):
-        assert tree_files(root, old_path) == set()
-        assert not (root / old_path.lstrip("/")).exists()
-        if new_path:
-            assert tree_files(root, new_path) >= LAYOUT_FILES
-    # The next plain "make" (target-finalize only) does not bring it back.
-    run_package_steps(tmp_path, build, config, per_package=per_package, redo="")
+    target = run_package_steps(tmp_path, build, config, redo="" if redo == "dirclean" else redo)
+    assert tree_files(target, old_path) >= LAYOUT_FILES
+    if new_path:
+        assert tree_files(target, new_path) >= LAYOUT_FILES
+    # make clean all: a fresh output directory.
+    for directory in ("build", "target", "images"):
+        shutil.rmtree(tmp_path / directory)
+    target = run_package_steps(tmp_path, fake_build(tmp_path, hello_static), config)
     assert not (target / old_path.lstrip("/")).exists()
+    if new_path:
+        assert tree_files(target, new_path) >= LAYOUT_FILES
     assert (tmp_path / "images" / "hello-oci" / "index.json").exists()
 
 
-def test_rootfs_path_change_without_reinstall_keeps_the_installed_copy(
-        tmp_path: Path, hello_static: Path) -> None:
-    # Buildroot rebuilds no package when only its configuration changed; until the user runs
-    # -reinstall, the target keeps what the package installed, rather than no layout at all.
-    old_path = "/usr/share/hellocontainer/hello-oci"
-    build = fake_build(tmp_path, hello_static)
-    run_package_steps(tmp_path, build, layout_config(tmp_path, old_path), per_package=True)
-    target = run_package_steps(tmp_path, build, layout_config(tmp_path, "/opt/hello-oci"),
-                               per_package=True, redo="")
-    assert tree_files(target, old_path) >= LAYOUT_FILES
-    assert not (target / "opt").exists()
-
-
-@pytest.mark.parametrize("per_package", [False, True], ids=["shared", "per-package"])
-def test_autostart_off_removes_the_bundle(per_package: bool, tmp_path: Path,
-                                          hello_static: Path) -> None:
-    bundle = "/usr/share/hellocontainer/hello-bundle"
-    build = fake_build(tmp_path, hello_static)
-    autostart = {"BR2_PACKAGE_HELLOCONTAINER_HELLO_AUTOSTART": "y"}
-    target = run_package_steps(tmp_path, build, layout_config(tmp_path, "", **autostart),
-                               per_package=per_package)
-    assert "/config.json" in tree_files(target, bundle)
-    run_package_steps(tmp_path, build, layout_config(tmp_path, ""), per_package=per_package)
-    assert not (target / bundle.lstrip("/")).exists()
-
-
-def test_a_removed_path_around_the_installed_one_is_kept(tmp_path: Path,
-                                                         hello_static: Path) -> None:
-    # /srv held the layout before, /srv/oci holds it now: removing /srv at target-finalize
-    # would remove the installed layout with it.
-    build = fake_build(tmp_path, hello_static)
-    run_package_steps(tmp_path, build, layout_config(tmp_path, "/srv"))
-    target = run_package_steps(tmp_path, build, layout_config(tmp_path, "/srv/oci"))
-    assert tree_files(target, "/srv/oci") >= LAYOUT_FILES
-    assert tree_files(target, "/srv") == {"/oci" + path for path in tree_files(target, "/srv/oci")}
+def test_without_a_path_or_autostart_nothing_is_installed_in_the_target(
+        tmp_path: Path, make_env: dict[str, str], host_dir: Path) -> None:
+    result = buildroot_make("all:\n\t@echo $(HELLOCONTAINER_HELLO_INSTALL_TARGET)\n",
+                            tmp_path, host_dir, make_env,
+                            f"CONFIG={layout_config(tmp_path, '')}")
+    assert result.stdout.split() == ["NO"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -863,10 +872,13 @@ BUILDROOT_DIR = os.environ.get("HELLOCONTAINER_BUILDROOT_DIR", "")
 needs_buildroot = pytest.mark.skipif(
     not BUILDROOT_DIR,
     reason="set HELLOCONTAINER_BUILDROOT_DIR to a Buildroot checkout to run Buildroot itself")
-DEFCONFIGS = {
-    "x86_64": "hellocontainer_qemu_x86_64_defconfig",
-    "aarch64": "hellocontainer_qemu_aarch64_virt_defconfig",
+# BR2_ARCH -> the upstream QEMU board our fragments go on (configs/<board>_defconfig in the
+# checkout, fragments/<board>.config here).
+BOARDS = {
+    "x86_64": "qemu_x86_64",
+    "aarch64": "qemu_aarch64_virt",
 }
+FRAGMENT = EXTERNAL / "fragments" / "hellocontainer-hello.config"
 
 
 def buildroot(output: Path, *args: str) -> str:
@@ -876,11 +888,44 @@ def buildroot(output: Path, *args: str) -> str:
                 f"BR2_EXTERNAL={EXTERNAL}", f"O={output}", *args]).stdout
 
 
+def merge_defconfig(output: Path, base: str, *fragments: Path, extra: str = "") -> str:
+    """The README's way to configure: Buildroot's support/kconfig/merge_config.sh, upstream's
+    configs/<base>_defconfig plus `fragments` (by default ours for a QEMU board in BOARDS),
+    and `extra` settings as one more fragment. Fails when a setting of a fragment did not
+    make it into the .config (the script only warns); returns the script's output."""
+    require_buildroot_path(EXTERNAL)
+    if not fragments:
+        fragments = (FRAGMENT, EXTERNAL / "fragments" / f"{base}.config")
+    if extra:
+        fragments = (*fragments, output.with_name(f"{output.name}-extra.config"))
+        fragments[-1].write_text(extra)
+    output.mkdir(parents=True, exist_ok=True)
+    result = run(["support/kconfig/merge_config.sh", "-e", EXTERNAL, "-O", output,
+                  f"configs/{base}_defconfig", *fragments],
+                 cwd=BUILDROOT_DIR, env=dict(os.environ, CONFIG_="")).stdout
+    ours = {re.sub(r"^# (BR2_\w+) is not set$|=.*", r"\1", line)
+            for fragment in fragments for line in config_lines(fragment.read_text())}
+    missing = set(re.findall(r"^Value requested for (\S+) not in final .config$", result,
+                             re.MULTILINE))
+    assert missing & ours == set(), result
+    return result
+
+
+def merged_lines(base: str, *fragments: Path) -> list[str]:
+    """The settings merge_config.sh starts from: the base defconfig's, each overridden or
+    extended by the fragments', sorted."""
+    settings: dict[str, str] = {}
+    for text in ((Path(BUILDROOT_DIR) / "configs" / f"{base}_defconfig").read_text(),
+                 *(fragment.read_text() for fragment in fragments)):
+        for line in config_lines(text):
+            settings[re.sub(r"^# (BR2_\w+) is not set$|=.*", r"\1", line)] = line
+    return sorted(settings.values())
+
+
 # Each Buildroot make call parses all of Buildroot (seconds each): ask for every variable the
 # tests need in one printvars call per configuration.
 PRINTED_VARS = ("HELLOCONTAINER_HELLO_BUILD_IMAGE", "HELLOCONTAINER_HELLO_POST_BUILD_HOOKS",
-                "HELLOCONTAINER_PLATFORM_OPTS", "HELLOCONTAINER_HELLO_TARGET_RECORD",
-                "TARGET_FINALIZE_HOOKS")
+                "HCTR_PLATFORM_OPTS", "TARGET_FINALIZE_HOOKS")
 
 
 def printvars(output: Path, names: tuple[str, ...] = PRINTED_VARS) -> dict[str, str]:
@@ -897,26 +942,42 @@ def config_lines(text: str) -> list[str]:
             if line.startswith("BR2_") or re.match(r"^# BR2_\w+ is not set$", line)]
 
 
-@pytest.fixture(scope="module", params=sorted(DEFCONFIGS))
+@pytest.fixture(scope="module", params=sorted(BOARDS))
 def configured(request: pytest.FixtureRequest,
                tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path, dict[str, str]]:
-    """(BR2_ARCH, output directory, printvars) after `make <our defconfig>` and
-    `make olddefconfig`."""
+    """(BR2_ARCH, output directory, printvars) after the README's merge of our fragments onto
+    upstream's defconfig for the board, and `make olddefconfig`."""
     if not BUILDROOT_DIR:
         pytest.skip("set HELLOCONTAINER_BUILDROOT_DIR to a Buildroot checkout")
-    output = tmp_path_factory.mktemp(f"buildroot-{request.param}")
-    buildroot(output, DEFCONFIGS[request.param])
+    output = tmp_path_factory.mktemp(f"buildroot-{request.param}") / "output"
+    merge_defconfig(output, BOARDS[request.param])
     buildroot(output, "olddefconfig")
     return request.param, output, printvars(output)
 
 
 @needs_buildroot
-def test_buildroot_savedefconfig_keeps_our_defconfig(configured, tmp_path: Path) -> None:
+def test_buildroot_savedefconfig_is_upstreams_defconfig_plus_our_fragments(
+        configured, tmp_path: Path) -> None:
+    # Nothing of upstream's board settings or of ours is lost or added on the way.
     arch, output, _ = configured
     saved = tmp_path / "saved_defconfig"
     buildroot(output, "savedefconfig", f"BR2_DEFCONFIG={saved}")
-    ours = (EXTERNAL / "configs" / DEFCONFIGS[arch]).read_text()
-    assert config_lines(saved.read_text()) == config_lines(ours)
+    board = BOARDS[arch]
+    assert sorted(config_lines(saved.read_text())) == \
+        merged_lines(board, FRAGMENT, EXTERNAL / "fragments" / f"{board}.config")
+
+
+@needs_buildroot
+def test_buildroot_board_fragment_names_the_upstream_defconfig(configured) -> None:
+    # board/qemu/post-image.sh writes start-qemu.sh from the readme line tagged with the
+    # defconfig's name; the board fragment gives it that name.
+    arch, output, _ = configured
+    board = BOARDS[arch]
+    config = (output / ".config").read_text().splitlines()
+    assert f'BR2_ROOTFS_POST_SCRIPT_ARGS="{board}_defconfig"' in config
+    readmes = (Path(BUILDROOT_DIR) / "board" / "qemu").glob("*/readme.txt")
+    assert any(re.search(rf"# {board}_defconfig$", readme.read_text(), re.MULTILINE)
+               for readme in readmes)
 
 
 @needs_buildroot
@@ -932,13 +993,19 @@ def test_buildroot_build_step_calls_the_packager_for_the_target(configured) -> N
 
 
 @needs_buildroot
-def test_buildroot_removes_moved_copies_in_target_finalize(configured) -> None:
-    _, output, variables = configured
-    assert "HELLOCONTAINER_HELLO_REMOVE_STALE_TARGET_DIRS" in \
-        variables["TARGET_FINALIZE_HOOKS"].split()
-    # Kept where -dirclean of the package does not remove it.
-    assert variables["HELLOCONTAINER_HELLO_TARGET_RECORD"] == \
-        f"{output}/build/.hellocontainer-hello-target-dirs"
+def test_buildroot_target_holds_only_what_the_install_step_installs(configured,
+                                                                    tmp_path: Path) -> None:
+    # No target-finalize hook of ours: what a changed setting leaves behind takes a full
+    # rebuild, as for any Buildroot package (README). Without a path or autostart the
+    # package installs nothing into the target.
+    _, _, variables = configured
+    assert not [hook for hook in variables["TARGET_FINALIZE_HOOKS"].split()
+                if hook.startswith("HELLOCONTAINER")]
+    output = tmp_path / "output"
+    merge_defconfig(output, "qemu_x86_64",
+                    extra='BR2_PACKAGE_HELLOCONTAINER_HELLO_ROOTFS_PATH=""\n')
+    info = json.loads(buildroot(output, "hellocontainer-hello-show-info"))["hellocontainer-hello"]
+    assert (info["install_target"], info["install_images"]) == (False, True)
 
 
 @needs_buildroot
@@ -963,11 +1030,8 @@ def test_buildroot_packager_pulls_host_rust_through_jsonschema(configured) -> No
 
 @needs_buildroot
 def test_buildroot_autostart_selects_crun_and_installs_the_init_script(tmp_path: Path) -> None:
-    defconfig = tmp_path / "autostart_defconfig"
-    defconfig.write_text((EXTERNAL / "configs" / DEFCONFIGS["x86_64"]).read_text()
-                         + "BR2_PACKAGE_HELLOCONTAINER_HELLO_AUTOSTART=y\n")
     output = tmp_path / "output"
-    buildroot(output, "defconfig", f"BR2_DEFCONFIG={defconfig}")
+    merge_defconfig(output, "qemu_x86_64", extra="BR2_PACKAGE_HELLOCONTAINER_HELLO_AUTOSTART=y\n")
     config = (output / ".config").read_text().splitlines()
     assert {"BR2_PACKAGE_CRUN=y", 'BR2_PACKAGE_HELLOCONTAINER_HELLO_RUNTIME="crun"'} <= set(config)
     info = json.loads(buildroot(output, "hellocontainer-hello-show-info"))["hellocontainer-hello"]
@@ -981,12 +1045,9 @@ def test_buildroot_autostart_selects_crun_and_installs_the_init_script(tmp_path:
 
 @needs_buildroot
 def test_buildroot_arm_core_gives_the_packager_its_architecture_level(tmp_path: Path) -> None:
-    defconfig = tmp_path / "arm_defconfig"
-    defconfig.write_text((Path(BUILDROOT_DIR) / "configs" / "qemu_arm_vexpress_defconfig")
-                         .read_text() + "BR2_PACKAGE_HELLOCONTAINER_HELLO=y\n")
     output = tmp_path / "output"
-    buildroot(output, "defconfig", f"BR2_DEFCONFIG={defconfig}")
-    assert printvars(output)["HELLOCONTAINER_PLATFORM_OPTS"].split() == [
+    merge_defconfig(output, "qemu_arm_vexpress", FRAGMENT)
+    assert printvars(output)["HCTR_PLATFORM_OPTS"].split() == [
         "--arch", "'arm'", "--tune", "'armv7A'"]
 
 
@@ -1019,11 +1080,8 @@ def sbom_configured(request: pytest.FixtureRequest, tmp_path_factory: pytest.Tem
         pytest.skip("set HELLOCONTAINER_BUILDROOT_DIR to a Buildroot checkout")
     lines, prefix, _ = SBOM_TOOLCHAINS[request.param]
     work = tmp_path_factory.mktemp(f"sbom-{request.param}")
-    defconfig = work / "sbom_defconfig"
-    defconfig.write_text((EXTERNAL / "configs" / DEFCONFIGS["x86_64"]).read_text()
-                         + "BR2_PACKAGE_HELLOCONTAINER_HELLO_SBOM=y\n" + lines)
     output = work / "output"
-    buildroot(output, "defconfig", f"BR2_DEFCONFIG={defconfig}")
+    merge_defconfig(output, "qemu_x86_64", extra="BR2_PACKAGE_HELLOCONTAINER_HELLO_SBOM=y\n" + lines)
     libc_vars = tuple(f"{prefix}_{v}" for v in ("VERSION", "LICENSE", "CPE_ID")) if prefix else ()
     variables = printvars(output, ("HELLOCONTAINER_HELLO_PACKAGER_OPTS", *libc_vars))
     words = shlex.split(variables["HELLOCONTAINER_HELLO_PACKAGER_OPTS"])
@@ -1090,7 +1148,7 @@ def host_tar_overrides() -> list[str]:
 @needs_buildroot
 def test_buildroot_legal_info_lists_both_packages_with_their_license(tmp_path: Path) -> None:
     output = tmp_path / "output"
-    buildroot(output, DEFCONFIGS["x86_64"])
+    merge_defconfig(output, "qemu_x86_64")
     buildroot(output, *host_tar_overrides(),
               "hellocontainer-hello-legal-info", "host-hellocontainer-legal-info")
     legal = output / "legal-info"
@@ -1111,12 +1169,10 @@ def test_buildroot_skeleton_gives_the_build_step_the_user_database(
     before the build step; with per-package directories they reach the package's own
     TARGET_DIR from the skeleton's at its configure step. Building it needs no download (the
     machine's tar stands in for host-tar, as for legal-info)."""
-    defconfig = tmp_path / "user_defconfig"
-    defconfig.write_text((EXTERNAL / "configs" / DEFCONFIGS["x86_64"]).read_text()
-                         + 'BR2_PACKAGE_HELLOCONTAINER_HELLO_USER="nobody"\n'
-                         + ("BR2_PER_PACKAGE_DIRECTORIES=y\n" if per_package else ""))
     output = tmp_path / "output"
-    buildroot(output, "defconfig", f"BR2_DEFCONFIG={defconfig}")
+    merge_defconfig(output, "qemu_x86_64",
+                    extra='BR2_PACKAGE_HELLOCONTAINER_HELLO_USER="nobody"\n'
+                    + ("BR2_PER_PACKAGE_DIRECTORIES=y\n" if per_package else ""))
     info = json.loads(buildroot(output, "hellocontainer-hello-show-info"))["hellocontainer-hello"]
     assert "skeleton" in info["dependencies"]
     commands = " ".join(printvars(output, ("HELLOCONTAINER_HELLO_BUILD_IMAGE",))
@@ -1132,11 +1188,9 @@ def test_buildroot_skeleton_gives_the_build_step_the_user_database(
 
 @needs_buildroot
 def test_buildroot_goals_that_do_not_build_accept_an_invalid_rootfs_path(tmp_path: Path) -> None:
-    defconfig = tmp_path / "invalid_defconfig"
-    defconfig.write_text((EXTERNAL / "configs" / DEFCONFIGS["x86_64"]).read_text()
-                         + 'BR2_PACKAGE_HELLOCONTAINER_HELLO_ROOTFS_PATH="usr/../../x"\n')
     output = tmp_path / "output"
-    buildroot(output, "defconfig", f"BR2_DEFCONFIG={defconfig}")
+    merge_defconfig(output, "qemu_x86_64",
+                    extra='BR2_PACKAGE_HELLOCONTAINER_HELLO_ROOTFS_PATH="usr/../../x"\n')
     saved = tmp_path / "saved_defconfig"
     buildroot(output, "savedefconfig", f"BR2_DEFCONFIG={saved}")
     assert 'BR2_PACKAGE_HELLOCONTAINER_HELLO_ROOTFS_PATH="usr/../../x"' in saved.read_text()

@@ -598,7 +598,7 @@ BUILDROOT_LIBC_VARIABLES = {
 
 
 def buildroot_sbom(binary: Path, out: Path, variables: dict[str, str]) -> dict[str, Any]:
-    """Run external.mk's HELLOCONTAINER_SBOM_OPTS under plain GNU make, as the package's images
+    """Run external.mk's HCTR_SBOM_OPTS under plain GNU make, as the package's images
     step does, with the real packager; the SBOM copy it wrote."""
     make = require_tool("make", "make")
     external = Path(__file__).resolve().parent.parent / "br2-external"
@@ -608,10 +608,10 @@ def buildroot_sbom(binary: Path, out: Path, variables: dict[str, str]) -> dict[s
         "qstrip = $(strip $(subst \",,$(1)))\n"
         f"include {external}/external.mk\n"
         "sbom:\n"
-        "\t$(HELLOCONTAINER_CLI) build $(BINARY) --output $(OUT)/hello-oci "
-        "$(call HELLOCONTAINER_SBOM_OPTS,HELLOCONTAINER_HELLO) --sbom-copy $(OUT)/hello.spdx.json\n")
+        "\t$(HCTR_CLI) build $(BINARY) --output $(OUT)/hello-oci "
+        "$(call HCTR_SBOM_OPTS,HELLOCONTAINER_HELLO) --sbom-copy $(OUT)/hello.spdx.json\n")
     cli = f"{sys.executable} -m hellocontainer"
-    subprocess.run([make, "-s", "-f", str(makefile), "sbom", f"HELLOCONTAINER_CLI={cli}",
+    subprocess.run([make, "-s", "-f", str(makefile), "sbom", f"HCTR_CLI={cli}",
                     f"BINARY={binary}", f"OUT={out}", f"BR2_EXTERNAL_HELLOCONTAINER_PATH={external}",
                     "HELLOCONTAINER_HELLO_RAWNAME=hellocontainer-hello",
                     "HELLOCONTAINER_HELLO_VERSION=custom",

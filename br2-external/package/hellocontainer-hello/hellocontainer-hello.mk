@@ -7,8 +7,9 @@
 # examples/hello of the repository that holds this br2-external tree.
 HELLOCONTAINER_HELLO_SITE = $(BR2_EXTERNAL_HELLOCONTAINER_PATH)/../examples/hello
 HELLOCONTAINER_HELLO_SITE_METHOD = local
-# The repository's version (external.mk), as for the packager.
-HELLOCONTAINER_HELLO_VERSION = $(HELLOCONTAINER_VERSION)
+# The repository's version, as for the packager (a test keeps both equal to
+# python/pyproject.toml).
+HELLOCONTAINER_HELLO_VERSION = 0.1.0
 HELLOCONTAINER_HELLO_LICENSE = MIT
 # A copy of the repository's LICENSE, inside the package's source folder
 # where legal-info looks for it.
@@ -29,26 +30,23 @@ HELLOCONTAINER_HELLO_DEPENDENCIES = host-hellocontainer
 
 # The program is only needed inside the image; the image is built in the
 # build step, so that both install steps, which Buildroot runs in no fixed
-# order after it, can copy it. The target-install step stays on even
-# without BR2_PACKAGE_HELLOCONTAINER_HELLO_ROOTFS_PATH and autostart: it
-# then installs nothing but removes what an earlier configuration
-# installed (see HELLOCONTAINER_HELLO_INSTALL_TARGET_CMDS).
+# order after it, can copy it.
 HELLOCONTAINER_HELLO_INSTALL_IMAGES = YES
 
 # Each Kconfig string goes to the packager as ONE shell word, so values
 # with spaces and quotes reach it unchanged; empty strings pass nothing
 # and leave the packager's default.
 HELLOCONTAINER_HELLO_PACKAGER_OPTS = \
-	$(call HELLOCONTAINER_KCONFIG_FLAG,--tag,BR2_PACKAGE_HELLOCONTAINER_HELLO_TAG) \
-	$(call HELLOCONTAINER_KCONFIG_FLAG,--entrypoint,BR2_PACKAGE_HELLOCONTAINER_HELLO_ENTRYPOINT) \
-	$(call HELLOCONTAINER_KCONFIG_FLAG,--cmd,BR2_PACKAGE_HELLOCONTAINER_HELLO_CMD) \
-	$(call HELLOCONTAINER_KCONFIG_FLAG,--env,BR2_PACKAGE_HELLOCONTAINER_HELLO_ENV) \
-	$(call HELLOCONTAINER_KCONFIG_FLAG,--user,BR2_PACKAGE_HELLOCONTAINER_HELLO_USER) \
-	$(call HELLOCONTAINER_KCONFIG_FLAG,--workdir,BR2_PACKAGE_HELLOCONTAINER_HELLO_WORKDIR) \
-	$(call HELLOCONTAINER_KCONFIG_FLAG,--port,BR2_PACKAGE_HELLOCONTAINER_HELLO_PORTS) \
-	$(call HELLOCONTAINER_KCONFIG_FLAG,--label,BR2_PACKAGE_HELLOCONTAINER_HELLO_LABELS) \
-	$(call HELLOCONTAINER_KCONFIG_FLAG,--compression,BR2_PACKAGE_HELLOCONTAINER_HELLO_COMPRESSION) \
-	$(call HELLOCONTAINER_KCONFIG_FLAG,--gzip-level,BR2_PACKAGE_HELLOCONTAINER_HELLO_GZIP_LEVEL)
+	$(call HCTR_KCONFIG_FLAG,--tag,BR2_PACKAGE_HELLOCONTAINER_HELLO_TAG) \
+	$(call HCTR_KCONFIG_FLAG,--entrypoint,BR2_PACKAGE_HELLOCONTAINER_HELLO_ENTRYPOINT) \
+	$(call HCTR_KCONFIG_FLAG,--cmd,BR2_PACKAGE_HELLOCONTAINER_HELLO_CMD) \
+	$(call HCTR_KCONFIG_FLAG,--env,BR2_PACKAGE_HELLOCONTAINER_HELLO_ENV) \
+	$(call HCTR_KCONFIG_FLAG,--user,BR2_PACKAGE_HELLOCONTAINER_HELLO_USER) \
+	$(call HCTR_KCONFIG_FLAG,--workdir,BR2_PACKAGE_HELLOCONTAINER_HELLO_WORKDIR) \
+	$(call HCTR_KCONFIG_FLAG,--port,BR2_PACKAGE_HELLOCONTAINER_HELLO_PORTS) \
+	$(call HCTR_KCONFIG_FLAG,--label,BR2_PACKAGE_HELLOCONTAINER_HELLO_LABELS) \
+	$(call HCTR_KCONFIG_FLAG,--compression,BR2_PACKAGE_HELLOCONTAINER_HELLO_COMPRESSION) \
+	$(call HCTR_KCONFIG_FLAG,--gzip-level,BR2_PACKAGE_HELLOCONTAINER_HELLO_GZIP_LEVEL)
 
 # A user name is looked up at build time in the target's user database,
 # since the image has none: the skeleton's /etc/passwd and /etc/group are
@@ -67,7 +65,7 @@ endif
 # then the whole option value for the shell.
 ifneq ($(call qstrip,$(BR2_PACKAGE_HELLOCONTAINER_HELLO_AUTHOR)),)
 HELLOCONTAINER_HELLO_AUTHOR_ANNOTATION = \
-	org.opencontainers.image.authors=$(call HELLOCONTAINER_KCONFIG_WORD,BR2_PACKAGE_HELLOCONTAINER_HELLO_AUTHOR)
+	org.opencontainers.image.authors=$(call HCTR_KCONFIG_WORD,BR2_PACKAGE_HELLOCONTAINER_HELLO_AUTHOR)
 HELLOCONTAINER_HELLO_PACKAGER_OPTS += \
 	--annotation '$(subst ','\'',$(HELLOCONTAINER_HELLO_AUTHOR_ANNOTATION))'
 endif
@@ -78,7 +76,7 @@ endif
 
 ifeq ($(BR2_PACKAGE_HELLOCONTAINER_HELLO_SBOM),y)
 HELLOCONTAINER_HELLO_PACKAGER_OPTS += \
-	$(call HELLOCONTAINER_SBOM_OPTS,HELLOCONTAINER_HELLO) \
+	$(call HCTR_SBOM_OPTS,HELLOCONTAINER_HELLO) \
 	--sbom-copy $(HELLOCONTAINER_HELLO_OCI_DIR)/hello.spdx.json
 endif
 
@@ -98,7 +96,7 @@ define HELLOCONTAINER_HELLO_BUILD_IMAGE
 	mkdir -p $(HELLOCONTAINER_HELLO_OCI_DIR)
 	$(TARGET_MAKE_ENV) $(MAKE) -C $(@D) DESTDIR=$(@D)/oci-root install
 	$(STRIPCMD) $(@D)/oci-root/usr/bin/hello
-	$(call HELLOCONTAINER_PACKAGE,/usr/bin/hello,hello,--sysroot $(@D)/oci-root $(HELLOCONTAINER_HELLO_PACKAGER_OPTS),$(HELLOCONTAINER_HELLO_OCI_DIR))
+	$(call HCTR_PACKAGE,/usr/bin/hello,hello,--sysroot $(@D)/oci-root $(HELLOCONTAINER_HELLO_PACKAGER_OPTS),$(HELLOCONTAINER_HELLO_OCI_DIR))
 endef
 HELLOCONTAINER_HELLO_POST_BUILD_HOOKS += HELLOCONTAINER_HELLO_BUILD_IMAGE
 
@@ -113,7 +111,7 @@ endef
 HELLOCONTAINER_HELLO_ROOTFS_PATH = \
 	$(call qstrip,$(BR2_PACKAGE_HELLOCONTAINER_HELLO_ROOTFS_PATH))
 # The same directory spelled one way only (no doubled or trailing
-# slashes), so that the record below compares paths, not spellings.
+# slashes).
 HELLOCONTAINER_HELLO_ROOTFS_DIR = \
 	$(if $(HELLOCONTAINER_HELLO_ROOTFS_PATH),/$(subst $() ,/,$(strip $(subst /, ,$(HELLOCONTAINER_HELLO_ROOTFS_PATH)))))
 
@@ -173,7 +171,7 @@ HELLOCONTAINER_HELLO_AUTOSTART_OPTS += --bundle $(HELLOCONTAINER_HELLO_BUNDLE_DI
 HELLOCONTAINER_HELLO_INSTALLS_BUNDLE = y
 
 define HELLOCONTAINER_HELLO_BUILD_BUNDLE
-	$(HELLOCONTAINER_CLI) bundle \
+	$(HCTR_CLI) bundle \
 		$(HELLOCONTAINER_HELLO_OCI_DIR)/hello-oci:$(HELLOCONTAINER_HELLO_FIRST_TAG) \
 		--output $(HELLOCONTAINER_HELLO_OCI_DIR)/hello-bundle \
 		--network $(call qstrip,$(BR2_PACKAGE_HELLOCONTAINER_HELLO_NETWORK))
@@ -182,90 +180,39 @@ HELLOCONTAINER_HELLO_POST_BUILD_HOOKS += HELLOCONTAINER_HELLO_BUILD_BUNDLE
 endif
 
 define HELLOCONTAINER_HELLO_INSTALL_INIT_SYSV
-	$(HELLOCONTAINER_CLI) autostart $(HELLOCONTAINER_HELLO_AUTOSTART_OPTS) \
+	$(HCTR_CLI) autostart $(HELLOCONTAINER_HELLO_AUTOSTART_OPTS) \
 		--sysv $(TARGET_DIR)/etc/init.d/S95hellocontainer-hello
 endef
 
 define HELLOCONTAINER_HELLO_INSTALL_INIT_SYSTEMD
-	$(HELLOCONTAINER_CLI) autostart $(HELLOCONTAINER_HELLO_AUTOSTART_OPTS) \
+	$(HCTR_CLI) autostart $(HELLOCONTAINER_HELLO_AUTOSTART_OPTS) \
 		--systemd $(TARGET_DIR)/usr/lib/systemd/system/hellocontainer-hello.service
 endef
 endif
 
-# The directories this configuration puts into the target: the layout
-# and the runtime bundle, each a copy of the build step's output.
-HELLOCONTAINER_HELLO_TARGET_DIRS = \
-	$(HELLOCONTAINER_HELLO_ROOTFS_DIR) \
-	$(if $(HELLOCONTAINER_HELLO_INSTALLS_BUNDLE),$(HELLOCONTAINER_HELLO_BUNDLE_DIR))
+# The target gets the layout (with a root filesystem path) and the runtime
+# bundle (with autostart by crun or runc); without either, the image is in
+# BINARIES_DIR only and the target-install step has nothing to do.
+ifeq ($(HELLOCONTAINER_HELLO_ROOTFS_DIR)$(BR2_PACKAGE_HELLOCONTAINER_HELLO_AUTOSTART),)
+HELLOCONTAINER_HELLO_INSTALL_TARGET = NO
+endif
 
-# Buildroot never removes what a package installed before: not on
-# -reinstall or -rebuild, not after -dirclean, and with per-package
-# directories target-finalize merges every package's target into the
-# final one without deleting. So the package keeps its own record of the
-# directories it installed, one per line: "installed" (by the last
-# target-install step) and "removed" (installed once, not any more). It
-# lives in BUILD_DIR, outside the package's build directory, so that
-# -dirclean keeps it, and outside TARGET_DIR, so that no image ships it;
-# "make clean" removes it along with the target.
-HELLOCONTAINER_HELLO_TARGET_RECORD = $(BUILD_DIR)/.hellocontainer-hello-target-dirs
-
-# Every recorded directory goes first (from this package's TARGET_DIR:
-# the final one, or its own with per-package directories), then this
-# configuration's are copied, then the record says which are gone.
-# Tracked like any package's files: the copies are made in this step.
+# Each copy replaces the directory whole, so that a -rebuild with other
+# settings (tags, compression...) leaves no stale blob at the same path.
+# A path the package no longer installs to (the setting changed, autostart
+# was switched off) keeps its copy, as for any Buildroot package: that
+# takes a full rebuild (make clean all).
 define HELLOCONTAINER_HELLO_INSTALL_TARGET_CMDS
-	mkdir -p $(HELLOCONTAINER_HELLO_TARGET_RECORD)
-	touch $(HELLOCONTAINER_HELLO_TARGET_RECORD)/installed \
-		$(HELLOCONTAINER_HELLO_TARGET_RECORD)/removed
-	cat $(HELLOCONTAINER_HELLO_TARGET_RECORD)/installed \
-		$(HELLOCONTAINER_HELLO_TARGET_RECORD)/removed \
-		| while IFS= read -r dir; do \
-			case "$$dir" in /?*) rm -rf '$(TARGET_DIR)'"$$dir" ;; esac; \
-		done
 	$(if $(HELLOCONTAINER_HELLO_ROOTFS_DIR), \
+		rm -rf '$(TARGET_DIR)$(HELLOCONTAINER_HELLO_ROOTFS_DIR)' && \
 		mkdir -p '$(TARGET_DIR)$(HELLOCONTAINER_HELLO_ROOTFS_DIR)' && \
 		cp -R $(HELLOCONTAINER_HELLO_OCI_DIR)/hello-oci/. \
 			'$(TARGET_DIR)$(HELLOCONTAINER_HELLO_ROOTFS_DIR)')
 	$(if $(HELLOCONTAINER_HELLO_INSTALLS_BUNDLE), \
+		rm -rf $(TARGET_DIR)$(HELLOCONTAINER_HELLO_BUNDLE_DIR) && \
 		mkdir -p $(TARGET_DIR)$(HELLOCONTAINER_HELLO_BUNDLE_DIR) && \
 		cp -R $(HELLOCONTAINER_HELLO_OCI_DIR)/hello-bundle/. \
 			$(TARGET_DIR)$(HELLOCONTAINER_HELLO_BUNDLE_DIR))
-	$(if $(strip $(HELLOCONTAINER_HELLO_TARGET_DIRS)), \
-		printf '%s\n' $(foreach path,$(HELLOCONTAINER_HELLO_TARGET_DIRS),'$(path)'), \
-		:) > $(HELLOCONTAINER_HELLO_TARGET_RECORD)/installed.new
-	cat $(HELLOCONTAINER_HELLO_TARGET_RECORD)/installed \
-		$(HELLOCONTAINER_HELLO_TARGET_RECORD)/removed \
-		| grep -vxF -f $(HELLOCONTAINER_HELLO_TARGET_RECORD)/installed.new \
-		| LC_ALL=C sort -u > $(HELLOCONTAINER_HELLO_TARGET_RECORD)/removed.new
-	mv $(HELLOCONTAINER_HELLO_TARGET_RECORD)/removed.new \
-		$(HELLOCONTAINER_HELLO_TARGET_RECORD)/removed
-	mv $(HELLOCONTAINER_HELLO_TARGET_RECORD)/installed.new \
-		$(HELLOCONTAINER_HELLO_TARGET_RECORD)/installed
 endef
-
-# With per-package directories the final TARGET_DIR may still hold a
-# removed directory, from an earlier target-finalize (or from the target
-# of a package that depends on this one); without them, the step above
-# already removed it. target-finalize runs on every "make", after the
-# per-package merge and before the filesystem images, so the removal is
-# done there. What the last target-install step
-# installed stays, also when the configuration changed since (Buildroot
-# needs -reinstall for that): removing it would leave the target
-# without either copy. A removed directory that contains an installed
-# one, or lies inside it, is kept for the same reason.
-define HELLOCONTAINER_HELLO_REMOVE_STALE_TARGET_DIRS
-	if test -f $(HELLOCONTAINER_HELLO_TARGET_RECORD)/removed; then \
-		while IFS= read -r dir; do \
-			case "$$dir" in /?*) ;; *) continue ;; esac; \
-			keep=; \
-			while IFS= read -r installed; do \
-				case "$$installed/" in "$$dir/"*) keep=y ;; esac; \
-				case "$$dir/" in "$$installed/"*) keep=y ;; esac; \
-			done < $(HELLOCONTAINER_HELLO_TARGET_RECORD)/installed; \
-			test -n "$$keep" || rm -rf '$(TARGET_DIR)'"$$dir"; \
-		done < $(HELLOCONTAINER_HELLO_TARGET_RECORD)/removed; \
-	fi
-endef
-HELLOCONTAINER_HELLO_TARGET_FINALIZE_HOOKS += HELLOCONTAINER_HELLO_REMOVE_STALE_TARGET_DIRS
 
 $(eval $(autotools-package))

@@ -4,12 +4,15 @@
 #
 ################################################################################
 
+# The packager's version in python/pyproject.toml (a test keeps them equal).
+# legal-info needs one: without it, Buildroot counts a package as part of
+# Buildroot itself and lists it nowhere.
+HELLOCONTAINER_VERSION = 0.1.0
 # The packager is the python/ directory of the repository that holds this
 # br2-external tree, so a checkout always builds the packager it ships.
 HELLOCONTAINER_SITE = $(BR2_EXTERNAL_HELLOCONTAINER_PATH)/../python
 HELLOCONTAINER_SITE_METHOD = local
 HELLOCONTAINER_SETUP_TYPE = setuptools
-# HELLOCONTAINER_VERSION comes from external.mk.
 HELLOCONTAINER_LICENSE = MIT
 # A copy of the repository's LICENSE, inside the package's source folder
 # where legal-info looks for it.
