@@ -1039,6 +1039,7 @@ def test_buildroot_autostart_selects_crun_and_installs_the_init_script(tmp_path:
     script = buildroot(output, "printvars", "VARS=HELLOCONTAINER_HELLO_INSTALL_INIT_SYSV")
     assert (f"{output}/host/bin/hellocontainer autostart --runtime crun --name hello "
             "--restart on-failure --network none --restart-max-delay 300 --give-up-after 0 "
+            "--give-up-window 0 "
             "--bundle /usr/share/hellocontainer/hello-bundle "
             f"--sysv {output}/target/etc/init.d/S95hellocontainer-hello") in " ".join(script.split())
 
