@@ -73,7 +73,8 @@ def dynamic_hello(tmp_path: Path) -> Path:
 
 def test_dynamically_linked_binary_lists_what_it_needs(hellocontainer, out, dynamic_hello):
     result = hellocontainer("build", dynamic_hello, "--output", out, check=False)
-    assert_one_line_error(result, "dynamically linked", "libc.so", "-static", "--allow-dynamic")
+    assert_one_line_error(result, "dynamically linked", "libc.so", "-static", "--allow-dynamic",
+                          status=3)
     nothing_written(out.parent, set())
 
 

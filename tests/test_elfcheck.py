@@ -20,8 +20,9 @@ void _start(void) { __asm__ volatile("mov $60, %eax\n xor %edi, %edi\n syscall")
 """
 
 
-def assert_one_line_error(result: subprocess.CompletedProcess[str], *fragments: str) -> str:
-    assert result.returncode == 1, result.stderr
+def assert_one_line_error(result: subprocess.CompletedProcess[str], *fragments: str,
+                          status: int = 1) -> str:
+    assert result.returncode == status, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("hellocontainer: error: "), result.stderr
     for fragment in fragments:
@@ -56,8 +57,9 @@ def test_interpreter_without_libraries_is_read_as_dynamic(interpreter_only):
 def test_program_with_an_interpreter_but_no_libraries_is_refused(hellocontainer, interpreter_only,
                                                                  tmp_path):
     result = hellocontainer("build", interpreter_only, "--output", tmp_path / "o", check=False)
+    # Exit status 3: a dynamically linked binary, told apart from every other error.
     assert_one_line_error(result, "dynamically linked", "interpreter /lib64/ld-linux-x86-64.so.2",
-                          "needs no libraries", "-static", "--allow-dynamic")
+                          "needs no libraries", "-static", "--allow-dynamic", status=3)
     assert not (tmp_path / "o").exists()
 
 

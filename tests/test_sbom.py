@@ -552,7 +552,7 @@ def test_yocto_class_fills_the_sbom_from_recipe_metadata(hello_static, tmp_path)
         SRCREV="a" * 40, TCLIBC="musl", PKGDATA_DIR=str(pkgdata),
         HELLOCONTAINER_SBOM_SUPPLIER="Organization: ACME Inc.", FILE_LAYERNAME="meta-acme"))
     layout = tmp_path / "out" / "layout"
-    argv = call("hellocontainer_build_argv", d, str(hello_static), str(layout))
+    argv = call("build_argv", d, str(hello_static), str(layout))
     assert argv[argv.index("--sbom-copy") + 1] == str(tmp_path / "out" / "sbom.spdx.json")
     packager(*argv[1:])
     sbom = json.loads((tmp_path / "out" / "sbom.spdx.json").read_bytes())
@@ -575,7 +575,7 @@ def test_yocto_class_variable_turns_the_sbom_off(hello_static, tmp_path):
     from yocto_class import call, datastore, recipe_values
 
     d = datastore(recipe_values(tmp_path, hello_static, "x86_64", HELLOCONTAINER_SBOM="0"))
-    argv = call("hellocontainer_build_argv", d, str(hello_static), str(tmp_path / "layout"))
+    argv = call("build_argv", d, str(hello_static), str(tmp_path / "layout"))
     assert not any(arg.startswith("--sbom") for arg in argv)
 
 

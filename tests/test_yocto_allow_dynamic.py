@@ -53,7 +53,7 @@ def test_allow_dynamic_packages_it_and_warns(tmp_path: Path, dynamic_hello: Path
 def test_default_refuses_dynamic_programs_quietly(tmp_path: Path) -> None:
     d = datastore(recipe_values(tmp_path, tmp_path / "hello", "x86_64"))
     assert d.getVar("HELLOCONTAINER_ALLOW_DYNAMIC") == "0"
-    assert "--allow-dynamic" not in call("hellocontainer_build_argv", d, "/p", "/layout")
+    assert "--allow-dynamic" not in call("build_argv", d, "/p", "/layout")
 
 
 def test_static_program_gives_no_warning(tmp_path: Path, hello_static: Path) -> None:

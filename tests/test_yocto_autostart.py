@@ -36,7 +36,7 @@ def recipe(tmp_path: Path, **variables: str):
 
 def fatal_message(tmp_path: Path, **variables: str) -> str:
     with pytest.raises(BBFatal) as raised:
-        call("hellocontainer_check_autostart", recipe(tmp_path, **variables))
+        call("check_autostart", recipe(tmp_path, **variables))
     return str(raised.value)
 
 
@@ -50,15 +50,15 @@ def installed(image: Path) -> set[str]:
 @pytest.mark.parametrize("features,init_class", [
     ("sysvinit", "update-rc.d"), ("systemd", "systemd"), ("systemd sysvinit", "systemd")])
 def test_init_class_follows_distro_features(features: str, init_class: str, tmp_path: Path) -> None:
-    assert call("hellocontainer_init_class", recipe(tmp_path, DISTRO_FEATURES=features)) == init_class
+    assert call("init_class", recipe(tmp_path, DISTRO_FEATURES=features)) == init_class
 
 
 def test_no_autostart_inherits_no_init_class(tmp_path: Path) -> None:
     d = recipe(tmp_path, HELLOCONTAINER_AUTOSTART="", DISTRO_FEATURES="systemd sysvinit")
-    assert call("hellocontainer_init_class", d) == ""
+    assert call("init_class", d) == ""
     assert d.getVar("HELLOCONTAINER_BUNDLE") == "0"
     assert d.getVar("HELLOCONTAINER_RUNTIME_PACKAGE") == ""
-    call("hellocontainer_check_autostart", d)  # nothing to refuse
+    call("check_autostart", d)  # nothing to refuse
 
 
 @pytest.mark.parametrize("runtime,package,bundle", [
@@ -80,7 +80,7 @@ def test_runtime_without_meta_virtualization_stops_the_parse(tmp_path: Path) -> 
 def test_own_runtime_layer_can_be_named(tmp_path: Path) -> None:
     d = recipe(tmp_path, BBFILE_COLLECTIONS="core hellocontainer my-bsp",
                HELLOCONTAINER_RUNTIME_LAYERS="my-bsp")
-    call("hellocontainer_check_autostart", d)
+    call("check_autostart", d)
 
 
 @pytest.mark.parametrize("variables,expected", [
@@ -103,7 +103,7 @@ def test_impossible_settings_stop_the_parse(variables: dict[str, str], expected:
 def test_crun_on_sysvinit_makes_one_bundle_and_one_autostart_call(tmp_path: Path) -> None:
     d = recipe(tmp_path, HELLOCONTAINER_TAGS="1.0 latest", HELLOCONTAINER_NETWORK="host")
     image = str(tmp_path / "image")
-    assert call("hellocontainer_target_argvs", d, "/w/layout") == [
+    assert call("target_argvs", d, "/w/layout") == [
         ["hellocontainer", "bundle", "/w/layout:1.0", "--output", image + BUNDLE_DIR,
          "--network", "host"],
         ["hellocontainer", "autostart", "--runtime", "crun", "--name", "hello-prebuilt",
@@ -117,7 +117,7 @@ def test_podman_on_systemd_runs_the_installed_layout(tmp_path: Path) -> None:
     d = recipe(tmp_path, HELLOCONTAINER_AUTOSTART="podman", DISTRO_FEATURES="systemd",
                HELLOCONTAINER_RESTART="always")
     image = str(tmp_path / "image")
-    assert call("hellocontainer_target_argvs", d, "/w/layout") == [
+    assert call("target_argvs", d, "/w/layout") == [
         ["hellocontainer", "autostart", "--runtime", "podman", "--name", "hello-prebuilt",
          "--restart", "always", "--network", "none", "--restart-max-delay", "300",
          "--give-up-after", "0", "--give-up-window", "0", "--layout", f"{LAYOUT_DIR}:latest",
@@ -136,7 +136,7 @@ def test_restart_backoff_variables_reach_the_autostart_call(tmp_path: Path) -> N
 
 def test_bundle_alone_installs_no_service(tmp_path: Path) -> None:
     d = recipe(tmp_path, HELLOCONTAINER_AUTOSTART="", HELLOCONTAINER_BUNDLE="1")
-    (argv,) = call("hellocontainer_target_argvs", d, "/w/layout")
+    (argv,) = call("target_argvs", d, "/w/layout")
     assert argv[:2] == ["hellocontainer", "bundle"]
 
 

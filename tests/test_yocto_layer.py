@@ -11,6 +11,7 @@ arm64 (qemuarm64), whose layouts one hellocontainer-index recipe joins into one 
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 import os
@@ -77,13 +78,30 @@ ALLOW_EMPTY:${{PN}} = "1"
 
 LOCAL_CONF = """\
 MACHINE = "qemux86-64"
-BBMULTICONFIG = "arm arm64"
+BBMULTICONFIG = "arm arm64 x86b"
+"""
+
+# A second MACHINE of qemux86-64's tune, in the same TMPDIR: oe-core alone has no two machines
+# of one tune, so the test layer adds one.
+SECOND_MACHINE = "hctestx86-64"
+SECOND_MACHINE_CONF = """\
+#@NAME: qemux86-64 under another name, for a second MACHINE of one tune in one TMPDIR
+require conf/machine/qemux86-64.conf
 """
 
 MULTICONFIGS = {
     "arm": 'MACHINE = "qemuarm"\nTMPDIR = "${TOPDIR}/tmp-arm"\n',
     "arm64": 'MACHINE = "qemuarm64"\nTMPDIR = "${TOPDIR}/tmp-arm64"\n',
+    "x86b": f'MACHINE = "{SECOND_MACHINE}"\nTMPDIR = "${{TOPDIR}}/tmp"\n',
 }
+
+# A recipe whose path variables a test changes between two builds (hello-paths.inc).
+PATHS_SETTINGS = """\
+HELLOCONTAINER_AUTOSTART = "crun"
+HELLOCONTAINER_RUNTIME_LAYERS = ""
+require hello-paths.inc
+"""
+PATHS_DEFAULT = "# hellocontainer.bbclass's default paths\n"
 
 # One image index of hello-prebuilt for all three configurations.
 INDEX_RECIPE = """\
@@ -99,10 +117,16 @@ HELLOCONTAINER_INDEX_TAGS = "latest 1.0"
 """
 
 
-def test_oelint_adv_reports_nothing_above_info_on_the_layer() -> None:
-    files = sorted(str(p) for pattern in ("recipes-*/*/*.bb", "recipes-*/*/*.bbappend",
-                                          "classes*/*.bbclass", "conf/layer.conf")
-                   for p in LAYER.glob(pattern))
+def test_oelint_adv_reports_nothing_above_info_on_the_layer(tmp_path: Path) -> None:
+    # From a copy in a neutral folder: oelint-adv takes any */distro/*.conf for a distro
+    # configuration, so a checkout below a folder named "distro" would lint layer.conf as one.
+    layer = tmp_path / "meta-hellocontainer"
+    shutil.copytree(LAYER, layer)
+    files = sorted(str(p.relative_to(layer)) for pattern in ("recipes-*/*/*.bb",
+                                                             "recipes-*/*/*.bbappend",
+                                                             "classes*/*.bbclass",
+                                                             "conf/layer.conf")
+                   for p in layer.glob(pattern))
     oelint = shutil.which("oelint-adv", path=str(VENV_BIN)) or shutil.which("oelint-adv")
     if oelint is None:
         message = ("oelint-adv not found; install the pinned test tools: "
@@ -110,9 +134,14 @@ def test_oelint_adv_reports_nothing_above_info_on_the_layer() -> None:
         if STRICT:
             pytest.fail(message)
         pytest.skip(message)
+    # The classes' variables are read by the layer's library (lib/), where oelint-adv does not
+    # look, so it calls each one no class or recipe expands "unknown": a finding the rule means
+    # as info (severity_override), which this oelint-adv version prints as a warning. A
+    # misspelling of a known variable ("maybe you meant") is still reported.
     result = subprocess.run([oelint, "--release", "wrynose", "--mode", "all", "--quiet",
-                             "--hide", "info", "--relpaths", *files],
-                            capture_output=True, text=True, cwd=LAYER)
+                             "--hide", "info", "--suppress", "oelint.vars.mispell.unknown",
+                             "--relpaths", *files],
+                            capture_output=True, text=True, cwd=layer)
     assert (result.returncode, result.stdout + result.stderr) == (0, "")
 
 
@@ -160,6 +189,12 @@ def build(hello_static: Path) -> Build:
     write_if_changed(recipes / "hello-sbom" / "files" / "hello", hello_static.read_bytes())
     write_if_changed(recipes / "hello-multiarch" / "hello-multiarch.bb",
                      INDEX_RECIPE.format(mit=mit))
+    write_if_changed(recipes / "hello-paths" / "hello-paths.bb",
+                     prebuilt_recipe("Prebuilt static hello, installed where told", PATHS_SETTINGS))
+    write_if_changed(recipes / "hello-paths" / "hello-paths.inc", PATHS_DEFAULT)
+    write_if_changed(recipes / "hello-paths" / "files" / "hello", hello_static.read_bytes())
+    write_if_changed(test_layer / "conf" / "machine" / f"{SECOND_MACHINE}.conf",
+                     SECOND_MACHINE_CONF)
     return start_build(top, [Path(OECORE_DIR) / "meta", LAYER, test_layer], LOCAL_CONF,
                        MULTICONFIGS)
 
@@ -445,3 +480,176 @@ def test_sbom_holds_what_the_recipe_says(build: Build, hellocontainer, hello_sta
     (layer,) = artifact["layers"]
     assert (layout / "blobs" / "sha256" / layer["digest"][7:]).read_bytes() == \
         (deploy / "hello-sbom-qemux86-64.spdx.json").read_bytes()
+
+
+# ---------------------------------------------------------------------------------------------
+# Every documented variable is in the signature of the task that reads it.
+
+# The task whose signature holds each `?=` variable of the classes, and so reruns when it changes.
+# do_package: FILES and RDEPENDS of ${PN}-oci (package.bbclass hashes every package's values).
+SIGNATURE_TASKS = {
+    "do_hellocontainer": """BINARY PATH ENTRYPOINT CMD ENV USER WORKDIR PORTS LABELS ANNOTATIONS
+        STOP_SIGNAL TAGS COMPRESSION GZIP_LEVEL ARCHIVE ARCH TUNE STRIP ALLOW_DYNAMIC EXTRA_ARGS
+        SBOM SBOM_SUPPLIER LIBC_CPE INSTALL_DIR AUTOSTART BUNDLE BUNDLE_DIR RESTART NETWORK NAME
+        SERVICE""",
+    "do_deploy": "IMAGE_NAME IMAGE_LINK_NAME IMAGE_LATEST_NAME",
+    "do_package": "RUNTIME_PACKAGE INSTALL_DIR BUNDLE_DIR SERVICE",
+}
+INDEX_SIGNATURE_TASKS = {
+    "do_hellocontainer_index": """INDEX_RECIPE INDEX_MULTICONFIGS INDEX_DEPLOY_DIR[arm]
+        INDEX_DEPLOY_DIR[arm64] INDEX_LAYOUT_NAME INDEX_TAGS""",
+    "do_deploy": "INDEX_IMAGE_NAME INDEX_IMAGE_LINK_NAME",
+}
+# Read only by the parse-time checks: a change there stops the parse or passes, and changes
+# nothing any task makes.
+PARSE_TIME_ONLY = {"HELLOCONTAINER_RUNTIME_LAYERS"}
+
+
+def _class_variables(path: Path) -> set[str]:
+    """The variables that a class (or recipe) gives a default, `?=`."""
+    return set(re.findall(r"^(HELLOCONTAINER_\w+) \?\??=", path.read_text(), re.MULTILINE))
+
+
+def _expected(tasks: dict[str, str]) -> dict[str, set[str]]:
+    return {task: {"HELLOCONTAINER_" + word for word in words.split()}
+            for task, words in tasks.items()}
+
+
+def _signature_variables(build: Build, recipe: str, task: str, machine: str = "qemux86-64"
+                         ) -> set[str]:
+    """The variables whose values the newest signature of `task` holds (bitbake-dumpsig)."""
+    stamps = build.top / "tmp" / "stamps"
+    arch = machine.replace("-", "_")
+    sigdata = max(stamps.glob(f"{arch}-*/{recipe}/*.{task}.sigdata.*"),
+                  key=lambda path: path.stat().st_mtime)
+    dump = build.bitbake(str(sigdata), tool="bitbake-dumpsig")
+    deps = re.search(r"^Task dependencies: (\[.*\])$", dump, re.MULTILINE).group(1)
+    return set(ast.literal_eval(deps))
+
+
+def test_every_class_variable_is_in_a_task_signature_table_and_the_readme() -> None:
+    # The tables below and meta-hellocontainer/README.md must follow each new variable.
+    readme = (LAYER / "README.md").read_text()
+    image = set().union(*_expected(SIGNATURE_TASKS).values())
+    index = {name.split("[")[0] for name in set().union(*_expected(INDEX_SIGNATURE_TASKS).values())}
+    classes = LAYER / "classes-recipe"
+    assert _class_variables(classes / "hellocontainer.bbclass") == image | PARSE_TIME_ONLY
+    assert _class_variables(classes / "hellocontainer_index.bbclass") | {
+        "HELLOCONTAINER_INDEX_DEPLOY_DIR"} == index
+    for name in image | index | PARSE_TIME_ONLY:
+        assert f"`{name}" in readme, name
+    # Each has a one-line comment above it.
+    for path in (LAYER / "classes-recipe").glob("*.bbclass"):
+        lines = path.read_text().splitlines()
+        for number, line in enumerate(lines):
+            if re.match(r"HELLOCONTAINER_\w+ \?\??=", line):
+                assert lines[number - 1].startswith("#"), (path.name, line)
+
+
+@needs_bitbake
+def test_every_documented_variable_is_in_the_signature_of_the_task_reading_it(
+        build: Build) -> None:
+    # -S none: the signatures of every task of both recipes, written without running any.
+    build.bitbake("-S", "none", "hello-prebuilt", "hello-multiarch")
+    for recipe, tasks in (("hello-prebuilt", SIGNATURE_TASKS),
+                          ("hello-multiarch", INDEX_SIGNATURE_TASKS)):
+        for task, names in _expected(tasks).items():
+            missing = names - _signature_variables(build, recipe, task)
+            assert not missing, f"{recipe}:{task} would not rerun when {sorted(missing)} change"
+
+
+@needs_bitbake
+def test_changed_multiconfig_deploy_dir_reruns_the_index_task(build: Build) -> None:
+    # The flag is named at run time (HELLOCONTAINER_INDEX_DEPLOY_DIR[<multiconfig>]); a real
+    # change of it gives the task another signature.
+    recipe = build.top / "meta-hctest" / "recipes-test" / "hello-multiarch" / "hello-multiarch.bb"
+    original = recipe.read_text()
+
+    def index_hash() -> str:
+        build.bitbake("-S", "none", "hello-multiarch")
+        sigdata = max((build.top / "tmp" / "stamps").glob(
+            "qemux86_64-*/hello-multiarch/*.do_hellocontainer_index.sigdata.*"),
+            key=lambda path: path.stat().st_mtime)
+        return sigdata.name.rsplit(".", 1)[1]
+
+    try:
+        before = index_hash()
+        recipe.write_text(original + 'HELLOCONTAINER_INDEX_DEPLOY_DIR[arm] = "/elsewhere"\n')
+        after = index_hash()
+    finally:
+        recipe.write_text(original)
+    assert before != after
+
+
+# ---------------------------------------------------------------------------------------------
+# Two machines of one tune in one TMPDIR.
+
+@needs_bitbake
+def test_two_machines_of_one_tune_deploy_side_by_side(build: Build, hellocontainer) -> None:
+    first = build.variables("hello-prebuilt")
+    second = build.variables("mc:x86b:hello-prebuilt")
+    assert first["TUNE_PKGARCH"] == second["TUNE_PKGARCH"]
+    for values in (first, second):
+        assert values["PACKAGE_ARCH"] == values["MACHINE_ARCH"]
+    index = build.variables("hello-multiarch")
+    assert index["PACKAGE_ARCH"] == index["MACHINE_ARCH"]
+    # One bitbake call: both do_deploy tasks, each with its own work folder and manifest.
+    build.bitbake("hello-prebuilt", "mc:x86b:hello-prebuilt", "-c", "deploy")
+    for machine in ("qemux86-64", SECOND_MACHINE):
+        layout = build.deploy_dir("tmp", machine) / f"hello-prebuilt-{machine}.oci"
+        assert hellocontainer("validate", layout).stdout.strip().endswith("valid OCI image layout")
+        assert (build.recipe_workdir("tmp", "hello-prebuilt", machine) / "image").is_dir()
+    # One do_deploy shared-state manifest per machine, each listing that machine's files.
+    for machine in ("qemux86-64", SECOND_MACHINE):
+        manifest = build.top / "tmp" / "sstate-control" / \
+            f"manifest-{machine.replace('-', '_')}-hello-prebuilt.deploy"
+        assert f"/deploy/images/{machine}/hello-prebuilt-{machine}.oci" in manifest.read_text()
+
+
+# ---------------------------------------------------------------------------------------------
+# A changed path variable: the next build installs only the new paths.
+
+PATH_CHANGES = [
+    ("HELLOCONTAINER_BUNDLE_DIR", "/opt/hello/bundle"),
+    ("HELLOCONTAINER_INSTALL_DIR", "/opt/hello/oci"),
+    ("HELLOCONTAINER_SERVICE", "hello-renamed"),
+]
+
+
+@needs_bitbake
+def test_changing_each_path_variable_rebuilds_with_nothing_left_behind(build: Build) -> None:
+    settings = build.top / "meta-hctest" / "recipes-test" / "hello-paths" / "hello-paths.inc"
+    text = PATHS_DEFAULT
+    left: list[str] = []  # paths that earlier builds installed and later ones must not have
+    try:
+        for name, value in [(None, None), *PATH_CHANGES]:
+            if name:
+                text += f'{name} = "{value}"\n'
+            settings.write_text(text)
+            # do_package fails (installed-vs-shipped) on any file no package ships.
+            build.bitbake("hello-paths", "-c", "package")
+            values = build.variables("hello-paths")
+            image = build.recipe_workdir("tmp", "hello-paths") / "image"
+            layout = values["HELLOCONTAINER_INSTALL_DIR"]
+            bundle = values["HELLOCONTAINER_BUNDLE_DIR"]
+            (service,) = [path for path in _files(image) if path.startswith(("etc/init.d/",
+                                                                            "usr/lib/systemd/"))]
+            assert service.endswith((values["HELLOCONTAINER_SERVICE"],
+                                     values["HELLOCONTAINER_SERVICE"] + ".service")), name
+            assert (image / layout.lstrip("/") / "index.json").is_file(), name
+            assert (image / bundle.lstrip("/") / "config.json").is_file(), name
+            assert [path for path in _files(image) if path != "usr/bin/hello" and path != service
+                    and not path.startswith((layout.lstrip("/") + "/", bundle.lstrip("/") + "/"))
+                    ] == [], name
+            current = [layout.lstrip("/"), bundle.lstrip("/"), service]
+            assert [path for path in left if path not in current and (image / path).exists()
+                    ] == [], name
+            left += current
+            # systemd.bbclass adds its preset file to the package.
+            split = build.recipe_workdir("tmp", "hello-paths") / "packages-split"
+            assert [path for path in _files(split / "hello-paths-oci") if "preset" not in path
+                    ] == [path for path in _files(image) if path != "usr/bin/hello"], name
+        # The folders made for the first paths went with them.
+        assert not (image / "usr" / "share" / "hellocontainer").exists()
+    finally:
+        settings.write_text(PATHS_DEFAULT)

@@ -116,8 +116,10 @@ class Build:
     def deploy_dir(self, tmpdir: str, machine: str) -> Path:
         return self.top / tmpdir / "deploy" / "images" / machine
 
-    def recipe_workdir(self, tmpdir: str, recipe: str) -> Path:
-        (workdir,) = (self.top / tmpdir / "work").glob(f"*/{recipe}/*")
+    def recipe_workdir(self, tmpdir: str, recipe: str, machine: str = "qemux86-64") -> Path:
+        """WORKDIR of a recipe that inherits hellocontainer: PACKAGE_ARCH is MACHINE_ARCH."""
+        arch = machine.replace("-", "_")
+        (workdir,) = (self.top / tmpdir / "work").glob(f"{arch}-*/{recipe}/*")
         return workdir
 
 

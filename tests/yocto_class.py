@@ -1,20 +1,24 @@
-"""hellocontainer.bbclass without BitBake: the class's own Python functions on a dict datastore.
+"""hellocontainer.bbclass without BitBake: the layer's Python library on a dict datastore.
 
 CI has no BitBake, yet the files the class installs must be tested (and booted: tests/board.py).
-The class keeps its logic in plain `def` functions: the argv builders, the parse-time checks and
-`hellocontainer_package`, the whole body of do_hellocontainer. This module reads those functions
-out of the class file, unchanged, and runs them against `DataStore`: a dict with BitBake's
-`${VAR}` and `${@python}` expansion, holding the few bitbake.conf paths they read, the class's
-own `?=` defaults, and a recipe's values. The packager commands they build then run for real.
+The class keeps its logic in the layer's library, meta-hellocontainer/lib/hellocontainer_layer
+(BitBake imports it through `addpylib` in conf/layer.conf): the argv builders, the parse-time
+checks and `image.package`, the whole body of do_hellocontainer. This module imports that library
+like any other, with a stand-in for the `bb` module it uses, and runs its functions against
+`DataStore`: a dict with BitBake's `${VAR}` and `${@python}` expansion, holding the few
+bitbake.conf paths they read, the class's own `?=` defaults (read from the class file), and a
+recipe's values. The packager commands they build then run for real.
 
     d_image = yocto_oci_files(tmp / "yocto", program, "aarch64")   # ${D} after do_hellocontainer
 
-What is NOT BitBake here: overrides (`VAR:pkg`), flags, and the rootfs step, whose update-rc.d
-call makes the rc?.d links (`update_rc_links` imitates it for the boot test).
+What is NOT BitBake here: overrides (`VAR:pkg`), flags (`VAR[flag]` keys of the dict), and the
+rootfs step, whose update-rc.d call makes the rc?.d links (`update_rc_links` imitates it for the
+boot test).
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
 import shutil
@@ -25,7 +29,8 @@ from types import SimpleNamespace
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
-CLASS = REPO / "meta-hellocontainer" / "classes-recipe" / "hellocontainer.bbclass"
+LAYER = REPO / "meta-hellocontainer"
+CLASS = LAYER / "classes-recipe" / "hellocontainer.bbclass"
 
 # bitbake.conf's paths, as they are with usrmerge (which systemd distros have).
 BITBAKE_CONF = {
@@ -41,6 +46,7 @@ BITBAKE_CONF = {
     "BPN": "${PN}",
     "PR": "r0",
     "MACHINE": "qemux86-64",
+    "IMAGE_MACHINE_SUFFIX": "-${MACHINE}",
     "TUNE_FEATURES": "",
     "INHIBIT_PACKAGE_STRIP": "",
     "BBFILE_COLLECTIONS": "core hellocontainer virtualization-layer",
@@ -77,6 +83,13 @@ bb = SimpleNamespace(
     ),
 )
 
+# The library imports `bb`; outside BitBake, this stand-in is that module.
+sys.modules.setdefault("bb", bb)  # type: ignore[arg-type]
+if str(LAYER / "lib") not in sys.path:
+    sys.path.insert(0, str(LAYER / "lib"))
+image = importlib.import_module("hellocontainer_layer.image")
+index = importlib.import_module("hellocontainer_layer.index")
+
 _VAR = re.compile(r"\$\{[a-zA-Z0-9\-_+./~:]+?\}")
 _PYTHON = re.compile(r"\$\{@(?:\\.|.)+?\}")
 
@@ -92,6 +105,9 @@ class DataStore:
     def getVar(self, name: str, expand: bool = True) -> str | None:  # BitBake's names
         value = self.values.get(name)
         return self.expand(value) if expand and value is not None else value
+
+    def getVarFlag(self, name: str, flag: str, expand: bool = True) -> str | None:
+        return self.getVar(f"{name}[{flag}]", expand)
 
     def setVar(self, name: str, value: str) -> None:
         self.values[name] = value
@@ -120,37 +136,25 @@ def _logical_lines(text: str) -> list[str]:
     return text.replace("\\\n", " ").splitlines()
 
 
-def load_class(path: Path = CLASS) -> tuple[dict[str, str], dict[str, Any]]:
-    """(the class's plain `NAME ?= "…"` / `NAME = "…"` values, its `def` functions).
+def load_class(path: Path = CLASS) -> dict[str, str]:
+    """The class's plain `NAME ?= "…"` / `NAME = "…"` values.
 
     Values of names with overrides or flags (`FILES:${PN}-oci`, `do_x[doc]`) and the bodies of
     tasks are skipped; `+=` is skipped too (packaging variables, see `class_appends`).
     """
     values: dict[str, str] = {}
-    source: list[str] = []
-    lines = _logical_lines(path.read_text())
-    in_block = in_def = False
-    for line in lines:
+    in_block = False
+    for line in _logical_lines(path.read_text()):
         if in_block:
             in_block = line != "}"
             continue
-        if in_def:
-            if line == "" or line.startswith((" ", "\t")):
-                source.append(line)
-                continue
-            in_def = False
-        if line.startswith("def "):
-            in_def = True
-            source.append(line)
-        elif line.rstrip().endswith("{"):
+        if line.rstrip().endswith("{"):
             in_block = True
-        else:
-            match = re.match(r'^([A-Za-z0-9_]+)\s*(\?=|=)\s*"(.*)"\s*$', line)
-            if match and (match.group(2) == "=" or match.group(1) not in values):
-                values[match.group(1)] = match.group(3)
-    namespace: dict[str, Any] = {"bb": bb, "os": os}
-    exec(compile("\n".join(source), str(path), "exec"), namespace)
-    return values, namespace
+            continue
+        match = re.match(r'^([A-Za-z0-9_]+)\s*(\?=|=)\s*"(.*)"\s*$', line)
+        if match and (match.group(2) == "=" or match.group(1) not in values):
+            values[match.group(1)] = match.group(3)
+    return values
 
 
 def class_appends(name: str, path: Path = CLASS) -> str:
@@ -162,13 +166,14 @@ def class_appends(name: str, path: Path = CLASS) -> str:
 
 def datastore(recipe: Mapping[str, str]) -> DataStore:
     """A recipe that inherits the class: bitbake.conf, the class's defaults, then `recipe`."""
-    defaults, namespace = load_class()
-    return DataStore({**BITBAKE_CONF, **defaults, **recipe}, namespace)
+    namespace = {"bb": bb, "os": os, "hellocontainer_layer": sys.modules["hellocontainer_layer"]}
+    return DataStore({**BITBAKE_CONF, **load_class(), **recipe}, namespace)
 
 
 def call(function: str, d: DataStore, *args: Any) -> Any:
-    """Run the class's function `function` (e.g. hellocontainer_target_argvs) on `d`."""
-    fn: Callable[..., Any] = d.namespace[function]
+    """Run the library's function `function` of hellocontainer_layer.image (e.g. target_argvs)
+    on `d`."""
+    fn: Callable[..., Any] = getattr(image, function)
     return fn(d, *args)
 
 
@@ -204,14 +209,14 @@ def yocto_oci_files(top: Path, program: Path, arch: str, **variables: str) -> Pa
     the ${PN}-oci package holds.
     """
     d = datastore(recipe_values(top, program, arch, **variables))
-    call("hellocontainer_check_autostart", d)
+    call("check_autostart", d)
     image = Path(d.getVar("D"))
     shutil.rmtree(image, ignore_errors=True)
     (image / d.getVar("HELLOCONTAINER_BINARY").lstrip("/")).parent.mkdir(parents=True)
     shutil.copy2(program, image / d.getVar("HELLOCONTAINER_BINARY").lstrip("/"))
     shutil.rmtree(d.getVar("HELLOCONTAINER_OUTDIR"), ignore_errors=True)  # [cleandirs]
     os.makedirs(d.getVar("HELLOCONTAINER_OUTDIR"))
-    call("hellocontainer_package", d)
+    call("package", d)
     return image
 
 

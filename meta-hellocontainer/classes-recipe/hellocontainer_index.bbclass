@@ -25,6 +25,9 @@ inherit deploy nopackages
 # for other recipes' sysroots (whose task would wait for a target binutils).
 INHIBIT_DEFAULT_DEPS = "1"
 deltask do_populate_sysroot
+# The index is deployed into the machine's DEPLOY_DIR_IMAGE, so it is
+# machine-specific, as images are: see hellocontainer.bbclass.
+PACKAGE_ARCH = "${MACHINE_ARCH}"
 
 # The recipe whose layouts go in (it must inherit hellocontainer)
 HELLOCONTAINER_INDEX_RECIPE ?= ""
@@ -34,82 +37,31 @@ HELLOCONTAINER_INDEX_MULTICONFIGS ?= ""
 # Deploy directory of a multiconfig, if not
 # ${TOPDIR}/tmp-<multiconfig>${TCLIBCAPPEND}/deploy/images/<MACHINE>:
 #   HELLOCONTAINER_INDEX_DEPLOY_DIR[arm] = "/path/to/deploy/images/qemuarm"
+# (a flag per multiconfig, each in the task's signature)
 # The deployed link name of the recipe's layout; <machine> stands for each MACHINE
 # (the default of hellocontainer.bbclass's HELLOCONTAINER_IMAGE_LINK_NAME)
 HELLOCONTAINER_INDEX_LAYOUT_NAME ?= "${HELLOCONTAINER_INDEX_RECIPE}-<machine>.oci"
 # Tags of the index
 HELLOCONTAINER_INDEX_TAGS ?= "latest"
-# Deployed names: versioned layout directory and the stable link to it
+# Deployed name of the versioned layout directory
 HELLOCONTAINER_INDEX_IMAGE_NAME ?= "${PN}-${PV}-${PR}"
+# Deployed name of the stable link to it
 HELLOCONTAINER_INDEX_IMAGE_LINK_NAME ?= "${PN}"
 
 HELLOCONTAINER_INDEX_OUTDIR = "${WORKDIR}/hellocontainer-index"
 
-def hellocontainer_index_configs(d):
-    """(multiconfig, MACHINE) pairs of HELLOCONTAINER_INDEX_MULTICONFIGS."""
-    pairs = []
-    for word in (d.getVar("HELLOCONTAINER_INDEX_MULTICONFIGS") or "").split():
-        multiconfig, sep, machine = word.partition(":")
-        if not (sep and multiconfig and machine):
-            bb.fatal("HELLOCONTAINER_INDEX_MULTICONFIGS: \"%s\" is not <multiconfig>:<MACHINE>; "
-                     "write e.g. \"arm:qemuarm\"" % word)
-        pairs.append((multiconfig, machine))
-    return pairs
-
-def hellocontainer_index_sources(d):
-    """The deployed layouts that go into the index: this configuration's first."""
-    name = d.getVar("HELLOCONTAINER_INDEX_LAYOUT_NAME")
-    sources = [os.path.join(d.getVar("DEPLOY_DIR_IMAGE"),
-                            name.replace("<machine>", d.getVar("MACHINE")))]
-    for multiconfig, machine in hellocontainer_index_configs(d):
-        # TCLIBCAPPEND: scarthgap's nodistro appends "-glibc" to every TMPDIR.
-        tmpdir = "tmp-%s%s" % (multiconfig, d.getVar("TCLIBCAPPEND") or "")
-        deploy = d.getVarFlag("HELLOCONTAINER_INDEX_DEPLOY_DIR", multiconfig) or \
-            os.path.join(d.getVar("TOPDIR"), tmpdir, "deploy", "images", machine)
-        sources.append(os.path.join(deploy, name.replace("<machine>", machine)))
-    return sources
-
 # nooelint: oelint.task.noanonpython
 python __anonymous() {
-    recipe = d.getVar("HELLOCONTAINER_INDEX_RECIPE")
-    if not recipe:
-        raise bb.parse.SkipRecipe("HELLOCONTAINER_INDEX_RECIPE is empty; name the recipe "
-                                  "(inheriting hellocontainer) whose layouts go in")
-    # A multiconfig this build does not have cannot be depended on; skipping
-    # (rather than failing the parse) keeps such a recipe harmless until
-    # BBMULTICONFIG lists them, and `bitbake` on it says why.
-    multiconfigs = [mc for mc, _ in hellocontainer_index_configs(d)]
-    configured = (d.getVar("BBMULTICONFIG") or "").split()
-    missing = [mc for mc in multiconfigs if mc not in configured]
-    if missing:
-        raise bb.parse.SkipRecipe("needs the multiconfigs %s in BBMULTICONFIG"
-                                  % " ".join(missing))
-    d.appendVarFlag("do_hellocontainer_index", "depends", " %s:do_deploy" % recipe)
-    # mcdepends name the default configuration "", where BB_CURRENT_MC says "default".
-    here = d.getVar("BB_CURRENT_MC") or ""
-    if here == "default":
-        here = ""
-    d.setVarFlag("do_hellocontainer_index", "mcdepends", " ".join(
-        "mc:%s:%s:%s:do_deploy" % (here, mc, recipe) for mc in multiconfigs))
+    hellocontainer_layer.index.set_dependencies(d)
 }
 
 python do_hellocontainer_index() {
-    import shlex
-    import subprocess
-
-    layout = os.path.join(d.getVar("HELLOCONTAINER_INDEX_OUTDIR"), "layout")
-    argv = ["hellocontainer", "index", "--output", layout,
-            "--tag", d.getVar("HELLOCONTAINER_INDEX_TAGS")] + hellocontainer_index_sources(d)
-    env = dict(os.environ, PATH=d.getVar("PATH"))
-    bb.note("Running: %s" % shlex.join(argv))
-    try:
-        result = subprocess.run(argv, env=env, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True)
-    except FileNotFoundError:
-        bb.fatal("hellocontainer not found on PATH (%s)" % env["PATH"])
-    if result.returncode != 0:
-        bb.fatal("hellocontainer index exited %d: %s" % (result.returncode, result.stdout.strip()))
+    hellocontainer_layer.index.index(d)
 }
+# The flags of HELLOCONTAINER_INDEX_DEPLOY_DIR that the task reads are named at
+# run time, out of sight of the code parser: declared here, so a changed deploy
+# directory reruns the task.
+do_hellocontainer_index[vardeps] += "${@hellocontainer_layer.index.deploy_dir_vardeps(d)}"
 do_hellocontainer_index[doc] = "Joins the layouts of HELLOCONTAINER_INDEX_RECIPE from every configuration into one image index"
 do_hellocontainer_index[cleandirs] = "${HELLOCONTAINER_INDEX_OUTDIR}"
 do_hellocontainer_index[depends] += "hellocontainer-native:do_populate_sysroot"

@@ -23,10 +23,15 @@ DEPENDS = "\
 # and the fetcher checksums every file in it, so an edit rebuilds the tool.
 # nooelint: oelint.vars.fileextrapaths,oelint.vars.outofcontext
 FILESEXTRAPATHS:prepend := "${THISDIR}/../../..:"
-SRC_URI = "file://python file://LICENSE"
+
+# A git URL of the hellocontainer repository, with branch= and rev=, for a layer
+# copied out of it alone; empty: the repository around the layer (file://)
+HELLOCONTAINER_NATIVE_SRC_URI ?= ""
 
 # scarthgap has no UNPACKDIR: it unpacks into WORKDIR.
-S = "${@d.getVar('UNPACKDIR') or d.getVar('WORKDIR')}/python"
+HELLOCONTAINER_UNPACKDIR = "${@d.getVar('UNPACKDIR') or d.getVar('WORKDIR')}"
+SRC_URI = "${@'file://python file://LICENSE' if not d.getVar('HELLOCONTAINER_NATIVE_SRC_URI') else '${HELLOCONTAINER_NATIVE_SRC_URI};destsuffix=hellocontainer'}"
+S = "${HELLOCONTAINER_UNPACKDIR}/${@'hellocontainer/' if d.getVar('HELLOCONTAINER_NATIVE_SRC_URI') else ''}python"
 
 inherit python_setuptools_build_meta
 inherit_defer native

@@ -29,6 +29,13 @@ class BinaryError(HelloContainerError):
     """The binary cannot be packaged: missing, not ELF, wrong platform, dynamically linked."""
 
 
+class DynamicBinaryError(BinaryError):
+    """The binary is dynamically linked and --allow-dynamic was not given: exit status 3, so
+    that a caller (the Yocto class) can tell this refusal from any other error."""
+
+    exit_status = 3
+
+
 class LayoutError(HelloContainerError):
     """An OCI image layout cannot be read or written."""
 

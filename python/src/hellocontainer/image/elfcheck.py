@@ -13,7 +13,7 @@ from pathlib import Path
 from elftools.common.exceptions import ELFError
 from elftools.elf.elffile import ELFFile
 
-from ..errors import BinaryError
+from ..errors import BinaryError, DynamicBinaryError
 from ..oci import platforms
 from ..oci.platforms import ElfTarget, Platform
 
@@ -97,7 +97,7 @@ def check_binary(path: Path, declared: Platform | None, allow_dynamic: bool) -> 
     facts = read_elf(path)
     if facts.is_dynamic and not allow_dynamic:
         wants = ", ".join(facts.needed) or "no libraries"
-        raise BinaryError(
+        raise DynamicBinaryError(
             f"{path} is dynamically linked (interpreter {facts.interpreter or 'none'}; "
             f"needs {wants}); link it statically (-static) or pass --allow-dynamic"
         )
