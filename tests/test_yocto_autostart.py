@@ -128,7 +128,7 @@ def test_podman_on_systemd_runs_the_installed_layout(tmp_path: Path) -> None:
 def test_restart_backoff_variables_reach_the_autostart_call(tmp_path: Path) -> None:
     d = recipe(tmp_path, HELLOCONTAINER_RESTART_MAX_DELAY="60", HELLOCONTAINER_GIVE_UP_AFTER="5",
                HELLOCONTAINER_GIVE_UP_WINDOW="")
-    argv = call("hellocontainer_target_argvs", d, "/w/layout")[-1]
+    argv = call("target_argvs", d, "/w/layout")[-1]
     assert argv[argv.index("--restart-max-delay"):][:4] == ["--restart-max-delay", "60",
                                                            "--give-up-after", "5"]
     assert "--give-up-window" not in argv  # empty: the packager's default
