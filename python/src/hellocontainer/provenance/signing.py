@@ -108,3 +108,26 @@ def load_verify_key(path: Path) -> VerifyKey:
     except (ValueError, TypeError) as error:
         raise SigningError(f"cannot load public key {path}: {error}") from None
     return VerifyKey(key)
+
+
+# cosign's "simple signing" payload type; containers/image's sigstoreSigned policy reads the same.
+SIMPLE_SIGNING_TYPE = "cosign container image signature"
+
+
+def simple_signing_payload(
+    manifest_digest: str, docker_reference: str, optional: dict[str, str] | None = None
+) -> bytes:
+    """The payload a cosign signature signs: which image (by manifest digest), under which
+    name, plus free-form `optional` claims. Keys sorted and no spaces, so the same claims
+    always give the same bytes (Go's encoder, which cosign uses, gives this order too)."""
+    import json
+
+    payload: dict[str, object] = {
+        "critical": {
+            "identity": {"docker-reference": docker_reference},
+            "image": {"docker-manifest-digest": manifest_digest},
+            "type": SIMPLE_SIGNING_TYPE,
+        },
+        "optional": dict(optional) if optional else None,
+    }
+    return json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
