@@ -158,12 +158,28 @@ class _Stale(BoardError):
     """The package lists name a package or version the archive no longer has."""
 
 
-class Archive:
-    """Debian's archive for one architecture, through apt with a private state directory."""
+def _host_mirror() -> str:
+    """The Debian mirror URI the host's own apt sources use (deb822 or one-line form)."""
+    texts = [p.read_text() for p in sorted(Path("/etc/apt/sources.list.d").glob("*.sources"))]
+    texts += [p.read_text() for p in (Path("/etc/apt/sources.list"),) if p.is_file()]
+    for text in texts:
+        for uri in re.findall(r"^(?:URIs:\s*|deb\s+(?:\[[^]]*\]\s+)?)(\S+)", text, re.M):
+            if uri.rstrip("/").endswith("/debian"):
+                return uri
+    raise BoardError("no Debian mirror in the host's apt sources")
 
-    def __init__(self, arch: str, root: Path | None = None) -> None:
+
+class Archive:
+    """Debian's archive for one architecture, through apt with a private state directory.
+
+    With `suite` (e.g. "trixie"), that release of the same mirror instead of the host's own
+    sources: newer tools (cosign, podman's Quadlet, skopeo) are unpacked from it, never installed.
+    """
+
+    def __init__(self, arch: str, root: Path | None = None, suite: str | None = None) -> None:
         self.arch = arch
-        self.root = (root or cache_root()) / arch
+        self.suite = suite
+        self.root = (root or cache_root()) / (f"{suite}-{arch}" if suite else arch)
         self.debs = self.root / "debs"
         self.tree = self.root / "tree"
         self._state = self.root / "apt"
@@ -180,12 +196,25 @@ class Archive:
             # Keep apt's parsed lists between calls (some hosts turn this cache off).
             "-oDir::Cache::pkgcache=pkgcache.bin",
             "-oDir::Cache::srcpkgcache=srcpkgcache.bin",
+            *self._source_options(),
             f"-oAPT::Architecture={self.arch}",
             f"-oAPT::Architectures={self.arch}",
             # apt drops to the _apt user to download, which cannot write into root's cache.
             "-oAPT::Sandbox::User=root",
             "-oQuiet=1",
         ]
+
+    def _source_options(self) -> list[str]:
+        if self.suite is None:
+            return []
+        sources = self._state / "sources.list"
+        keyring = "/usr/share/keyrings/debian-archive-keyring.gpg"
+        text = f"deb [signed-by={keyring}] {_host_mirror()} {self.suite} main\n"
+        if not sources.is_file() or sources.read_text() != text:
+            (self._state / "sources.list.d").mkdir(parents=True, exist_ok=True)
+            sources.write_text(text)
+        return [f"-oDir::Etc::SourceList={sources}",
+                f"-oDir::Etc::SourceParts={self._state / 'sources.list.d'}"]
 
     def _apt(self, tool: str, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
         return subprocess.run([_tool(tool, "apt"), *self._options(), *args], capture_output=True,
