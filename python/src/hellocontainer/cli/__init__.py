@@ -13,7 +13,6 @@ status (1, or 2 for usage errors) and no traceback.
 from __future__ import annotations
 
 import argparse
-import difflib
 import os
 import sys
 import zlib
@@ -88,6 +87,8 @@ class _Parser(argparse.ArgumentParser):
                 self.error(f"{before} needs a value; write one that starts with '-' as "
                            f"{before}={argument}")
             if name not in known:
+                import difflib  # only on the way to an error
+
                 flags = [o for o in known if o.startswith("--")]
                 # The one flag it abbreviates (abbreviations are not taken), or a near spelling.
                 close = [o for o in flags if o.startswith(name)] if name.startswith("--") else []

@@ -23,7 +23,6 @@ from ..oci.model import Descriptor
 from ..oci.platforms import Platform
 from ..oci.reader import LayoutReader
 from ..oci.safefile import file_kind
-from ..provenance import sbom
 from ..store.archive import ArchiveWriter
 from ..store.layout import Staging, preflight, publish
 from . import elfcheck
@@ -133,6 +132,8 @@ def build(request: BuildRequest, progress: Progress | None = None) -> BuildResul
                            manifest_descriptor.size, platform.to_oci())
         index = sbom_descriptor = spdx = None
         if spec.sbom is not None:
+            from ..provenance import sbom
+
             facts = sbom.ImageFacts(image, platform.to_oci(), dest, *_file_hashes(binary))
             spdx = sbom.document(spec.sbom, facts, request.epoch)
             index, sbom_descriptor = _attach_sbom(staging, image, spdx)
@@ -186,6 +187,8 @@ def _file_hashes(path: Path) -> tuple[str, str]:
 def _attach_sbom(staging: Staging, image: Descriptor, spdx: bytes) -> tuple[Descriptor, Descriptor]:
     """Stage the SBOM as an OCI 1.1 referrer of `image`, and the image index the tags then
     name (referrers.py says why an index): (that index, the SBOM's artifact manifest)."""
+    from ..provenance import sbom
+
     payload = staging.add_blob(sbom.MEDIA_SPDX, spdx)
     staging.add_blob(referrers.MEDIA_EMPTY, referrers.EMPTY_BYTES)
     artifact = referrers.artifact_manifest(sbom.MEDIA_SPDX, payload, image)

@@ -14,13 +14,18 @@ import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import SpecError
 from ..oci import model, schema
-from ..provenance.sbom import SbomSpec, sbom_spec, words_to_fields
 from .inputs import read_input_text
 from .users import resolve_user
+
+if TYPE_CHECKING:
+    from ..provenance.sbom import SbomSpec
+
+# provenance.sbom is imported where an SBOM is asked for: most builds have none, and its
+# checks' dataclasses and patterns cost start-up time.
 
 # Flags whose values are lists of shell words, and the spec key each fills.
 WORD_FLAGS = {"entrypoint": "entrypoint", "cmd": "cmd", "env": "env", "port": "ports",
@@ -250,6 +255,8 @@ def _sbom_flags(enable: bool | None, package: list[str] | None,
     (one library per flag) in the spec key's shape; giving inputs asks for the SBOM too."""
     if not package and not libraries:
         return True if enable else None
+    from ..provenance.sbom import words_to_fields
+
     document: dict[str, Any] = {}
     if package:
         words = [w for value in package for w in split_words("sbom-package", value)]
@@ -373,5 +380,13 @@ def _to_spec(raw: Mapping[str, Any]) -> ImageSpec:
         arch=raw.get("arch"),
         tune=raw.get("tune"),
         allow_dynamic=raw.get("allow_dynamic", False),
-        sbom=sbom_spec(raw.get("sbom")),
+        sbom=_sbom_spec(raw.get("sbom")),
     )
+
+
+def _sbom_spec(raw: Any) -> SbomSpec | None:
+    if raw is None or raw is False:
+        return None
+    from ..provenance.sbom import sbom_spec
+
+    return sbom_spec(raw)
