@@ -20,6 +20,10 @@ def setup(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("ref", metavar="LAYOUT[:TAG]")
     parser.add_argument("--key", required=True, metavar="FILE",
                         help="public key (PEM, e.g. cosign.pub)")
+    parser.add_argument("--to-dir", metavar="FOLDER",
+                        help="also write the verified signatures into FOLDER, a copy made with "
+                        "'skopeo copy oci:LAYOUT:TAG dir:FOLDER', where containers/image reads "
+                        "them (sigstoreSigned policies)")
     options.add_json(parser)
 
 
@@ -30,16 +34,27 @@ def run(args: argparse.Namespace) -> int:
     root, tag = options.split_ref(args.ref)
     key = load_verify_key(Path(args.key))
     results = verify_layout(root, tag, key, args.key)
+    written = []
+    if args.to_dir:
+        from ..errors import UsageError
+        from ..image.signing import export_to_dir
+
+        if len(results) != 1:
+            raise UsageError(f"--to-dir takes one image; name it as LAYOUT:TAG ({args.ref} holds "
+                             f"{len(results)})")
+        written = export_to_dir(results[0], Path(args.to_dir))
     if args.json:
         options.print_json({"key": args.key, "verified": True, "tags": [
             {"ref": r.ref, "images": [{"digest": d.digest, "platform": p} for d, p in r.images],
              "referrers": [d.digest for d in r.referrers],
              "signatures": [d.digest for d in r.signatures], "blobs": r.blobs}
-            for r in results]})
+            for r in results], "written": [str(p) for p in written]})
         return 0
     for r in results:
         images = ", ".join(f"{p} {d.digest}" for d, p in r.images)
         extra = f" and {len(r.referrers)} referrer{'s' if len(r.referrers) != 1 else ''} (SBOM)" \
             if r.referrers else ""
         print(f"{r.ref}: verified with {args.key}: {images}{extra}; {r.blobs} blobs checked")
+    for path in written:
+        print(f"wrote {path}")
     return 0

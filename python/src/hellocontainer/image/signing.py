@@ -21,6 +21,8 @@ from ..oci.model import Descriptor
 from ..oci.reader import LayoutReader
 from ..provenance import signature
 from ..provenance.signing import SigningKey
+from ..provenance.verify import Proven
+from ..store.index import write_file_atomically
 from ..store.layout import Staging, preflight, publish
 
 
@@ -103,3 +105,35 @@ def _sign_entry(reader: LayoutReader, staging: Staging, entry: Descriptor, key: 
     document = model.canonical_json(referrers.image_index(images, listed + added))
     index = staging.add_blob(model.MEDIA_INDEX, document)
     return index, images, [Descriptor(d.media_type, d.digest, d.size) for d in added]
+
+
+def export_to_dir(proven: Proven, folder: Path) -> list[Path]:
+    """Write the verified signatures into `folder`, a `dir:` copy of the same image made by
+    `skopeo copy`, where containers/image reads them: then a `sigstoreSigned` policy checks
+    them when the copy is used (`skopeo copy dir:…`, `podman pull dir:…`).
+
+    `signature-1` belongs to the image manifest.json holds; when manifest.json is the index (a
+    `--all` copy), each platform image's is `<hex>.signature-1`. An earlier export's files of
+    the same names are replaced, so exporting twice gives the same folder.
+    """
+    try:
+        data = (folder / "manifest.json").read_bytes()
+    except OSError as error:
+        raise LayoutError(f"--to-dir {folder}: cannot read manifest.json ({error.strerror}); "
+                          "make the copy first: skopeo copy oci:LAYOUT:TAG dir:FOLDER") from None
+    top = model.sha256_digest(data)
+    images = {d.digest for d, _ in proven.images}
+    if top in images:
+        wanted = {top: "signature-1"}
+    elif top == proven.index:
+        wanted = {digest: f"{digest.split(':', 1)[1]}.signature-1" for digest in sorted(images)}
+    else:
+        raise LayoutError(f"--to-dir {folder} holds {top}, not a copy of {proven.ref} (images "
+                          f"{', '.join(sorted(images))}); copy that image there first")
+    written = []
+    for digest, name in wanted.items():
+        claim = proven.claims[digest]
+        write_file_atomically(folder / name,
+                              signature.containers_image_blob(claim.payload, claim.layer.annotations))
+        written.append(folder / name)
+    return written

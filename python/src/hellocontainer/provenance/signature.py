@@ -80,6 +80,7 @@ def is_signature(manifest: dict[str, Any]) -> bool:
 class Claim:
     """One signed payload found in a signature manifest: the bytes and what they claim."""
 
+    layer: Descriptor  # its descriptor, with the signature annotation
     payload: bytes
     signature: bytes | None  # None: the annotation is missing or not base64
     manifest_digest: str | None  # critical.image.docker-manifest-digest
@@ -107,9 +108,21 @@ def claims(layers: list[Descriptor], payloads: list[bytes]) -> list[Claim]:
             kind = critical.get("type")
         except (ValueError, KeyError, TypeError, AttributeError):
             pass
-        found.append(Claim(payload, signature, digest if isinstance(digest, str) else None,
+        found.append(Claim(layer, payload, signature, digest if isinstance(digest, str) else None,
                            identity if isinstance(identity, str) else None,
                            kind if isinstance(kind, str) else None))
     return found
 
 
+# containers/image (skopeo, podman) keeps signatures of a `dir:` copy in files beside its
+# manifest.json: `signature-N` for the manifest.json image, `<hex>.signature-N` for an instance
+# of a copied index. A sigstore one is a zero byte, the format name, a newline, then JSON with
+# the payload (base64, as Go encodes []byte) and the layer's annotations (internal/signature).
+CONTAINERS_SIGSTORE_PREFIX = b"\x00sigstore-json\n"
+
+
+def containers_image_blob(payload: bytes, annotations: dict[str, str]) -> bytes:
+    """A signature as containers/image stores it for `dir:` (read by sigstoreSigned policies)."""
+    document = {"mimeType": MEDIA_SIMPLE_SIGNING, "payload": base64.b64encode(payload).decode(),
+                "annotations": dict(sorted(annotations.items()))}
+    return CONTAINERS_SIGSTORE_PREFIX + json.dumps(document, separators=(",", ":")).encode()

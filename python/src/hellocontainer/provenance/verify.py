@@ -38,9 +38,11 @@ class Proven:
     """What one tag's check proved."""
 
     ref: str
+    index: str  # the digest the tag names (an index, or the image itself)
     images: list[tuple[Descriptor, str]] = field(default_factory=list)  # (manifest, platform)
     referrers: list[Descriptor] = field(default_factory=list)  # signed SBOMs and the like
     signatures: list[Descriptor] = field(default_factory=list)  # the signatures that verified
+    claims: dict[str, signature.Claim] = field(default_factory=dict)  # subject digest → its proof
     blobs: int = 0  # blobs read and hashed
 
 
@@ -93,7 +95,7 @@ def _verify_entry(reader: LayoutReader, entry: Descriptor, loose: list[Descripto
             signatures_of.setdefault(subject, []).append(descriptor)
         elif descriptor in listed:
             others.append(descriptor)
-    proven = Proven(ref)
+    proven = Proven(ref, entry.digest)
     for image in images:
         if image.media_type not in model.MANIFEST_TYPES:
             raise SignatureCheckFailed(f"{ref}: signature check failed: {image.digest} is a "
@@ -101,14 +103,16 @@ def _verify_entry(reader: LayoutReader, entry: Descriptor, loose: list[Descripto
         platform = model.platform_name(model.config_platform(
             reader.platform_image(image, None).config))
         what = f"the {platform} image {image.digest}"
-        proven.signatures.append(_check_signed(reader, image, signatures_of, manifests, key,
-                                               key_name, ref, what))
+        found, proven.claims[image.digest] = _check_signed(reader, image, signatures_of,
+                                                           manifests, key, key_name, ref, what)
+        proven.signatures.append(found)
         proven.images.append((image, platform))
     for other in others:
         kind = manifests[other.digest].get("artifactType") or "artifact"
         what = f"the {'SBOM' if 'spdx' in kind else kind} {other.digest}"
-        proven.signatures.append(_check_signed(reader, other, signatures_of, manifests, key,
-                                               key_name, ref, what))
+        found, proven.claims[other.digest] = _check_signed(reader, other, signatures_of,
+                                                           manifests, key, key_name, ref, what)
+        proven.signatures.append(found)
         proven.referrers.append(other)
     proven.blobs = _verify_blobs(reader, [d for d, _ in proven.images] + proven.referrers
                                  + proven.signatures)
@@ -117,8 +121,9 @@ def _verify_entry(reader: LayoutReader, entry: Descriptor, loose: list[Descripto
 
 def _check_signed(reader: LayoutReader, subject: Descriptor, signatures_of: dict[str, list[Descriptor]],
                   manifests: dict[str, dict[str, Any]], key: VerifyKey, key_name: str, ref: str,
-                  what: str) -> Descriptor:
-    """The signature manifest that proves `subject`, or SignatureCheckFailed saying why none does."""
+                  what: str) -> tuple[Descriptor, signature.Claim]:
+    """The signature manifest that proves `subject` and the claim in it that does, or
+    SignatureCheckFailed saying why none does."""
     found = signatures_of.get(subject.digest, []) + signatures_of.get(UNATTACHED, [])
     if not found:
         raise SignatureCheckFailed(f"{ref}: signature check failed: {what} has no signature; "
@@ -132,7 +137,7 @@ def _check_signed(reader: LayoutReader, subject: Descriptor, signatures_of: dict
             if claim.signature is None or not key.verify(claim.payload, claim.signature):
                 continue
             if claim.manifest_digest == subject.digest and claim.type == SIMPLE_SIGNING_TYPE:
-                return descriptor
+                return descriptor, claim
             elsewhere = claim.manifest_digest
     if elsewhere is not None:
         raise SignatureCheckFailed(f"{ref}: signature check failed: the payload signed by "
