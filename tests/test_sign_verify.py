@@ -19,11 +19,11 @@ from pathlib import Path
 import pytest
 
 pytest.importorskip("cryptography")  # the `test` extra installs it
-from cryptography.hazmat.primitives import serialization  # noqa: E402
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519  # noqa: E402
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
-from hellocontainer.oci.model import Descriptor, canonical_json  # noqa: E402
-from hellocontainer.provenance import signature, signing  # noqa: E402
+from hellocontainer.oci.model import Descriptor, canonical_json
+from hellocontainer.provenance import signature, signing
 
 TAG = "1.0"
 SIG_TYPE = "application/vnd.dev.cosign.artifact.sig.v1+json"
@@ -263,7 +263,7 @@ def test_the_private_key_is_written_nowhere(hellocontainer, hello_static, keys, 
     scalar = key.private_numbers().private_value.to_bytes(32, "big")  # type: ignore[attr-defined]
     der = key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
                             serialization.NoEncryption())
-    written = list(files(layout).values()) + [(tmp_path / "out.tar").read_bytes()]
+    written = [*list(files(layout).values()), (tmp_path / "out.tar").read_bytes()]
     for data in written:
         for secret in (scalar, der, keys["p256"][0].read_bytes(), str(keys["p256"][0]).encode()):
             assert secret not in data
