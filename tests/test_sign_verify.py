@@ -279,3 +279,29 @@ def test_key_errors_are_one_line(hellocontainer, hello_static, keys, tmp_path) -
     public_as_private = hellocontainer("sign", tmp_path, "--key", keys["p256"][1], check=False)
     assert public_as_private.returncode == 1 and public_as_private.stderr.count("\n") == 1
     assert "cannot load signing key" in public_as_private.stderr
+
+
+def test_an_index_of_signed_images_keeps_every_signature_and_sign_signs_each_platform(
+        hellocontainer, keys, tmp_path) -> None:
+    from foreign import build_static_hello, cross_compilers
+
+    sources, unsigned = [], []
+    for oci in ("amd64", "arm64"):
+        binary = build_static_hello(cross_compilers()[oci], tmp_path)
+        for signed_at_build, into in ((True, sources), (False, unsigned)):
+            layout = tmp_path / f"{oci}-{signed_at_build}"
+            extra = ["--sign-key", keys["p256"][0]] if signed_at_build else []
+            build(hellocontainer, binary, layout, "--path", "/hello", "--sbom", *extra)
+            into.append(f"{layout}:{TAG}")
+    joined = tmp_path / "joined"
+    hellocontainer("index", "--output", joined, "--tag", TAG, *sources)
+    hellocontainer("validate", "--strict", joined)
+    result = verify(hellocontainer, joined, keys["p256"][1], check=True).stdout
+    assert "linux/amd64 sha256:" in result and "linux/arm64 sha256:" in result
+    assert "and 2 referrers (SBOM)" in result
+    later = tmp_path / "later"
+    hellocontainer("index", "--output", later, "--tag", TAG, *unsigned)
+    assert verify(hellocontainer, later, keys["p256"][1]).returncode == 1
+    signed = hellocontainer("sign", f"{later}:{TAG}", "--key", keys["p256"][0]).stdout
+    assert signed.endswith(" 4 signatures added\n")  # two images, two SBOMs
+    verify(hellocontainer, later, keys["p256"][1], check=True)
