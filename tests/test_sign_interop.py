@@ -142,6 +142,31 @@ def test_cosign_verifies_our_signature_by_its_sig_tag(registry, signed, home, co
     assert other.returncode != 0
 
 
+def test_cosign_verifies_an_ed25519_signature(registry, hello_static, home, hellocontainer,
+                                              tmp_path) -> None:
+    """Ed25519, deterministic by construction, is a key type cosign verifies too."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    key = ed25519.Ed25519PrivateKey.generate()
+    private, public = tmp_path / "ed.pem", tmp_path / "ed.pub"
+    private.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                          serialization.PrivateFormat.PKCS8,
+                                          serialization.NoEncryption()))
+    public.write_bytes(key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    layout = tmp_path / "ed"
+    hellocontainer("build", hello_static, "--output", layout, "--tag", TAG, "--sign-key", private,
+                   "-q")
+    repository = push(layout, registry, "hello-ed25519")
+    image, sig = image_and_signature(layout)
+    skopeo("copy", "--src-tls-verify=false", "--dest-tls-verify=false",
+           f"docker://{repository}@{sig['digest']}",
+           f"docker://{repository}:sha256-{image['digest'][7:]}.sig")
+    run_cosign(home, "verify", "--key", public, "--offline", "--insecure-ignore-tlog",
+               "--allow-insecure-registry", f"{repository}@{image['digest']}")
+
+
 def test_cosign_finds_our_signature_as_an_oci_1_1_referrer(registry, signed, home,
                                                            cosign_keys) -> None:
     repository = push(signed, registry, "hello-referrers")

@@ -193,7 +193,7 @@ def test_another_key_fails(hellocontainer, signed, keys) -> None:
     assert f"verifies with {keys['other'][1]} (signed with another key" in result.stderr
 
 
-@pytest.mark.parametrize("what", ["layer", "config", "sbom"])
+@pytest.mark.parametrize("what", ["layer", "config", "sbom", "payload"])
 def test_a_flipped_byte_anywhere_fails_naming_the_blob(hellocontainer, signed, keys, tmp_path,
                                                        what) -> None:
     layout = copy(signed, tmp_path)
@@ -201,6 +201,8 @@ def test_a_flipped_byte_anywhere_fails_naming_the_blob(hellocontainer, signed, k
     image = json.loads(blob_path(layout, index["manifests"][0]["digest"]).read_text())
     target = {"layer": image["layers"][0]["digest"], "config": image["config"]["digest"],
               "sbom": json.loads(blob_path(layout, index["manifests"][1]["digest"]).read_text())
+              ["layers"][0]["digest"],
+              "payload": json.loads(blob_path(layout, index["manifests"][2]["digest"]).read_text())
               ["layers"][0]["digest"]}[what]
     path = blob_path(layout, target)
     data = bytearray(path.read_bytes())
