@@ -113,7 +113,9 @@ def export_to_dir(proven: Proven, folder: Path) -> list[Path]:
     them when the copy is used (`skopeo copy dir:…`, `podman pull dir:…`).
 
     `signature-1` belongs to the image manifest.json holds; when manifest.json is the index (a
-    `--all` copy), each platform image's is `<hex>.signature-1`. An earlier export's files of
+    `--all` copy), each platform image's and SBOM's is `<hex>.signature-1`. (containers/image
+    checks a policy on every instance of an index, the signature artifacts too, which are not
+    signed themselves: a `sigstoreSigned` policy accepts single-image copies only.) An earlier export's files of
     the same names are replaced, so exporting twice gives the same folder.
     """
     try:
@@ -126,7 +128,9 @@ def export_to_dir(proven: Proven, folder: Path) -> list[Path]:
     if top in images:
         wanted = {top: "signature-1"}
     elif top == proven.index:
-        wanted = {digest: f"{digest.split(':', 1)[1]}.signature-1" for digest in sorted(images)}
+        # Every instance of the copied index: the platform images and the SBOMs.
+        wanted = {digest: f"{digest.split(':', 1)[1]}.signature-1"
+                  for digest in sorted(proven.claims)}
     else:
         raise LayoutError(f"--to-dir {folder} holds {top}, not a copy of {proven.ref} (images "
                           f"{', '.join(sorted(images))}); copy that image there first")

@@ -47,13 +47,15 @@ class SignatureArtifact:
                 (model.MEDIA_MANIFEST, self.manifest)]
 
 
-def sign(key: SigningKey, subject: Descriptor, identity: str = "") -> SignatureArtifact:
+def sign(key: SigningKey, subject: Descriptor, identity: str = "",
+         optional: dict[str, str] | None = None) -> SignatureArtifact:
     """The signature referrer of `subject` (an image or artifact manifest) by `key`.
 
     `identity` is the payload's docker-reference: the repository the image is published
     under, which containers/image's `sigstoreSigned` policy matches; cosign ignores it.
+    `optional` claims are signed with it (cosign's `-a KEY=VALUE`).
     """
-    payload = simple_signing_payload(subject.digest, identity)
+    payload = simple_signing_payload(subject.digest, identity, optional)
     signature = base64.b64encode(key.sign(payload)).decode()
     plain = Descriptor.of(MEDIA_SIMPLE_SIGNING, payload)
     layer = Descriptor(plain.media_type, plain.digest, plain.size,

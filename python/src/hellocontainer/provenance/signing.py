@@ -1,7 +1,7 @@
 """Keys and signatures: load a signing key from a PEM file, sign bytes, verify them.
 
-This is the one place that touches `cryptography` (the optional `sign` extra); the commands
-call it and never import `cryptography` themselves, so a packager without the extra still
+This module (with rfc6979.py, which it calls) is the one place that touches `cryptography` (the
+optional `sign` extra); the commands call it and never import `cryptography` themselves, so a packager without the extra still
 runs every other command and refuses signing options with one line.
 
 Signatures are over raw bytes (cosign's simple-signing payload, or a bundle's payload): ECDSA
