@@ -115,8 +115,8 @@ def export_to_dir(proven: Proven, folder: Path) -> list[Path]:
     `signature-1` belongs to the image manifest.json holds; when manifest.json is the index (a
     `--all` copy), each platform image's and SBOM's is `<hex>.signature-1`. (containers/image
     checks a policy on every instance of an index, the signature artifacts too, which are not
-    signed themselves: a `sigstoreSigned` policy accepts single-image copies only.) An earlier export's files of
-    the same names are replaced, so exporting twice gives the same folder.
+    signed themselves: a `sigstoreSigned` policy accepts single-image copies only.) An earlier
+    export's files of the same names are replaced, so exporting twice gives the same folder.
     """
     try:
         data = (folder / "manifest.json").read_bytes()

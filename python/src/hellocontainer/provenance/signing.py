@@ -1,8 +1,9 @@
 """Keys and signatures: load a signing key from a PEM file, sign bytes, verify them.
 
 This module (with rfc6979.py, which it calls) is the one place that touches `cryptography` (the
-optional `sign` extra); the commands call it and never import `cryptography` themselves, so a packager without the extra still
-runs every other command and refuses signing options with one line.
+optional `sign` extra); the commands call it and never import `cryptography` themselves, so a
+packager without the extra still runs every other command and refuses signing options with one
+line.
 
 Signatures are over raw bytes (cosign's simple-signing payload, or a bundle's payload): ECDSA
 P-256 with SHA-256 in DER (what `cosign generate-key-pair` keys make and `openssl dgst -sha256
