@@ -268,3 +268,26 @@ def test_exported_signature_satisfies_a_sigstore_signed_policy(signed, cosign_ke
     (copy / "signature-1").unlink()
     unsigned = use(cosign_keys["good.pub"])
     assert unsigned.returncode != 0 and "no signature exists" in unsigned.stderr
+
+
+def test_an_all_copy_gets_each_instances_signature(signed, cosign_keys, hellocontainer,
+                                                   tmp_path) -> None:
+    """`--all` copies: each image's and SBOM's signature beside its manifest; the policy then
+    still refuses the copy, as containers/image wants every instance signed, the signature
+    artifacts too (README says so)."""
+    copy = tmp_path / "all"
+    skopeo("copy", "--all", f"oci:{signed}:{TAG}", f"dir:{copy}")
+    image, sbom = index_of(signed)["manifests"][:2]
+    hellocontainer("verify", f"{signed}:{TAG}", "--key", cosign_keys["good.pub"], "--to-dir", copy)
+    assert sorted(p.name for p in copy.glob("*.signature-*")) == sorted(
+        f"{d['digest'][7:]}.signature-1" for d in (image, sbom))
+    refused = run([*new_skopeo(), "--policy", policy(tmp_path, cosign_keys["good.pub"]), "copy",
+                   "--all", "--remove-signatures", f"dir:{copy}", f"oci:{tmp_path / 'o'}:{TAG}"],
+                  check=False)
+    assert refused.returncode != 0 and "from manifest list" in refused.stderr
+    other = tmp_path / "other"
+    skopeo("copy", f"oci:{signed}:{TAG}", f"dir:{other}")
+    (other / "manifest.json").write_text("{}")
+    wrong = hellocontainer("verify", f"{signed}:{TAG}", "--key", cosign_keys["good.pub"],
+                           "--to-dir", other, check=False)
+    assert wrong.returncode == 1 and "not a copy of" in wrong.stderr
