@@ -307,3 +307,30 @@ def test_an_index_of_signed_images_keeps_every_signature_and_sign_signs_each_pla
     signed = hellocontainer("sign", f"{later}:{TAG}", "--key", keys["p256"][0]).stdout
     assert signed.endswith(" 4 signatures added\n")  # two images, two SBOMs
     verify(hellocontainer, later, keys["p256"][1], check=True)
+
+
+def test_a_tag_moved_while_signing_is_not_overwritten(hello_static, keys, tmp_path,
+                                                      monkeypatch) -> None:
+    """A build that retags the layout between `sign` reading the tag and publishing wins: the
+    signed index of the old image is not published over it."""
+    import hellocontainer.image.signing as signing_module
+
+    layout = tmp_path / "race"
+    env = {**os.environ, "SOURCE_DATE_EPOCH": "1700000000"}
+    subprocess.run([sys.executable, "-m", "hellocontainer", "build", hello_static, "--output",
+                    layout, "--tag", TAG, "-q"], check=True, env=env)
+    real_publish = signing_module.publish
+
+    def build_then_publish(*args, **kwargs):
+        subprocess.run([sys.executable, "-m", "hellocontainer", "build", hello_static, "--output",
+                        layout, "--tag", TAG, "--env", "RACE=1", "-q"], check=True, env=env)
+        return real_publish(*args, **kwargs)
+
+    monkeypatch.setattr(signing_module, "publish", build_then_publish)
+    before_sign = json.loads((layout / "index.json").read_text())
+    with pytest.raises(signing_module.LayoutError, match=f"tag {TAG} of .* changed while"):
+        signing_module.sign_layout(layout, TAG, signing.load_signing_key(keys["p256"][0]))
+    after = json.loads((layout / "index.json").read_text())["manifests"]
+    assert after != before_sign["manifests"]  # the racing build's tag stands
+    assert json.loads(blob_path(layout, after[0]["digest"]).read_text())["mediaType"] == \
+        "application/vnd.oci.image.manifest.v1+json"

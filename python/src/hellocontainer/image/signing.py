@@ -72,7 +72,8 @@ def sign_layout(root: Path, tag: str | None, key: SigningKey, identity: str = ""
                 tagged.append(Descriptor(index.media_type, index.digest, index.size, None,
                                          dict(entry.annotations)))
         if tagged:
-            publish(staging, tagged)
+            # Under the lock, only if no build moved these tags since they were read.
+            publish(staging, tagged, replaces={e.ref_name or "": e.digest for e in entries})
     return results
 
 
