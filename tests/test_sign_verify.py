@@ -256,8 +256,10 @@ def test_a_payload_for_another_image_fails(hellocontainer, signed, keys, tmp_pat
 
 
 def test_the_private_key_is_written_nowhere(hellocontainer, hello_static, keys, tmp_path) -> None:
-    spec = tmp_path / "image.yaml"
-    spec.write_text(f"sign_key: {keys['p256'][0]}\nsbom: true\n")
+    spec = tmp_path / "spec" / "image.yaml"
+    spec.parent.mkdir()
+    shutil.copy(keys["p256"][0], spec.parent / "signing.key")
+    spec.write_text("sign_key: signing.key\nsbom: true\n")  # relative to the spec file
     layout = tmp_path / "out"
     hellocontainer("build", hello_static, "--spec", spec, "--output", layout, "--tag", TAG,
                    "--archive", tmp_path / "out.tar", "-q")
@@ -267,7 +269,7 @@ def test_the_private_key_is_written_nowhere(hellocontainer, hello_static, keys, 
                             serialization.NoEncryption())
     written = [*list(files(layout).values()), (tmp_path / "out.tar").read_bytes()]
     for data in written:
-        for secret in (scalar, der, keys["p256"][0].read_bytes(), str(keys["p256"][0]).encode()):
+        for secret in (scalar, der, keys["p256"][0].read_bytes(), b"signing.key"):
             assert secret not in data
     verify(hellocontainer, layout, keys["p256"][1], check=True)
 
