@@ -63,6 +63,11 @@ def index_of(layout: Path) -> dict:
     return json.loads((layout / "blobs" / "sha256" / entry["digest"][7:]).read_text())
 
 
+def manifest_platform(layout: Path) -> str:
+    platform = index_of(layout)["manifests"][0]["platform"]
+    return f"{platform['os']}/{platform['architecture']}"
+
+
 def blob_path(layout: Path, digest: str) -> Path:
     return layout / "blobs" / "sha256" / digest.split(":", 1)[1]
 
@@ -156,6 +161,12 @@ def test_a_second_key_adds_its_signatures_beside_the_first(hellocontainer, signe
     for name in ("p256", "ed25519"):
         verify(hellocontainer, layout, keys[name][1], check=True)
     assert len(index_of(layout)["manifests"]) == 6
+    differences = hellocontainer("diff", f"{signed}:{TAG}", f"{layout}:{TAG}", check=False)
+    assert differences.returncode == 1
+    assert differences.stdout.splitlines() == [
+        f"tag {TAG}: platform {platform} {SIG_TYPE} #2 only in B"
+        for platform in (f"{manifest_platform(signed)} application/spdx+json",
+                         manifest_platform(signed))]
 
 
 def test_signed_layout_is_valid_inspectable_and_survives_gc(hellocontainer, signed,
