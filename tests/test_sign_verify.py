@@ -17,8 +17,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
-pytest.importorskip("cryptography")  # the `test` extra installs it
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 

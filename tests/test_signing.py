@@ -15,15 +15,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cryptography  # the `test` extra installs it; a missing one fails, never skips
 import pytest
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa, utils
 
 from conftest import REPO
-
-cryptography = pytest.importorskip("cryptography")  # the `test` extra installs it
-from cryptography.hazmat.primitives import hashes, serialization  # noqa: E402
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa, utils  # noqa: E402
-
-from hellocontainer.provenance import cosignkey, rfc6979, signing  # noqa: E402
+from hellocontainer.provenance import cosignkey, rfc6979, signing
 
 BUILD_TOOLS = Path(__file__).resolve().parent / "build-tools"
 
@@ -58,7 +57,7 @@ def test_same_bytes_as_cryptographys_own_deterministic_mode() -> None:
     """Where the release has it (43.0.0 and later, with OpenSSL 3.2+), its bytes are ours."""
     try:
         mode = ec.ECDSA(hashes.SHA256(), deterministic_signing=True)
-    except (TypeError, cryptography.exceptions.UnsupportedAlgorithm):
+    except (TypeError, UnsupportedAlgorithm):
         pytest.skip(f"cryptography {cryptography.__version__} has no deterministic ECDSA here")
     for seed in range(20):
         key = ec.derive_private_key(int.from_bytes(hashlib.sha256(bytes([seed])).digest(), "big")
