@@ -5,7 +5,8 @@
   found both ways cosign looks: the `sha256-<digest>.sig` tag and, with --experimental-oci11,
   the OCI 1.1 referrers (the registry's fallback tag, as Distribution 2.8 has no referrers API).
 - `cosign save` writes a layout `cosign verify --local-image` accepts, and so does our `verify`.
-- A signature cosign makes with a key passes our `verify`.
+- A signature cosign makes with a key passes our `verify`: its classic `.sig` image (through
+  `cosign save`) and its OCI 1.1 referrer (pulled beside the image).
 - After a round trip through a registry (`skopeo copy --all` both ways) the layout is the same
   bytes and still verifies.
 - Exported for a `dir:` copy, the signature satisfies containers/image's `sigstoreSigned` policy
@@ -219,6 +220,32 @@ def test_a_signature_cosign_makes_passes_our_verify(registry, hello_static, home
     assert result.stdout.startswith(f"{saved}: verified with ")
     other = hellocontainer("verify", saved, "--key", cosign_keys["other.pub"], check=False)
     assert other.returncode == 1 and "signed with another key" in other.stderr
+
+
+def test_cosigns_oci_1_1_referrer_signature_passes_our_verify(registry, hello_static, home,
+                                                              cosign_keys, hellocontainer,
+                                                              tmp_path) -> None:
+    """cosign's own OCI 1.1 form (config.mediaType names the type; experimental in 2.5), pulled
+    into the layout beside the image as an untagged index.json entry, as OCI 1.1 tools do."""
+    layout = tmp_path / "plain"
+    hellocontainer("build", hello_static, "--output", layout, "--tag", TAG, "-q")
+    repository = push(layout, registry, "hello-cosign-oci11")
+    digest = tagged_digest(layout, TAG)
+    run([*cosign(), "sign", "--yes", "--key", cosign_keys["good"], "--tlog-upload=false",
+         "--registry-referrers-mode=oci-1-1", "--allow-insecure-registry",
+         f"{repository}@{digest}"],
+        env={"HOME": str(home), "COSIGN_PASSWORD": PASSWORD, "COSIGN_EXPERIMENTAL": "1"})
+    fallback = json.loads(skopeo("inspect", "--raw", "--tls-verify=false",
+                                 f"docker://{repository}:sha256-{digest[7:]}"))
+    (referrer,) = fallback["manifests"]
+    assert referrer["artifactType"] == SIG_TYPE
+    skopeo("copy", "--src-tls-verify=false", f"docker://{repository}@{referrer['digest']}",
+           f"oci:{layout}")
+    result = hellocontainer("verify", f"{layout}:{TAG}", "--key", cosign_keys["good.pub"])
+    assert digest in result.stdout
+    other = hellocontainer("verify", f"{layout}:{TAG}", "--key", cosign_keys["other.pub"],
+                           check=False)
+    assert other.returncode == 1
 
 
 def test_signature_survives_a_registry_round_trip(registry, signed, cosign_keys, hellocontainer,
