@@ -113,15 +113,17 @@ def push(layout: Path, registry: str, name: str) -> str:
     return f"{registry}/{name}"
 
 
-def test_cosigns_encrypted_key_opens_to_the_key_of_its_public_half(cosign_keys) -> None:
-    from hellocontainer.provenance.signing import load_signing_key
+def test_cosigns_encrypted_key_opens_to_the_key_of_its_public_half(cosign_keys,
+                                                                   monkeypatch) -> None:
+    from hellocontainer.provenance.signing import PASSPHRASE_ENV, SigningError, load_signing_key
 
-    os.environ["COSIGN_PASSWORD"] = PASSWORD
-    try:
-        key = load_signing_key(cosign_keys["good"])
-    finally:
-        del os.environ["COSIGN_PASSWORD"]
+    monkeypatch.delenv(PASSPHRASE_ENV, raising=False)
+    monkeypatch.setenv("COSIGN_PASSWORD", PASSWORD)
+    key = load_signing_key(cosign_keys["good"])
     assert key.public_pem() == cosign_keys["good.pub"].read_bytes()
+    monkeypatch.setenv(PASSPHRASE_ENV, "not the password")  # ours comes first
+    with pytest.raises(SigningError, match="wrong password"):
+        load_signing_key(cosign_keys["good"])
 
 
 def test_cosign_verifies_our_signature_by_its_sig_tag(registry, signed, home, cosign_keys) -> None:
