@@ -127,7 +127,7 @@ def test_podman_store_goes_where_podman_root_says(hellocontainer: Runner, tmp_pa
           "--podman-root", "/data/podman")
     script = (tmp_path / "S95hello").read_text()
     assert '"$RUNTIME" --root /data/podman/storage --runroot /run/hellocontainer/podman-run ' in script
-    assert 'TMPDIR="/data/podman/tmp"' in script
+    assert 'TMPDIR="/data/podman/tmp"\nexport TMPDIR\n' in script
     assert "/run/hellocontainer/podman/" not in script
 
 

@@ -33,8 +33,10 @@ from foreign import build_static_hello, cross_compilers
 from test_buildroot_external import buildroot_target_overlay
 from yocto_class import update_rc_links, yocto_oci_files
 
-ARCHES = ("amd64", "arm64")
-OTHER = {"amd64": "arm64", "arm64": "amd64"}
+ARCHES = ("amd64", "arm64", "armhf")
+OTHER = {"amd64": "arm64", "arm64": "amd64", "armhf": "amd64"}
+# The cross compiler's platform (tests/foreign.py) for each board: armhf is ARMv7-A.
+PLATFORM = {"amd64": "amd64", "arm64": "arm64", "armhf": "arm/v7"}
 BUNDLES = "/var/lib/hellocontainer"  # where the bundles are on the board
 GREETING = "Hello container!"
 MISSING_RUNTIME = "/opt/runtime/crun"  # a --runtime-path the board does not have
@@ -62,7 +64,9 @@ def _autostart(overlay: Path, script: str, *args: str) -> None:
     _cli("autostart", *args, "--sysv", overlay / script.lstrip("/"))
 
 
-BUILDROOT_ARCH = {"amd64": "x86_64", "arm64": "aarch64"}  # BR2_ARCH, and Yocto's TARGET_ARCH
+BUILDROOT_ARCH = {"amd64": "x86_64", "arm64": "aarch64", "armhf": "arm"}  # BR2_ARCH, TARGET_ARCH
+# What else a Buildroot .config says for the architecture.
+BUILDROOT_SYMBOLS = {"armhf": {"BR2_ARM_CPU_ARMV7A": "y"}}
 BUILDROOT_SCRIPT = "S95hellocontainer-hello"
 YOCTO_SCRIPT = "S95hellocontainer-hello-container"
 
@@ -78,7 +82,8 @@ def _overlay(arch: str, hellos: dict[str, Path], work: Path) -> Path:
     # What Buildroot's package installs, by its own .mk commands.
     _merge_into(overlay, buildroot_target_overlay(work / "buildroot", hellos[arch],
                                                   BUILDROOT_ARCH[arch], runtime="crun",
-                                                  init="busybox"))
+                                                  init="busybox",
+                                                  **BUILDROOT_SYMBOLS.get(arch, {})))
     # What the Yocto class's ${PN}-oci holds, by the class's own functions, plus the links
     # update-rc.d makes from its INITSCRIPT_PARAMS when the image's root is assembled.
     image = yocto_oci_files(work / "yocto", hellos[arch], BUILDROOT_ARCH[arch],
@@ -112,7 +117,7 @@ def _overlay(arch: str, hellos: dict[str, Path], work: Path) -> Path:
 def hellos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """examples/hello, static, for each board architecture."""
     out = tmp_path_factory.mktemp("hellos")
-    return {arch: build_static_hello(cross_compilers()[arch], out) for arch in ARCHES}
+    return {arch: build_static_hello(cross_compilers()[PLATFORM[arch]], out) for arch in ARCHES}
 
 
 @pytest.fixture(scope="module", params=ARCHES)
@@ -155,7 +160,7 @@ def test_bundle_of_other_architecture_fails_once_before_it_starts(booted: board.
     run = booted.script("S60foreign")
     assert run.status not in (0, None), booted.console
     assert GREETING not in run.output, booted.console
-    names = {"amd64": "x86-64", "arm64": "aarch64"}
+    names = {"amd64": "x86-64", "arm64": "aarch64", "armhf": "arm"}
     arch = request.node.callspec.params["booted"]
     assert re.search(rf"^hellocontainer: {BUNDLES}/foreign/rootfs/\S+ is a program for "
                      rf"{names[OTHER[arch]]}, and this board runs {names[arch]}: ",

@@ -145,6 +145,8 @@ def test_quadlet_generator_runs_the_stored_image_from_our_store(
     # Our copy-in step and the backoff reach the service untouched.
     (pre,) = service["ExecStartPre"]
     assert 'pull --quiet \\"oci:/usr/share/hellocontainer/hello-oci:1.0\\"' in pre
+    # podman's temporaries: /var/tmp is read-only on such a board.
+    assert "TMPDIR=/run/hellocontainer/podman/tmp" in service["Environment"]
     assert service["Restart"] == ["on-failure"]
     assert service["RestartMaxDelaySec"] == ["300"]
 

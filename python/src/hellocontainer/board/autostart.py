@@ -219,21 +219,25 @@ def _podman_globals(cfg: Autostart) -> str:
             f"--tmpdir {PODMAN_RUN}/libpod --storage-driver vfs")
 
 
-_PODMAN_PULL = """# The image in podman's store, copied from the layout unless the copy is
+_PODMAN_PULL = """\
+# podman writes image temporaries to TMPDIR (/var/tmp by default, which a
+# read-only root does not have) when it copies an image and when it runs one.
+TMPDIR="@PODMAN_ROOT@/tmp"
+export TMPDIR
+
+# The image in podman's store, copied from the layout unless the copy is
 # from the layout's present index.json. Status 1, with podman's error, when
 # the copy fails.
 podman_image() {
+	mkdir -p "$TMPDIR" || return 1
 	kept="@PODMAN_ROOT@/$NAME.index.json"
 	if cmp -s "@LAYOUT@/index.json" "$kept" &&
 		"$RUNTIME" @GLOBALS@ image exists "@IMAGE@"; then
 		return 0
 	fi
-	mkdir -p "@PODMAN_ROOT@/tmp" || return 1
 	# Recorded before the copy: a layout replaced meanwhile is copied again next time.
 	cp "@LAYOUT@/index.json" "$kept.new" || return 1
-	# Image copies go to TMPDIR first (/var/tmp by default, read-only here).
-	TMPDIR="@PODMAN_ROOT@/tmp" "$RUNTIME" @GLOBALS@ pull --quiet "@SOURCE_IMAGE@" >/dev/null ||
-		return 1
+	"$RUNTIME" @GLOBALS@ pull --quiet "@SOURCE_IMAGE@" >/dev/null || return 1
 	mv "$kept.new" "$kept"
 }
 """
@@ -771,6 +775,7 @@ def quadlet_container(cfg: Autostart) -> str:
         "PodmanArgs=--quiet",
         "",
         "[Service]",
+        f"Environment=TMPDIR={cfg.podman_root}/tmp",
         "ExecStartPre=" + _exec_shell(_fill(_QUADLET_PRE, values)),
         f"Restart={cfg.restart}",
         "RestartSec=1",
