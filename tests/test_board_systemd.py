@@ -1,0 +1,82 @@
+"""On a board that boots systemd 252 (Debian 12's, unpacked): the units `autostart --systemd`
+writes start the container, and a missing runtime or bundle fails once, with one line and no
+restart (tests/board_systemd.py builds the board; amd64 only: one systemd boot is about a
+minute of emulation).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from board_systemd import enable, systemd_overlay
+from test_board_boot import _cli
+
+import board
+from conftest import require_tool
+from foreign import build_static_hello, cross_compilers
+
+ARCH = "amd64"
+GREETING = "Hello container!"
+BUNDLE = "/var/lib/hellocontainer/hello"
+MISSING_RUNTIME = "/opt/runtime/crun"
+MISSING_BUNDLE = "/var/lib/hellocontainer/absent"
+UNIT_LINE = re.compile(rf"^{re.escape(board.MARK)} unit (?P<unit>\S+) result (?P<result>\S+) "
+                       r"restarts (?P<restarts>\d+) exited-us (?P<exited>\d+)$", re.MULTILINE)
+
+
+def _unit(overlay: Path, name: str, *args: str) -> None:
+    unit = f"hellocontainer-{name}.service"
+    _cli("autostart", "--name", name, *args,
+         "--systemd", overlay / "etc" / "systemd" / "system" / unit)
+    enable(overlay, unit)
+
+
+@pytest.fixture(scope="module")
+def booted(tmp_path_factory: pytest.TempPathFactory) -> board.BootResult:
+    for tool, package in board.host_tools(ARCH):
+        require_tool(tool, package)
+    work = tmp_path_factory.mktemp("board-systemd")
+    hello = build_static_hello(cross_compilers()[ARCH], work)
+    overlay = work / "overlay"
+    systemd_overlay(ARCH, overlay)
+    _cli("build", hello, "--output", work / "layout", "--tag", "latest")
+    _cli("bundle", f"{work / 'layout'}:latest", "--output", overlay / BUNDLE.lstrip("/"))
+    _unit(overlay, "hello", "--bundle", BUNDLE)
+    # The default policy, on-failure: a part that is missing must still not restart.
+    _unit(overlay, "noruntime", "--bundle", BUNDLE, "--runtime-path", MISSING_RUNTIME)
+    _unit(overlay, "nobundle", "--bundle", MISSING_BUNDLE)
+    initramfs = board.build_initramfs(ARCH, overlay, work / "initramfs.cpio", ("crun",))
+    return board.boot_initramfs(ARCH, initramfs, timeout=600, memory_mib=768)
+
+
+def _units(booted: board.BootResult) -> dict[str, dict[str, str]]:
+    return {m["unit"]: m.groupdict() for m in UNIT_LINE.finditer(booted.console)}
+
+
+def test_systemd_board_powers_off_after_the_units_settle(booted: board.BootResult) -> None:
+    assert not booted.timed_out and booted.powered_off, booted.console
+    assert set(_units(booted)) == {"hellocontainer-hello.service",
+                                   "hellocontainer-noruntime.service",
+                                   "hellocontainer-nobundle.service"}, booted.console
+
+
+def test_unit_starts_the_container_under_systemd(booted: board.BootResult) -> None:
+    assert booted.console.count(GREETING) == 1, booted.console
+    assert "hellocontainer: hello exited 0" in booted.console, booted.console
+    hello = _units(booted)["hellocontainer-hello.service"]
+    assert (hello["result"], hello["restarts"]) == ("success", "0"), booted.console
+
+
+@pytest.mark.parametrize("unit,line", [
+    ("noruntime", f"hellocontainer: {MISSING_RUNTIME} not found; install crun"),
+    ("nobundle", f"hellocontainer: {MISSING_BUNDLE}/config.json not found; the runtime bundle "
+                 "is not installed"),
+])
+def test_missing_part_fails_once_under_systemd(unit: str, line: str,
+                                               booted: board.BootResult) -> None:
+    ours = [text for text in booted.console.splitlines() if line in text]
+    assert len(ours) == 1, booted.console
+    state = _units(booted)[f"hellocontainer-{unit}.service"]
+    assert (state["result"], state["restarts"]) == ("exit-code", "0"), booted.console
