@@ -7,8 +7,10 @@ leave a silent board. So both files are generated here, from one validated `Auto
 build systems only choose the paths:
 
 - crun and runc run an OCI runtime *bundle* (`crun run --bundle DIR NAME`); podman runs the image
-  *layout* (`podman run --rm oci:DIR:TAG`). A stale container of the same name (left by a power
-  cut: its state lives in /run only while /run survives) is deleted before each start.
+  *layout*, copied once into a store of its own on a writable path (see "podman on a board"
+  below; a Quadlet .container file is a third form, for podman's systemd generator). A stale
+  container of the same name (left by a power cut: its state lives in /run only while /run
+  survives) is deleted before each start.
 - The SysV script supervises in the background (`start` must return, or the boot stops there):
   it runs the container and restarts it per the policy. `stop` tells the supervisor not to
   restart, then signals the container. The systemd unit lets systemd restart it (`Restart=`).

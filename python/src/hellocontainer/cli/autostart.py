@@ -11,10 +11,12 @@ from pathlib import Path
 from ..errors import UsageError
 
 HELP = "write the init script or systemd unit that starts a container at boot"
-DESCRIPTION = ("Write a SysV/BusyBox init script (--sysv) and/or a systemd unit (--systemd) "
-               "that start the container NAME at boot: crun or runc run the runtime bundle --bundle, "
-               "podman runs the image layout --layout. Paths given to --bundle, --layout and "
-               "--runtime-path are paths on the target. Same settings, same bytes.")
+DESCRIPTION = ("Write a SysV/BusyBox init script (--sysv), a systemd unit (--systemd) and/or, "
+               "for podman, a Quadlet file (--quadlet) that start the container NAME at boot: "
+               "crun or runc run the runtime bundle --bundle, podman runs the image layout "
+               "--layout from its store under --podman-root. Paths given to --bundle, --layout, "
+               "--podman-root and --runtime-path are paths on the target. Same settings, same "
+               "bytes.")
 
 
 def setup(parser: argparse.ArgumentParser) -> None:
