@@ -6,12 +6,14 @@ minute of emulation).
 
 from __future__ import annotations
 
+import json
 import re
+import shutil
 from pathlib import Path
 
 import pytest
 from board_systemd import enable, systemd_overlay
-from test_board_boot import _cli
+from test_board_boot import FAILING, _cli
 
 import board
 from conftest import require_tool
@@ -22,6 +24,8 @@ GREETING = "Hello container!"
 BUNDLE = "/var/lib/hellocontainer/hello"
 MISSING_RUNTIME = "/opt/runtime/crun"
 MISSING_BUNDLE = "/var/lib/hellocontainer/absent"
+# The failing container's own line, after journald's prefix.
+STARTED = re.compile(r"failing started at (\d+(?:\.\d+)?)$", re.MULTILINE)
 UNIT_LINE = re.compile(rf"^{re.escape(board.MARK)} unit (?P<unit>\S+) result (?P<result>\S+) "
                        r"restarts (?P<restarts>\d+) exited-us (?P<exited>\d+)$", re.MULTILINE)
 
@@ -47,8 +51,21 @@ def booted(tmp_path_factory: pytest.TempPathFactory) -> board.BootResult:
     # The default policy, on-failure: a part that is missing must still not restart.
     _unit(overlay, "noruntime", "--bundle", BUNDLE, "--runtime-path", MISSING_RUNTIME)
     _unit(overlay, "nobundle", "--bundle", MISSING_BUNDLE)
+    _failing_unit(overlay, work)
     initramfs = board.build_initramfs(ARCH, overlay, work / "initramfs.cpio", ("crun",))
     return board.boot_initramfs(ARCH, initramfs, timeout=600, memory_mib=768)
+
+
+def _failing_unit(overlay: Path, work: Path) -> None:
+    """hellocontainer-failing.service: BusyBox in the bundle says when it starts, then exits 1."""
+    failing = overlay / "var/lib/hellocontainer/failing"
+    _cli("bundle", f"{work / 'layout'}:latest", "--output", failing)
+    shutil.copy(board.busybox(ARCH), failing / "rootfs" / "busybox")
+    config = json.loads((failing / "config.json").read_text())
+    config["process"]["args"] = ["/busybox", "sh", "-c", FAILING]
+    (failing / "config.json").write_text(json.dumps(config))
+    _unit(overlay, "failing", "--bundle", "/var/lib/hellocontainer/failing",
+          "--restart-max-delay", "16", "--give-up-after", "5")
 
 
 def _units(booted: board.BootResult) -> dict[str, dict[str, str]]:
@@ -57,7 +74,7 @@ def _units(booted: board.BootResult) -> dict[str, dict[str, str]]:
 
 def test_systemd_board_powers_off_after_the_units_settle(booted: board.BootResult) -> None:
     assert not booted.timed_out and booted.powered_off, booted.console
-    assert set(_units(booted)) == {"hellocontainer-hello.service",
+    assert set(_units(booted)) == {"hellocontainer-hello.service", "hellocontainer-failing.service",
                                    "hellocontainer-noruntime.service",
                                    "hellocontainer-nobundle.service"}, booted.console
 
@@ -80,3 +97,26 @@ def test_missing_part_fails_once_under_systemd(unit: str, line: str,
     assert len(ours) == 1, booted.console
     state = _units(booted)[f"hellocontainer-{unit}.service"]
     assert (state["result"], state["restarts"]) == ("exit-code", "0"), booted.console
+
+
+def test_failing_unit_backs_off_then_gives_up_under_systemd(booted: board.BootResult) -> None:
+    # journald puts "[uptime] sh[pid]: " before each line on the console.
+    ours = re.findall(r"(hellocontainer: failing .*)$", booted.console, re.MULTILINE)
+    assert ours == ["hellocontainer: failing exited 1, restarting in 1 s",
+                    "hellocontainer: failing exited 1, restarting in 2 s",
+                    "hellocontainer: failing exited 1, restarting in 4 s",
+                    "hellocontainer: failing exited 1, restarting in 8 s",
+                    "hellocontainer: failing exited 1, 5 times in a row; not restarting it"
+                    ], booted.console
+    starts = [float(up) for up in STARTED.findall(booted.console)]
+    assert len(starts) == 5, booted.console
+    gaps = [later - earlier for earlier, later in zip(starts, starts[1:])]
+    # Each restart cycle under systemd costs several seconds of emulation by itself (the unit's
+    # shells, crun, while the rest of the boot runs), and that share varies by seconds (seen:
+    # 7.4, 4.7, 7.2 and 10.9 s for waits of 1, 2, 4 and 8 s): the waits show as each gap at
+    # least its wait, and the last gap (8 s wait) above the first (1 s).
+    assert [gap >= wait for gap, wait in zip(gaps, (1, 2, 4, 8))] == [True] * 4, gaps
+    assert gaps[-1] > gaps[0], gaps
+    # systemd restarted the unit 5 times: the 5th start is the one that gives up (exit 78).
+    state = _units(booted)["hellocontainer-failing.service"]
+    assert state["restarts"] == "5", booted.console
