@@ -1,19 +1,29 @@
 """On a board that boots systemd 252 (Debian 12's, unpacked): the units `autostart --systemd`
 writes start the container, and a missing runtime or bundle fails once, with one line and no
-restart (tests/board_systemd.py builds the board; amd64 only: one systemd boot is about a
-minute of emulation).
+restart; a failing container backs off and gives up (tests/board_systemd.py builds the board;
+amd64 only: one systemd boot is one to two minutes of emulation).
+
+The board also has Debian 12's podman 4.3, which has no Quadlet: the `autostart --quadlet` file
+goes through the Quadlet generator of Debian trixie's podman 5.4 on this machine (as podman's
+systemd generator would turn it into a unit at boot), and the unit it makes starts the
+container with podman 4.3 on the board. So the generated unit is booted; the generator itself
+does not run on the board.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
 from board_systemd import enable, systemd_overlay
 from test_board_boot import FAILING, _cli
+from test_board_podman import POLICY
+from test_podman_autostart import quadlet_generator
 
 import board
 from conftest import require_tool
@@ -24,6 +34,7 @@ GREETING = "Hello container!"
 BUNDLE = "/var/lib/hellocontainer/hello"
 MISSING_RUNTIME = "/opt/runtime/crun"
 MISSING_BUNDLE = "/var/lib/hellocontainer/absent"
+LAYOUT = "/usr/share/hellocontainer/hello-oci"
 # The failing container's own line, after journald's prefix.
 STARTED = re.compile(r"failing started at (\d+(?:\.\d+)?)$", re.MULTILINE)
 UNIT_LINE = re.compile(rf"^{re.escape(board.MARK)} unit (?P<unit>\S+) result (?P<result>\S+) "
@@ -52,7 +63,8 @@ def booted(tmp_path_factory: pytest.TempPathFactory) -> board.BootResult:
     _unit(overlay, "noruntime", "--bundle", BUNDLE, "--runtime-path", MISSING_RUNTIME)
     _unit(overlay, "nobundle", "--bundle", MISSING_BUNDLE)
     _failing_unit(overlay, work)
-    initramfs = board.build_initramfs(ARCH, overlay, work / "initramfs.cpio", ("crun",))
+    _quadlet_unit(overlay, work)
+    initramfs = board.build_initramfs(ARCH, overlay, work / "initramfs.cpio", ("crun", "podman"))
     return board.boot_initramfs(ARCH, initramfs, timeout=600, memory_mib=768)
 
 
@@ -68,6 +80,24 @@ def _failing_unit(overlay: Path, work: Path) -> None:
           "--restart-max-delay", "16", "--give-up-after", "5")
 
 
+def _quadlet_unit(overlay: Path, work: Path) -> None:
+    """hellocontainer-podman.service: what trixie's Quadlet generator makes of our file."""
+    shutil.copytree(work / "layout", overlay / LAYOUT.lstrip("/"))
+    (overlay / "etc" / "containers").mkdir(parents=True, exist_ok=True)
+    (overlay / "etc" / "containers" / "policy.json").write_text(POLICY)
+    source = work / "quadlet" / "hellocontainer-podman.container"
+    _cli("autostart", "--runtime", "podman", "--name", "podman", "--layout", f"{LAYOUT}:latest",
+         "--quadlet", source)
+    units = work / "quadlet-units"
+    units.mkdir()
+    generated = subprocess.run([str(quadlet_generator()), str(units)], capture_output=True,
+                               text=True, env={**os.environ, "QUADLET_UNIT_DIRS": str(source.parent)})
+    assert generated.returncode == 0, generated.stderr
+    shutil.copy(units / "hellocontainer-podman.service",
+                overlay / "etc" / "systemd" / "system" / "hellocontainer-podman.service")
+    enable(overlay, "hellocontainer-podman.service")
+
+
 def _units(booted: board.BootResult) -> dict[str, dict[str, str]]:
     return {m["unit"]: m.groupdict() for m in UNIT_LINE.finditer(booted.console)}
 
@@ -75,12 +105,15 @@ def _units(booted: board.BootResult) -> dict[str, dict[str, str]]:
 def test_systemd_board_powers_off_after_the_units_settle(booted: board.BootResult) -> None:
     assert not booted.timed_out and booted.powered_off, booted.console
     assert set(_units(booted)) == {"hellocontainer-hello.service", "hellocontainer-failing.service",
+                                   "hellocontainer-podman.service",
                                    "hellocontainer-noruntime.service",
                                    "hellocontainer-nobundle.service"}, booted.console
 
 
 def test_unit_starts_the_container_under_systemd(booted: board.BootResult) -> None:
-    assert booted.console.count(GREETING) == 1, booted.console
+    # journald's prefix names the process: the unit's shell exec'd crun.
+    assert len(re.findall(rf"\bsh\[\d+\]: {GREETING}$", booted.console, re.MULTILINE)) == 1, \
+        booted.console
     assert "hellocontainer: hello exited 0" in booted.console, booted.console
     hello = _units(booted)["hellocontainer-hello.service"]
     assert (hello["result"], hello["restarts"]) == ("success", "0"), booted.console
@@ -120,3 +153,14 @@ def test_failing_unit_backs_off_then_gives_up_under_systemd(booted: board.BootRe
     # systemd restarted the unit 5 times: the 5th start is the one that gives up (exit 78).
     state = _units(booted)["hellocontainer-failing.service"]
     assert state["restarts"] == "5", booted.console
+
+
+def test_quadlet_unit_starts_the_container_with_podman(booted: board.BootResult) -> None:
+    # SyslogIdentifier=%N: the container's own output, passed through, under the unit's name.
+    assert len(re.findall(rf"hellocontainer-podman\[\d+\]: {GREETING}$", booted.console,
+                          re.MULTILINE)) == 1, booted.console
+    state = _units(booted)["hellocontainer-podman.service"]
+    assert (state["result"], state["restarts"]) == ("success", "0"), booted.console
+    # Nothing of podman's own on the console: no copy progress, no warnings.
+    assert not re.search(r"Copying|Writing manifest|Storing signatures|level=", booted.console), \
+        booted.console

@@ -102,15 +102,20 @@ def _static_printer(tmp_path: Path) -> Path:
 LAYOUT = "/usr/share/hellocontainer/hello-oci"
 
 
-@pytest.fixture(scope="module")
-def quadlet() -> Path:
-    """podman's Quadlet generator, from Debian trixie's podman package (not installed)."""
+def quadlet_generator() -> Path:
+    """podman's Quadlet generator, from Debian trixie's podman package (not installed). It
+    needs only libc, and runs on Debian 12."""
     require_tool("apt-get", "apt")
     require_tool("dpkg-deb", "dpkg")
     archive = board.Archive("amd64", suite="trixie")
     root = archive.fresh(lambda: archive.unpack(archive.resolve(["podman"],
                                                                 libraries=False)[0]))
     return root / "usr" / "libexec" / "podman" / "quadlet"
+
+
+@pytest.fixture(scope="module")
+def quadlet() -> Path:
+    return quadlet_generator()
 
 
 def _generate(quadlet: Path, source: Path) -> dict[str, list[str]]:
@@ -142,7 +147,10 @@ def test_quadlet_generator_runs_the_stored_image_from_our_store(
     assert "--network" in words and words[words.index("--network") + 1] == "none"
     # Stopping names the same store: else podman looks in /var/lib/containers.
     assert all(f"/usr/bin/podman {store} rm " in stop for stop in service["ExecStop"])
-    # Our copy-in step and the backoff reach the service untouched.
+    # Our checks, copy-in step and backoff reach the service untouched. A missing part skips
+    # the unit (ExecCondition=) once: systemd restarts no skipped unit.
+    (condition,) = service["ExecCondition"]
+    assert "not found; the image layout is not installed" in condition
     (pre,) = service["ExecStartPre"]
     assert 'pull --quiet \\"oci:/usr/share/hellocontainer/hello-oci:1.0\\"' in pre
     # podman's temporaries: /var/tmp is read-only on such a board.

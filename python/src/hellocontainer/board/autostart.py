@@ -731,18 +731,26 @@ def systemd_unit(cfg: Autostart) -> str:
 # meta-virtualization installs podman containers as Quadlet files: podman's systemd generator
 # (/usr/lib/systemd/system-generators/podman-system-generator) turns NAME.container in
 # /etc/containers/systemd/ into NAME.service at boot. The file names the same store as the
-# script and the unit (GlobalArgs=, podman 4.8), runs the stored image by name, and an
-# ExecStartPre= with the same shell checks the parts and copies the layout in when it changed.
+# script and the unit (GlobalArgs=, podman 4.8) and runs the stored image by name;
+# ExecCondition= checks the parts and ExecStartPre= copies the layout in when it changed, with
+# the script's own shell functions.
 # Restarts back off with systemd's own RestartSteps=/RestartMaxDelaySec= (systemd >= 254; older
 # systemd warns about them and restarts every second): the exits are systemd's console lines.
 
-_QUADLET_PRE = """\
-@SETTINGS@@PODMAN@
+# A missing part is checked by ExecCondition=: its failure (1) skips the unit once, with the
+# line, and systemd does not restart a skipped unit (an ExecStartPre= failure would be
+# restarted, and RestartPreventExitStatus= looks at the main process only).
+_QUADLET_CHECK = """\
+@SETTINGS@@PROBLEM@
 reason=$(problem)
 if [ -n "$reason" ]; then
 	echo "hellocontainer: $reason" >&2
 	exit 1
 fi
+"""
+
+_QUADLET_PRE = """\
+@SETTINGS@@PODMAN@
 podman_image
 """
 
@@ -756,7 +764,8 @@ def quadlet_container(cfg: Autostart) -> str:
         raise AutostartError("--quadlet: Quadlet starts the podman it came with; drop "
                              "--runtime-path")
     values = _shared(cfg)
-    values["PODMAN"] = _fill("\n".join([_PROBLEM, _podman_shell(cfg)]), values)
+    values["PROBLEM"] = _fill(_PROBLEM, values)
+    values["PODMAN"] = _podman_shell(cfg)
     unit = ["[Unit]", f"Description=hellocontainer: container {cfg.name} (podman, Quadlet)"]
     if cfg.network == "host":
         unit += ["Wants=network-online.target", "After=network-online.target"]
@@ -774,10 +783,14 @@ def quadlet_container(cfg: Autostart) -> str:
         f"Image={_podman_image(cfg.layout, cfg.tag)}",
         f"Network={cfg.network}",
         f"GlobalArgs={_podman_globals(cfg)}",
+        # Quadlet runs the container detached (-d); passthrough gives it the service's own
+        # output, so its lines reach the console as under the script and the unit.
+        "LogDriver=passthrough",
         "PodmanArgs=--quiet",
         "",
         "[Service]",
         f"Environment=TMPDIR={cfg.podman_root}/tmp",
+        "ExecCondition=" + _exec_shell(_fill(_QUADLET_CHECK, values)),
         "ExecStartPre=" + _exec_shell(_fill(_QUADLET_PRE, values)),
         f"Restart={cfg.restart}",
         "RestartSec=1",
