@@ -35,6 +35,7 @@ BUNDLE = "/var/lib/hellocontainer/hello"
 MISSING_RUNTIME = "/opt/runtime/crun"
 MISSING_BUNDLE = "/var/lib/hellocontainer/absent"
 LAYOUT = "/usr/share/hellocontainer/hello-oci"
+MISSING_LAYOUT = "/usr/share/hellocontainer/absent-oci"
 # The failing container's own line, after journald's prefix.
 STARTED = re.compile(r"failing started at (\d+(?:\.\d+)?)$", re.MULTILINE)
 UNIT_LINE = re.compile(rf"^{re.escape(board.MARK)} unit (?P<unit>\S+) result (?P<result>\S+) "
@@ -63,7 +64,7 @@ def booted(tmp_path_factory: pytest.TempPathFactory) -> board.BootResult:
     _unit(overlay, "noruntime", "--bundle", BUNDLE, "--runtime-path", MISSING_RUNTIME)
     _unit(overlay, "nobundle", "--bundle", MISSING_BUNDLE)
     _failing_unit(overlay, work)
-    _quadlet_unit(overlay, work)
+    _quadlet_units(overlay, work)
     initramfs = board.build_initramfs(ARCH, overlay, work / "initramfs.cpio", ("crun", "podman"))
     return board.boot_initramfs(ARCH, initramfs, timeout=600, memory_mib=768)
 
@@ -80,22 +81,25 @@ def _failing_unit(overlay: Path, work: Path) -> None:
           "--restart-max-delay", "16", "--give-up-after", "5")
 
 
-def _quadlet_unit(overlay: Path, work: Path) -> None:
-    """hellocontainer-podman.service: what trixie's Quadlet generator makes of our file."""
+def _quadlet_units(overlay: Path, work: Path) -> None:
+    """What trixie's Quadlet generator makes of our files: hellocontainer-podman.service, and
+    hellocontainer-podmanmissing.service, whose layout is not on the board."""
     shutil.copytree(work / "layout", overlay / LAYOUT.lstrip("/"))
     (overlay / "etc" / "containers").mkdir(parents=True, exist_ok=True)
     (overlay / "etc" / "containers" / "policy.json").write_text(POLICY)
-    source = work / "quadlet" / "hellocontainer-podman.container"
-    _cli("autostart", "--runtime", "podman", "--name", "podman", "--layout", f"{LAYOUT}:latest",
-         "--quadlet", source)
+    sources = work / "quadlet"
+    for name, layout in (("podman", LAYOUT), ("podmanmissing", MISSING_LAYOUT)):
+        _cli("autostart", "--runtime", "podman", "--name", name, "--layout", f"{layout}:latest",
+             "--quadlet", sources / f"hellocontainer-{name}.container")
     units = work / "quadlet-units"
     units.mkdir()
     generated = subprocess.run([str(quadlet_generator()), str(units)], capture_output=True,
-                               text=True, env={**os.environ, "QUADLET_UNIT_DIRS": str(source.parent)})
+                               text=True, env={**os.environ, "QUADLET_UNIT_DIRS": str(sources)})
     assert generated.returncode == 0, generated.stderr
-    shutil.copy(units / "hellocontainer-podman.service",
-                overlay / "etc" / "systemd" / "system" / "hellocontainer-podman.service")
-    enable(overlay, "hellocontainer-podman.service")
+    for name in ("podman", "podmanmissing"):
+        unit = f"hellocontainer-{name}.service"
+        shutil.copy(units / unit, overlay / "etc" / "systemd" / "system" / unit)
+        enable(overlay, unit)
 
 
 def _units(booted: board.BootResult) -> dict[str, dict[str, str]]:
@@ -106,6 +110,7 @@ def test_systemd_board_powers_off_after_the_units_settle(booted: board.BootResul
     assert not booted.timed_out and booted.powered_off, booted.console
     assert set(_units(booted)) == {"hellocontainer-hello.service", "hellocontainer-failing.service",
                                    "hellocontainer-podman.service",
+                                   "hellocontainer-podmanmissing.service",
                                    "hellocontainer-noruntime.service",
                                    "hellocontainer-nobundle.service"}, booted.console
 
@@ -164,3 +169,12 @@ def test_quadlet_unit_starts_the_container_with_podman(booted: board.BootResult)
     # Nothing of podman's own on the console: no copy progress, no warnings.
     assert not re.search(r"Copying|Writing manifest|Storing signatures|level=", booted.console), \
         booted.console
+
+
+def test_quadlet_unit_with_a_missing_layout_is_skipped_once(booted: board.BootResult) -> None:
+    line = (f"hellocontainer: {MISSING_LAYOUT}/index.json not found; the image layout is not "
+            "installed")
+    assert len([text for text in booted.console.splitlines() if line in text]) == 1, \
+        booted.console
+    state = _units(booted)["hellocontainer-podmanmissing.service"]
+    assert (state["result"], state["restarts"]) == ("exec-condition", "0"), booted.console
