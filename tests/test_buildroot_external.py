@@ -61,6 +61,7 @@ BUILDROOT_STUBS = {
     "BR2_PACKAGE_CRUN": 'bool "crun"',
     "BR2_PACKAGE_RUNC": 'bool "runc"',
     "BR2_PACKAGE_PODMAN": 'bool "podman"',
+    "BR2_INIT_SYSTEMD": 'bool "systemd"',  # a member of Buildroot's init choice
 }
 
 # Settings a user would type into menuconfig: spaces, runs of spaces, both quote kinds; a
@@ -201,6 +202,13 @@ def test_readme_table_gives_each_options_kconfig_default(kconf) -> None:
                          and kconfiglib.expr_value(kconf.syms[name].direct_dep) == 2})
         if switch:
             kconf.syms[switch].set_value(2)
+    # podman's own options appear once podman is the runtime (Quadlet's under systemd).
+    kconf.syms["BR2_PACKAGE_PODMAN"].set_value(2)
+    kconf.syms["BR2_INIT_SYSTEMD"].set_value(2)
+    kconf.syms["BR2_PACKAGE_HELLOCONTAINER_HELLO_ROOTFS_PATH"].set_value("/usr/share/hello-oci")
+    kconf.syms["BR2_PACKAGE_HELLOCONTAINER_HELLO_RUNTIME_PODMAN"].set_value(2)
+    defaults.update({name: kconfig_value(kconf.syms[name]) for name in table
+                     if name not in defaults})
     assert defaults == table
 
 
@@ -712,8 +720,21 @@ def test_autostart_with_podman_runs_the_installed_layout(tmp_path: Path,
                                       rootfs_path="/usr/share/hellocontainer/hello-oci/")
     script = (target / "etc/init.d/S95hellocontainer-hello").read_text()
     assert "oci:/usr/share/hellocontainer/hello-oci:latest" in script
+    assert "--root /run/hellocontainer/podman/storage " in script  # the store's default
     assert not (target / "usr/share/hellocontainer/hello-bundle").exists()
     assert not (tmp_path / "images/hello-bundle").exists()
+
+
+def test_podman_quadlet_installs_a_container_file_instead_of_the_unit(
+        tmp_path: Path, hello_static: Path) -> None:
+    prefix = "BR2_PACKAGE_HELLOCONTAINER_HELLO"
+    target = buildroot_target_overlay(tmp_path, hello_static, buildroot_arch(), runtime="podman",
+                                      init="systemd", **{f"{prefix}_QUADLET": "y",
+                                                         f"{prefix}_PODMAN_ROOT": '"/data/podman"'})
+    quadlet = (target / "etc/containers/systemd/hellocontainer-hello.container").read_text()
+    assert "\nImage=localhost/usr/share/hellocontainer/hello-oci:latest\n" in quadlet
+    assert "GlobalArgs=--root /data/podman/storage " in quadlet
+    assert not (target / "usr/lib/systemd").exists()
 
 
 def test_autostart_off_installs_no_init_files(tmp_path: Path, make_env: dict[str, str],
@@ -742,6 +763,12 @@ def test_podman_runtime_needs_podman_and_a_rootfs_path(kconf) -> None:
     assert podman.visibility == 0  # no root filesystem path yet
     kconf.syms["BR2_PACKAGE_HELLOCONTAINER_HELLO_ROOTFS_PATH"].set_value("/usr/share/hello-oci")
     assert podman.visibility == 2
+    # Quadlet is a systemd generator: offered only with systemd as init.
+    podman.set_value(2)
+    quadlet = kconf.syms["BR2_PACKAGE_HELLOCONTAINER_HELLO_QUADLET"]
+    assert quadlet.visibility == 0
+    kconf.syms["BR2_INIT_SYSTEMD"].set_value(2)
+    assert quadlet.visibility == 2
 
 
 def test_autostart_without_an_available_runtime_stops_make(

@@ -99,6 +99,11 @@ HELLOCONTAINER_RESTART_MAX_DELAY ?= "300"
 HELLOCONTAINER_GIVE_UP_AFTER ?= "0"
 # Count only the exits of the last this many seconds (0: all since the last long run)
 HELLOCONTAINER_GIVE_UP_WINDOW ?= "0"
+# podman with systemd: install a Quadlet .container file for podman's generator (1, podman
+# >= 4.8) instead of the service unit (0)
+HELLOCONTAINER_QUADLET ?= "0"
+# podman: its image store on the target, a writable folder (under /run: copied in at each boot)
+HELLOCONTAINER_PODMAN_ROOT ?= "/run/hellocontainer/podman"
 # Network of the container: none (loopback only) or host (the board's)
 HELLOCONTAINER_NETWORK ?= "none"
 # Name of the container
@@ -198,6 +203,7 @@ FILES:${PN}-oci += "\
     ${HELLOCONTAINER_BUNDLE_DIR} \
     ${sysconfdir}/init.d/${HELLOCONTAINER_SERVICE} \
     ${systemd_system_unitdir}/${HELLOCONTAINER_SERVICE}.service \
+    ${sysconfdir}/containers/systemd/${HELLOCONTAINER_SERVICE}.container \
 "
 RDEPENDS:${PN}-oci += "${HELLOCONTAINER_RUNTIME_PACKAGE}"
 
