@@ -49,7 +49,7 @@ def packager(*args: object, check: bool = True) -> subprocess.CompletedProcess[s
 
 def build_with_sbom(binary: Path, layout: Path, *extra: object) -> None:
     packager("build", binary, "--output", layout, "--sbom-package", PACKAGE,
-             "--sbom-library", LIBC, *extra)
+             "--sbom-library", LIBC, "--sbom-supplier", "ACME Inc.", *extra)
 
 
 def pyspdxtools(path: Path) -> subprocess.CompletedProcess[str]:

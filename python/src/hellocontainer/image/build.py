@@ -24,6 +24,7 @@ from ..oci.platforms import Platform
 from ..oci.reader import LayoutReader
 from ..oci.safefile import file_kind
 from ..provenance import sbom
+from ..provenance.formats import FORMATS
 from ..store.archive import ArchiveWriter
 from ..store.layout import Staging, preflight, publish
 from . import elfcheck
@@ -41,7 +42,8 @@ class BuildRequest:
     archive: Path | None = None
     jobs: int | None = None
     sysroot: Path | None = None
-    sbom_copy: Path | None = None  # also write the SBOM here (the deploy folder's <name>.spdx.json)
+    # also write the SBOMs here (the deploy folder's <name>.spdx.json), one per format in order
+    sbom_copy: tuple[Path, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -50,7 +52,12 @@ class BuildResult:
     platform: Platform
     tags: tuple[str, ...]
     index: Descriptor | None = None  # what the tags name when an SBOM is attached
-    sbom: Descriptor | None = None  # the SBOM's artifact manifest
+    sboms: tuple[tuple[str, Descriptor], ...] = ()  # (format, its artifact manifest) in order
+
+    @property
+    def sbom(self) -> Descriptor | None:
+        """The first SBOM's artifact manifest (the one format when only one is written)."""
+        return self.sboms[0][1] if self.sboms else None
 
 
 def resolve_in_root(root: Path, path: str) -> Path:
@@ -117,9 +124,17 @@ def build(request: BuildRequest, progress: Progress | None = None) -> BuildResul
         _check_regular(source, "file source", f"fix {extra.origin}")
     entries = layer_entries(binary, dest, files, request.epoch)
     _check_archive_target(request.archive, request.output)
-    if request.sbom_copy is not None and spec.sbom is None:
+    if request.sbom_copy and spec.sbom is None:
         raise SpecError("--sbom-copy needs an SBOM; add --sbom (or the spec key sbom)")
-    _check_beside_layout(request.sbom_copy, request.output, "--sbom-copy")
+    if spec.sbom is not None:
+        sbom.require_complete(spec.sbom, os.path.basename(dest))
+        if request.sbom_copy and len(request.sbom_copy) != len(spec.sbom.formats):
+            raise SpecError(f"{len(request.sbom_copy)} --sbom-copy for "
+                            f"{len(spec.sbom.formats)} SBOM format(s) "
+                            f"({', '.join(spec.sbom.formats)}); give one --sbom-copy per format, "
+                            "in the same order")
+    for copy_path in request.sbom_copy:
+        _check_beside_layout(copy_path, request.output, "--sbom-copy")
     preflight(request.output)
 
     with Staging(request.output) as staging:
@@ -131,11 +146,21 @@ def build(request: BuildRequest, progress: Progress | None = None) -> BuildResul
         manifest_descriptor = staging.add_blob(model.MEDIA_MANIFEST, model.canonical_json(manifest))
         image = Descriptor(manifest_descriptor.media_type, manifest_descriptor.digest,
                            manifest_descriptor.size, platform.to_oci())
-        index = sbom_descriptor = spdx = None
+        index = None
+        sboms: list[tuple[str, Descriptor]] = []
+        documents: list[bytes] = []
         if spec.sbom is not None:
             facts = sbom.ImageFacts(image, platform.to_oci(), dest, *_file_hashes(binary))
-            spdx = sbom.document(spec.sbom, facts, request.epoch)
-            index, sbom_descriptor = _attach_sbom(staging, image, spdx)
+            bom = sbom.resolve(spec.sbom, facts, request.epoch)
+            attached = []
+            for name in spec.sbom.formats:
+                form = FORMATS[name]
+                documents.append(form.write(bom))
+                attached.append(_attach(staging, image, form.media_type, documents[-1]))
+                sboms.append((name, attached[-1]))
+            # referrers.py says why the tags then name an image index
+            index = staging.add_blob(model.MEDIA_INDEX, model.canonical_json(referrers.image_index(
+                [image], [referrers.index_entry(a, image) for a in attached])))
         named = index or image
         tagged = [Descriptor(named.media_type, named.digest, named.size, named.platform,
                              {model.ANNOTATION_REF_NAME: tag}) for tag in spec.tags]
@@ -145,21 +170,21 @@ def build(request: BuildRequest, progress: Progress | None = None) -> BuildResul
             checker.check_descriptor(descriptor, f"new image {descriptor.ref_name}")
         if checker.problems:
             raise LayoutError("internal error, the new image is invalid: " + "; ".join(checker.problems))
-        copy = None
-        if request.sbom_copy is not None and spdx is not None:
-            copy = _PendingFile(request.sbom_copy, spdx, "--sbom-copy")
+        copies: list[_PendingFile] = []
         try:
+            for path, data in zip(request.sbom_copy, documents):
+                copies.append(_PendingFile(path, data, "--sbom-copy"))
             archive = None if request.archive is None \
                 else ArchiveWriter(request.archive, request.epoch)
         except BaseException:
-            if copy is not None:
+            for copy in copies:
                 copy.discard()
             raise
 
         def then() -> None:
             if archive is not None:
                 archive.commit()
-            if copy is not None:
+            for copy in copies:
                 copy.commit()
 
         try:
@@ -167,9 +192,9 @@ def build(request: BuildRequest, progress: Progress | None = None) -> BuildResul
         finally:
             if archive is not None:
                 archive.discard()
-            if copy is not None:
+            for copy in copies:
                 copy.discard()
-    return BuildResult(manifest_descriptor, platform, spec.tags, index, sbom_descriptor)
+    return BuildResult(manifest_descriptor, platform, spec.tags, index, tuple(sboms))
 
 
 def _file_hashes(path: Path) -> tuple[str, str]:
@@ -183,15 +208,13 @@ def _file_hashes(path: Path) -> tuple[str, str]:
     return sha256.hexdigest(), sha1.hexdigest()
 
 
-def _attach_sbom(staging: Staging, image: Descriptor, spdx: bytes) -> tuple[Descriptor, Descriptor]:
-    """Stage the SBOM as an OCI 1.1 referrer of `image`, and the image index the tags then
-    name (referrers.py says why an index): (that index, the SBOM's artifact manifest)."""
-    payload = staging.add_blob(sbom.MEDIA_SPDX, spdx)
+def _attach(staging: Staging, image: Descriptor, media_type: str, data: bytes) -> Descriptor:
+    """Stage `data` as an OCI 1.1 referrer of `image` whose artifactType is its media type:
+    its artifact manifest."""
+    payload = staging.add_blob(media_type, data)
     staging.add_blob(referrers.MEDIA_EMPTY, referrers.EMPTY_BYTES)
-    artifact = referrers.artifact_manifest(sbom.MEDIA_SPDX, payload, image)
-    artifact_descriptor = staging.add_blob(model.MEDIA_MANIFEST, model.canonical_json(artifact))
-    index = referrers.image_index([image], [referrers.index_entry(artifact_descriptor, image)])
-    return staging.add_blob(model.MEDIA_INDEX, model.canonical_json(index)), artifact_descriptor
+    artifact = referrers.artifact_manifest(media_type, payload, image)
+    return staging.add_blob(model.MEDIA_MANIFEST, model.canonical_json(artifact))
 
 
 class _PendingFile:
