@@ -98,8 +98,19 @@ def test_spdx_tools_accepts_the_sbom(sbom_layout, tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_bare_sbom_names_the_missing_ntia_elements_in_one_line(hello_static, tmp_path):
+    """`--sbom` alone knows no supplier and no version: NTIA's minimum elements need both, so
+    the build says which options give them, and writes nothing."""
+    result = packager("build", hello_static, "--output", tmp_path / "bare", "--sbom", check=False)
+    assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith("hellocontainer: error: the SBOM lacks NTIA minimum elements: "
+                                    "a supplier (--sbom-supplier")
+    assert "--sbom-package version=1.0" in result.stderr and "--sbom-incomplete" in result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_spdx_tools_accepts_an_sbom_of_defaults_only(hello_static, tmp_path):
-    packager("build", hello_static, "--output", tmp_path / "bare", "--sbom")
+    packager("build", hello_static, "--output", tmp_path / "bare", "--sbom", "--sbom-incomplete")
     path = tmp_path / "bare.spdx.json"
     path.write_bytes(shape(tmp_path / "bare")[3])
     result = pyspdxtools(path)
@@ -111,7 +122,8 @@ def test_spdx_tools_accepts_an_sbom_of_defaults_only(hello_static, tmp_path):
 def test_spdx_tools_accepts_build_system_license_lists_and_license_refs(hello_static, tmp_path):
     packager("build", hello_static, "--output", tmp_path / "l", "--sbom-package",
              "license='GPL-2.0-only & (MIT | LicenseRef-ACME-EULA)'", "--sbom-library",
-             "name=glibc version=2.36 license='GPL-2.0+ (programs), LGPL-2.1+, MIT (library)'")
+             "name=glibc version=2.36 license='GPL-2.0+ (programs), LGPL-2.1+, MIT (library)'",
+             "--sbom-incomplete")
     sbom = sbom_of(tmp_path / "l")
     assert package(sbom, "SPDXRef-Package-hello")["licenseDeclared"] == \
         "GPL-2.0-only AND (MIT OR LicenseRef-ACME-EULA)"
@@ -130,7 +142,7 @@ def test_license_words_outside_the_spdx_list_become_license_refs(hello_static, t
     packager("build", hello_static, "--output", tmp_path / "l", "--sbom-library",
              "name=glibc license='GPL-2.0+ (programs), LGPL-2.1+, other permissive licenses, "
              "public domain (library), LGPL-3.0+ (sysdeps/htl/raise.c, for Hurd only), "
-             "GPL-3.0+ WITH Texinfo-exception (manual/texinfo.tex)'")
+             "GPL-3.0+ WITH Texinfo-exception (manual/texinfo.tex)'", "--sbom-incomplete")
     sbom = sbom_of(tmp_path / "l")
     assert package(sbom, "SPDXRef-Library1-glibc")["licenseDeclared"] == (
         "GPL-2.0+ AND LGPL-2.1+ AND LicenseRef-other-permissive-licenses AND "
@@ -184,7 +196,8 @@ def test_sbom_time_is_source_date_epoch_and_namespace_follows_content(sbom_layou
     sbom = sbom_of(sbom_layout)
     assert sbom["creationInfo"]["created"] == "2023-11-14T22:13:20Z"
     packager("build", hello_static, "--output", tmp_path / "other", "--sbom-package",
-             PACKAGE.replace("version=1.0", "version=1.1"), "--sbom-library", LIBC)
+             PACKAGE.replace("version=1.0", "version=1.1"), "--sbom-library", LIBC,
+             "--sbom-supplier", "ACME Inc.")
     other = sbom_of(tmp_path / "other")
     assert other["documentNamespace"] != sbom["documentNamespace"]
     assert other["documentNamespace"].startswith("https://spdx.org/spdxdocs/hello-")
@@ -382,7 +395,8 @@ def test_gc_removes_the_sbom_with_its_replaced_image(hellocontainer, sbom_layout
     layout = tmp_path / "layout"
     shutil.copytree(sbom_layout, layout)
     _, referrer, artifact, _ = shape(layout)
-    hellocontainer("build", hello_static, "--output", layout, "--env", "NEW=1", "--sbom")
+    hellocontainer("build", hello_static, "--output", layout, "--env", "NEW=1", "--sbom",
+                   "--sbom-incomplete")
     removed = hellocontainer("gc", layout).stdout
     assert referrer["digest"].split(":")[1] in removed
     assert artifact["layers"][0]["digest"].split(":")[1] in removed
@@ -504,7 +518,7 @@ def test_spec_file_sbom_and_flags_merge(hello_static, tmp_path):
     spec.write_text("sbom:\n  package:\n    name: hello\n    version: '0.9'\n    license: MIT\n"
                     "  libraries:\n    - name: musl\n      version: '1.2.3'\n      license: MIT\n")
     packager("build", hello_static, "--output", tmp_path / "o", "--spec", spec,
-             "--sbom-package", "version=1.0")
+             "--sbom-package", "version=1.0", "--sbom-supplier", "ACME Inc.")
     sbom = sbom_of(tmp_path / "o")
     program = package(sbom, "SPDXRef-Package-hello")
     assert (program["versionInfo"], program["licenseDeclared"]) == ("1.0", "MIT")
@@ -528,7 +542,8 @@ def test_bad_sbom_inputs_are_one_line_errors(hellocontainer, hello_static, tmp_p
 
 def test_sbom_copy_inside_the_layout_is_refused(hellocontainer, hello_static, tmp_path):
     result = hellocontainer("build", hello_static, "--output", tmp_path / "o", "--sbom",
-                            "--sbom-copy", tmp_path / "o" / "x.spdx.json", check=False)
+                            "--sbom-incomplete", "--sbom-copy", tmp_path / "o" / "x.spdx.json",
+                            check=False)
     assert result.returncode == 1 and "inside the layout" in result.stderr
     assert not (tmp_path / "o").exists()
 
@@ -711,7 +726,7 @@ def test_every_location_and_homepage_the_build_accepts_spdx_tools_accepts(locati
 def test_spdx_ids_made_from_names_with_underscores_plus_and_spaces_are_valid(hello_static, tmp_path):
     layout = tmp_path / "layout"
     packager("build", hello_static, "--output", layout, "--sbom-package", "name='my_tool+ extra'",
-             "--sbom-library", "name='lib c++' version=1")
+             "--sbom-library", "name='lib c++' version=1", "--sbom-incomplete")
     sbom = sbom_of(layout)
     ids = [p["SPDXID"] for p in sbom["packages"]]
     assert all(re.fullmatch(r"SPDXRef-[A-Za-z0-9.-]+", i) for i in ids), ids

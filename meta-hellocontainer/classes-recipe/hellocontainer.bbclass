@@ -68,11 +68,17 @@ HELLOCONTAINER_STRIP ?= "${@'0' if bb.utils.to_boolean(d.getVar('INHIBIT_PACKAGE
 HELLOCONTAINER_ALLOW_DYNAMIC ?= "0"
 # Further `hellocontainer build` options, as shell words (e.g. "--gzip-level 6")
 HELLOCONTAINER_EXTRA_ARGS ?= ""
-# Attach an SPDX SBOM of the program and its C library to the image and deploy a copy,
+# Attach an SBOM of the program and its C library to the image and deploy a copy,
 # <image name>.spdx.json (1), or neither (0); more libraries: --sbom-library in EXTRA_ARGS
 HELLOCONTAINER_SBOM ?= "1"
-# The SBOM's supplier of the program, e.g. "Organization: ACME Inc." (empty: not stated)
+# Who supplies the image and its packages, e.g. "Organization: ACME Inc." (empty: oe-core's
+# SPDX_SUPPLIER or SPDX_PACKAGE_SUPPLIER; none at all: the SBOM is written without one)
 HELLOCONTAINER_SBOM_SUPPLIER ?= ""
+# The organization that creates the SBOM, named beside the packager (empty: none)
+HELLOCONTAINER_SBOM_CREATOR_ORGANIZATION ?= ""
+# SBOM formats, each its own referrer and deployed copy: spdx2 (.spdx.json), spdx3
+# (.spdx3.json), cyclonedx (.cdx.json); empty: the SPDX version create-spdx writes
+HELLOCONTAINER_SBOM_FORMATS ?= ""
 # Where ${PN}-oci installs the layout on the target
 HELLOCONTAINER_INSTALL_DIR ?= "${datadir}/hellocontainer/${BPN}"
 # Deployed name of the versioned layout directory
@@ -147,18 +153,22 @@ hellocontainer_deploy() {
         install -m 0644 ${HELLOCONTAINER_OUTDIR}/oci-archive.tar \
             ${DEPLOYDIR}/${HELLOCONTAINER_IMAGE_NAME}.oci-archive.tar
     fi
-    # The SBOM beside the layout, where compliance tooling looks for it
-    if [ -f ${HELLOCONTAINER_OUTDIR}/sbom.spdx.json ]; then
-        install -m 0644 ${HELLOCONTAINER_OUTDIR}/sbom.spdx.json \
-            ${DEPLOYDIR}/${HELLOCONTAINER_IMAGE_NAME}.spdx.json
-    fi
+    # The SBOMs beside the layout, where compliance tooling looks for them
+    for suffix in spdx.json spdx3.json cdx.json; do
+        if [ -f ${HELLOCONTAINER_OUTDIR}/sbom.$suffix ]; then
+            install -m 0644 ${HELLOCONTAINER_OUTDIR}/sbom.$suffix \
+                ${DEPLOYDIR}/${HELLOCONTAINER_IMAGE_NAME}.$suffix
+        fi
+    done
     if [ "${HELLOCONTAINER_IMAGE_LINK_NAME}" != "${HELLOCONTAINER_IMAGE_NAME}" ]; then
         ln -sfn ${HELLOCONTAINER_IMAGE_NAME}.oci \
             ${DEPLOYDIR}/${HELLOCONTAINER_IMAGE_LINK_NAME}.oci
-        if [ -f ${HELLOCONTAINER_OUTDIR}/sbom.spdx.json ]; then
-            ln -sfn ${HELLOCONTAINER_IMAGE_NAME}.spdx.json \
-                ${DEPLOYDIR}/${HELLOCONTAINER_IMAGE_LINK_NAME}.spdx.json
-        fi
+        for suffix in spdx.json spdx3.json cdx.json; do
+            if [ -f ${HELLOCONTAINER_OUTDIR}/sbom.$suffix ]; then
+                ln -sfn ${HELLOCONTAINER_IMAGE_NAME}.$suffix \
+                    ${DEPLOYDIR}/${HELLOCONTAINER_IMAGE_LINK_NAME}.$suffix
+            fi
+        done
         if [ -f ${HELLOCONTAINER_OUTDIR}/oci-archive.tar ]; then
             ln -sfn ${HELLOCONTAINER_IMAGE_NAME}.oci-archive.tar \
                 ${DEPLOYDIR}/${HELLOCONTAINER_IMAGE_LINK_NAME}.oci-archive.tar
