@@ -624,7 +624,7 @@ def buildroot_sbom(binary: Path, out: Path, variables: dict[str, str]) -> dict[s
         f"include {external}/external.mk\n"
         "sbom:\n"
         "\t$(HCTR_CLI) build $(BINARY) --output $(OUT)/hello-oci "
-        "$(call HCTR_SBOM_OPTS,HELLOCONTAINER_HELLO) --sbom-copy $(OUT)/hello.spdx.json\n")
+        "$(call HCTR_SBOM_OPTS,HELLOCONTAINER_HELLO,ACME Inc.) --sbom-copy $(OUT)/hello.spdx.json\n")
     cli = f"{sys.executable} -m hellocontainer"
     subprocess.run([make, "-s", "-f", str(makefile), "sbom", f"HCTR_CLI={cli}",
                     f"BINARY={binary}", f"OUT={out}", f"BR2_EXTERNAL_HELLOCONTAINER_PATH={external}",
@@ -662,10 +662,12 @@ def test_buildroot_toolchain_musl_reaches_the_sbom(hello_static, tmp_path):
 
 def test_buildroot_external_toolchain_names_only_its_libc(hello_static, tmp_path):
     """An external toolchain's libc version is nowhere in Buildroot's variables: the SBOM names
-    the library and claims no version (the musl package's variables exist but do not apply)."""
+    the library and claims no version (the musl package's variables exist but do not apply),
+    written as incomplete on purpose, still with the supplier."""
     sbom = buildroot_sbom(hello_static, tmp_path, BUILDROOT_LIBC_VARIABLES["musl"])
     libc = package(sbom, "SPDXRef-Library1-musl")
     assert "versionInfo" not in libc and libc["licenseDeclared"] == "NOASSERTION"
+    assert libc["supplier"] == "Organization: ACME Inc."
 
 
 # --- fields spdx-tools would refuse are refused at build, naming the option --------------------
