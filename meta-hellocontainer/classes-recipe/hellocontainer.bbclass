@@ -140,6 +140,9 @@ do_hellocontainer[depends] += "hellocontainer-native:do_populate_sysroot"
 # The SBOM names the C library's version as its recipe packaged it.
 # A recipe that links no target C library (INHIBIT_DEFAULT_DEPS) must not pull one in for it.
 do_hellocontainer[depends] += "${@'virtual/libc:do_packagedata' if bb.utils.to_boolean(d.getVar('HELLOCONTAINER_SBOM')) and not bb.utils.to_boolean(d.getVar('INHIBIT_DEFAULT_DEPS')) else ''}"
+# With create-spdx-3.0 the SPDX 3 SBOM names the recipe's own package element, which
+# do_create_recipe_spdx writes (hellocontainer_layer.image.recipe_spdx3_id).
+do_hellocontainer[depends] += "${@'${PN}:do_create_recipe_spdx' if bb.utils.to_boolean(d.getVar('HELLOCONTAINER_SBOM')) and (d.getVar('SPDX_VERSION') or '').startswith('3') and 'spdx3' in hellocontainer_layer.image.sbom_formats(d) else ''}"
 # Before do_populate_sysroot too: that task copies ${datadir} out of ${D}, and
 # must not read it while the layout is being written there.
 addtask hellocontainer after do_install before do_package do_populate_sysroot do_deploy

@@ -9,6 +9,7 @@ the function. A name it cannot see (a flag named at run time) is declared in the
 [vardeps].
 """
 
+import json
 import os
 import re
 import shlex
@@ -187,6 +188,34 @@ def sbom_supplier(d):
     return ""
 
 
+def recipe_spdx3_id(d):
+    """The spdxId of the recipe's own package element, which create-spdx-3.0's
+    do_create_recipe_spdx writes to ${DEPLOY_DIR_SPDX}/${SSTATE_PKGARCH}/static/static-${PN}
+    .spdx.json (oe/sbom30.py, jsonld_arch_path) before do_hellocontainer runs (the class
+    orders the two): our image package is then `generated` by it. Empty without that
+    document (create-spdx-3.0 not inherited)."""
+    if not (d.getVar("SPDX_VERSION") or "").startswith("3"):
+        return ""
+    pn = d.getVar("PN")
+    path = os.path.join(d.getVar("DEPLOY_DIR_SPDX") or "", d.getVar("SSTATE_PKGARCH") or "",
+                        "static", f"static-{pn}.spdx.json")
+    try:
+        with open(path) as stream:
+            graph = json.load(stream).get("@graph", [])
+    except FileNotFoundError:
+        bb.fatal(f"{path} is missing: create-spdx-3.0's do_create_recipe_spdx writes it before "
+                 "do_hellocontainer; set HELLOCONTAINER_SBOM_FORMATS = \"spdx2\" to build without")
+    # oe-core names it <namespace>/<unihash>/recipe/<PN with [^a-zA-Z0-9_-] as _>
+    # (oe/sbom30.py, new_spdxid("recipe", pn)).
+    suffix = "/recipe/" + re.sub(r"[^a-zA-Z0-9_-]", "_", pn)
+    for element in graph:
+        spdx_id = element.get("spdxId") or element.get("@id") or ""
+        if element.get("type") == "software_Package" and spdx_id.endswith(suffix):
+            return spdx_id
+    bb.fatal(f"{path} has no software_Package ending in {suffix}; is it oe-core's?")
+    return ""
+
+
 def sbom_argv(d):
     """--sbom-package and --sbom-library: the recipe's metadata and the C library the program
     is statically linked with, for the packager's SPDX SBOM."""
@@ -214,6 +243,10 @@ def sbom_argv(d):
     organization = (d.getVar("HELLOCONTAINER_SBOM_CREATOR_ORGANIZATION") or "").strip()
     if organization:
         argv += ["--sbom-creator-organization", organization]
+    if "spdx3" in sbom_formats(d):
+        link = recipe_spdx3_id(d)
+        if link:
+            argv += ["--sbom-link", link]
     tclibc = d.getVar("TCLIBC") or ""
     # INHIBIT_DEFAULT_DEPS: the program was not linked against the target's C library.
     if tclibc in ("glibc", "musl", "newlib") and \

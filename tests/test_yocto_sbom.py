@@ -1,0 +1,139 @@
+"""Our SBOM inside the distribution's own, under a real BitBake with create-spdx inherited.
+
+On releases whose create-spdx writes SPDX 3 (master, wrynose), the class writes SPDX 3 and our
+image package is `generated` by the recipe's own package element, named by the spdxId that
+do_create_recipe_spdx wrote under DEPLOY_DIR_SPDX. The walk goes both ways: from the recipe's
+SPDX output to our document and its image digest, and from our document back to the recipe's
+element. oe-core's documents are read as JSON and as the SPDX 3 model (spdx-python-model);
+ntia-conformance-checker judges ours.
+
+Env-gated like the other BitBake tests (tests/yocto_build.py); a build directory of its own.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from yocto_build import (
+    LAYER,
+    OECORE_DIR,
+    VENV_BIN,
+    Build,
+    build_directory,
+    needs_bitbake,
+    prebuilt_recipe,
+    start_build,
+    write_if_changed,
+    write_test_layer,
+)
+
+LOCAL_CONF = """\
+MACHINE = "qemux86-64"
+INHERIT += "create-spdx"
+"""
+
+RECIPE_SETTINGS = """\
+PV = "2.1"
+HELLOCONTAINER_SBOM_SUPPLIER = "Organization: Example Inc."
+HELLOCONTAINER_SBOM_CREATOR_ORGANIZATION = "Example Inc."
+"""
+
+
+def spdx3_release() -> bool:
+    """Whether this oe-core's create-spdx writes SPDX 3 (its create-spdx.bbclass says which)."""
+    text = (Path(OECORE_DIR) / "meta" / "classes" / "create-spdx.bbclass").read_text()
+    return "create-spdx-3.0" in text
+
+
+@pytest.fixture(scope="module")
+def build(hello_static: Path) -> Build:
+    if not OECORE_DIR:
+        pytest.skip("no BitBake / openembedded-core checkout given")
+    top = build_directory("sbom")
+    test_layer = top / "meta-hcsbom"
+    write_test_layer(test_layer, "hcsbom", "core hellocontainer")
+    recipes = test_layer / "recipes-test"
+    write_if_changed(recipes / "hello-spdx" / "hello-spdx.bb",
+                     prebuilt_recipe("Prebuilt static hello, in the distribution's SBOM",
+                                     RECIPE_SETTINGS))
+    write_if_changed(recipes / "hello-spdx" / "files" / "hello", hello_static.read_bytes())
+    return start_build(top, [Path(OECORE_DIR) / "meta", LAYER, test_layer], LOCAL_CONF)
+
+
+@pytest.fixture(scope="module")
+def built(build: Build) -> Build:
+    """`bitbake hello-spdx`: every task, the SPDX ones of create-spdx included."""
+    build.bitbake("hello-spdx")
+    return build
+
+
+def graph(path: Path) -> list[dict[str, Any]]:
+    return json.loads(path.read_text())["@graph"]
+
+
+def spdx_deploy(build: Build) -> Path:
+    return build.top / "tmp" / "deploy" / "spdx" / "3.0.1"
+
+
+@needs_bitbake
+def test_spdx3_sbom_is_generated_by_the_recipes_own_element_and_back(built: Build) -> None:
+    if not spdx3_release():
+        pytest.skip("this oe-core's create-spdx writes SPDX 2.2")
+    deploy = built.deploy_dir("tmp", "qemux86-64")
+    ours_path = deploy / "hello-spdx-qemux86-64.spdx3.json"
+    ours = graph(ours_path)
+    by_id = {e.get("spdxId"): e for e in ours}
+    image = next(e for e in ours if e.get("software_primaryPurpose") == "container")
+    layout = deploy / "hello-spdx-qemux86-64.oci"
+    (tagged,) = json.loads((layout / "index.json").read_text())["manifests"]
+    index = json.loads((layout / "blobs" / "sha256" / tagged["digest"][7:]).read_text())
+    (manifest,) = [m for m in index["manifests"] if m["platform"]["os"] == "linux"]
+    assert image["software_packageVersion"] == manifest["digest"]
+    assert image["verifiedUsing"] == [{"type": "Hash", "algorithm": "sha256",
+                                       "hashValue": manifest["digest"][7:]}]
+    # From our document to the recipe's: the one element it imports generates the image.
+    (document,) = [e for e in ours if e["type"] == "SpdxDocument"]
+    (imported,) = [i["externalSpdxId"] for i in document["import"]]
+    (generates,) = [e for e in ours if e["type"] == "Relationship"
+                    and e["relationshipType"] == "generates"]
+    assert (generates["from"], generates["to"]) == (imported, [image["spdxId"]])
+    assert imported not in by_id
+    # …which is the recipe element oe-core wrote under DEPLOY_DIR_SPDX: the walk back.
+    (recipe_doc,) = spdx_deploy(built).glob("*/static/static-hello-spdx.spdx.json")
+    recipe = next(e for e in graph(recipe_doc) if e.get("spdxId") == imported)
+    assert recipe["type"] == "software_Package" and recipe["name"] == "hello-spdx"
+    # From the recipe's SPDX output to ours: the package document of ${PN}-oci lists the
+    # layout's files, the image manifest among them with the digest as its hash, and the
+    # package's build is the recipe's (the same namespace as the recipe element).
+    (package_doc,) = spdx_deploy(built).glob("*/packages/package-hello-spdx-oci.spdx.json")
+    files = [e for e in graph(package_doc) if e["type"] == "software_File"]
+    blob = next(f for f in files if f["name"].endswith("/blobs/sha256/" + manifest["digest"][7:]))
+    assert {"type": "Hash", "algorithm": "sha256", "hashValue": manifest["digest"][7:]} in \
+        blob["verifiedUsing"]
+    namespace = imported.split("/recipe/")[0].rsplit("/", 1)[0]
+    assert any(e["spdxId"].startswith(namespace) for e in graph(package_doc)
+               if e["type"] == "software_Package")
+
+
+@needs_bitbake
+def test_spdx3_sbom_loads_in_the_spdx_model_and_passes_the_ntia_checker(built: Build) -> None:
+    if not spdx3_release():
+        pytest.skip("this oe-core's create-spdx writes SPDX 2.2")
+    import spdx_python_model
+
+    path = built.deploy_dir("tmp", "qemux86-64") / "hello-spdx-qemux86-64.spdx3.json"
+    _, objects = spdx_python_model.load(path)
+    # The one id not defined in the document is the recipe's element it imports.
+    missing = objects.link()
+    assert len(missing) == 1 and re.search(r"/recipe/hello-spdx$", next(iter(missing)))
+    result = subprocess.run([VENV_BIN / "ntia-checker", "-s", "spdx3", str(path)],
+                            capture_output=True, text=True)
+    assert result.returncode == 0 and "Conformant: True" in result.stdout, result.stdout
+    print(result.stdout, file=sys.stderr)
