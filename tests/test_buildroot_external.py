@@ -195,7 +195,7 @@ def test_readme_table_gives_each_options_kconfig_default(kconf) -> None:
     # package, then autostart); each level is read before the next one is switched on.
     defaults: dict[str, str] = {}
     for switch in ("BR2_PACKAGE_HELLOCONTAINER_HELLO", "BR2_PACKAGE_HELLOCONTAINER_HELLO_AUTOSTART",
-                   None):
+                   "BR2_PACKAGE_HELLOCONTAINER_HELLO_SBOM", None):
         defaults.update({name: kconfig_value(kconf.syms[name]) for name in table
                          if name not in defaults
                          and kconfiglib.expr_value(kconf.syms[name].direct_dep) == 2})
