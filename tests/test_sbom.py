@@ -911,3 +911,15 @@ def test_links_name_the_distributions_elements_in_both_spdx_versions(hello_stati
         in sbom["relationships"]
     result = pyspdxtools(tmp_path / "two.json")
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_diff_compares_each_sbom_format_with_its_counterpart(formats_layout, hellocontainer,
+                                                             hello_static, tmp_path):
+    layout, _ = formats_layout
+    other = tmp_path / "other" / "hello"
+    build_formats(hello_static, other, "--sbom-package", "version=1.1")
+    result = hellocontainer("diff", layout, other, check=False)
+    assert result.returncode == 1
+    compared = sorted(set(re.findall(r"\[linux/amd64 attestation(?: \d)?\]", result.stdout)))
+    assert compared == ["[linux/amd64 attestation 2]", "[linux/amd64 attestation 3]",
+                        "[linux/amd64 attestation]"], result.stdout

@@ -81,10 +81,13 @@ class Differ:
             found = {}
             for child in children:
                 # An attestation (an SBOM) is `unknown/unknown`: name it after the image it is
-                # about, so that each platform's SBOM is compared with its counterpart.
+                # about, so that each platform's SBOM is compared with its counterpart; the
+                # second and later of one image (one per SBOM format) by their place.
                 about = child.annotations.get(referrers.ANNOTATION_REFERENCE_DIGEST)
                 if child.annotations.get(referrers.ANNOTATION_REFERENCE_TYPE) and about:
-                    found[f"{names.get(about, about)} attestation"] = child
+                    name = f"{names.get(about, about)} attestation"
+                    place = sum(1 for key in found if key == name or key.startswith(name + " "))
+                    found[f"{name} {place + 1}" if place else name] = child
                 else:
                     found[names[child.digest]] = child
             return found

@@ -66,7 +66,7 @@ class SbomSpec:
     creator_organization: str | None = None  # "Organization: …", beside the tool as creator
     formats: tuple[str, ...] = ("spdx2",)  # each written and attached as its own referrer
     incomplete: bool = False  # write NOASSERTION where an NTIA element is missing, not fail
-    # SPDX elements of the build system's own SBOM that the image comes from (links.py).
+    # Elements of the build system's own SBOM that the image comes from (SPDX2_LINK, SPDX3_LINK).
     links: tuple[str, ...] = ()
 
 
