@@ -917,7 +917,7 @@ def test_diff_compares_each_sbom_format_with_its_counterpart(formats_layout, hel
                                                              hello_static, tmp_path):
     layout, _ = formats_layout
     other = tmp_path / "other" / "hello"
-    build_formats(hello_static, other, "--sbom-package", "version=1.1")
+    build_formats(hello_static, other, "--sbom-library", "name=zlib version=1.3")
     result = hellocontainer("diff", layout, other, check=False)
     assert result.returncode == 1
     compared = sorted(set(re.findall(r"\[linux/amd64 attestation(?: \d)?\]", result.stdout)))
