@@ -72,8 +72,12 @@ def build(hello_static: Path) -> Build:
 
 @pytest.fixture(scope="module")
 def built(build: Build) -> Build:
-    """`bitbake hello-spdx`: every task, the SPDX ones of create-spdx included."""
-    build.bitbake("hello-spdx")
+    """do_deploy and create-spdx's do_create_package_spdx of the recipe, with every task they
+    follow (do_create_recipe_spdx, do_hellocontainer, do_package, do_create_spdx, …). Not
+    do_build: it adds tasks of native tools this offline build cannot fetch, none of which
+    writes the recipe's SPDX."""
+    spdx = "do_create_package_spdx" if spdx3_release() else "do_create_spdx"  # 2.2's name
+    build.bitbake("hello-spdx:do_deploy", f"hello-spdx:{spdx}")
     return build
 
 
@@ -140,3 +144,33 @@ def test_spdx3_sbom_loads_in_the_spdx_model_and_passes_the_ntia_checker(built: B
                             capture_output=True, text=True)
     assert result.returncode == 0 and "Conformant: True" in result.stdout, result.stdout
     print(result.stdout, file=sys.stderr)
+
+
+@needs_bitbake
+def test_spdx2_sbom_describes_the_image_that_oe_cores_package_document_lists(
+        built: Build) -> None:
+    """scarthgap (create-spdx-2.2): our SPDX 2.3 document is not linked to oe-core's, whose
+    recipe document is written only after do_package; the walk goes through the image
+    manifest's digest, which oe-core's document of ${PN}-oci lists as the SHA256 of the
+    layout's blobs/sha256/<digest> file, generated from the recipe."""
+    if spdx3_release():
+        pytest.skip("this oe-core's create-spdx writes SPDX 3 (the test above)")
+    deploy = built.deploy_dir("tmp", "qemux86-64")
+    ours = json.loads((deploy / "hello-spdx-qemux86-64.spdx.json").read_text())
+    image = next(p for p in ours["packages"] if p["SPDXID"] == "SPDXRef-Image")
+    digest = image["versionInfo"]
+    (package_doc,) = (built.top / "tmp" / "deploy" / "spdx").glob(
+        "*/packages/hello-spdx-oci.spdx.json")
+    theirs = json.loads(package_doc.read_text())
+    blob = next(f for f in theirs["files"]
+                if f["fileName"].endswith("/blobs/sha256/" + digest.split(":", 1)[1]))
+    assert {"algorithm": "SHA256", "checksumValue": digest.split(":", 1)[1]} in blob["checksums"]
+    # The package is generated from the recipe, in the recipe's own document.
+    (recipe_ref,) = [r for r in theirs["externalDocumentRefs"]
+                     if "recipe-hello-spdx" in r["spdxDocument"]]
+    assert any(r["relationshipType"] == "GENERATED_FROM"
+               and r["relatedSpdxElement"].startswith(recipe_ref["externalDocumentId"] + ":")
+               for r in theirs["relationships"])
+    result = subprocess.run([VENV_BIN / "ntia-checker", str(deploy / "hello-spdx-qemux86-64.spdx.json")],
+                            capture_output=True, text=True)
+    assert result.returncode == 0 and "Conformant: True" in result.stdout, result.stdout
