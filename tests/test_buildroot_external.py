@@ -1050,6 +1050,12 @@ def test_buildroot_arm_core_gives_the_packager_its_architecture_level(tmp_path: 
     merge_defconfig(output, "qemu_arm_vexpress", FRAGMENT)
     assert printvars(output)["HCTR_PLATFORM_OPTS"].split() == [
         "--arch", "'arm'", "--tune", "'armv7A'"]
+    # And the package's build step (its post-build hook), as Buildroot expands it, hands
+    # them to the packager.
+    script = " ".join(printvars(output, ("HELLOCONTAINER_HELLO_BUILD_IMAGE",))[
+        "HELLOCONTAINER_HELLO_BUILD_IMAGE"].split())
+    assert re.search(r"/host/bin/hellocontainer build /usr/bin/hello .*"
+                     r"--arch 'arm' --tune 'armv7A' ", script), script
 
 
 # Toolchains whose C library reaches the SBOM: (defconfig lines, libc package prefix, SPDX name).

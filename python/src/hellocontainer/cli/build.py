@@ -73,6 +73,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"{args.output}:{tag} {digest} {result.platform.name()}")
         for name, artifact in result.sboms:
             print(f"{args.output}: SBOM {artifact.digest} ({name}) for {result.manifest.digest}")
+        for signed in result.signatures:
+            print(f"{args.output}: signature {signed.digest}")
     written = None
     if bundle_dir is not None:
         # The manifest itself, not its tag: another build may retag the layout meanwhile.
@@ -86,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
             "manifest": result.manifest.digest, "platform": result.platform.name(),
             "sbom": result.sbom and result.sbom.digest,
             "sboms": [{"format": name, "digest": artifact.digest} for name, artifact in result.sboms],
-            "archive": args.archive,
+            "archive": args.archive, "signatures": [d.digest for d in result.signatures],
             "bundle": written and {"path": args.bundle, "manifest": written.manifest.digest,
                                    "platform": written.platform}})
     return 0

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
+from ..provenance.signing import PASSPHRASE_ENV
 
 PROG = "hellocontainer"
 
@@ -213,9 +214,18 @@ def add_image_flags(parser: argparse.ArgumentParser) -> None:
     sbom_copy = sbom.add_argument("--sbom-copy", metavar="FILE", action="append",
                                   help="also write the SBOM to FILE (e.g. DEPLOY/NAME.spdx.json); "
                                   "once per --sbom-format, in the same order")
+    sign = parser.add_argument_group(
+        "signature (spec keys sign_key, sign_identity)", "A cosign-compatible signature of the "
+        "image (and of its SBOM), attached as an OCI 1.1 referrer; needs hellocontainer[sign]. "
+        f"A key's passphrase comes from ${PASSPHRASE_ENV} (or $COSIGN_PASSWORD), never a flag.")
+    sign.add_argument("--sign-key", metavar="FILE",
+                      help="private key (PEM: cosign.key, PKCS#8 or SEC1; ECDSA P-256 or Ed25519)")
+    sign.add_argument("--sign-identity", metavar="NAME",
+                      help="the repository the image is published as, signed into the payload "
+                      "(containers/image's sigstoreSigned policy matches it); default: none")
     # argparse keeps each group's own actions in _group_actions, in the order they were added.
     parser.set_defaults(image_flags=tuple(
-        action.dest for group in (image, sbom) for action in group._group_actions
+        action.dest for group in (image, sbom, sign) for action in group._group_actions
         if action is not sbom_copy))
 
 

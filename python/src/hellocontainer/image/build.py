@@ -25,9 +25,10 @@ from ..oci.reader import LayoutReader
 from ..oci.safefile import file_kind
 from ..provenance import sbom
 from ..provenance.formats import FORMATS
+from ..provenance.signing import load_signing_key
 from ..store.archive import ArchiveWriter
 from ..store.layout import Staging, preflight, publish
-from . import elfcheck
+from . import elfcheck, signing
 from .documents import config_document, manifest_document
 from .layer import Progress, layer_entries, write_layer
 from .spec import ExtraFile, ImageSpec, check_tags
@@ -51,8 +52,9 @@ class BuildResult:
     manifest: Descriptor
     platform: Platform
     tags: tuple[str, ...]
-    index: Descriptor | None = None  # what the tags name when an SBOM is attached
+    index: Descriptor | None = None  # what the tags name when an SBOM or signature is attached
     sboms: tuple[tuple[str, Descriptor], ...] = ()  # (format, its artifact manifest) in order
+    signatures: tuple[Descriptor, ...] = ()  # the signature manifests (image first, then SBOMs)
 
     @property
     def sbom(self) -> Descriptor | None:
@@ -135,6 +137,8 @@ def build(request: BuildRequest, progress: Progress | None = None) -> BuildResul
                             "in the same order")
     for copy_path in request.sbom_copy:
         _check_beside_layout(copy_path, request.output, "--sbom-copy")
+    # Loaded before any work: a wrong passphrase must not cost a compressed layer.
+    key = load_signing_key(Path(spec.sign_key)) if spec.sign_key else None
     preflight(request.output)
 
     with Staging(request.output) as staging:
@@ -149,18 +153,25 @@ def build(request: BuildRequest, progress: Progress | None = None) -> BuildResul
         index = None
         sboms: list[tuple[str, Descriptor]] = []
         documents: list[bytes] = []
+        listed: list[Descriptor] = []  # the image's referrers, as its index lists them
         if spec.sbom is not None:
             facts = sbom.ImageFacts(image, platform.to_oci(), dest, *_file_hashes(binary))
             bom = sbom.resolve(spec.sbom, facts, request.epoch)
-            attached = []
             for name in spec.sbom.formats:
                 form = FORMATS[name]
                 documents.append(form.write(bom))
-                attached.append(_attach(staging, image, form.media_type, documents[-1]))
-                sboms.append((name, attached[-1]))
-            # referrers.py says why the tags then name an image index
-            index = staging.add_blob(model.MEDIA_INDEX, model.canonical_json(referrers.image_index(
-                [image], [referrers.index_entry(a, image) for a in attached])))
+                sboms.append((name, _attach(staging, image, form.media_type, documents[-1])))
+                listed.append(referrers.index_entry(sboms[-1][1], image))
+        signatures: list[Descriptor] = []
+        if key is not None:
+            subjects = [image] + [artifact for _, artifact in sboms]
+            signed = signing.attach(staging, subjects, key, spec.sign_identity)
+            listed += signed
+            signatures = [Descriptor(d.media_type, d.digest, d.size) for d in signed]
+        if listed:
+            # referrers.py says why the tags then name an index rather than the image.
+            document = model.canonical_json(referrers.image_index([image], listed))
+            index = staging.add_blob(model.MEDIA_INDEX, document)
         named = index or image
         tagged = [Descriptor(named.media_type, named.digest, named.size, named.platform,
                              {model.ANNOTATION_REF_NAME: tag}) for tag in spec.tags]
@@ -194,7 +205,8 @@ def build(request: BuildRequest, progress: Progress | None = None) -> BuildResul
                 archive.discard()
             for copy in copies:
                 copy.discard()
-    return BuildResult(manifest_descriptor, platform, spec.tags, index, tuple(sboms))
+    return BuildResult(manifest_descriptor, platform, spec.tags, index, tuple(sboms),
+                       tuple(signatures))
 
 
 def _file_hashes(path: Path) -> tuple[str, str]:
