@@ -270,7 +270,7 @@ def test_the_private_key_is_written_nowhere(hellocontainer, hello_static, keys, 
     spec = tmp_path / "spec" / "image.yaml"
     spec.parent.mkdir()
     shutil.copy(keys["p256"][0], spec.parent / "signing.key")
-    spec.write_text("sign_key: signing.key\nsbom: true\n")  # relative to the spec file
+    spec.write_text("sign_key: signing.key\nsbom:\n  incomplete: true\n")  # relative to the spec file
     layout = tmp_path / "out"
     hellocontainer("build", hello_static, "--spec", spec, "--output", layout, "--tag", TAG,
                    "--archive", tmp_path / "out.tar", "-q")
