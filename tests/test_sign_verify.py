@@ -89,7 +89,7 @@ def signed(hello_static: Path, keys, tmp_path_factory: pytest.TempPathFactory) -
     """A layout built with an SBOM and signed at build time (never modified by the tests)."""
     out = tmp_path_factory.mktemp("signed") / "hello"
     subprocess.run([sys.executable, "-m", "hellocontainer", "build", hello_static, "--output",
-                    out, "--tag", TAG, "--sbom", "--sign-key", keys["p256"][0], "-q"],
+                    out, "--tag", TAG, "--sbom", "--sbom-incomplete", "--sign-key", keys["p256"][0], "-q"],
                    check=True, env={**os.environ, "SOURCE_DATE_EPOCH": "1700000000"})
     return out
 
@@ -128,14 +128,16 @@ def test_image_and_sbom_each_carry_one_cosign_signature(signed) -> None:
 
 
 def test_two_signed_builds_are_byte_identical(hellocontainer, hello_static, keys, tmp_path) -> None:
-    a = build(hellocontainer, hello_static, tmp_path / "a", "--sbom", "--sign-key", keys["p256"][0])
-    b = build(hellocontainer, hello_static, tmp_path / "b", "--sbom", "--sign-key", keys["p256"][0])
+    a = build(hellocontainer, hello_static, tmp_path / "a", "--sbom", "--sbom-incomplete",
+              "--sign-key", keys["p256"][0])
+    b = build(hellocontainer, hello_static, tmp_path / "b", "--sbom", "--sbom-incomplete",
+              "--sign-key", keys["p256"][0])
     assert files(a) == files(b)
 
 
 def test_signing_later_gives_the_bytes_of_signing_at_build(hellocontainer, hello_static, signed,
                                                            keys, tmp_path) -> None:
-    later = build(hellocontainer, hello_static, tmp_path / "later", "--sbom")
+    later = build(hellocontainer, hello_static, tmp_path / "later", "--sbom", "--sbom-incomplete")
     result = hellocontainer("sign", f"{later}:{TAG}", "--key", keys["p256"][0])
     assert result.stdout.endswith(" 2 signatures added\n")
     hellocontainer("gc", later)  # the unsigned index the tag named before
@@ -268,7 +270,7 @@ def test_the_private_key_is_written_nowhere(hellocontainer, hello_static, keys, 
     spec = tmp_path / "spec" / "image.yaml"
     spec.parent.mkdir()
     shutil.copy(keys["p256"][0], spec.parent / "signing.key")
-    spec.write_text("sign_key: signing.key\nsbom: true\n")  # relative to the spec file
+    spec.write_text("sign_key: signing.key\nsbom:\n  incomplete: true\n")  # relative to the spec file
     layout = tmp_path / "out"
     hellocontainer("build", hello_static, "--spec", spec, "--output", layout, "--tag", TAG,
                    "--archive", tmp_path / "out.tar", "-q")
@@ -304,7 +306,7 @@ def test_an_index_of_signed_images_keeps_every_signature_and_sign_signs_each_pla
         for signed_at_build, into in ((True, sources), (False, unsigned)):
             layout = tmp_path / f"{oci}-{signed_at_build}"
             extra = ["--sign-key", keys["p256"][0]] if signed_at_build else []
-            build(hellocontainer, binary, layout, "--path", "/hello", "--sbom", *extra)
+            build(hellocontainer, binary, layout, "--path", "/hello", "--sbom", "--sbom-incomplete", *extra)
             into.append(f"{layout}:{TAG}")
     joined = tmp_path / "joined"
     hellocontainer("index", "--output", joined, "--tag", TAG, *sources)

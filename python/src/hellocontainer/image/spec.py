@@ -214,7 +214,8 @@ def flags_document(flags: Mapping[str, Any]) -> dict[str, Any]:
     document: dict[str, Any] = {}
     flags = dict(flags)
     sbom = _sbom_flags(flags.pop("sbom", None), flags.pop("sbom-package", None),
-                       flags.pop("sbom-library", None))
+                       flags.pop("sbom-library", None),
+                       {key: flags.pop(f"sbom-{flag}", None) for flag, key in SBOM_SETTINGS.items()})
     if sbom is not None:
         document["sbom"] = sbom
     for flag, value in flags.items():
@@ -246,13 +247,19 @@ def flags_document(flags: Mapping[str, Any]) -> dict[str, Any]:
     return document
 
 
-def _sbom_flags(enable: bool | None, package: list[str] | None,
-               libraries: list[str] | None) -> bool | dict[str, Any] | None:
-    """`--sbom`, `--sbom-package WORDS` (repeatable, one package) and `--sbom-library WORDS`
-    (one library per flag) in the spec key's shape; giving inputs asks for the SBOM too."""
-    if not package and not libraries:
+# The SBOM flags that set one key of the spec's `sbom` each: flag (after --sbom-) → key.
+SBOM_SETTINGS = {"supplier": "supplier", "creator-organization": "creator_organization",
+                 "format": "formats", "incomplete": "incomplete", "link": "links"}
+
+
+def _sbom_flags(enable: bool | None, package: list[str] | None, libraries: list[str] | None,
+                settings: Mapping[str, Any]) -> bool | dict[str, Any] | None:
+    """`--sbom`, `--sbom-package WORDS` (repeatable, one package), `--sbom-library WORDS`
+    (one library per flag) and the settings (SBOM_SETTINGS) in the spec key's shape; giving
+    any of them asks for the SBOM too."""
+    document: dict[str, Any] = {key: value for key, value in settings.items() if value is not None}
+    if not package and not libraries and not document:
         return True if enable else None
-    document: dict[str, Any] = {}
     if package:
         words = [w for value in package for w in split_words("sbom-package", value)]
         document["package"] = words_to_fields("sbom-package", words)
@@ -268,15 +275,14 @@ def _sbom_flags(enable: bool | None, package: list[str] | None,
 
 
 def _merge_sbom(file_value: Any, flag_value: Any) -> Any:
-    """Flags over the spec file's `sbom`: package keys one by one, libraries as a whole."""
+    """Flags over the spec file's `sbom`: package keys one by one, libraries and every other
+    key as a whole."""
     base = file_value if isinstance(file_value, Mapping) else {}
     if flag_value is True:
         return file_value if base else True
-    merged = dict(base)
+    merged = {**base, **flag_value}
     if "package" in flag_value:
         merged["package"] = {**base.get("package", {}), **flag_value["package"]}
-    if "libraries" in flag_value:
-        merged["libraries"] = flag_value["libraries"]
     return merged
 
 

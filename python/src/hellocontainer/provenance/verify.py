@@ -109,7 +109,7 @@ def _verify_entry(reader: LayoutReader, entry: Descriptor, loose: list[Descripto
         proven.images.append((image, platform))
     for other in others:
         kind = manifests[other.digest].get("artifactType") or "artifact"
-        what = f"the {'SBOM' if 'spdx' in kind else kind} {other.digest}"
+        what = f"the {'SBOM' if 'spdx' in kind or 'cyclonedx' in kind else kind} {other.digest}"
         found, proven.claims[other.digest] = _check_signed(reader, other, signatures_of,
                                                            manifests, key, key_name, ref, what)
         proven.signatures.append(found)
