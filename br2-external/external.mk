@@ -70,15 +70,18 @@ HCTR_PACKAGE = \
 		$(if $(PARALLEL_JOBS),--jobs $(PARALLEL_JOBS)) \
 		$(3)
 
-# $(call HCTR_SBOM_OPTS,PKG)
+# $(call HCTR_SBOM_OPTS,PKG[,SUPPLIER[,CREATOR_ORGANIZATION]])
 # The packager's SBOM options for the program of package PKG (its make
 # prefix, e.g. HELLOCONTAINER_HELLO), from Buildroot's own variables:
 # PKG's _RAWNAME, _VERSION, _LICENSE (the packager reads Buildroot's
 # "A (notes), B" lists), _SITE/_SOURCE (or git+SITE@VERSION) and
 # _CPE_ID; and the toolchain's C library, with the version, license and
 # CPE of its package when Buildroot builds the toolchain (an external
-# toolchain's libc version is not known to Buildroot). Each value is a
-# "double-quoted" word inside one single-quoted option value.
+# toolchain's libc version is not known to Buildroot, so its SBOM is
+# written with --sbom-incomplete). Each value is a "double-quoted" word
+# inside one single-quoted option value. The names are Buildroot's
+# package names, which CycloneDX's bom-ref then is, as in
+# utils/generate-cyclonedx.
 HCTR_SBOM_WORD = \
 	$(if $(strip $(2)),$(1)="$(strip $(subst ",,$(subst ',,$(2))))")
 HCTR_SBOM_SITE = \
@@ -101,6 +104,9 @@ HCTR_SBOM_LIBC = \
 		$(call HCTR_SBOM_WORD,name,$(HCTR_LIBC_NAME)))
 HCTR_SBOM_OPTS = \
 	--sbom-package '$(call HCTR_SBOM_COMPONENT,$(1),$($(1)_RAWNAME))' \
-	$(if $(HCTR_LIBC_NAME),--sbom-library '$(strip $(HCTR_SBOM_LIBC))')
+	$(if $(HCTR_LIBC_NAME),--sbom-library '$(strip $(HCTR_SBOM_LIBC))') \
+	$(if $(strip $(2)),--sbom-supplier '$(subst ','\'',$(strip $(2)))') \
+	$(if $(strip $(3)),--sbom-creator-organization '$(subst ','\'',$(strip $(3)))') \
+	$(if $(HCTR_LIBC_NAME),$(if $(BR2_TOOLCHAIN_BUILDROOT),,--sbom-incomplete))
 
 include $(sort $(wildcard $(BR2_EXTERNAL_HELLOCONTAINER_PATH)/package/*/*.mk))

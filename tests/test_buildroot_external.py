@@ -61,6 +61,7 @@ BUILDROOT_STUBS = {
     "BR2_PACKAGE_CRUN": 'bool "crun"',
     "BR2_PACKAGE_RUNC": 'bool "runc"',
     "BR2_PACKAGE_PODMAN": 'bool "podman"',
+    "BR2_INIT_SYSTEMD": 'bool "systemd"',  # a member of Buildroot's init choice
 }
 
 # Settings a user would type into menuconfig: spaces, runs of spaces, both quote kinds; a
@@ -195,12 +196,19 @@ def test_readme_table_gives_each_options_kconfig_default(kconf) -> None:
     # package, then autostart); each level is read before the next one is switched on.
     defaults: dict[str, str] = {}
     for switch in ("BR2_PACKAGE_HELLOCONTAINER_HELLO", "BR2_PACKAGE_HELLOCONTAINER_HELLO_AUTOSTART",
-                   None):
+                   "BR2_PACKAGE_HELLOCONTAINER_HELLO_SBOM", None):
         defaults.update({name: kconfig_value(kconf.syms[name]) for name in table
                          if name not in defaults
                          and kconfiglib.expr_value(kconf.syms[name].direct_dep) == 2})
         if switch:
             kconf.syms[switch].set_value(2)
+    # podman's own options appear once podman is the runtime (Quadlet's under systemd).
+    kconf.syms["BR2_PACKAGE_PODMAN"].set_value(2)
+    kconf.syms["BR2_INIT_SYSTEMD"].set_value(2)
+    kconf.syms["BR2_PACKAGE_HELLOCONTAINER_HELLO_ROOTFS_PATH"].set_value("/usr/share/hello-oci")
+    kconf.syms["BR2_PACKAGE_HELLOCONTAINER_HELLO_RUNTIME_PODMAN"].set_value(2)
+    defaults.update({name: kconfig_value(kconf.syms[name]) for name in table
+                     if name not in defaults})
     assert defaults == table
 
 
@@ -208,9 +216,9 @@ def test_readme_table_gives_each_options_kconfig_default(kconf) -> None:
 # plain make with the tree's real external.mk
 
 def run(argv: list[str | Path], cwd: Path | None = None, env: dict[str, str] | None = None,
-        check: bool = True) -> subprocess.CompletedProcess[str]:
+        check: bool = True, input: str | None = None) -> subprocess.CompletedProcess[str]:
     result = subprocess.run([str(a) for a in argv], cwd=cwd, env=env, capture_output=True,
-                            text=True, check=False)
+                            text=True, check=False, input=input)
     if check and result.returncode != 0:
         raise AssertionError(f"{' '.join(map(str, argv))} exited {result.returncode}\n"
                              f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}")
@@ -712,8 +720,21 @@ def test_autostart_with_podman_runs_the_installed_layout(tmp_path: Path,
                                       rootfs_path="/usr/share/hellocontainer/hello-oci/")
     script = (target / "etc/init.d/S95hellocontainer-hello").read_text()
     assert "oci:/usr/share/hellocontainer/hello-oci:latest" in script
+    assert "--root /run/hellocontainer/podman/storage " in script  # the store's default
     assert not (target / "usr/share/hellocontainer/hello-bundle").exists()
     assert not (tmp_path / "images/hello-bundle").exists()
+
+
+def test_podman_quadlet_installs_a_container_file_instead_of_the_unit(
+        tmp_path: Path, hello_static: Path) -> None:
+    prefix = "BR2_PACKAGE_HELLOCONTAINER_HELLO"
+    target = buildroot_target_overlay(tmp_path, hello_static, buildroot_arch(), runtime="podman",
+                                      init="systemd", **{f"{prefix}_QUADLET": "y",
+                                                         f"{prefix}_PODMAN_ROOT": '"/data/podman"'})
+    quadlet = (target / "etc/containers/systemd/hellocontainer-hello.container").read_text()
+    assert "\nImage=localhost/usr/share/hellocontainer/hello-oci:latest\n" in quadlet
+    assert "GlobalArgs=--root /data/podman/storage " in quadlet
+    assert not (target / "usr/lib/systemd").exists()
 
 
 def test_autostart_off_installs_no_init_files(tmp_path: Path, make_env: dict[str, str],
@@ -742,6 +763,12 @@ def test_podman_runtime_needs_podman_and_a_rootfs_path(kconf) -> None:
     assert podman.visibility == 0  # no root filesystem path yet
     kconf.syms["BR2_PACKAGE_HELLOCONTAINER_HELLO_ROOTFS_PATH"].set_value("/usr/share/hello-oci")
     assert podman.visibility == 2
+    # Quadlet is a systemd generator: offered only with systemd as init.
+    podman.set_value(2)
+    quadlet = kconf.syms["BR2_PACKAGE_HELLOCONTAINER_HELLO_QUADLET"]
+    assert quadlet.visibility == 0
+    kconf.syms["BR2_INIT_SYSTEMD"].set_value(2)
+    assert quadlet.visibility == 2
 
 
 def test_autostart_without_an_available_runtime_stops_make(
@@ -1050,6 +1077,12 @@ def test_buildroot_arm_core_gives_the_packager_its_architecture_level(tmp_path: 
     merge_defconfig(output, "qemu_arm_vexpress", FRAGMENT)
     assert printvars(output)["HCTR_PLATFORM_OPTS"].split() == [
         "--arch", "'arm'", "--tune", "'armv7A'"]
+    # And the package's build step (its post-build hook), as Buildroot expands it, hands
+    # them to the packager.
+    script = " ".join(printvars(output, ("HELLOCONTAINER_HELLO_BUILD_IMAGE",))[
+        "HELLOCONTAINER_HELLO_BUILD_IMAGE"].split())
+    assert re.search(r"/host/bin/hellocontainer build /usr/bin/hello .*"
+                     r"--arch 'arm' --tune 'armv7A' ", script), script
 
 
 # Toolchains whose C library reaches the SBOM: (defconfig lines, libc package prefix, SPDX name).
@@ -1082,13 +1115,14 @@ def sbom_configured(request: pytest.FixtureRequest, tmp_path_factory: pytest.Tem
     lines, prefix, _ = SBOM_TOOLCHAINS[request.param]
     work = tmp_path_factory.mktemp(f"sbom-{request.param}")
     output = work / "output"
-    merge_defconfig(output, "qemu_x86_64", extra="BR2_PACKAGE_HELLOCONTAINER_HELLO_SBOM=y\n" + lines)
+    merge_defconfig(output, "qemu_x86_64", extra="BR2_PACKAGE_HELLOCONTAINER_HELLO_SBOM=y\n"
+                    'BR2_PACKAGE_HELLOCONTAINER_HELLO_SBOM_SUPPLIER="ACME Inc."\n' + lines)
     libc_vars = tuple(f"{prefix}_{v}" for v in ("VERSION", "LICENSE", "CPE_ID")) if prefix else ()
     variables = printvars(output, ("HELLOCONTAINER_HELLO_PACKAGER_OPTS", *libc_vars))
     words = shlex.split(variables["HELLOCONTAINER_HELLO_PACKAGER_OPTS"])
+    flags = ("--sbom-package", "--sbom-library", "--sbom-supplier")
     sbom_options = [word for i, word in enumerate(words)
-                    if word in ("--sbom-package", "--sbom-library")
-                    or (i and words[i - 1] in ("--sbom-package", "--sbom-library"))]
+                    if word in (*flags, "--sbom-incomplete") or (i and words[i - 1] in flags)]
     copy = work / "hello.spdx.json"
     run([Path(sys.executable).with_name("hellocontainer"), "build", hello_static,
          "--output", work / "hello-oci", *sbom_options, "--sbom-copy", copy],
@@ -1230,3 +1264,123 @@ def test_host_package_installs_completion_and_manual_page(tmp_path: Path, make_e
     assert "complete " in (share / "bash-completion" / "completions" / "hellocontainer").read_text()
     assert (share / "zsh" / "site-functions" / "_hellocontainer").read_text().startswith("#compdef")
     assert (share / "man" / "man1" / "hellocontainer.1").read_text().startswith(".\\\"")
+
+
+# --- CycloneDX: our SBOM joined into Buildroot's utils/generate-cyclonedx -------------------
+
+JOIN = EXTERNAL / "support" / "join-cyclonedx.jq"
+
+
+def cyclonedx_problems(document: dict) -> list[str]:
+    """cyclonedx-python-lib's strict JSON Schema validator (CycloneDX 1.6): its errors."""
+    from cyclonedx.schema import SchemaVersion
+    from cyclonedx.validation.json import JsonStrictValidator
+
+    errors = JsonStrictValidator(SchemaVersion.V1_6).validate_str(json.dumps(document),
+                                                                  all_errors=True)
+    return [str(e) for e in errors or []]
+
+
+def dangling_refs(document: dict) -> set[str]:
+    """Every bom-ref a dependency names that no component (nor the BOM's subject) defines."""
+    defined = {c["bom-ref"] for c in document["components"]}
+    defined.add(document["metadata"]["component"]["bom-ref"])
+    named = {d["ref"] for d in document["dependencies"]}
+    named.update(ref for d in document["dependencies"] for ref in d.get("dependsOn", []))
+    return named - defined
+
+
+@pytest.fixture(scope="module", params=["buildroot-glibc", "external-musl"])
+def joined_cyclonedx(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+                     hello_static: Path) -> tuple[str, dict, dict, str]:
+    """(toolchain, Buildroot's own CycloneDX SBOM, the joined one, our image's manifest digest)
+    for our x86_64 defconfig with the CycloneDX option: `make show-info |
+    utils/generate-cyclonedx` (offline after the defconfig), our SBOM from the options
+    Buildroot expands for the build step, and the README's jq join."""
+    if not BUILDROOT_DIR:
+        pytest.skip("set HELLOCONTAINER_BUILDROOT_DIR to a Buildroot checkout")
+    jq = require_tool("jq", "jq")
+    lines = SBOM_TOOLCHAINS[request.param][0]
+    work = tmp_path_factory.mktemp(f"cyclonedx-{request.param}")
+    output = work / "output"
+    merge_defconfig(output, "qemu_x86_64", extra="BR2_PACKAGE_HELLOCONTAINER_HELLO_SBOM=y\n"
+                    'BR2_PACKAGE_HELLOCONTAINER_HELLO_SBOM_SUPPLIER="ACME Inc."\n'
+                    "BR2_PACKAGE_HELLOCONTAINER_HELLO_SBOM_CYCLONEDX=y\n" + lines)
+    # generate-cyclonedx reads CycloneDX's list of SPDX license ids from BR2_DL_DIR, and
+    # downloads it when missing: the copy cyclonedx-python-lib ships is that file.
+    import cyclonedx.schema
+
+    downloads = work / "dl" / "cyclonedx"
+    downloads.mkdir(parents=True)
+    shutil.copy(Path(cyclonedx.schema.__file__).parent / "_res" / "spdx.SNAPSHOT.schema.json",
+                downloads / "spdx-1.6.schema.json")
+    info = buildroot(output, "show-info")
+    theirs = run([sys.executable, Path(BUILDROOT_DIR) / "utils" / "generate-cyclonedx"],
+                 input=info, env=dict(os.environ, BR2_DL_DIR=str(work / "dl"))).stdout
+    (work / "buildroot.cdx.json").write_text(theirs)
+    words = shlex.split(printvars(output, ("HELLOCONTAINER_HELLO_PACKAGER_OPTS",))
+                        ["HELLOCONTAINER_HELLO_PACKAGER_OPTS"])
+    flags = ("--sbom-package", "--sbom-library", "--sbom-supplier", "--sbom-format")
+    options = [word for i, word in enumerate(words)
+               if word in (*flags, "--sbom-incomplete") or (i and words[i - 1] in flags)]
+    assert options.count("--sbom-format") == 2, words
+    run([Path(sys.executable).with_name("hellocontainer"), "build", hello_static,
+         "--output", work / "hello-oci", *options, "--sbom-copy", work / "hello.spdx.json",
+         "--sbom-copy", work / "hello.cdx.json"], env=dict(os.environ, SOURCE_DATE_EPOCH=EPOCH))
+    joined = run([jq, "-s", "-f", JOIN, work / "buildroot.cdx.json", work / "hello.cdx.json"]).stdout
+    (work / "joined.cdx.json").write_text(joined)
+    digest = manifest_digest(work / "hello-oci")
+    return request.param, json.loads(theirs), json.loads(joined), digest
+
+
+def manifest_digest(layout: Path) -> str:
+    """The image manifest's digest in a one-tag layout whose tag names an index (the SBOM's)."""
+    (entry,) = json.loads((layout / "index.json").read_text())["manifests"]
+    index = json.loads((layout / "blobs" / "sha256" / entry["digest"][7:]).read_text())
+    return next(m["digest"] for m in index["manifests"]
+                if m.get("platform", {}).get("os") != "unknown")
+
+
+@needs_buildroot
+def test_cyclonedx_joins_buildroots_sbom_without_dangling_references(joined_cyclonedx) -> None:
+    toolchain, theirs, joined, _ = joined_cyclonedx
+    assert dangling_refs(joined) == set()
+    assert cyclonedx_problems(theirs) == [] and cyclonedx_problems(joined) == [], toolchain
+    refs = [c["bom-ref"] for c in joined["components"]]
+    assert len(refs) == len(set(refs))
+    # Buildroot's own entry of the package is the one kept: the join adds no second one.
+    assert refs.count("hellocontainer-hello") == 1
+
+
+@needs_buildroot
+def test_cyclonedx_walk_from_the_firmware_reaches_the_image_digest_and_back(
+        joined_cyclonedx) -> None:
+    toolchain, theirs, joined, digest = joined_cyclonedx
+    depends = {d["ref"]: d.get("dependsOn", []) for d in joined["dependencies"]}
+    components = {c["bom-ref"]: c for c in joined["components"]}
+    root = joined["metadata"]["component"]["bom-ref"]
+    (image_ref,) = [ref for ref in depends[root] if ref.startswith("pkg:oci/")]
+    image = components[image_ref]
+    assert image["type"] == "container" and image["version"] == digest
+    assert image["hashes"] == [{"alg": "SHA-256", "content": digest.split(":", 1)[1]}]
+    # …and back: the image's program is Buildroot's package, which links the C library.
+    assert depends[image_ref] == ["hellocontainer-hello"]
+    libc = "glibc" if toolchain == "buildroot-glibc" else "musl"
+    assert libc in depends["hellocontainer-hello"]
+    assert components[libc]["name"] == libc
+    if toolchain == "buildroot-glibc":  # Buildroot's own entry, the one ours names
+        assert components[libc] == next(c for c in theirs["components"] if c["bom-ref"] == libc)
+    else:  # an external toolchain's libc is in no Buildroot entry: ours is added
+        assert libc not in {c["bom-ref"] for c in theirs["components"]}
+
+
+@needs_buildroot
+def test_cyclonedx_option_without_a_supplier_stops_the_build_naming_the_option(
+        tmp_path: Path) -> None:
+    output = tmp_path / "output"
+    merge_defconfig(output, "qemu_x86_64", extra="BR2_PACKAGE_HELLOCONTAINER_HELLO_SBOM=y\n")
+    result = subprocess.run(["make", "-s", "--no-print-directory", "-C", BUILDROOT_DIR,
+                             f"BR2_EXTERNAL={EXTERNAL}", f"O={output}", "show-info"],
+                            capture_output=True, text=True)
+    assert result.returncode != 0
+    assert "BR2_PACKAGE_HELLOCONTAINER_HELLO_SBOM_SUPPLIER is empty" in result.stderr

@@ -24,7 +24,8 @@ def _documents(hellocontainer, hello_static: Path, tmp_path: Path) -> dict[str, 
     layout = tmp_path / "layout"
     hellocontainer("build", hello_static, "--output", layout, "--tag", "1.0", "--env", "A=1",
                    "--port", "8080/tcp", "--label", ".vendor=ACME", "--user", "1000:1000",
-                   "--workdir", "/tmp", "--sbom-package", "name=hello version=1.0 license=MIT")
+                   "--workdir", "/tmp", "--sbom-package", "name=hello version=1.0 license=MIT",
+                   "--sbom-supplier", "ACME Inc.")
     found: dict[str, list[Any]] = {"oci-layout": [json.loads((layout / "oci-layout").read_text())],
                                    "index": [json.loads((layout / "index.json").read_text())]}
     for blob in (layout / "blobs" / "sha256").iterdir():

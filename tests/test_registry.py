@@ -139,7 +139,8 @@ def manifest_digests(layout: Path, digest: str) -> list[str]:
 def single(hello_static: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     layout = tmp_path_factory.mktemp("single") / "hello"
     packager("build", hello_static, "--output", layout, "--tag", "1.0", "--sbom-package",
-             "name=hello version=1.0 license=MIT", "--sbom-library", "name=musl license=MIT")
+             "name=hello version=1.0 license=MIT", "--sbom-library", "name=musl license=MIT",
+             "--sbom-supplier", "ACME Inc.", "--sbom-incomplete")
     return layout
 
 
@@ -153,7 +154,8 @@ def multi(tmp_path_factory: pytest.TempPathFactory) -> Path:
         binary = build_static_hello(platform, out)
         layout = out / "layouts" / f"hello-{platform.id}"
         packager("build", binary, "--path", "/hello", "--output", layout, "--tag", "1.0",
-                 "--sbom-package", "name=hello version=1.0 license=MIT")
+                 "--sbom-package", "name=hello version=1.0 license=MIT", "--sbom-supplier",
+                 "ACME Inc.")
         sources.append(f"{layout}:1.0")
     packager("index", "--output", out / "hello-multi", "--tag", "1.0", *sources)
     return out / "hello-multi"

@@ -68,11 +68,17 @@ HELLOCONTAINER_STRIP ?= "${@'0' if bb.utils.to_boolean(d.getVar('INHIBIT_PACKAGE
 HELLOCONTAINER_ALLOW_DYNAMIC ?= "0"
 # Further `hellocontainer build` options, as shell words (e.g. "--gzip-level 6")
 HELLOCONTAINER_EXTRA_ARGS ?= ""
-# Attach an SPDX SBOM of the program and its C library to the image and deploy a copy,
+# Attach an SBOM of the program and its C library to the image and deploy a copy,
 # <image name>.spdx.json (1), or neither (0); more libraries: --sbom-library in EXTRA_ARGS
 HELLOCONTAINER_SBOM ?= "1"
-# The SBOM's supplier of the program, e.g. "Organization: ACME Inc." (empty: not stated)
+# Who supplies the image and its packages, e.g. "Organization: ACME Inc." (empty: oe-core's
+# SPDX_SUPPLIER or SPDX_PACKAGE_SUPPLIER; none at all: the SBOM is written without one)
 HELLOCONTAINER_SBOM_SUPPLIER ?= ""
+# The organization that creates the SBOM, named beside the packager (empty: none)
+HELLOCONTAINER_SBOM_CREATOR_ORGANIZATION ?= ""
+# SBOM formats, each its own referrer and deployed copy: spdx2 (.spdx.json), spdx3
+# (.spdx3.json), cyclonedx (.cdx.json); empty: the SPDX version create-spdx writes
+HELLOCONTAINER_SBOM_FORMATS ?= ""
 # Where ${PN}-oci installs the layout on the target
 HELLOCONTAINER_INSTALL_DIR ?= "${datadir}/hellocontainer/${BPN}"
 # Deployed name of the versioned layout directory
@@ -99,6 +105,11 @@ HELLOCONTAINER_RESTART_MAX_DELAY ?= "300"
 HELLOCONTAINER_GIVE_UP_AFTER ?= "0"
 # Count only the exits of the last this many seconds (0: all since the last long run)
 HELLOCONTAINER_GIVE_UP_WINDOW ?= "0"
+# podman with systemd: install a Quadlet .container file for podman's generator (1, podman
+# >= 4.8) instead of the service unit (0)
+HELLOCONTAINER_QUADLET ?= "0"
+# podman: its image store on the target, a writable folder (under /run: copied in at each boot)
+HELLOCONTAINER_PODMAN_ROOT ?= "/run/hellocontainer/podman"
 # Network of the container: none (loopback only) or host (the board's)
 HELLOCONTAINER_NETWORK ?= "none"
 # Name of the container
@@ -134,6 +145,9 @@ do_hellocontainer[depends] += "hellocontainer-native:do_populate_sysroot"
 # The SBOM names the C library's version as its recipe packaged it.
 # A recipe that links no target C library (INHIBIT_DEFAULT_DEPS) must not pull one in for it.
 do_hellocontainer[depends] += "${@'virtual/libc:do_packagedata' if bb.utils.to_boolean(d.getVar('HELLOCONTAINER_SBOM')) and not bb.utils.to_boolean(d.getVar('INHIBIT_DEFAULT_DEPS')) else ''}"
+# With create-spdx-3.0 the SPDX 3 SBOM names the recipe's own package element, which
+# do_create_recipe_spdx writes (hellocontainer_layer.image.recipe_spdx3_id).
+do_hellocontainer[depends] += "${@'${PN}:do_create_recipe_spdx' if bb.utils.to_boolean(d.getVar('HELLOCONTAINER_SBOM')) and (d.getVar('SPDX_VERSION') or '').startswith('3') and 'spdx3' in hellocontainer_layer.image.sbom_formats(d) else ''}"
 # Before do_populate_sysroot too: that task copies ${datadir} out of ${D}, and
 # must not read it while the layout is being written there.
 addtask hellocontainer after do_install before do_package do_populate_sysroot do_deploy
@@ -147,18 +161,22 @@ hellocontainer_deploy() {
         install -m 0644 ${HELLOCONTAINER_OUTDIR}/oci-archive.tar \
             ${DEPLOYDIR}/${HELLOCONTAINER_IMAGE_NAME}.oci-archive.tar
     fi
-    # The SBOM beside the layout, where compliance tooling looks for it
-    if [ -f ${HELLOCONTAINER_OUTDIR}/sbom.spdx.json ]; then
-        install -m 0644 ${HELLOCONTAINER_OUTDIR}/sbom.spdx.json \
-            ${DEPLOYDIR}/${HELLOCONTAINER_IMAGE_NAME}.spdx.json
-    fi
+    # The SBOMs beside the layout, where compliance tooling looks for them
+    for suffix in spdx.json spdx3.json cdx.json; do
+        if [ -f ${HELLOCONTAINER_OUTDIR}/sbom.$suffix ]; then
+            install -m 0644 ${HELLOCONTAINER_OUTDIR}/sbom.$suffix \
+                ${DEPLOYDIR}/${HELLOCONTAINER_IMAGE_NAME}.$suffix
+        fi
+    done
     if [ "${HELLOCONTAINER_IMAGE_LINK_NAME}" != "${HELLOCONTAINER_IMAGE_NAME}" ]; then
         ln -sfn ${HELLOCONTAINER_IMAGE_NAME}.oci \
             ${DEPLOYDIR}/${HELLOCONTAINER_IMAGE_LINK_NAME}.oci
-        if [ -f ${HELLOCONTAINER_OUTDIR}/sbom.spdx.json ]; then
-            ln -sfn ${HELLOCONTAINER_IMAGE_NAME}.spdx.json \
-                ${DEPLOYDIR}/${HELLOCONTAINER_IMAGE_LINK_NAME}.spdx.json
-        fi
+        for suffix in spdx.json spdx3.json cdx.json; do
+            if [ -f ${HELLOCONTAINER_OUTDIR}/sbom.$suffix ]; then
+                ln -sfn ${HELLOCONTAINER_IMAGE_NAME}.$suffix \
+                    ${DEPLOYDIR}/${HELLOCONTAINER_IMAGE_LINK_NAME}.$suffix
+            fi
+        done
         if [ -f ${HELLOCONTAINER_OUTDIR}/oci-archive.tar ]; then
             ln -sfn ${HELLOCONTAINER_IMAGE_NAME}.oci-archive.tar \
                 ${DEPLOYDIR}/${HELLOCONTAINER_IMAGE_LINK_NAME}.oci-archive.tar
@@ -198,6 +216,7 @@ FILES:${PN}-oci += "\
     ${HELLOCONTAINER_BUNDLE_DIR} \
     ${sysconfdir}/init.d/${HELLOCONTAINER_SERVICE} \
     ${systemd_system_unitdir}/${HELLOCONTAINER_SERVICE}.service \
+    ${sysconfdir}/containers/systemd/${HELLOCONTAINER_SERVICE}.container \
 "
 RDEPENDS:${PN}-oci += "${HELLOCONTAINER_RUNTIME_PACKAGE}"
 

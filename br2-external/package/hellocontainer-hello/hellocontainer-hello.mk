@@ -75,9 +75,22 @@ HELLOCONTAINER_HELLO_PACKAGER_OPTS += --archive $(HELLOCONTAINER_HELLO_OCI_DIR)/
 endif
 
 ifeq ($(BR2_PACKAGE_HELLOCONTAINER_HELLO_SBOM),y)
+HELLOCONTAINER_HELLO_SBOM_SUPPLIER = \
+	$(call qstrip,$(BR2_PACKAGE_HELLOCONTAINER_HELLO_SBOM_SUPPLIER))
 HELLOCONTAINER_HELLO_PACKAGER_OPTS += \
-	$(call HCTR_SBOM_OPTS,HELLOCONTAINER_HELLO) \
-	--sbom-copy $(HELLOCONTAINER_HELLO_OCI_DIR)/hello.spdx.json
+	$(call HCTR_SBOM_OPTS,HELLOCONTAINER_HELLO,$(HELLOCONTAINER_HELLO_SBOM_SUPPLIER),$(call qstrip,$(BR2_PACKAGE_HELLOCONTAINER_HELLO_SBOM_CREATOR_ORGANIZATION))) \
+	--sbom-format spdx2 --sbom-copy $(HELLOCONTAINER_HELLO_OCI_DIR)/hello.spdx.json
+ifeq ($(BR2_PACKAGE_HELLOCONTAINER_HELLO_SBOM_CYCLONEDX),y)
+HELLOCONTAINER_HELLO_PACKAGER_OPTS += \
+	--sbom-format cyclonedx --sbom-copy $(HELLOCONTAINER_HELLO_OCI_DIR)/hello.cdx.json
+endif
+# NTIA's minimum elements name a supplier; checked only when building,
+# like the root filesystem path below.
+ifeq ($(BR_BUILDING)$(BR2_PACKAGE_HELLOCONTAINER_HELLO),yy)
+ifeq ($(HELLOCONTAINER_HELLO_SBOM_SUPPLIER),)
+$(error BR2_PACKAGE_HELLOCONTAINER_HELLO_SBOM is set, but BR2_PACKAGE_HELLOCONTAINER_HELLO_SBOM_SUPPLIER is empty; set it to who supplies the image, e.g. "ACME Inc.")
+endif
+endif
 endif
 
 # Where the build step writes the layout and its companions (archive,
@@ -104,7 +117,8 @@ HELLOCONTAINER_HELLO_POST_BUILD_HOOKS += HELLOCONTAINER_HELLO_BUILD_IMAGE
 # go first, as above: an option switched off leaves nothing behind.
 define HELLOCONTAINER_HELLO_INSTALL_IMAGES_CMDS
 	rm -rf $(BINARIES_DIR)/hello-oci $(BINARIES_DIR)/hello-oci.tar \
-		$(BINARIES_DIR)/hello-bundle $(BINARIES_DIR)/hello.spdx.json
+		$(BINARIES_DIR)/hello-bundle $(BINARIES_DIR)/hello.spdx.json \
+		$(BINARIES_DIR)/hello.cdx.json
 	cp -R $(HELLOCONTAINER_HELLO_OCI_DIR)/. $(BINARIES_DIR)/
 endef
 
@@ -165,7 +179,8 @@ HELLOCONTAINER_HELLO_AUTOSTART_OPTS = \
 
 ifeq ($(HELLOCONTAINER_HELLO_RUNTIME),podman)
 HELLOCONTAINER_HELLO_AUTOSTART_OPTS += \
-	--layout $(HELLOCONTAINER_HELLO_ROOTFS_DIR):$(HELLOCONTAINER_HELLO_FIRST_TAG)
+	--layout $(HELLOCONTAINER_HELLO_ROOTFS_DIR):$(HELLOCONTAINER_HELLO_FIRST_TAG) \
+	--podman-root $(call qstrip,$(BR2_PACKAGE_HELLOCONTAINER_HELLO_PODMAN_ROOT))
 else
 HELLOCONTAINER_HELLO_AUTOSTART_OPTS += --bundle $(HELLOCONTAINER_HELLO_BUNDLE_DIR)
 HELLOCONTAINER_HELLO_INSTALLS_BUNDLE = y
@@ -184,10 +199,18 @@ define HELLOCONTAINER_HELLO_INSTALL_INIT_SYSV
 		--sysv $(TARGET_DIR)/etc/init.d/S95hellocontainer-hello
 endef
 
+ifeq ($(BR2_PACKAGE_HELLOCONTAINER_HELLO_QUADLET),y)
+# podman's Quadlet generator makes and enables the unit at boot.
+define HELLOCONTAINER_HELLO_INSTALL_INIT_SYSTEMD
+	$(HCTR_CLI) autostart $(HELLOCONTAINER_HELLO_AUTOSTART_OPTS) \
+		--quadlet $(TARGET_DIR)/etc/containers/systemd/hellocontainer-hello.container
+endef
+else
 define HELLOCONTAINER_HELLO_INSTALL_INIT_SYSTEMD
 	$(HCTR_CLI) autostart $(HELLOCONTAINER_HELLO_AUTOSTART_OPTS) \
 		--systemd $(TARGET_DIR)/usr/lib/systemd/system/hellocontainer-hello.service
 endef
+endif
 endif
 
 # The target gets the layout (with a root filesystem path) and the runtime

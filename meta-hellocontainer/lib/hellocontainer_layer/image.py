@@ -9,6 +9,7 @@ the function. A name it cannot see (a flag named at run time) is declared in the
 [vardeps].
 """
 
+import json
 import os
 import re
 import shlex
@@ -77,7 +78,9 @@ def build_argv(d, program, layout):
         argv += ["--archive", os.path.join(os.path.dirname(layout), "oci-archive.tar")]
     if bb.utils.to_boolean(d.getVar("HELLOCONTAINER_SBOM")):
         argv += sbom_argv(d)
-        argv += ["--sbom-copy", os.path.join(os.path.dirname(layout), "sbom.spdx.json")]
+        for name in sbom_formats(d):
+            argv += ["--sbom-format", name, "--sbom-copy",
+                     os.path.join(os.path.dirname(layout), SBOM_COPIES[name])]
     argv += shlex.split(d.getVar("HELLOCONTAINER_EXTRA_ARGS") or "")
     return argv
 
@@ -149,6 +152,70 @@ def libc_pkgdata(d):
     return pn, values
 
 
+# The copy of each SBOM format beside the layout (and deployed as <image name> + suffix).
+SBOM_COPIES = {"spdx2": "sbom.spdx.json", "spdx3": "sbom.spdx3.json", "cyclonedx": "sbom.cdx.json"}
+
+
+def sbom_formats(d):
+    """HELLOCONTAINER_SBOM_FORMATS, or the SPDX version create-spdx writes in this build:
+    SPDX 3 where create-spdx-3.0 is inherited (SPDX_VERSION 3.0.1, the default from styhead
+    on and the only one from wrynose), else SPDX 2 as scarthgap's create-spdx-2.2."""
+    formats = (d.getVar("HELLOCONTAINER_SBOM_FORMATS") or "").split()
+    if not formats:
+        formats = ["spdx3" if (d.getVar("SPDX_VERSION") or "").startswith("3") else "spdx2"]
+    unknown = [name for name in formats if name not in SBOM_COPIES]
+    if unknown:
+        bb.fatal(f"HELLOCONTAINER_SBOM_FORMATS: unknown format {unknown[0]!r}; choose from "
+                 f"{' '.join(SBOM_COPIES)}")
+    return list(dict.fromkeys(formats))
+
+
+def sbom_supplier(d):
+    """HELLOCONTAINER_SBOM_SUPPLIER, else the supplier oe-core's own SBOM names: SPDX_SUPPLIER
+    of create-spdx-2.2, or the agent SPDX_PACKAGE_SUPPLIER of create-spdx-3.0 points at."""
+    supplier = (d.getVar("HELLOCONTAINER_SBOM_SUPPLIER") or "").strip()
+    if supplier:
+        return supplier
+    if (d.getVar("SPDX_VERSION") or "").startswith("2"):
+        return (d.getVar("SPDX_SUPPLIER") or "").strip()
+    base = d.getVar("SPDX_PACKAGE_SUPPLIER") or ""
+    if base:
+        base = d.getVar(base + "_ref") or base  # an alias names another agent's variables
+        name = (d.getVar(base + "_name") or "").strip()
+        if name:
+            kind = "Person" if d.getVar(base + "_type") == "person" else "Organization"
+            return f"{kind}: {name}"
+    return ""
+
+
+def recipe_spdx3_id(d):
+    """The spdxId of the recipe's own package element, which create-spdx-3.0's
+    do_create_recipe_spdx writes to ${DEPLOY_DIR_SPDX}/${SSTATE_PKGARCH}/static/static-${PN}
+    .spdx.json (oe/sbom30.py, jsonld_arch_path) before do_hellocontainer runs (the class
+    orders the two): our image package is then `generated` by it. Empty without that
+    document (create-spdx-3.0 not inherited)."""
+    if not (d.getVar("SPDX_VERSION") or "").startswith("3"):
+        return ""
+    pn = d.getVar("PN")
+    path = os.path.join(d.getVar("DEPLOY_DIR_SPDX") or "", d.getVar("SSTATE_PKGARCH") or "",
+                        "static", f"static-{pn}.spdx.json")
+    try:
+        with open(path) as stream:
+            graph = json.load(stream).get("@graph", [])
+    except FileNotFoundError:
+        bb.fatal(f"{path} is missing: create-spdx-3.0's do_create_recipe_spdx writes it before "
+                 "do_hellocontainer; set HELLOCONTAINER_SBOM_FORMATS = \"spdx2\" to build without")
+    # oe-core names it <namespace>/<unihash>/recipe/<PN with [^a-zA-Z0-9_-] as _>
+    # (oe/sbom30.py, new_spdxid("recipe", pn)).
+    suffix = "/recipe/" + re.sub(r"[^a-zA-Z0-9_-]", "_", pn)
+    for element in graph:
+        spdx_id = element.get("spdxId") or element.get("@id") or ""
+        if element.get("type") == "software_Package" and spdx_id.endswith(suffix):
+            return spdx_id
+    bb.fatal(f"{path} has no software_Package ending in {suffix}; is it oe-core's?")
+    return ""
+
+
 def sbom_argv(d):
     """--sbom-package and --sbom-library: the recipe's metadata and the C library the program
     is statically linked with, for the packager's SPDX SBOM."""
@@ -160,7 +227,6 @@ def sbom_argv(d):
         ("name", d.getVar("BPN")),
         ("version", d.getVar("PV")),
         ("license", spdx_license(d, d.getVar("LICENSE"))),
-        ("supplier", d.getVar("HELLOCONTAINER_SBOM_SUPPLIER")),
         ("homepage", d.getVar("HOMEPAGE")),
         ("download_location", download_location(d)),
     ]
@@ -170,6 +236,17 @@ def sbom_argv(d):
     package.append(("purl", "pkg:yocto/{}{}@{}".format(layer + "/" if layer else "",
                                                    d.getVar("BPN").lower(), d.getVar("PV"))))
     argv = ["--sbom-package", words(package)]
+    supplier = sbom_supplier(d)
+    # No supplier anywhere: the SBOM is written all the same, short of NTIA's minimum
+    # elements, rather than failing a build that did not ask for them (README).
+    argv += ["--sbom-supplier", supplier] if supplier else ["--sbom-incomplete"]
+    organization = (d.getVar("HELLOCONTAINER_SBOM_CREATOR_ORGANIZATION") or "").strip()
+    if organization:
+        argv += ["--sbom-creator-organization", organization]
+    if "spdx3" in sbom_formats(d):
+        link = recipe_spdx3_id(d)
+        if link:
+            argv += ["--sbom-link", link]
     tclibc = d.getVar("TCLIBC") or ""
     # INHIBIT_DEFAULT_DEPS: the program was not linked against the target's C library.
     if tclibc in ("glibc", "musl", "newlib") and \
@@ -193,10 +270,16 @@ def init_system(d):
     return next((name for name in ("systemd", "sysvinit") if name in features), "")
 
 
+def quadlet(d):
+    """Whether the service is a Quadlet .container file (podman's generator makes the unit)."""
+    return bb.utils.to_boolean(d.getVar("HELLOCONTAINER_QUADLET"))
+
+
 def init_class(d):
     """The class that registers the service, or nothing when the container does not start
-    at boot: never both systemd and update-rc.d."""
-    if not d.getVar("HELLOCONTAINER_AUTOSTART"):
+    at boot: never both systemd and update-rc.d. A Quadlet file needs neither: podman's
+    systemd generator reads it at every boot, and its [Install] section enables the unit."""
+    if not d.getVar("HELLOCONTAINER_AUTOSTART") or quadlet(d):
         return ""
     return {"systemd": "systemd", "sysvinit": "update-rc.d"}.get(init_system(d), "")
 
@@ -235,6 +318,10 @@ def check_autostart(d):
     if runtime in ("crun", "runc") and not bundle:
         bb.fatal(f"HELLOCONTAINER_AUTOSTART = \"{runtime}\" runs the runtime bundle, and "
                  "HELLOCONTAINER_BUNDLE = \"0\" installs none; set it to \"1\"")
+    if quadlet(d) and (runtime != "podman" or init_system(d) != "systemd"):
+        bb.fatal("HELLOCONTAINER_QUADLET = \"1\" is for podman under systemd (podman's Quadlet "
+                 "generator is a systemd generator); set HELLOCONTAINER_AUTOSTART = \"podman\" "
+                 "and \"systemd\" in DISTRO_FEATURES, or HELLOCONTAINER_QUADLET = \"0\"")
     if runtime == "podman" and not d.getVar("HELLOCONTAINER_INSTALL_DIR"):
         bb.fatal("HELLOCONTAINER_AUTOSTART = \"podman\" runs the image layout, and "
                  "HELLOCONTAINER_INSTALL_DIR is empty; set the layout's path on the target")
@@ -246,6 +333,9 @@ def service_path(d):
     if not d.getVar("HELLOCONTAINER_AUTOSTART"):
         return ""
     service = d.getVar("HELLOCONTAINER_SERVICE")
+    if quadlet(d):
+        # Where meta-virtualization's recipes install Quadlet files.
+        return "{}/containers/systemd/{}.container".format(d.getVar("sysconfdir"), service)
     if init_system(d) == "systemd":
         return "{}/{}.service".format(d.getVar("systemd_system_unitdir"), service)
     return "{}/init.d/{}".format(d.getVar("sysconfdir"), service)
@@ -278,10 +368,13 @@ def target_argvs(d, layout):
             if value and value.strip():
                 argv += [flag, value.strip()]
         if runtime == "podman":
-            argv += ["--layout", "{}:{}".format(d.getVar("HELLOCONTAINER_INSTALL_DIR"), tags[0])]
+            argv += ["--layout", "{}:{}".format(d.getVar("HELLOCONTAINER_INSTALL_DIR"), tags[0]),
+                     "--podman-root", d.getVar("HELLOCONTAINER_PODMAN_ROOT")]
         else:
             argv += ["--bundle", d.getVar("HELLOCONTAINER_BUNDLE_DIR")]
         option = "--systemd" if init_system(d) == "systemd" else "--sysv"
+        if quadlet(d):
+            option = "--quadlet"
         argv += [option, dest + service_path(d)]
         argvs.append(argv)
     return argvs

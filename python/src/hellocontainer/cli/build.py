@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
         spec=merge(file_doc, flag_doc),
         epoch=epoch,
         archive=Path(args.archive) if args.archive else None,
-        sbom_copy=Path(args.sbom_copy) if args.sbom_copy else None,
+        sbom_copy=tuple(Path(p) for p in args.sbom_copy or ()),
         jobs=args.jobs,
     )
     bundle_dir = Path(os.path.abspath(args.bundle)) if args.bundle else None
@@ -71,8 +71,10 @@ def run(args: argparse.Namespace) -> int:
     if not args.json:
         for tag in result.tags:
             print(f"{args.output}:{tag} {digest} {result.platform.name()}")
-        if result.sbom is not None:
-            print(f"{args.output}: SBOM {result.sbom.digest} for {result.manifest.digest}")
+        for name, artifact in result.sboms:
+            print(f"{args.output}: SBOM {artifact.digest} ({name}) for {result.manifest.digest}")
+        for signed in result.signatures:
+            print(f"{args.output}: signature {signed.digest}")
     written = None
     if bundle_dir is not None:
         # The manifest itself, not its tag: another build may retag the layout meanwhile.
@@ -84,7 +86,9 @@ def run(args: argparse.Namespace) -> int:
         options.print_json({
             "layout": args.output, "tags": list(result.tags), "digest": digest,
             "manifest": result.manifest.digest, "platform": result.platform.name(),
-            "sbom": result.sbom and result.sbom.digest, "archive": args.archive,
+            "sbom": result.sbom and result.sbom.digest,
+            "sboms": [{"format": name, "digest": artifact.digest} for name, artifact in result.sboms],
+            "archive": args.archive, "signatures": [d.digest for d in result.signatures],
             "bundle": written and {"path": args.bundle, "manifest": written.manifest.digest,
                                    "platform": written.platform}})
     return 0

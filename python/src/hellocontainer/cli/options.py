@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
+from ..provenance.signing import PASSPHRASE_ENV
 
 PROG = "hellocontainer"
 
@@ -181,8 +182,10 @@ def add_image_flags(parser: argparse.ArgumentParser) -> None:
     image.add_argument("--allow-dynamic", action="store_const", const=True,
                        help="package a dynamically linked binary anyway")
     sbom = parser.add_argument_group(
-        "SBOM (spec key sbom)", "An SPDX 2.3 SBOM of the image, attached to it as an OCI 1.1 "
-        "referrer. The build system names what the binary is made of; KEYs: "
+        "SBOM (spec key sbom)", "SBOMs of the image (SPDX 2.3, SPDX 3.0.1, CycloneDX 1.6), "
+        "each attached to it as an OCI 1.1 referrer and complete by NTIA's minimum elements "
+        "(a supplier and every version are required). The build system names what the binary "
+        "is made of; KEYs: "
         "name, version, license (SPDX expression; Yocto's & | and Buildroot's commas are "
         "accepted), supplier, download_location, homepage, cpe (repeatable), purl.")
     sbom.add_argument("--sbom", action="store_const", const=True,
@@ -194,12 +197,35 @@ def add_image_flags(parser: argparse.ArgumentParser) -> None:
                       help="a library linked into the program (the C library first), as "
                       "KEY=VALUE shell words with at least name=; one library per flag, e.g. "
                       "--sbom-library 'name=musl version=1.2.4 license=MIT'")
+    sbom.add_argument("--sbom-supplier", metavar="NAME",
+                      help="who supplies the image (an organization, or 'Person: NAME (EMAIL)'); "
+                      "also the supplier of every package that names none")
+    sbom.add_argument("--sbom-creator-organization", metavar="NAME",
+                      help="the organization that creates the SBOM, named beside the tool")
+    sbom.add_argument("--sbom-format", action="append", choices=("spdx2", "spdx3", "cyclonedx"),
+                      help="write this format (repeatable, one referrer each; default spdx2)")
+    sbom.add_argument("--sbom-link", action="append", metavar="ELEMENT",
+                      help="an element of the build system's own SBOM that the image comes from: "
+                      "an SPDX 3 spdxId, or for SPDX 2 'NAMESPACE#SPDXRef-ID sha1:HEX' of the "
+                      "document holding it (the Yocto class passes the recipe's)")
+    sbom.add_argument("--sbom-incomplete", action="store_const", const=True,
+                      help="write the SBOM even when a supplier or a version is missing")
     # Where the SBOM is copied to, like --archive: an output of the build, not a spec key.
-    sbom_copy = sbom.add_argument("--sbom-copy", metavar="FILE",
-                                  help="also write the SBOM to FILE (e.g. DEPLOY/NAME.spdx.json)")
+    sbom_copy = sbom.add_argument("--sbom-copy", metavar="FILE", action="append",
+                                  help="also write the SBOM to FILE (e.g. DEPLOY/NAME.spdx.json); "
+                                  "once per --sbom-format, in the same order")
+    sign = parser.add_argument_group(
+        "signature (spec keys sign_key, sign_identity)", "A cosign-compatible signature of the "
+        "image (and of its SBOM), attached as an OCI 1.1 referrer; needs hellocontainer[sign]. "
+        f"A key's passphrase comes from ${PASSPHRASE_ENV} (or $COSIGN_PASSWORD), never a flag.")
+    sign.add_argument("--sign-key", metavar="FILE",
+                      help="private key (PEM: cosign.key, PKCS#8 or SEC1; ECDSA P-256 or Ed25519)")
+    sign.add_argument("--sign-identity", metavar="NAME",
+                      help="the repository the image is published as, signed into the payload "
+                      "(containers/image's sigstoreSigned policy matches it); default: none")
     # argparse keeps each group's own actions in _group_actions, in the order they were added.
     parser.set_defaults(image_flags=tuple(
-        action.dest for group in (image, sbom) for action in group._group_actions
+        action.dest for group in (image, sbom, sign) for action in group._group_actions
         if action is not sbom_copy))
 
 

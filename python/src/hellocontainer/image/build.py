@@ -40,7 +40,8 @@ class BuildRequest:
     archive: Path | None = None
     jobs: int | None = None
     sysroot: Path | None = None
-    sbom_copy: Path | None = None  # also write the SBOM here (the deploy folder's <name>.spdx.json)
+    # also write the SBOMs here (the deploy folder's <name>.spdx.json), one per format in order
+    sbom_copy: tuple[Path, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -48,8 +49,14 @@ class BuildResult:
     manifest: Descriptor
     platform: Platform
     tags: tuple[str, ...]
-    index: Descriptor | None = None  # what the tags name when an SBOM is attached
-    sbom: Descriptor | None = None  # the SBOM's artifact manifest
+    index: Descriptor | None = None  # what the tags name when an SBOM or signature is attached
+    sboms: tuple[tuple[str, Descriptor], ...] = ()  # (format, its artifact manifest) in order
+    signatures: tuple[Descriptor, ...] = ()  # the signature manifests (image first, then SBOMs)
+
+    @property
+    def sbom(self) -> Descriptor | None:
+        """The first SBOM's artifact manifest (the one format when only one is written)."""
+        return self.sboms[0][1] if self.sboms else None
 
 
 def resolve_in_root(root: Path, path: str) -> Path:
@@ -116,9 +123,27 @@ def build(request: BuildRequest, progress: Progress | None = None) -> BuildResul
         _check_regular(source, "file source", f"fix {extra.origin}")
     entries = layer_entries(binary, dest, files, request.epoch)
     _check_archive_target(request.archive, request.output)
-    if request.sbom_copy is not None and spec.sbom is None:
+    if request.sbom_copy and spec.sbom is None:
         raise SpecError("--sbom-copy needs an SBOM; add --sbom (or the spec key sbom)")
-    _check_beside_layout(request.sbom_copy, request.output, "--sbom-copy")
+    # The provenance modules (SBOM formats, signing) are imported when the build asks for
+    # them: a plain build does without their start-up cost.
+    if spec.sbom is not None:
+        from ..provenance import sbom
+
+        sbom.require_complete(spec.sbom, os.path.basename(dest))
+        if request.sbom_copy and len(request.sbom_copy) != len(spec.sbom.formats):
+            raise SpecError(f"{len(request.sbom_copy)} --sbom-copy for "
+                            f"{len(spec.sbom.formats)} SBOM format(s) "
+                            f"({', '.join(spec.sbom.formats)}); give one --sbom-copy per format, "
+                            "in the same order")
+    for copy_path in request.sbom_copy:
+        _check_beside_layout(copy_path, request.output, "--sbom-copy")
+    # Loaded before any work: a wrong passphrase must not cost a compressed layer.
+    key = None
+    if spec.sign_key:
+        from ..provenance.signing import load_signing_key
+
+        key = load_signing_key(Path(spec.sign_key))
     preflight(request.output)
 
     with Staging(request.output) as staging:
@@ -130,13 +155,32 @@ def build(request: BuildRequest, progress: Progress | None = None) -> BuildResul
         manifest_descriptor = staging.add_blob(model.MEDIA_MANIFEST, model.canonical_json(manifest))
         image = Descriptor(manifest_descriptor.media_type, manifest_descriptor.digest,
                            manifest_descriptor.size, platform.to_oci())
-        index = sbom_descriptor = spdx = None
+        index = None
+        sboms: list[tuple[str, Descriptor]] = []
+        documents: list[bytes] = []
+        listed: list[Descriptor] = []  # the image's referrers, as its index lists them
         if spec.sbom is not None:
-            from ..provenance import sbom
+            from ..provenance.formats import FORMATS
 
             facts = sbom.ImageFacts(image, platform.to_oci(), dest, *_file_hashes(binary))
-            spdx = sbom.document(spec.sbom, facts, request.epoch)
-            index, sbom_descriptor = _attach_sbom(staging, image, spdx)
+            bom = sbom.resolve(spec.sbom, facts, request.epoch)
+            for name in spec.sbom.formats:
+                form = FORMATS[name]
+                documents.append(form.write(bom))
+                sboms.append((name, _attach(staging, image, form.media_type, documents[-1])))
+                listed.append(referrers.index_entry(sboms[-1][1], image))
+        signatures: list[Descriptor] = []
+        if key is not None:
+            from . import signing
+
+            subjects = [image] + [artifact for _, artifact in sboms]
+            signed = signing.attach(staging, subjects, key, spec.sign_identity)
+            listed += signed
+            signatures = [Descriptor(d.media_type, d.digest, d.size) for d in signed]
+        if listed:
+            # referrers.py says why the tags then name an index rather than the image.
+            document = model.canonical_json(referrers.image_index([image], listed))
+            index = staging.add_blob(model.MEDIA_INDEX, document)
         named = index or image
         tagged = [Descriptor(named.media_type, named.digest, named.size, named.platform,
                              {model.ANNOTATION_REF_NAME: tag}) for tag in spec.tags]
@@ -146,21 +190,21 @@ def build(request: BuildRequest, progress: Progress | None = None) -> BuildResul
             checker.check_descriptor(descriptor, f"new image {descriptor.ref_name}")
         if checker.problems:
             raise LayoutError("internal error, the new image is invalid: " + "; ".join(checker.problems))
-        copy = None
-        if request.sbom_copy is not None and spdx is not None:
-            copy = _PendingFile(request.sbom_copy, spdx, "--sbom-copy")
+        copies: list[_PendingFile] = []
         try:
+            for path, data in zip(request.sbom_copy, documents):
+                copies.append(_PendingFile(path, data, "--sbom-copy"))
             archive = None if request.archive is None \
                 else ArchiveWriter(request.archive, request.epoch)
         except BaseException:
-            if copy is not None:
+            for copy in copies:
                 copy.discard()
             raise
 
         def then() -> None:
             if archive is not None:
                 archive.commit()
-            if copy is not None:
+            for copy in copies:
                 copy.commit()
 
         try:
@@ -168,9 +212,10 @@ def build(request: BuildRequest, progress: Progress | None = None) -> BuildResul
         finally:
             if archive is not None:
                 archive.discard()
-            if copy is not None:
+            for copy in copies:
                 copy.discard()
-    return BuildResult(manifest_descriptor, platform, spec.tags, index, sbom_descriptor)
+    return BuildResult(manifest_descriptor, platform, spec.tags, index, tuple(sboms),
+                       tuple(signatures))
 
 
 def _file_hashes(path: Path) -> tuple[str, str]:
@@ -184,17 +229,13 @@ def _file_hashes(path: Path) -> tuple[str, str]:
     return sha256.hexdigest(), sha1.hexdigest()
 
 
-def _attach_sbom(staging: Staging, image: Descriptor, spdx: bytes) -> tuple[Descriptor, Descriptor]:
-    """Stage the SBOM as an OCI 1.1 referrer of `image`, and the image index the tags then
-    name (referrers.py says why an index): (that index, the SBOM's artifact manifest)."""
-    from ..provenance import sbom
-
-    payload = staging.add_blob(sbom.MEDIA_SPDX, spdx)
+def _attach(staging: Staging, image: Descriptor, media_type: str, data: bytes) -> Descriptor:
+    """Stage `data` as an OCI 1.1 referrer of `image` whose artifactType is its media type:
+    its artifact manifest."""
+    payload = staging.add_blob(media_type, data)
     staging.add_blob(referrers.MEDIA_EMPTY, referrers.EMPTY_BYTES)
-    artifact = referrers.artifact_manifest(sbom.MEDIA_SPDX, payload, image)
-    artifact_descriptor = staging.add_blob(model.MEDIA_MANIFEST, model.canonical_json(artifact))
-    index = referrers.image_index([image], [referrers.index_entry(artifact_descriptor, image)])
-    return staging.add_blob(model.MEDIA_INDEX, model.canonical_json(index)), artifact_descriptor
+    artifact = referrers.artifact_manifest(media_type, payload, image)
+    return staging.add_blob(model.MEDIA_MANIFEST, model.canonical_json(artifact))
 
 
 class _PendingFile:

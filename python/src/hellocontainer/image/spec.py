@@ -37,7 +37,7 @@ OCI_SHORT_KEYS = ("labels", "annotations")
 OCI_KEY_PREFIX = "org.opencontainers.image"
 # Spec keys naming files on the build machine: relative to the spec file's folder, like a
 # `files` source.
-PATH_KEYS = ("passwd_file", "group_file")
+PATH_KEYS = ("passwd_file", "group_file", "sign_key")
 
 
 @dataclass(frozen=True)
@@ -77,6 +77,8 @@ class ImageSpec:
     tune: str | None = None
     allow_dynamic: bool = False
     sbom: SbomSpec | None = None  # None: no SBOM
+    sign_key: str | None = None  # the private key's path (never its content); None: unsigned
+    sign_identity: str = ""  # the signature's docker-reference (provenance/signature.py)
 
 
 def split_words(flag: str, value: str) -> list[str]:
@@ -217,7 +219,8 @@ def flags_document(flags: Mapping[str, Any]) -> dict[str, Any]:
     document: dict[str, Any] = {}
     flags = dict(flags)
     sbom = _sbom_flags(flags.pop("sbom", None), flags.pop("sbom-package", None),
-                       flags.pop("sbom-library", None))
+                       flags.pop("sbom-library", None),
+                       {key: flags.pop(f"sbom-{flag}", None) for flag, key in SBOM_SETTINGS.items()})
     if sbom is not None:
         document["sbom"] = sbom
     for flag, value in flags.items():
@@ -249,15 +252,21 @@ def flags_document(flags: Mapping[str, Any]) -> dict[str, Any]:
     return document
 
 
-def _sbom_flags(enable: bool | None, package: list[str] | None,
-               libraries: list[str] | None) -> bool | dict[str, Any] | None:
-    """`--sbom`, `--sbom-package WORDS` (repeatable, one package) and `--sbom-library WORDS`
-    (one library per flag) in the spec key's shape; giving inputs asks for the SBOM too."""
-    if not package and not libraries:
+# The SBOM flags that set one key of the spec's `sbom` each: flag (after --sbom-) → key.
+SBOM_SETTINGS = {"supplier": "supplier", "creator-organization": "creator_organization",
+                 "format": "formats", "incomplete": "incomplete", "link": "links"}
+
+
+def _sbom_flags(enable: bool | None, package: list[str] | None, libraries: list[str] | None,
+                settings: Mapping[str, Any]) -> bool | dict[str, Any] | None:
+    """`--sbom`, `--sbom-package WORDS` (repeatable, one package), `--sbom-library WORDS`
+    (one library per flag) and the settings (SBOM_SETTINGS) in the spec key's shape; giving
+    any of them asks for the SBOM too."""
+    document: dict[str, Any] = {key: value for key, value in settings.items() if value is not None}
+    if not package and not libraries and not document:
         return True if enable else None
     from ..provenance.sbom import words_to_fields
 
-    document: dict[str, Any] = {}
     if package:
         words = [w for value in package for w in split_words("sbom-package", value)]
         document["package"] = words_to_fields("sbom-package", words)
@@ -273,15 +282,14 @@ def _sbom_flags(enable: bool | None, package: list[str] | None,
 
 
 def _merge_sbom(file_value: Any, flag_value: Any) -> Any:
-    """Flags over the spec file's `sbom`: package keys one by one, libraries as a whole."""
+    """Flags over the spec file's `sbom`: package keys one by one, libraries and every other
+    key as a whole."""
     base = file_value if isinstance(file_value, Mapping) else {}
     if flag_value is True:
         return file_value if base else True
-    merged = dict(base)
+    merged = {**base, **flag_value}
     if "package" in flag_value:
         merged["package"] = {**base.get("package", {}), **flag_value["package"]}
-    if "libraries" in flag_value:
-        merged["libraries"] = flag_value["libraries"]
     return merged
 
 
@@ -381,6 +389,8 @@ def _to_spec(raw: Mapping[str, Any]) -> ImageSpec:
         tune=raw.get("tune"),
         allow_dynamic=raw.get("allow_dynamic", False),
         sbom=_sbom_spec(raw.get("sbom")),
+        sign_key=raw.get("sign_key"),
+        sign_identity=raw.get("sign_identity", ""),
     )
 
 

@@ -1,38 +1,40 @@
-"""The image's SBOM: an SPDX 2.3 JSON document of what a static binary is made of.
+"""The image's SBOM model: what the build knows, checked once, for every format to write.
 
 A static binary is the hardest case for scanners: the C library and every other library linked
 into it leave no file, no package database and often no version string behind. Only the build
 system knows them, so it names them here (`--sbom-package`, `--sbom-library` or the spec key
-`sbom`), and this module writes them down in the one form compliance tooling reads:
+`sbom`), and this module holds them in one model that each format's writer (`spdx2`, `spdx3`,
+`cyclonedx`; `formats` lists them) renders:
 
-- the image (its manifest digest) is the package the document DESCRIBES; it CONTAINS the
+- the image (its manifest digest) is the component the SBOM describes; it contains the
   program, described with the sha256 of the exact bytes packaged;
-- the program STATIC_LINKs each library the build system named (the C library first);
-- license expressions, CPEs and PURLs are checked here, so a typo fails the build rather than
-  the customer's scanner.
+- the program statically links each library the build system named (the C library first);
+- license expressions, CPEs, PURLs, suppliers and download locations are checked here, so a
+  typo fails the build rather than the customer's scanner;
+- NTIA's minimum elements (supplier, name, version, unique identifiers, relationships, author,
+  timestamp) are required before anything is written: `resolve` names the option that gives a
+  missing one, unless the build asks for an incomplete SBOM on purpose.
 
-Same inputs, same bytes: the creation time is SOURCE_DATE_EPOCH, the document namespace is
-derived from the document's own content (never a random UUID), every list is sorted, and the
-JSON is canonical. The reference validator (spdx-tools) checks our output in the tests only.
+Same inputs, same bytes: every writer takes its time from SOURCE_DATE_EPOCH and derives its
+document's identity from the document's own content (never a random UUID).
 """
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from .. import __version__
 from ..errors import SpecError
-from ..oci import model
 from ..oci.model import Descriptor
-from ..sourcedate import rfc3339
 
-MEDIA_SPDX = "application/spdx+json"
 NAMESPACE_BASE = "https://spdx.org/spdxdocs/"  # the prefix SPDX suggests to tools without a site
-TOOL = "Tool: hellocontainer"  # no version: a packager upgrade must not change the SBOM's digest
+# SPDX asks for "name-version". The version is fixed per release, so the same packager gives
+# the same bytes; a new release changes the SBOM's digest, as it may change the image's.
+TOOL_NAME = f"hellocontainer-{__version__}"
 
 FIELDS = ("name", "version", "license", "supplier", "download_location", "homepage", "cpe", "purl")
 
@@ -57,6 +59,15 @@ class SbomSpec:
 
     package: Component = field(default_factory=Component)
     libraries: tuple[Component, ...] = ()
+    # Who supplies the image to its users (the device maker), as "Organization: …" or
+    # "Person: …"; also the supplier of record of every component that names none, as
+    # oe-core's SPDX_SUPPLIER is for every package of a Yocto build.
+    supplier: str | None = None
+    creator_organization: str | None = None  # "Organization: …", beside the tool as creator
+    formats: tuple[str, ...] = ("spdx2",)  # each written and attached as its own referrer
+    incomplete: bool = False  # write NOASSERTION where an NTIA element is missing, not fail
+    # Elements of the build system's own SBOM that the image comes from (SPDX2_LINK, SPDX3_LINK).
+    links: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -267,7 +278,26 @@ def sbom_spec(raw: Any) -> SbomSpec | None:
         return SbomSpec()
     libraries = tuple(component(item, f"--sbom-library {item.get('name') or i + 1} (spec: sbom.libraries)")
                       for i, item in enumerate(raw.get("libraries", [])))
-    return SbomSpec(component(raw.get("package", {}), "--sbom-package (spec: sbom.package)"), libraries)
+    supplier, creator = raw.get("supplier"), raw.get("creator_organization")
+    formats = raw.get("formats") or ["spdx2"]
+    formats = [formats] if isinstance(formats, str) else formats
+    return SbomSpec(
+        component(raw.get("package", {}), "--sbom-package (spec: sbom.package)"), libraries,
+        supplier=_supplier(supplier, "--sbom-supplier (spec: sbom.supplier)")
+        if supplier and supplier.strip() else None,
+        creator_organization=_organization(creator) if creator and creator.strip() else None,
+        formats=tuple(dict.fromkeys(formats)),
+        incomplete=bool(raw.get("incomplete", False)),
+        links=tuple(dict.fromkeys(raw.get("links", []))),
+    )
+
+
+def _organization(value: str) -> str:
+    what = "--sbom-creator-organization (spec: sbom.creator_organization)"
+    value = " ".join(value.split()).removeprefix("Organization:").strip()
+    if not value or value.startswith("Person:"):
+        raise SpecError(f"{what} {value!r} is not an organization's name; write e.g. 'ACME Inc.'")
+    return f"Organization: {value}"
 
 
 def words_to_fields(flag: str, words: Iterable[str]) -> dict[str, Any]:
@@ -290,97 +320,94 @@ def words_to_fields(flag: str, words: Iterable[str]) -> dict[str, Any]:
     return fields
 
 
-# --- the document ---------------------------------------------------------------------------
-
-def _spdx_id(kind: str, name: str) -> str:
-    """An SPDX element id: SPDXRef- then letters, digits, '.' and '-' only."""
-    return f"SPDXRef-{kind}-" + (re.sub(r"[^A-Za-z0-9.-]+", "-", name).strip("-") or "unnamed")
 
 
-def _package(spdx_id: str, part: Component, purpose: str) -> dict[str, Any]:
-    package: dict[str, Any] = {
-        "SPDXID": spdx_id,
-        "name": part.name,
-        "downloadLocation": part.download_location or "NOASSERTION",
-        "filesAnalyzed": False,
-        "licenseConcluded": "NOASSERTION",  # concluding is a reviewer's job, not a packager's
-        "licenseDeclared": part.license or "NOASSERTION",
-        "copyrightText": "NOASSERTION",
-        "primaryPackagePurpose": purpose,
-    }
-    if part.version:
-        package["versionInfo"] = part.version
-    if part.supplier:
-        package["supplier"] = part.supplier
-    if part.homepage:
-        package["homepage"] = part.homepage
-    refs = [{"referenceCategory": "SECURITY", "referenceType": "cpe23Type", "referenceLocator": c}
-            for c in part.cpe]
-    if part.purl:
-        refs.append({"referenceCategory": "PACKAGE-MANAGER", "referenceType": "purl",
-                     "referenceLocator": part.purl})
-    if refs:
-        package["externalRefs"] = refs
-    return package
+# --- the model every writer renders ---------------------------------------------------------
+
+@dataclass(frozen=True)
+class Bom:
+    """Everything an SBOM of the image says, complete and checked: what the writers read."""
+
+    image: Component  # the image itself: name, supplier; its identity is facts.manifest
+    program: Component
+    libraries: tuple[Component, ...]
+    facts: ImageFacts
+    epoch: int
+    creator_organization: str | None
+    links: tuple[str, ...]
+
+    @property
+    def tool(self) -> str:
+        return TOOL_NAME
 
 
-def _license_refs(parts: Iterable[Component]) -> list[dict[str, str]]:
-    """An extracted-licensing entry for every LicenseRef- a license expression uses (SPDX 2.3 §10)."""
-    refs = sorted({token for part in parts if part.license
-                   for token in re.findall(r"(?<![A-Za-z0-9.:-])LicenseRef-[A-Za-z0-9.-]+",
-                                           part.license)})
-    return [{"licenseId": ref, "name": ref.removeprefix("LicenseRef-"),
-             "extractedText": "The license text is not part of this document; see the "
-                              "package's sources."} for ref in refs]
+# An SPDX 2 link: the other document's namespace, '#', the element's id, then the document's
+# SHA1 (SPDX 2.3 §6.6 wants it for every external document reference).
+SPDX2_LINK = re.compile(r"(\S+)#(SPDXRef-[A-Za-z0-9.-]+) sha1:([0-9a-f]{40})")
+# An SPDX 3 link: one absolute IRI, the spdxId the other document gives the element.
+SPDX3_LINK = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:[^\s#]+")
 
 
-def _image_purl(name: str, manifest: Descriptor, platform: dict[str, str]) -> str:
+def require_complete(spec: SbomSpec, binary_name: str) -> None:
+    """NTIA's minimum elements and well-formed links, before anything is built: one line
+    naming the option that adds what is missing."""
+    program = spec.package
+    missing = []
+    if not spec.incomplete:
+        if not spec.supplier and not (program.supplier
+                                      and all(lib.supplier for lib in spec.libraries)):
+            missing.append("a supplier (--sbom-supplier 'ACME Inc.', spec key sbom.supplier)")
+        if not program.version:
+            missing.append(f"the version of the program {program.name or binary_name} "
+                           "(--sbom-package version=1.0, spec key sbom.package.version)")
+        missing += [f"the version of library {lib.name} (version= in its --sbom-library, spec "
+                    "key sbom.libraries[].version)" for lib in spec.libraries if not lib.version]
+    if missing:
+        raise SpecError("the SBOM lacks NTIA minimum elements: " + "; ".join(missing)
+                        + "; or add --sbom-incomplete to write it without them")
+    for link in spec.links:
+        for name, pattern, example in (
+                ("spdx2", SPDX2_LINK, "'https://example.com/doc#SPDXRef-Package-hello sha1:HEX'"),
+                ("spdx3", SPDX3_LINK, "'http://spdx.org/spdxdocs/hello-UUID/HASH/package/hello'")):
+            if name in spec.formats and not pattern.fullmatch(link):
+                raise SpecError(f"--sbom-link {link!r} (spec: sbom.links) is not an element of "
+                                f"an SPDX {name[-1]} document; write e.g. {example}, or drop "
+                                f"--sbom-format {name}")
+        if not {"spdx2", "spdx3"} & set(spec.formats):
+            raise SpecError(f"--sbom-link {link!r} names an SPDX element, and no SPDX format is "
+                            "written; add --sbom-format spdx3 (or spdx2)")
+
+
+def resolve(spec: SbomSpec, facts: ImageFacts, epoch: int) -> Bom:
+    """The model: the program named after the binary when unnamed, every supplier filled from
+    --sbom-supplier, NTIA's minimum elements required (require_complete)."""
+    program_name = spec.package.name or facts.binary_path.rsplit("/", 1)[-1]
+    require_complete(spec, program_name)
+    supplier = spec.supplier
+
+    def filled(part: Component) -> Component:
+        return part if part.supplier or not supplier else replace(part, supplier=supplier)
+
+    program = filled(replace(spec.package, name=program_name))
+    libraries = tuple(filled(library) for library in spec.libraries)
+    image = Component(name=program_name, version=facts.manifest.digest,
+                      supplier=supplier or program.supplier)
+    return Bom(image, program, libraries, facts, epoch, spec.creator_organization, spec.links)
+
+
+def image_purl(name: str, manifest: Descriptor, platform: dict[str, str]) -> str:
     """purl-spec's oci type: pkg:oci/NAME@sha256%3AHEX?arch=ARCH (the name in lowercase)."""
     qualifiers = f"?arch={platform['architecture']}" if platform.get("architecture") else ""
-    clean = re.sub(r"[^a-z0-9._-]+", "-", name.lower()).strip("-") or "image"
-    return f"pkg:oci/{clean}@{manifest.digest.replace(':', '%3A')}{qualifiers}"
+    return f"pkg:oci/{slug(name.lower())}@{manifest.digest.replace(':', '%3A')}{qualifiers}"
 
 
-def document(spec: SbomSpec, facts: ImageFacts, epoch: int) -> bytes:
-    """The SPDX 2.3 JSON bytes describing the image `facts` names."""
-    program = replace(spec.package, name=spec.package.name or facts.binary_path.rsplit("/", 1)[-1])
-    image_id, program_id = "SPDXRef-Image", _spdx_id("Package", program.name)
-    image = _package(image_id, Component(name=program.name, version=facts.manifest.digest),
-                     "CONTAINER")
-    image["checksums"] = [{"algorithm": "SHA256",
-                           "checksumValue": facts.manifest.digest.split(":", 1)[1]}]
-    image["externalRefs"] = [{"referenceCategory": "PACKAGE-MANAGER", "referenceType": "purl",
-                              "referenceLocator": _image_purl(program.name, facts.manifest,
-                                                              facts.platform)}]
-    image["description"] = f"OCI image for {model.platform_name(facts.platform)}"
-    binary = _package(program_id, program, "APPLICATION")
-    # The exact bytes in the image: what a scanner that finds the file can match.
-    binary["packageFileName"] = facts.binary_path
-    binary["checksums"] = [{"algorithm": "SHA1", "checksumValue": facts.binary_sha1},
-                           {"algorithm": "SHA256", "checksumValue": facts.binary_sha256}]
-    packages = [image, binary]
-    relationships = [("SPDXRef-DOCUMENT", "DESCRIBES", image_id),
-                     (image_id, "CONTAINS", program_id)]
-    for i, library in enumerate(spec.libraries, 1):
-        library_id = _spdx_id(f"Library{i}", library.name)
-        packages.append(_package(library_id, library, "LIBRARY"))
-        relationships.append((program_id, "STATIC_LINK", library_id))
-    doc: dict[str, Any] = {
-        "spdxVersion": "SPDX-2.3",
-        "dataLicense": "CC0-1.0",
-        "SPDXID": "SPDXRef-DOCUMENT",
-        "name": f"{program.name} OCI image",
-        "documentNamespace": "",
-        "creationInfo": {"created": rfc3339(epoch), "creators": [TOOL]},
-        "packages": sorted(packages, key=lambda p: p["SPDXID"]),
-        "relationships": [{"spdxElementId": a, "relationshipType": kind, "relatedSpdxElement": b}
-                          for a, kind, b in sorted(relationships)],
-    }
-    extracted = _license_refs([program, *spec.libraries])
-    if extracted:
-        doc["hasExtractedLicensingInfos"] = extracted
-    # Unique per content and repeatable: the hash of the document with the namespace left empty.
-    content = hashlib.sha256(model.canonical_json(doc)).hexdigest()
-    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", program.name).strip("-") or "image"
-    doc["documentNamespace"] = f"{NAMESPACE_BASE}{slug}-{content}"
-    return model.canonical_json(doc)
+def slug(name: str) -> str:
+    """A name as letters, digits, '.', '_' and '-' only: for ids and URLs made from it."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-") or "image"
+
+
+def license_refs(parts: Iterable[Component]) -> list[str]:
+    """Every LicenseRef- a license expression of `parts` uses, sorted."""
+    return sorted({token for part in parts if part.license
+                   for token in re.findall(r"(?<![A-Za-z0-9.:-])LicenseRef-[A-Za-z0-9.-]+",
+                                           part.license)})
