@@ -14,6 +14,11 @@ with musl and with glibc, and 1/16/64/256 MiB binaries made of the glibc hello r
 machine code, so gzip sees realistic redundancy; the copies lie further apart than deflate's
 32 KiB window, so the repetition itself gives gzip no advantage). The large files keep the ELF
 header of the first copy, so they are valid static executables for the packager's checks.
+"half random" inputs (--random-sizes) take turns of 1 MiB of that code and 1 MiB of seeded
+pseudo-random bytes, as a program with compressed assets or firmware blobs appended.
+
+Unpacking (--unpack) is measured on the layout hellocontainer built from each input, made
+before the clock starts: `hellocontainer bundle` against `umoci unpack --rootless`.
 
 Writes results.md (markdown table) and results.png (needs matplotlib, optional) next to this
 script unless --out-dir says otherwise.
@@ -26,6 +31,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -145,7 +151,20 @@ def build_example(workdir: Path, compiler: str) -> Path:
     return build / "root" / "usr" / "bin" / "hello"
 
 
-def make_inputs(workdir: Path, sizes_mib: list[int]) -> dict[str, Path]:
+def half_random(unit: bytes, size: int) -> bytes:
+    """`size` bytes: 1 MiB runs of `unit` repeated, then 1 MiB of seeded random bytes, in turn."""
+    import random
+
+    noise = random.Random(size)  # seeded: the same bytes on every run and machine
+    out = bytearray()
+    while len(out) < size:
+        code = (unit * (MIB // len(unit) + 1))[:MIB]
+        out += code if len(out) // MIB % 2 == 0 else noise.randbytes(MIB)
+    return bytes(out[:size])
+
+
+def make_inputs(workdir: Path, sizes_mib: list[int], random_sizes_mib: list[int] = ()
+                ) -> dict[str, Path]:
     """Build the hello binaries and the large test binaries; return name -> path."""
     inputs: dict[str, Path] = {}
     for name, compiler in (("hello (musl)", "musl-gcc"), ("hello (glibc)", "cc")):
@@ -171,6 +190,11 @@ def make_inputs(workdir: Path, sizes_mib: list[int]) -> dict[str, Path]:
                 left -= len(piece)
         out.chmod(0o755)
         inputs[f"{size} MiB"] = out
+    for size in random_sizes_mib:
+        out = workdir / f"bin-{size}MiB-half-random"
+        out.write_bytes(half_random(unit, size * MIB))
+        out.chmod(0o755)
+        inputs[f"{size} MiB half random"] = out
     return inputs
 
 
@@ -180,6 +204,7 @@ class Tool:
     script: str = ""  # a bash script run in the scratch directory, or
     packager: tuple[str, ...] = ()  # hellocontainer argv prefix; `build …` options follow
     max_input_bytes: int | None = None  # skip larger inputs
+    prepare: str = ""  # a bash script run in the scratch directory before the clock starts
 
     def argv(self, scratch: Path) -> list[str]:
         if self.script:
@@ -196,8 +221,12 @@ def run_once(tool: Tool, binary: Path, workdir: Path) -> Run:
     # runs), so it happens before the clock starts, for every tool alike.
     shutil.copy2(binary, scratch / "rootfs" / "hello")
     env = dict(os.environ, SOURCE_DATE_EPOCH=SOURCE_DATE_EPOCH)
+    if tool.prepare:
+        subprocess.run(["bash", "-c", tool.prepare], cwd=scratch, env=env, check=True,
+                       stdout=subprocess.DEVNULL)
     wall, rss, cpu = measure(tool.argv(scratch), scratch, env)
-    size, digest = tree(scratch / "layout")
+    output = scratch / ("bundle" if tool.prepare else "layout")
+    size, digest = tree(output / "rootfs") if tool.prepare else tree(output)
     shutil.rmtree(scratch)
     print(f"  {tool.name:<30} {wall:8.3f} s {cpu:8.3f} CPU s {rss / 1024:6.1f} MiB "
           f"{size:>12,} B", file=sys.stderr)
@@ -243,16 +272,20 @@ def write_markdown(rows: list[Row], path: Path, facts: dict[str, str], repeat: i
          "byte-identical files."),
         "",
         ("| input | input bytes | tool | wall s | CPU s | peak RSS MiB | layout bytes "
-         "| wall/umoci | RSS/umoci | bytes/umoci | reproducible |"),
-        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---|",
+         "| wall/umoci | CPU/umoci | RSS/umoci | bytes/umoci | reproducible |"),
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
-    umoci = {row.input_name: row for row in rows if row.tool == "umoci"}
+    # Unpack rows compare with umoci's unpack (their bytes: the rootfs written), the others
+    # with umoci's build.
+    umoci = {(row.input_name, row.tool.startswith("unpack:")): row for row in rows
+             if row.tool in ("umoci", "unpack: umoci unpack")}
     for row in rows:
-        base = umoci.get(row.input_name)
+        base = umoci.get((row.input_name, row.tool.startswith("unpack:")))
         lines.append(
             f"| {row.input_name} | {row.input_bytes:,} | {cell(row.tool)} | {row.wall:.3f} | {row.cpu:.2f} "
             f"| {row.peak_rss_kib / 1024:.1f} | {row.layout_bytes:,} "
             f"| {ratio(row.wall, base.wall if base else None)} "
+            f"| {ratio(row.cpu, base.cpu if base else None)} "
             f"| {ratio(row.peak_rss_kib, base.peak_rss_kib if base else None)} "
             f"| {ratio(row.layout_bytes, base.layout_bytes if base else None)} "
             f"| {YES_NO[row.reproducible]} |"
@@ -313,6 +346,11 @@ def main() -> int:
                         help="hellocontainer executable (default: the one beside this Python)")
     parser.add_argument("--sizes", default="1,16,64,256",
                         help="comma-separated sizes in MiB of the large inputs")
+    parser.add_argument("--random-sizes", default="",
+                        help="comma-separated sizes in MiB of half-random inputs, e.g. 64,256")
+    parser.add_argument("--unpack", action="store_true",
+                        help="also time unpacking each layout: hellocontainer bundle against "
+                        "umoci unpack")
     parser.add_argument("--levels", default="",
                         help="extra --gzip-level values to run hellocontainer with, e.g. 4,6,max "
                         f"(max: inputs up to {MAX_LEVEL_INPUT_BYTES // MIB} MiB only)")
@@ -324,6 +362,7 @@ def main() -> int:
     if not Path(TIME).exists():
         raise SystemExit(f"bench: error: {TIME} not found; install it with: apt-get install time")
     sizes = [int(s) for s in args.sizes.split(",") if s]
+    random_sizes = [int(s) for s in args.random_sizes.split(",") if s]
     levels = [s for s in args.levels.split(",") if s]
     bad = [s for s in levels if s != "max" and not (s.isdigit() and 1 <= int(s) <= 9)]
     if bad:
@@ -345,12 +384,21 @@ def main() -> int:
               file=sys.stderr)
     if shutil.which("umoci"):
         tools.append(Tool("umoci", script=UMOCI_SCRIPT))
+    if args.unpack and packager and shutil.which("umoci"):
+        build = f"{shlex.quote(packager)} build rootfs/hello --output layout --quiet\n"
+        tools += [Tool("unpack: hellocontainer bundle", prepare=build,
+                       script=f"{shlex.quote(packager)} bundle layout:latest --output bundle "
+                       "--quiet\n"),
+                  Tool("unpack: umoci unpack", prepare=build,
+                       script="umoci unpack --rootless --image layout:latest bundle\n")]
     else:
         print("bench: umoci not found (apt-get install umoci)", file=sys.stderr)
     tools.append(Tool("tar | gzip -n -9 | sha256sum", script=FLOOR_SCRIPT))
 
     facts = {
-        "Options": f"--sizes {args.sizes} --levels {args.levels or '(none)'} --repeat {args.repeat}",
+        "Options": f"--sizes {args.sizes} --random-sizes {args.random_sizes or '(none)'} "
+                   f"--levels {args.levels or '(none)'}{' --unpack' if args.unpack else ''} "
+                   f"--repeat {args.repeat}",
         "CPUs available": str(len(os.sched_getaffinity(0))),
         "Python": sys.version.split()[0],
         "zlib (Python's)": zlib.ZLIB_RUNTIME_VERSION,
@@ -366,7 +414,7 @@ def main() -> int:
     workdir = Path(tempfile.mkdtemp(prefix="hellocontainer-bench-", dir=args.workdir))
     rows: list[Row] = []
     try:
-        inputs = make_inputs(workdir, sizes)
+        inputs = make_inputs(workdir, sizes, random_sizes)
         for name, binary in inputs.items():
             print(f"{name} ({binary.stat().st_size:,} bytes)", file=sys.stderr)
             for tool_name, runs in run_input(tools, binary, workdir, args.repeat).items():

@@ -1253,6 +1253,19 @@ def test_check_package_reports_no_warnings() -> None:
     assert (result.stdout, result.stderr.splitlines()[-1]) == ("", "0 warnings generated")
 
 
+def test_host_package_installs_completion_and_manual_page(tmp_path: Path, make_env: dict[str, str]
+                                                          ) -> None:
+    """The host package's post-install hook, run by make as Buildroot runs it, leaves the bash
+    and zsh completions and hellocontainer.1 where host packages keep them."""
+    host = package_host(tmp_path)
+    buildroot_make("all:\n\t$(HOST_HELLOCONTAINER_INSTALL_SHELL_FILES)\n", tmp_path, host, make_env,
+                   "INSTALL=install", f"CONFIG={write_config(tmp_path / '.config', {})}")
+    share = host / "share"
+    assert "complete " in (share / "bash-completion" / "completions" / "hellocontainer").read_text()
+    assert (share / "zsh" / "site-functions" / "_hellocontainer").read_text().startswith("#compdef")
+    assert (share / "man" / "man1" / "hellocontainer.1").read_text().startswith(".\\\"")
+
+
 # --- CycloneDX: our SBOM joined into Buildroot's utils/generate-cyclonedx -------------------
 
 JOIN = EXTERNAL / "support" / "join-cyclonedx.jq"

@@ -209,3 +209,39 @@ def test_section_named_like_arm_attributes_in_another_machines_binary_is_ignored
     subprocess.run([objcopy, "--add-section", f".ARM.attributes={tmp_path / 'junk'}", str(obj)],
                    check=True, capture_output=True)
     assert elfcheck.read_elf(obj).arm_variant is None
+
+
+def _pyelftools_facts(path: Path) -> tuple:
+    """What pyelftools reads from the same file: the packager's own header reader must agree."""
+    from elftools.elf.elffile import ELFFile
+
+    with path.open("rb") as stream:
+        elf = ELFFile(stream)
+        interpreter, needed = None, []
+        for segment in elf.iter_segments():
+            if segment["p_type"] == "PT_INTERP":
+                interpreter = segment.get_interp_name()
+            elif segment["p_type"] == "PT_DYNAMIC":
+                needed += [t.needed for t in segment.iter_tags() if t.entry.d_tag == "DT_NEEDED"]
+        return elf["e_machine"], elf.elfclass, elf.little_endian, interpreter, tuple(needed)
+
+
+CROSS = [("aarch64-linux-gnu-gcc", "gcc-aarch64-linux-gnu"),
+         ("arm-linux-gnueabihf-gcc", "gcc-arm-linux-gnueabihf"),
+         ("i686-linux-gnu-gcc", "gcc-i686-linux-gnu"),
+         ("riscv64-linux-gnu-gcc", "gcc-riscv64-linux-gnu"),
+         ("powerpc64le-linux-gnu-gcc", "gcc-powerpc64le-linux-gnu"),
+         ("cc", "gcc")]
+
+
+@pytest.mark.parametrize(("compiler", "package"), CROSS, ids=[c for c, _ in CROSS])
+@pytest.mark.parametrize("link", ["static", "dynamic"])
+def test_header_reader_agrees_with_pyelftools(tmp_path, compiler, package, link):
+    """32- and 64-bit, both linkings, five machines: interpreter, libraries, class, machine."""
+    gcc = require_tool(compiler, package)
+    binary = compile_c(gcc, HELLO_C.read_text(), tmp_path / "hello",
+                       *(["-static"] if link == "static" else []))
+    facts = elfcheck.read_elf(binary)
+    assert (facts.target.machine, facts.target.bits, facts.target.little_endian,
+            facts.interpreter, facts.needed) == _pyelftools_facts(binary)
+    assert facts.is_dynamic == (link == "dynamic")

@@ -6,6 +6,7 @@ import functools
 import gzip
 import hashlib
 import io
+import struct
 import subprocess
 import zlib
 from pathlib import Path
@@ -44,6 +45,19 @@ def incompressible(size: int) -> bytes:
     return bytes(out[:size])
 
 
+def half_random(size: int, run: int = 48 * 1024) -> bytes:
+    """Machine code and random bytes taking turns in runs of `run` bytes: every block holds
+    some of each, or is one of them, depending on the run length."""
+    pieces, random_turn, left = [], False, size
+    code, noise = realistic(size), incompressible(size)
+    while left > 0:
+        take = min(run, left)
+        start = size - left
+        pieces.append((noise if random_turn else code)[start:start + take])
+        random_turn, left = not random_turn, left - take
+    return b"".join(pieces)
+
+
 INPUTS = {
     "empty": lambda: b"",
     "smaller-than-a-block": lambda: realistic(5000),
@@ -51,6 +65,7 @@ INPUTS = {
     "one-block-and-a-byte": lambda: realistic(BLOCK + 1),
     "many-blocks": lambda: realistic(10 * BLOCK + 12345),
     "incompressible": lambda: incompressible(3 * BLOCK + 7),
+    "half-random": lambda: half_random(6 * BLOCK + 99),
 }
 
 
@@ -175,13 +190,35 @@ FORMAT_BLOCK = 128 * 1024
 FORMAT_WINDOW = 32 * 1024
 
 
+def stored_blocks(data: bytes, last: bool) -> bytes:
+    """`data` as RFC 1951 stored blocks of at most 65,535 bytes, starting byte-aligned."""
+    starts = list(range(0, len(data), 65535)) or [0]
+    return b"".join(bytes([int(last and start == starts[-1])])
+                    + struct.pack("<HH", len(data[start:start + 65535]),
+                                  0xFFFF ^ len(data[start:start + 65535]))
+                    + data[start:start + 65535] for start in starts)
+
+
+def reference_piece(block: bytes, level: int, zdict: bytes, last: bool) -> bytes:
+    """One block as the module docstring's rule writes it: stored when four 2 KiB samples at
+    quarters of a block of at least 8 KiB do not deflate (level 1), else deflated unless that
+    is longer than stored."""
+    stored = stored_blocks(block, last)
+    samples = [block[q * len(block) // 4:][:2048] for q in range(4)]
+    if len(block) >= 8192 and all(len(zlib_raw_deflate(s, 1)) >= len(s) for s in samples):
+        return stored
+    deflated = zlib_raw_deflate(block, level, zdict, last)
+    return stored if len(deflated) > len(stored) else deflated
+
+
 def reference_pieces(data: bytes, level: int, block: int = FORMAT_BLOCK) -> list[bytes]:
-    """Each block's deflate piece, from zlib calls alone: the format the module docstring
-    promises (fixed cuts, the 32 KiB before a block as its dictionary, sync-flushed)."""
+    """Each block's piece, from zlib calls alone: the format the module docstring promises
+    (fixed cuts, the 32 KiB before a block as its dictionary, sync-flushed, stored when deflate
+    does not pay)."""
     cuts = range(0, len(data), block) if data else range(1)
-    return [zlib_raw_deflate(data[start:start + block], level,
-                             zdict=data[max(0, start - FORMAT_WINDOW):start],
-                             last=start == cuts[-1]) for start in cuts]
+    return [reference_piece(data[start:start + block], level,
+                            zdict=data[max(0, start - FORMAT_WINDOW):start],
+                            last=start == cuts[-1]) for start in cuts]
 
 
 @pytest.mark.parametrize("level", [1, 6, 9])
@@ -322,9 +359,12 @@ def test_a_match_almost_32_kib_back_across_a_cut_is_found() -> None:
     first = incompressible(FORMAT_WINDOW)
     data = first + first[700:800] + incompressible(1000)[::-1]
     output = pgzip(data, level=9, jobs=1, block_size=FORMAT_WINDOW)
-    assert deflate_body(output) == b"".join(reference_pieces(data, 9, block=FORMAT_WINDOW))
-    # The repeat really is found: the second block is far smaller than its 1100 input bytes.
-    assert len(reference_pieces(data, 9, block=FORMAT_WINDOW)[1]) < 1100
+    pieces = reference_pieces(data, 9, block=FORMAT_WINDOW)
+    assert deflate_body(output) == b"".join(pieces)
+    # The first block is random: stored. The repeat really is found: the second block is far
+    # smaller than its 1100 input bytes.
+    assert pieces[0] == stored_blocks(first, last=False)
+    assert len(pieces[1]) < 1100
 
 
 def test_blocks_of_one_byte_are_allowed() -> None:
@@ -358,3 +398,40 @@ def test_refused_writer_leaves_nothing_to_clean_up(monkeypatch: pytest.MonkeyPat
         del refused  # its traceback holds the half-made writer
         gc.collect()
     assert unraisable == []
+
+
+def test_incompressible_blocks_are_stored_and_smaller_than_zlibs_own_fallback() -> None:
+    data = incompressible(3 * FORMAT_BLOCK + 7)
+    output = pgzip(data, level=9)
+    # Each full 128 KiB block as stored pieces of 65,535 bytes and 5 header bytes; the 7-byte
+    # tail, too short to sample, is deflated as before (shorter than stored there).
+    full = 3 * FORMAT_BLOCK
+    assert deflate_body(output) == b"".join(
+        stored_blocks(data[s:s + FORMAT_BLOCK], last=False) for s in range(0, full, FORMAT_BLOCK)
+    ) + zlib_raw_deflate(data[full:], 9, data[full - FORMAT_WINDOW:full])
+    assert gzip.decompress(output) == data
+    assert len(output) < len(gzip.compress(data, 9, mtime=0))
+
+
+@pytest.mark.parametrize("run", [4096, 48 * 1024, 300 * 1024])
+@pytest.mark.parametrize("level", [1, 3, 9])
+def test_half_random_input_is_no_bigger_than_plain_deflate(run: int, level: int) -> None:
+    """Whatever the mix within a block, the stored fallback never makes a layer bigger than
+    deflating every block as before would."""
+    data = half_random(8 * FORMAT_BLOCK + 1234, run)
+    output = pgzip(data, level=level)
+    assert gzip.decompress(output) == data
+    cuts = range(0, len(data), FORMAT_BLOCK)
+    plain = sum(len(zlib_raw_deflate(data[s:s + FORMAT_BLOCK], level,
+                                     data[max(0, s - FORMAT_WINDOW):s], s == cuts[-1]))
+                for s in cuts)
+    assert len(deflate_body(output)) <= plain
+
+
+def test_compressible_blocks_keep_their_bytes() -> None:
+    """Code is deflated exactly as before the stored fallback: its layers' digests stand."""
+    data = realistic(4 * FORMAT_BLOCK + 99)
+    cuts = range(0, len(data), FORMAT_BLOCK)
+    assert deflate_body(pgzip(data)) == b"".join(
+        zlib_raw_deflate(data[s:s + FORMAT_BLOCK], 9, data[max(0, s - FORMAT_WINDOW):s],
+                         s == cuts[-1]) for s in cuts)

@@ -262,6 +262,22 @@ def test_scripts_test_groups_skip_reasons_and_repeats_the_hint_last(checkout):
     assert FAKE_PACKAGE in lines[last_result + 2].split()
 
 
+def test_path_sensitive_tests_pass_in_a_checkout_under_a_path_with_a_space(checkout):
+    """scripts/test from the copy under "My Work…/Hello Container", its own packager first on
+    the import path and its temporary folders beside it: the parts that put paths on command
+    lines (the example's autotools flow, completion scripts sourced by path, the manual page
+    rendered from a file) pass there too."""
+    result = subprocess.run(
+        [str(checkout / "scripts" / "test"), "-p", "no:cacheprovider",
+         "--basetemp", str(checkout.parent / "pytest temp"),
+         "-k", "test_completion or test_example_hello or test_cli_usage"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env=_env(HELLOCONTAINER_VENV=sys.prefix, PYTHONPATH=str(checkout / "python" / "src")))
+    summary = [line for line in result.stdout.splitlines() if "passed" in line and "===" in line]
+    assert result.returncode == 0 and summary, result.stdout[-3000:]
+    assert "failed" not in summary[-1] and "error" not in summary[-1], summary[-1]
+
+
 def test_system_tools_file_checks_name_files_their_packages_install():
     """A path in tests/system-tools.txt stands for its package: it must be one the package
     really installs, or scripts/test asks for a package that is already there."""

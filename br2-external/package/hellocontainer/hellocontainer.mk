@@ -34,4 +34,18 @@ HOST_HELLOCONTAINER_DEPENDENCIES = \
 	host-python-pyyaml \
 	host-python-referencing
 
+# Shell completion and the manual page, generated from the packager's own
+# parser at build time, where host packages put them in $(HOST_DIR).
+define HOST_HELLOCONTAINER_INSTALL_SHELL_FILES
+	$(INSTALL) -d $(HOST_DIR)/share/bash-completion/completions \
+		$(HOST_DIR)/share/zsh/site-functions $(HOST_DIR)/share/man/man1
+	$(HOST_DIR)/bin/hellocontainer completion bash \
+		> $(HOST_DIR)/share/bash-completion/completions/hellocontainer
+	$(HOST_DIR)/bin/hellocontainer completion zsh \
+		> $(HOST_DIR)/share/zsh/site-functions/_hellocontainer
+	$(HOST_DIR)/bin/hellocontainer manpage \
+		> $(HOST_DIR)/share/man/man1/hellocontainer.1
+endef
+HOST_HELLOCONTAINER_POST_INSTALL_HOOKS += HOST_HELLOCONTAINER_INSTALL_SHELL_FILES
+
 $(eval $(host-python-package))

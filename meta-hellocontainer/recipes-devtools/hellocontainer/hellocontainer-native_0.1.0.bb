@@ -35,3 +35,19 @@ S = "${HELLOCONTAINER_UNPACKDIR}/${@'hellocontainer/' if d.getVar('HELLOCONTAINE
 
 inherit python_setuptools_build_meta
 inherit_defer native
+
+# Shell completion and the manual page, generated from the packager's own
+# parser at build time, in oe-core's places for them. Note that oe-core's
+# staging (SYSROOT_DIRS_IGNORE) leaves ${mandir} and
+# ${datadir}/bash-completion out of native sysroots: they stay in this
+# recipe's image directory and sstate.
+do_install:append() {
+    install -d ${D}${datadir}/bash-completion/completions \
+        ${D}${datadir}/zsh/site-functions ${D}${mandir}/man1
+    PYTHONPATH="${S}/src" ${PYTHON} -m hellocontainer completion bash \
+        > ${D}${datadir}/bash-completion/completions/hellocontainer
+    PYTHONPATH="${S}/src" ${PYTHON} -m hellocontainer completion zsh \
+        > ${D}${datadir}/zsh/site-functions/_hellocontainer
+    PYTHONPATH="${S}/src" ${PYTHON} -m hellocontainer manpage \
+        > ${D}${mandir}/man1/hellocontainer.1
+}

@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import posixpath
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import LayoutError
 from ..oci import schema
-from .rootfs import Tree
+
+if TYPE_CHECKING:  # `build --help` reads NETWORKS; the bundle reader is not needed for it
+    from .rootfs import Tree
 
 # The document is written and checked against runtime-spec v1.2, but uses only fields that
 # exist since 1.0.2, and says so: ociVersion is the version a config *complies with*, and a

@@ -13,7 +13,6 @@ status (1, or 2 for usage errors) and no traceback.
 from __future__ import annotations
 
 import argparse
-import difflib
 import os
 import sys
 import zlib
@@ -23,13 +22,14 @@ from typing import Any, NoReturn
 
 from .. import __version__
 from ..errors import HelloContainerError, UsageError, os_error_message
-from . import autostart, build, bundle, diff, gc, index, inspect, sign, validate, verify
+from . import autostart, build, bundle, completion, diff, gc, index, inspect, manpage, sign, validate, verify
 from .options import PROG
 
 # Every command, by the name a user types it, in the order `hellocontainer --help` lists them.
 COMMANDS: dict[str, ModuleType] = {
     module.__name__.rpartition(".")[2]: module
-    for module in (build, validate, index, diff, gc, inspect, bundle, autostart, sign, verify)
+    for module in (build, validate, index, diff, gc, inspect, bundle, autostart, sign, verify,
+                   completion, manpage)
 }
 
 
@@ -51,8 +51,7 @@ class _Parser(argparse.ArgumentParser):
         # choices) costs nothing.
         if self._setup is None:
             return super().parse_known_args(args, namespace)
-        setup, self._setup = self._setup, None
-        setup(self)
+        self.add_command_options()
         # A command's parser: an unknown flag is named (with the close one) before argparse
         # complains about what it left out, e.g. `--ouput DIR` is not "--output is required",
         # and what it did not take is refused here, pointing at this command's help rather than
@@ -63,6 +62,13 @@ class _Parser(argparse.ArgumentParser):
         if extras:
             self.error(f"unexpected argument{'s' if len(extras) > 1 else ''}: {' '.join(extras)}")
         return parsed, extras
+
+    def add_command_options(self) -> None:
+        """Add this command's options now, as parsing it would (the shell completion and the
+        manual page read every command's)."""
+        if self._setup is not None:
+            setup, self._setup = self._setup, None
+            setup(self)
 
     def _refuse_unknown_flags(self, arguments: list[str]) -> None:
         """The first argument that looks like a flag of this command and is none, as argparse
@@ -81,6 +87,8 @@ class _Parser(argparse.ArgumentParser):
                 self.error(f"{before} needs a value; write one that starts with '-' as "
                            f"{before}={argument}")
             if name not in known:
+                import difflib  # only on the way to an error
+
                 flags = [o for o in known if o.startswith("--")]
                 # The one flag it abbreviates (abbreviations are not taken), or a near spelling.
                 close = [o for o in flags if o.startswith(name)] if name.startswith("--") else []
@@ -95,18 +103,34 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{message}; see '{self.prog} --help'")
 
 
-def _parser() -> argparse.ArgumentParser:
+def command_line() -> argparse.ArgumentParser:
+    """The whole command line; each command's options are added when it is parsed (or by
+    `add_command_options`)."""
     parser = _Parser(prog=PROG, description="Package one static binary as a small, "
                      "reproducible OCI image layout.")
     # zlib decides the compressed bytes: naming it lets two users tell why their digests differ.
     parser.add_argument("--version", action="version",
                         version=f"{PROG} {__version__} (zlib {zlib.ZLIB_RUNTIME_VERSION})")
+    # What `completion` and `manpage` are generated from, handed to them in their arguments:
+    # a command module may not import this module back.
+    parser.set_defaults(command_parsers=command_parsers)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
                                      parser_class=_Parser)
     for name, module in COMMANDS.items():
         commands.add_parser(name, help=module.HELP, description=module.DESCRIPTION,
                             setup=module.setup)
     return parser
+
+
+def command_parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    """The whole command line and each command's parser by name, every option added: what the
+    shell completion and the manual page are generated from, so they never list a flag the
+    parser lacks or miss one it has."""
+    parser = command_line()
+    (commands,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    for command in commands.choices.values():
+        command.add_command_options()
+    return parser, dict(commands.choices)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -116,7 +140,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return getattr(command, "TROUBLE_STATUS", status)
 
     try:
-        args = _parser().parse_args(argv)
+        args = command_line().parse_args(argv)
         command = COMMANDS[args.command]
         return command.run(args)
     except HelloContainerError as error:

@@ -23,12 +23,9 @@ from ..oci.model import Descriptor
 from ..oci.platforms import Platform
 from ..oci.reader import LayoutReader
 from ..oci.safefile import file_kind
-from ..provenance import sbom
-from ..provenance.formats import FORMATS
-from ..provenance.signing import load_signing_key
 from ..store.archive import ArchiveWriter
 from ..store.layout import Staging, preflight, publish
-from . import elfcheck, signing
+from . import elfcheck
 from .documents import config_document, manifest_document
 from .layer import Progress, layer_entries, write_layer
 from .spec import ExtraFile, ImageSpec, check_tags
@@ -128,7 +125,11 @@ def build(request: BuildRequest, progress: Progress | None = None) -> BuildResul
     _check_archive_target(request.archive, request.output)
     if request.sbom_copy and spec.sbom is None:
         raise SpecError("--sbom-copy needs an SBOM; add --sbom (or the spec key sbom)")
+    # The provenance modules (SBOM formats, signing) are imported when the build asks for
+    # them: a plain build does without their start-up cost.
     if spec.sbom is not None:
+        from ..provenance import sbom
+
         sbom.require_complete(spec.sbom, os.path.basename(dest))
         if request.sbom_copy and len(request.sbom_copy) != len(spec.sbom.formats):
             raise SpecError(f"{len(request.sbom_copy)} --sbom-copy for "
@@ -138,7 +139,11 @@ def build(request: BuildRequest, progress: Progress | None = None) -> BuildResul
     for copy_path in request.sbom_copy:
         _check_beside_layout(copy_path, request.output, "--sbom-copy")
     # Loaded before any work: a wrong passphrase must not cost a compressed layer.
-    key = load_signing_key(Path(spec.sign_key)) if spec.sign_key else None
+    key = None
+    if spec.sign_key:
+        from ..provenance.signing import load_signing_key
+
+        key = load_signing_key(Path(spec.sign_key))
     preflight(request.output)
 
     with Staging(request.output) as staging:
@@ -155,6 +160,8 @@ def build(request: BuildRequest, progress: Progress | None = None) -> BuildResul
         documents: list[bytes] = []
         listed: list[Descriptor] = []  # the image's referrers, as its index lists them
         if spec.sbom is not None:
+            from ..provenance.formats import FORMATS
+
             facts = sbom.ImageFacts(image, platform.to_oci(), dest, *_file_hashes(binary))
             bom = sbom.resolve(spec.sbom, facts, request.epoch)
             for name in spec.sbom.formats:
@@ -164,6 +171,8 @@ def build(request: BuildRequest, progress: Progress | None = None) -> BuildResul
                 listed.append(referrers.index_entry(sboms[-1][1], image))
         signatures: list[Descriptor] = []
         if key is not None:
+            from . import signing
+
             subjects = [image] + [artifact for _, artifact in sboms]
             signed = signing.attach(staging, subjects, key, spec.sign_identity)
             listed += signed

@@ -7,11 +7,10 @@ libraries are not in the image (the container then dies with a bare "no such fil
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 from pathlib import Path
-
-from elftools.common.exceptions import ELFError
-from elftools.elf.elffile import ELFFile
+from typing import BinaryIO, NamedTuple
 
 from ..errors import BinaryError, DynamicBinaryError
 from ..oci import platforms
@@ -51,24 +50,12 @@ def read_elf(path: Path) -> ElfFacts:
                     f"{path} is not an ELF executable (it starts with {magic!r}); "
                     "give the compiled program, not a script, archive or source file"
                 )
-            stream.seek(0)
-            elf = ELFFile(stream)
-            machine = elf["e_machine"]
-            if not isinstance(machine, str):
-                # pyelftools names only the machines it knows; others come back as a number.
-                machine = f"machine {machine:#06x}"
-            target = ElfTarget(machine, elf.elfclass, elf.little_endian)
-            interpreter = None
-            needed: list[str] = []
-            for segment in elf.iter_segments():
-                if segment["p_type"] == "PT_INTERP":
-                    interpreter = segment.get_interp_name()
-                elif segment["p_type"] == "PT_DYNAMIC":
-                    needed.extend(
-                        tag.needed for tag in segment.iter_tags() if tag.entry.d_tag == "DT_NEEDED"
-                    )
-            return ElfFacts(target, interpreter, tuple(needed), _arm_variant(elf))
-    except ELFError as error:
+            header = _Header.read(stream)
+            interpreter, needed = header.dynamic_facts(stream)
+            target = ElfTarget(_machine_name(header.machine), header.bits, header.little_endian)
+            arm_variant = _arm_variant(stream) if header.machine == _EM_ARM else None
+            return ElfFacts(target, interpreter, needed, arm_variant)
+    except _Damaged as error:
         raise BinaryError(
             f"{path} is not a readable ELF file ({error}); rebuild it or check the path"
         ) from None
@@ -76,8 +63,134 @@ def read_elf(path: Path) -> ElfFacts:
         raise BinaryError(f"cannot read binary {path}: {error.strerror}; check the path") from None
 
 
-def _arm_variant(elf: ELFFile) -> str | None:
-    section = elf.get_section_by_name(".ARM.attributes")
+# The ELF header and program headers are read here with struct (System V gABI, "ELF Header",
+# "Program Header", "Dynamic Section"): a build needs only these few fields, and pyelftools,
+# which reads everything else, costs more to import than the rest of a small build. It is
+# still the reader of ARM attributes (ARM binaries only) and of machine names we do not know.
+
+_EM_ARM = 40
+# e_machine numbers of the platforms table, by the names pyelftools gives them.
+_MACHINES = {3: "EM_386", 8: "EM_MIPS", 20: "EM_PPC", 21: "EM_PPC64", 22: "EM_S390",
+             _EM_ARM: "EM_ARM", 62: "EM_X86_64", 183: "EM_AARCH64", 243: "EM_RISCV",
+             258: "EM_LOONGARCH"}
+_PT_LOAD, _PT_DYNAMIC, _PT_INTERP = 1, 2, 3
+_DT_NULL, _DT_NEEDED, _DT_STRTAB = 0, 1, 5
+# Larger than any real loader path or library name, smaller than any harm.
+_MAX_NAME = 4096
+
+
+class _Damaged(Exception):
+    """The file claims to be ELF but its headers cannot be read."""
+
+
+def _machine_name(number: int) -> str:
+    """pyelftools' name for e_machine (`EM_AARCH64`), or `machine 0x5555` for one it lacks."""
+    name = _MACHINES.get(number)
+    if name is None:
+        # Only a machine without an OCI architecture gets here, on the way to an error.
+        from elftools.elf.enums import ENUM_E_MACHINE
+
+        name = next((n for n, v in ENUM_E_MACHINE.items() if v == number and n != "_default_"),
+                    f"machine {number:#06x}")
+    return name
+
+
+def _read(stream: BinaryIO, offset: int, size: int, what: str) -> bytes:
+    stream.seek(offset)
+    data = stream.read(size)
+    if len(data) != size:
+        raise _Damaged(f"{what} at offset {offset} is cut short")
+    return data
+
+
+class _Header(NamedTuple):  # not a dataclass, whose methods are compiled at every start
+    bits: int
+    little_endian: bool
+    machine: int
+    program_headers: tuple[tuple[int, int, int, int], ...]  # (type, offset, vaddr, filesz)
+
+    @classmethod
+    def read(cls, stream: BinaryIO) -> _Header:
+        ident = _read(stream, 0, 16, "the ELF identification")
+        if ident[4] not in (1, 2):
+            raise _Damaged(f"invalid EI_CLASS {ident[4]}")
+        if ident[5] not in (1, 2):
+            raise _Damaged(f"invalid EI_DATA {ident[5]}")
+        bits, endian = (32 if ident[4] == 1 else 64), ("<" if ident[5] == 1 else ">")
+        layout = "HHIIIIIHHHHHH" if bits == 32 else "HHIQQQIHHHHHH"
+        fields = struct.unpack(endian + layout, _read(stream, 16, struct.calcsize(endian + layout),
+                                                      "the ELF header"))
+        machine, phoff, phentsize, phnum = fields[1], fields[4], fields[8], fields[9]
+        entry = endian + ("IIIIIIII" if bits == 32 else "IIQQQQQQ")
+        if phnum and phentsize < struct.calcsize(entry):
+            raise _Damaged(f"program header entries of {phentsize} bytes")
+        table = _read(stream, phoff, phnum * phentsize, "the program header table")
+        headers = []
+        for index in range(phnum):
+            values = struct.unpack_from(entry, table, index * phentsize)
+            # 32-bit: type, offset, vaddr, paddr, filesz…; 64-bit: type, flags, offset, vaddr,
+            # paddr, filesz…
+            kind, offset, vaddr, filesz = ((values[0], values[1], values[2], values[4])
+                                           if bits == 32 else
+                                           (values[0], values[2], values[3], values[5]))
+            headers.append((kind, offset, vaddr, filesz))
+        return cls(bits, endian == "<", machine, tuple(headers))
+
+    def dynamic_facts(self, stream: BinaryIO) -> tuple[str | None, tuple[str, ...]]:
+        """PT_INTERP's loader path and the DT_NEEDED library names."""
+        interpreter = None
+        needed: list[str] = []
+        for kind, offset, _, size in self.program_headers:
+            if kind == _PT_INTERP:
+                raw = _read(stream, offset, min(size, _MAX_NAME), "PT_INTERP")
+                interpreter = raw.split(b"\0", 1)[0].decode(errors="replace")
+            elif kind == _PT_DYNAMIC:
+                needed += self._needed(stream, offset, size)
+        return interpreter, tuple(needed)
+
+    def _needed(self, stream: BinaryIO, offset: int, size: int) -> list[str]:
+        entry = ("<" if self.little_endian else ">") + ("iI" if self.bits == 32 else "qQ")
+        width = struct.calcsize(entry)
+        data = _read(stream, offset, size - size % width, "the dynamic section")
+        names, strtab = [], None
+        for tag, value in struct.iter_unpack(entry, data):
+            if tag == _DT_NULL:
+                break
+            if tag == _DT_NEEDED:
+                names.append(value)
+            elif tag == _DT_STRTAB:
+                strtab = value
+        if not names:
+            return []
+        where = self._file_offset(strtab) if strtab is not None else None
+        if where is None:
+            raise _Damaged("DT_NEEDED without a string table in a loaded segment")
+        return [_read_name(stream, where + name) for name in names]
+
+    def _file_offset(self, address: int) -> int | None:
+        """Where the byte loaded at `address` lies in the file (the PT_LOAD segment holding it)."""
+        for kind, offset, vaddr, filesz in self.program_headers:
+            if kind == _PT_LOAD and vaddr <= address < vaddr + filesz:
+                return offset + address - vaddr
+        return None
+
+
+def _read_name(stream: BinaryIO, offset: int) -> str:
+    stream.seek(offset)
+    raw = stream.read(_MAX_NAME).split(b"\0", 1)
+    if len(raw) != 2:
+        raise _Damaged(f"unterminated name at offset {offset}")
+    return raw[0].decode(errors="replace")
+
+
+def _arm_variant(stream: BinaryIO) -> str | None:
+    from elftools.common.exceptions import ELFError
+    from elftools.elf.elffile import ELFFile
+
+    try:
+        section = ELFFile(stream).get_section_by_name(".ARM.attributes")
+    except ELFError as error:
+        raise _Damaged(str(error)) from None
     if section is None or not hasattr(section, "iter_subsections"):
         return None
     for subsection in section.iter_subsections():

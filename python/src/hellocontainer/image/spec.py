@@ -14,13 +14,18 @@ import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import SpecError
 from ..oci import model, schema
-from ..provenance.sbom import SbomSpec, sbom_spec, words_to_fields
 from .inputs import read_input_text
 from .users import resolve_user
+
+if TYPE_CHECKING:
+    from ..provenance.sbom import SbomSpec
+
+# provenance.sbom is imported where an SBOM is asked for: most builds have none, and its
+# checks' dataclasses and patterns cost start-up time.
 
 # Flags whose values are lists of shell words, and the spec key each fills.
 WORD_FLAGS = {"entrypoint": "entrypoint", "cmd": "cmd", "env": "env", "port": "ports",
@@ -260,6 +265,8 @@ def _sbom_flags(enable: bool | None, package: list[str] | None, libraries: list[
     document: dict[str, Any] = {key: value for key, value in settings.items() if value is not None}
     if not package and not libraries and not document:
         return True if enable else None
+    from ..provenance.sbom import words_to_fields
+
     if package:
         words = [w for value in package for w in split_words("sbom-package", value)]
         document["package"] = words_to_fields("sbom-package", words)
@@ -381,7 +388,15 @@ def _to_spec(raw: Mapping[str, Any]) -> ImageSpec:
         arch=raw.get("arch"),
         tune=raw.get("tune"),
         allow_dynamic=raw.get("allow_dynamic", False),
-        sbom=sbom_spec(raw.get("sbom")),
+        sbom=_sbom_spec(raw.get("sbom")),
         sign_key=raw.get("sign_key"),
         sign_identity=raw.get("sign_identity", ""),
     )
+
+
+def _sbom_spec(raw: Any) -> SbomSpec | None:
+    if raw is None or raw is False:
+        return None
+    from ..provenance.sbom import sbom_spec
+
+    return sbom_spec(raw)

@@ -3,18 +3,22 @@
 Schemas live in `schemas/` as package data; they refer to each other by relative `$ref`, which a
 `referencing` registry resolves offline. Messages name the document, the JSON path and, where
 the schema carries an `x-hint`, what a valid value looks like.
+
+Every document is checked, but jsonschema is imported only for one that `quickschema` does not
+pass at once: importing it costs more than a whole small build, and only a document with a
+problem needs its messages.
 """
 
 from __future__ import annotations
 
-import json
-import re
 from functools import cache
-from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jsonschema
-from referencing import Registry, Resource
+from . import quickschema
+
+if TYPE_CHECKING:
+    import jsonschema
+    from referencing import Registry
 
 SCHEMA_NAMES = ("defs", "oci-layout", "index", "manifest", "config", "image-spec", "runtime-config")
 _BASE = "https://hellocontainer.invalid/schemas/"
@@ -22,33 +26,27 @@ _BASE = "https://hellocontainer.invalid/schemas/"
 
 @cache
 def _registry() -> Registry:
-    root = resources.files(__package__) / "schemas"
-    resources_ = [
-        (_BASE + f"{name}.json", Resource.from_contents(json.loads((root / f"{name}.json").read_text())))
-        for name in SCHEMA_NAMES
-    ]
-    return Registry().with_resources(resources_)
+    from referencing import Registry, Resource
 
-
-# RFC 3339 date-time. jsonschema checks "date-time" only when an optional package is installed;
-# the image-spec requires it for `created`, so the check must not depend on what is installed.
-_RFC3339 = re.compile(
-    r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$"
-)
-_FORMATS = jsonschema.FormatChecker(formats=())
-_FORMATS.checks("date-time")(lambda value: not isinstance(value, str) or bool(_RFC3339.match(value)))
-# RFC 3986 absolute URI: scheme ":" hier-part, only characters the RFC allows (unreserved,
-# reserved and %-escapes). descriptor.md requires it of `urls`; jsonschema checks "uri" only with
-# an optional package installed, so the check is ours.
-_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%]+$")
-_FORMATS.checks("uri")(lambda value: not isinstance(value, str) or bool(_URI.match(value)))
+    return Registry().with_resources(
+        (_BASE + f"{name}.json", Resource.from_contents(quickschema.load(name)))
+        for name in SCHEMA_NAMES)
 
 
 @cache
 def _validator(name: str) -> jsonschema.protocols.Validator:
+    import jsonschema
+
+    # jsonschema checks "date-time" and "uri" only when optional packages are installed; the
+    # image-spec requires both (`created`, descriptor `urls`), so the checks are ours, shared
+    # with quickschema.
+    formats = jsonschema.FormatChecker(formats=())
+    for format_name, pattern in quickschema.FORMATS.items():
+        formats.checks(format_name)(
+            lambda value, pattern=pattern: not isinstance(value, str) or bool(pattern.match(value)))
     schema = _registry().contents(_BASE + f"{name}.json")
     cls = jsonschema.validators.validator_for(schema)
-    return cls(schema, registry=_registry(), format_checker=_FORMATS)
+    return cls(schema, registry=_registry(), format_checker=formats)
 
 
 def json_path(path: Any) -> str:
@@ -76,6 +74,11 @@ def _message(error: jsonschema.ValidationError) -> str:
 
 def problems(document: Any, name: str) -> list[str]:
     """Every way `document` breaks schema `name`, one readable line each, in a stable order."""
+    try:
+        if quickschema.valid(document, name):
+            return []
+    except quickschema.Unsupported:
+        pass  # jsonschema decides
     errors = sorted(_validator(name).iter_errors(document), key=lambda e: list(map(str, e.path)))
     return [_message(_best(error)) for error in errors]
 
@@ -83,5 +86,7 @@ def problems(document: Any, name: str) -> list[str]:
 def _best(error: jsonschema.ValidationError) -> jsonschema.ValidationError:
     """For a oneOf failure, report the hint-bearing parent rather than one branch's detail."""
     if error.validator in ("oneOf", "anyOf") and "x-hint" not in error.schema and error.context:
-        return jsonschema.exceptions.best_match(error.context) or error
+        from jsonschema.exceptions import best_match
+
+        return best_match(error.context) or error
     return error

@@ -83,28 +83,31 @@ class ImageFacts:
 
 # --- checking the inputs --------------------------------------------------------------------
 
+# Pattern strings, not compiled patterns: `re` compiles each on its first use and keeps it, so a
+# build without an SBOM does not pay for compiling them (the CPE one alone takes milliseconds).
+
 # SPDX 2.3 annex D: idstring = 1*(ALPHA / DIGIT / "-" / "."), optionally followed by "+";
 # LicenseRef-… and DocumentRef-…:LicenseRef-… for licenses outside the SPDX list.
-_LICENSE_ID = re.compile(r"(?:DocumentRef-[A-Za-z0-9.-]+:)?[A-Za-z0-9.-]+\+?")
-_LICENSE_TOKEN = re.compile(r"\s*(\(|\)|&|\||,|[A-Za-z0-9.+:-]+|\S)")
+_LICENSE_ID = r"(?:DocumentRef-[A-Za-z0-9.-]+:)?[A-Za-z0-9.-]+\+?"
+_LICENSE_TOKEN = r"\s*(\(|\)|&|\||,|[A-Za-z0-9.+:-]+|\S)"
 # CPE 2.3 formatted string (NISTIR 7695 §6.2): part, then ten attributes; each is * or -, or
 # characters with backslash-escaped punctuation and optional leading/trailing wildcards.
 _CPE_VALUE = r"(?:[*-]|[?*]*(?:[A-Za-z0-9._-]|\\[\\*?!\"#$%&'()+,/:;<=>@\[\]^`{|}~])+[?*]*)"
 _CPE_LANGUAGE = r"(?:[*-]|[A-Za-z]{2,3}(?:-(?:[A-Za-z]{2}|[0-9]{3}))?)"
-CPE23 = re.compile(rf"cpe:2\.3:[aho*-](?::{_CPE_VALUE}){{5}}:{_CPE_LANGUAGE}(?::{_CPE_VALUE}){{4}}")
+CPE23 = rf"cpe:2\.3:[aho*-](?::{_CPE_VALUE}){{5}}:{_CPE_LANGUAGE}(?::{_CPE_VALUE}){{4}}"
 # purl-spec: pkg:TYPE/[NAMESPACE/]NAME[@VERSION][?QUALIFIERS][#SUBPATH]
-PURL = re.compile(r"pkg:[A-Za-z.+-][A-Za-z0-9.+-]*/[^\s/][^\s]*")
+PURL = r"pkg:[A-Za-z.+-][A-Za-z0-9.+-]*/[^\s/][^\s]*"
 # SPDX 2.3 §7.7 and §7.11 with the regular expression of its download-location rule: a URL of
 # the schemes SPDX names, on a host that is a dotted name ending in letters (so neither
 # `localhost` nor an address), optionally behind a VCS prefix; or git+git@host:path, or
 # bzr+lp:name. Anything else (javascript:, file:, a bare path) is refused by spdx-tools, so the
 # build refuses it first, naming the option.
 _HOST = r"[A-Za-z0-9]+(?:[-.][A-Za-z0-9]+)*\.[A-Za-z]{2,}"
-_URL = re.compile(rf"(?:https?|ftp|sftp|ssh|git|svn)://(?:[\w\-.!~*'()%;:&=+$,]+@)?{_HOST}"
-                  r"(?::[0-9]{1,5})?(?:/\S*)?")
-_DOWNLOAD = re.compile(rf"(?:(?:git|hg|svn|bzr)\+)?{_URL.pattern}"
-                       r"|git\+git@[A-Za-z0-9.-]+:[A-Za-z0-9/\\.@-]+|bzr\+lp:[A-Za-z0-9.-]+")
-_SUPPLIER = re.compile(r"(?:Person|Organization): \S.*|NOASSERTION")
+_URL = (rf"(?:https?|ftp|sftp|ssh|git|svn)://(?:[\w\-.!~*'()%;:&=+$,]+@)?{_HOST}"
+        r"(?::[0-9]{1,5})?(?:/\S*)?")
+_DOWNLOAD = (rf"(?:(?:git|hg|svn|bzr)\+)?{_URL}"
+             r"|git\+git@[A-Za-z0-9.-]+:[A-Za-z0-9/\\.@-]+|bzr\+lp:[A-Za-z0-9.-]+")
+_SUPPLIER = r"(?:Person|Organization): \S.*|NOASSERTION"
 
 
 MAX_LICENSE_NESTING = 64  # real expressions nest two or three levels
@@ -124,7 +127,7 @@ def spdx_license(value: str, what: str) -> str:
     if text in ("NOASSERTION", "NONE"):
         return text
     tokens: list[str] = []
-    raw = _LICENSE_TOKEN.findall(text)
+    raw = re.findall(_LICENSE_TOKEN, text)
     i = 0
     while i < len(raw):
         token = raw[i]
@@ -156,7 +159,7 @@ def spdx_license(value: str, what: str) -> str:
 
 
 def _is_word(token: str) -> bool:
-    return token not in ("AND", "OR", "WITH") and _LICENSE_ID.fullmatch(token) is not None
+    return token not in ("AND", "OR", "WITH") and re.fullmatch(_LICENSE_ID, token) is not None
 
 
 def _license_ref(first: str, word: str) -> str:
@@ -185,7 +188,7 @@ def _parses(tokens: list[str]) -> bool:
         nonlocal position
         token = peek()
         if token is None or token in ("AND", "OR", "WITH", "(", ")") \
-                or not _LICENSE_ID.fullmatch(token):
+                or not re.fullmatch(_LICENSE_ID, token):
             return False
         position += 1
         return True
@@ -224,8 +227,8 @@ def _parses(tokens: list[str]) -> bool:
     return expression() and position == len(tokens)
 
 
-def _check(pattern: re.Pattern[str], value: str, what: str, example: str) -> str:
-    if not pattern.fullmatch(value):
+def _check(pattern: str, value: str, what: str, example: str) -> str:
+    if not re.fullmatch(pattern, value):
         raise SpecError(f"{what} {value!r} is not valid; expected e.g. {example}")
     return value
 
