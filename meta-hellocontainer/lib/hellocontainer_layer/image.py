@@ -135,7 +135,7 @@ def check_keys(d):
 def openssl_package(d):
     """The package that puts the openssl command on the target, when the bundle is checked
     at boot (oe-core's openssl recipe ships the program in ${PN}-bin)."""
-    return "openssl-bin" if d.getVar("HELLOCONTAINER_VERIFY_KEY") else ""
+    return "openssl-bin" if d.getVar("HELLOCONTAINER_VERIFYING") == "1" else ""
 
 
 def cpe_ids(products, version):

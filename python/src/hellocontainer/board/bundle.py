@@ -78,7 +78,7 @@ def write_bundle(request: BundleRequest, progress: rootfs.Progress | None = None
     check_separate(request.layout, request.output, "--output")
     check_output(request.output)
     # Loaded before any work: a wrong key or passphrase costs nothing.
-    key = load_signing_key(request.sign_key) if request.sign_key is not None else None
+    key = load_signing_key(Path(request.sign_key)) if request.sign_key is not None else None
 
     with _Staging(request.output) as staging:
         try:
