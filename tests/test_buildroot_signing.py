@@ -1,0 +1,92 @@
+"""The Buildroot package signing its image and bundle, and checking the bundle at boot.
+
+Plain make on the tree's real external.mk (tests/test_buildroot_external.py's harness): what
+the target gets with the verify options (the public key, the script that checks, the bundle at
+its path), and, where this packager signs images, a signed bundle from a key given only in the
+environment, whose bytes reach no file of the output.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import require_tool
+from test_buildroot_external import (  # noqa: F401 (host_dir, make_env: fixtures)
+    buildroot_arch,
+    buildroot_make,
+    buildroot_target_overlay,
+    host_dir,
+    make_env,
+    write_config,
+)
+from test_yocto_signing import _build_signs_images
+
+PUBLIC = "/etc/hellocontainer/keys/hello.pub"
+DATA_BUNDLE = "/data/hello-bundle"
+
+
+@pytest.fixture(scope="module")
+def keys(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    require_tool("openssl", "openssl")
+    folder = tmp_path_factory.mktemp("keys")
+    private, public = folder / "cosign.key", folder / "cosign.pub"
+    subprocess.run(["openssl", "genpkey", "-algorithm", "EC", "-pkeyopt",
+                    "ec_paramgen_curve:P-256", "-out", private], check=True, capture_output=True)
+    subprocess.run(["openssl", "pkey", "-in", private, "-pubout", "-out", public], check=True,
+                   capture_output=True)
+    return private, public
+
+
+def test_verify_installs_the_public_key_and_the_script_checks_the_bundle_at_its_path(
+        tmp_path: Path, hello_static: Path, keys: tuple[Path, Path]) -> None:
+    _, public = keys
+    target = buildroot_target_overlay(
+        tmp_path, hello_static, buildroot_arch(),
+        BR2_PACKAGE_HELLOCONTAINER_HELLO_VERIFY="y",
+        BR2_PACKAGE_HELLOCONTAINER_HELLO_VERIFY_KEY=f'"{public}"',
+        BR2_PACKAGE_HELLOCONTAINER_HELLO_BUNDLE_PATH=f'"{DATA_BUNDLE}"')
+    assert (target / PUBLIC.lstrip("/")).read_bytes() == public.read_bytes()
+    assert (target / DATA_BUNDLE.lstrip("/") / "config.json").is_file()
+    script = (target / "etc/init.d/S95hellocontainer-hello").read_text()
+    assert f'"{PUBLIC}"' in script and f'"{DATA_BUNDLE}/config.json"' in script
+    assert "run --bundle /run/hellocontainer-hello.bundle hello" in script
+
+
+@pytest.mark.parametrize("symbols,expected", [
+    ({"BR2_PACKAGE_HELLOCONTAINER_HELLO_VERIFY": "y"},
+     "BR2_PACKAGE_HELLOCONTAINER_HELLO_VERIFY is set, but BR2_PACKAGE_HELLOCONTAINER_HELLO_"
+     "VERIFY_KEY names no public key"),
+    ({"BR2_PACKAGE_HELLOCONTAINER_HELLO_BUNDLE_PATH": '"/"'},
+     'BR2_PACKAGE_HELLOCONTAINER_HELLO_BUNDLE_PATH="/" is not a directory inside the root'),
+    ({"BR2_PACKAGE_HELLOCONTAINER_HELLO_BUNDLE_PATH": '"data/hello"'},
+     'BR2_PACKAGE_HELLOCONTAINER_HELLO_BUNDLE_PATH="data/hello" is not a directory inside'),
+    ({"BR2_PACKAGE_HELLOCONTAINER_HELLO_BUNDLE_PATH": '"/data/../etc"'},
+     "is not a directory inside the root"),
+])
+def test_impossible_verify_settings_stop_make(symbols: dict[str, str], expected: str,
+                                              tmp_path: Path, host_dir: Path,
+                                              make_env: dict[str, str]) -> None:
+    config = write_config(tmp_path / ".config", {"BR2_PACKAGE_HELLOCONTAINER_HELLO_AUTOSTART": "y"},
+                          BR2_ARCH='"x86_64"', BR2_INIT_BUSYBOX="y", **symbols)
+    # Buildroot sets BR_BUILDING=y for every goal that builds.
+    result = buildroot_make("all:\n\t@echo configured\n", tmp_path, host_dir, make_env,
+                            f"CONFIG={config}", "BR_BUILDING=y", check=False)
+    assert result.returncode != 0
+    assert expected in result.stderr
+
+
+@pytest.mark.skipif(not _build_signs_images(),
+                    reason="build --sign-key (the image's signature) is not in this packager")
+def test_key_from_the_environment_signs_the_bundle_and_is_copied_nowhere(
+        tmp_path: Path, hello_static: Path, keys: tuple[Path, Path],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    private, _ = keys
+    monkeypatch.setenv("HCTR_SIGN_KEY", str(private))
+    target = buildroot_target_overlay(tmp_path, hello_static, buildroot_arch())
+    assert (target / "usr/share/hellocontainer/hello-bundle/hellocontainer.sig").is_file()
+    secret = private.read_bytes()
+    assert not [p for p in tmp_path.rglob("*") if p.is_file() and not p.is_symlink()
+                and secret in p.read_bytes()]
