@@ -12,17 +12,20 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from test_yocto_signing import _build_signs_images
 
+import test_buildroot_external
 from conftest import require_tool
-from test_buildroot_external import (  # noqa: F401 (host_dir, make_env: fixtures)
+from test_buildroot_external import (
     buildroot_arch,
     buildroot_make,
     buildroot_target_overlay,
-    host_dir,
-    make_env,
     write_config,
 )
-from test_yocto_signing import _build_signs_images
+
+# The harness's module fixtures, for this module too.
+host_dir = test_buildroot_external.host_dir
+make_env = test_buildroot_external.make_env
 
 PUBLIC = "/etc/hellocontainer/keys/hello.pub"
 DATA_BUNDLE = "/data/hello-bundle"
