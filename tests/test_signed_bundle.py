@@ -300,3 +300,84 @@ def test_a_bad_key_is_one_line_and_writes_nothing(signed: dict[str, Path],
     (line,) = result.stderr.splitlines()
     assert line.startswith("hellocontainer: error: cannot load signing key ")
     assert not (tmp_path / "b").exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# The init files that carry the check
+
+def test_script_with_the_check_is_shellcheck_clean(hellocontainer: Runner, tmp_path: Path) -> None:
+    shellcheck = require_tool("shellcheck", "shellcheck")
+    hellocontainer("autostart", "--name", "hello", "--bundle", "/data/hello-bundle",
+                   "--verify-key", KEY, "--sysv", tmp_path / "S95hello")
+    result = subprocess.run([shellcheck, "--shell=sh", "--severity=style", tmp_path / "S95hello"],
+                            capture_output=True, text=True)
+    assert (result.returncode, result.stdout + result.stderr) == (0, "")
+
+
+def test_unit_with_the_check_passes_systemd_analyze_verify(hellocontainer: Runner,
+                                                          tmp_path: Path) -> None:
+    analyze = require_tool("systemd-analyze", "systemd")
+    program = tmp_path / "bin" / "crun"
+    program.parent.mkdir()
+    program.write_text("#!/bin/sh\n")
+    program.chmod(0o755)
+    unit = tmp_path / "hellocontainer-hello.service"
+    hellocontainer("autostart", "--name", "hello", "--bundle", "/data/hello-bundle",
+                   "--verify-key", KEY, "--runtime-path", program, "--systemd", unit)
+    result = subprocess.run([analyze, "verify", unit], capture_output=True, text=True)
+    ours = [line for line in (result.stdout + result.stderr).splitlines()
+            if "hellocontainer-hello" in line]
+    assert (result.returncode, ours) == (0, [])
+
+
+def unit_start(bundle: Path, key: Path, run: Path, runtime: Path) -> list[str]:
+    """The unit's ExecStart as systemd parses it (its /run paths under `run`)."""
+    from test_restart_backoff import unit_commands
+
+    from hellocontainer.board.autostart import systemd_unit
+
+    cfg = autostart("crun", "hello", bundle=str(bundle), verify_key=KEY, runtime_path=str(runtime))
+    unit = (systemd_unit(cfg).replace(KEY, str(key))
+            .replace("/run/hellocontainer-", f"{run}/hellocontainer-"))
+    ((start,),) = (unit_commands(unit, run.parent)["ExecStart"],)
+    assert start[:2] == ["/bin/sh", "-c"]
+    return start
+
+
+@pytest.mark.parametrize("good", [True, False], ids=["signed", "flipped byte"])
+def test_unit_checks_before_it_execs_the_runtime_on_the_copy(
+        good: bool, signed: dict[str, Path], busybox_path: Path, tmp_path: Path) -> None:
+    bundle = tampered(signed, tmp_path)
+    if not good:
+        flip_program_byte(bundle)
+    runtime = tmp_path / "crun"
+    runtime.write_text('#!/bin/sh\necho "crun $*"\n')
+    runtime.chmod(0o755)
+    (tmp_path / "run").mkdir()
+    start = unit_start(bundle, signed["ecdsa.pub"], tmp_path / "run", runtime)
+    result = run_board_shell(busybox_path, start[2], tmp_path)
+    copy = tmp_path / "run" / "hellocontainer-hello.bundle"
+    if good:
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.splitlines()[-1] == f"crun run --bundle {copy} hello"
+    else:
+        assert result.returncode == 78  # EX_CONFIG: RestartPreventExitStatus, no restart
+        assert result.stderr == ("hellocontainer: hello: signature check failed: "
+                                 "rootfs/hello was changed after signing\n")
+        assert not copy.exists()
+
+
+@pytest.mark.parametrize("args,expected", [
+    (["--runtime", "podman", "--layout", "/usr/share/hello-oci", "--verify-key", KEY],
+     "--verify-key checks a signed runtime bundle before crun or runc start it"),
+    (["--bundle", "/data/hello", "--verify-key", "keys/hello.pub"],
+     "--verify-key 'keys/hello.pub': not an absolute path on the target"),
+])
+def test_impossible_verify_settings_are_one_line(args: list[str], expected: str,
+                                                 hellocontainer: Runner, tmp_path: Path) -> None:
+    result = hellocontainer("autostart", "--name", "hello", *args, "--sysv", tmp_path / "S",
+                            check=False)
+    assert result.returncode == 1
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("hellocontainer: error: ") and expected in line
+    assert not (tmp_path / "S").exists()

@@ -143,7 +143,7 @@ sha256() {{
 		sha256sum
 	else
 		openssl dgst -sha256 -r
-	fi | {{ read -r sum _; printf '%s\n' "$sum"; }}
+	fi | {{ read -r sum _; printf '%s\\n' "$sum"; }}
 }}
 
 # The listing of the bundle $1 as the packager signed it: one sorted line per entry the runtime
@@ -163,7 +163,7 @@ listing() (
 				l*) size={NO_DIGEST}; sum=$(printf '%s' "$(readlink "$path")" | sha256) ;;
 				*) size={NO_DIGEST}; sum={NO_DIGEST} ;;
 			esac
-			printf '%s %s %s %s %s %s\n' "$mode" "$uid" "$gid" "$size" "$sum" "$path"
+			printf '%s %s %s %s %s %s\\n' "$mode" "$uid" "$gid" "$size" "$sum" "$path"
 		}}
 	done | LC_ALL=C sort
 )
