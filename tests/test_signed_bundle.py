@@ -17,6 +17,8 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -381,3 +383,64 @@ def test_impossible_verify_settings_are_one_line(args: list[str], expected: str,
     (line,) = result.stderr.splitlines()
     assert line.startswith("hellocontainer: error: ") and expected in line
     assert not (tmp_path / "S").exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# Made by another user than root (Buildroot's build step): owners 0:0, what the root file
+# system image gives the files; an image that needs other owners is refused.
+
+@pytest.fixture
+def shared() -> Iterator[tuple[Path, list[str]]]:
+    """A folder every user may write in (pytest's own are root's 0700)."""
+    setpriv = require_tool("setpriv", "util-linux")
+    if os.geteuid() != 0:
+        pytest.skip("switching to nobody needs root")
+    folder = Path(tempfile.mkdtemp(prefix="hellocontainer-signed-", dir="/tmp"))
+    folder.chmod(0o777)
+    try:
+        yield folder / "x", [setpriv, "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
+    finally:
+        shutil.rmtree(folder)
+
+
+def as_nobody(argv: list[str], shared: tuple[Path, list[str]]) -> subprocess.CompletedProcess[str]:
+    folder, setpriv = shared
+    return subprocess.run([*setpriv, sys.executable, "-m", "hellocontainer", *argv],
+                          capture_output=True, text=True, cwd=folder.parent,
+                          env={**os.environ, "SOURCE_DATE_EPOCH": "1700000000"})
+
+
+def test_a_bundle_signed_by_another_user_is_byte_for_byte_roots(
+        signed: dict[str, Path], shared: tuple[Path, list[str]]) -> None:
+    folder = shared[0].parent
+    key = folder / "ed25519.pem"
+    shutil.copyfile(signed["ed25519.pem"], key)
+    key.chmod(0o644)
+    shutil.copytree(signed["layout"], folder / "layout")
+    subprocess.run(["chmod", "-R", "a+rX", folder / "layout"], check=True)
+    result = as_nobody(["bundle", "layout:latest", "--output", "bundle", "--sign-key", str(key)],
+                       shared)
+    assert result.returncode == 0, result.stderr
+    for name in (LISTING, PAYLOAD, SIGNATURE):
+        assert (folder / "bundle" / name).read_bytes() == (signed["ed25519"] / name).read_bytes()
+
+
+def test_another_user_cannot_sign_an_image_with_files_of_other_owners(
+        hello_static: Path, shared: tuple[Path, list[str]], hellocontainer: Runner) -> None:
+    folder = shared[0].parent
+    (folder / "motd").write_text("hello\n")
+    spec = folder / "image.yaml"
+    spec.write_text('files: [{src: motd, dest: /etc/motd, mode: "0644", uid: 1000, gid: 1000}]\n')
+    hellocontainer("build", hello_static, "--output", folder / "layout", "--spec", spec)
+    subprocess.run(["chmod", "-R", "a+rX", folder], check=True)
+    key = folder / "key.pem"
+    subprocess.run(["openssl", "genpkey", "-algorithm", "ed25519", "-out", key], check=True)
+    key.chmod(0o644)
+    result = as_nobody(["bundle", "layout:latest", "--output", "bundle", "--sign-key", str(key)],
+                       shared)
+    assert result.returncode == 1
+    assert result.stdout == ""
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("hellocontainer: error: cannot sign the bundle ")
+    assert "etc/motd belongs to a user other than root" in line
+    assert not (folder / "bundle").exists()
