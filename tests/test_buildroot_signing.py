@@ -8,6 +8,7 @@ environment, whose bytes reach no file of the output.
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 
@@ -17,9 +18,12 @@ from test_yocto_signing import _build_signs_images
 import test_buildroot_external
 from conftest import require_tool
 from test_buildroot_external import (
+    buildroot,
     buildroot_arch,
     buildroot_make,
     buildroot_target_overlay,
+    merge_defconfig,
+    needs_buildroot,
     write_config,
 )
 
@@ -93,3 +97,26 @@ def test_key_from_the_environment_signs_the_bundle_and_is_copied_nowhere(
     secret = private.read_bytes()
     assert not [p for p in tmp_path.rglob("*") if p.is_file() and not p.is_symlink()
                 and secret in p.read_bytes()]
+
+
+@needs_buildroot
+def test_buildroot_verify_selects_the_openssl_program_and_signing_host_cryptography(
+        tmp_path: Path, keys: tuple[Path, Path]) -> None:
+    private, public = keys
+    output = tmp_path / "output"
+    merge_defconfig(output, "qemu_x86_64", extra=(
+        "BR2_PACKAGE_HELLOCONTAINER_HELLO_AUTOSTART=y\n"
+        "BR2_PACKAGE_HELLOCONTAINER_HELLO_VERIFY=y\n"
+        f'BR2_PACKAGE_HELLOCONTAINER_HELLO_VERIFY_KEY="{public}"\n'))
+    config = set((output / ".config").read_text().splitlines())
+    assert {"BR2_PACKAGE_OPENSSL=y", "BR2_PACKAGE_LIBOPENSSL=y",
+            "BR2_PACKAGE_LIBOPENSSL_BIN=y"} <= config
+    # The private key never reaches the configuration: it comes from the command line.
+    assert not any(str(private) in line for line in config)
+    script = buildroot(output, "printvars", "VARS=HELLOCONTAINER_HELLO_INSTALL_INIT_SYSV")
+    assert "--verify-key /etc/hellocontainer/keys/hello.pub" in " ".join(script.split())
+    info = json.loads(buildroot(output, "hellocontainer-hello-show-info",
+                                f"HCTR_SIGN_KEY={private}"))["hellocontainer-hello"]
+    assert "host-python-cryptography" in info["dependencies"]
+    unsigned = json.loads(buildroot(output, "hellocontainer-hello-show-info"))
+    assert "host-python-cryptography" not in unsigned["hellocontainer-hello"]["dependencies"]
