@@ -239,6 +239,9 @@ endif
 
 # Each copy replaces the directory whole, so that a -rebuild with other
 # settings (tags, compression...) leaves no stale blob at the same path.
+# The bundle keeps its modes (cp -p): plain cp would apply the umask and
+# drop setuid bits, and the board would run files other than the image's
+# (and a signed bundle would fail its check).
 # A path the package no longer installs to (the setting changed, autostart
 # was switched off) keeps its copy, as for any Buildroot package: that
 # takes a full rebuild (make clean all).
@@ -251,7 +254,7 @@ define HELLOCONTAINER_HELLO_INSTALL_TARGET_CMDS
 	$(if $(HELLOCONTAINER_HELLO_INSTALLS_BUNDLE), \
 		rm -rf $(TARGET_DIR)$(HELLOCONTAINER_HELLO_BUNDLE_DIR) && \
 		mkdir -p $(TARGET_DIR)$(HELLOCONTAINER_HELLO_BUNDLE_DIR) && \
-		cp -R $(HELLOCONTAINER_HELLO_OCI_DIR)/hello-bundle/. \
+		cp -R -p $(HELLOCONTAINER_HELLO_OCI_DIR)/hello-bundle/. \
 			$(TARGET_DIR)$(HELLOCONTAINER_HELLO_BUNDLE_DIR))
 	$(if $(filter y,$(BR2_PACKAGE_HELLOCONTAINER_HELLO_VERIFY)), \
 		$(INSTALL) -D -m 0644 '$(HELLOCONTAINER_HELLO_VERIFY_KEY)' \
