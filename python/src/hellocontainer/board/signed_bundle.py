@@ -46,7 +46,7 @@ LISTING = "hellocontainer.listing"  # the listing whose sha256 PAYLOAD carries
 FILES = (PAYLOAD, SIGNATURE, LISTING)
 LISTING_CLAIM = "org.hellocontainer.bundle.listing"
 # What the runtime reads, relative to the bundle: everything else in it (our marker, the
-# signature files) is never read by crun or runc, and is not copied to where they start it.
+# signature files) is never read by crun or runc, and is not listed.
 READ_BY_RUNTIME = ("config.json", "rootfs")
 NO_DIGEST = "-"
 _CHUNK = 1 << 20
@@ -54,20 +54,19 @@ _CHUNK = 1 << 20
 
 def listing(bundle: Path, owner: tuple[int, int] | None = None) -> bytes:
     """The bundle's listing (module docstring); `owner` replaces every entry's uid and gid."""
+    root = os.fsencode(bundle)
     lines = []
-    for name in READ_BY_RUNTIME:
-        _walk(os.fsencode(bundle), name.encode(), owner, lines)
+    # A stack, not recursion: a rootfs may nest thousands of folders deep.
+    pending = [name.encode() for name in READ_BY_RUNTIME]
+    while pending:
+        path = pending.pop()
+        full = os.path.join(root, path)
+        info = os.lstat(full)
+        lines.append(_line(full, path, info, owner))
+        if stat.S_ISDIR(info.st_mode):
+            pending += [path + b"/" + name for name in os.listdir(full)]
     lines.sort()  # without their newlines, as `sort` compares them
     return b"".join(line + b"\n" for line in lines)
-
-
-def _walk(bundle: bytes, path: bytes, owner: tuple[int, int] | None, lines: list[bytes]) -> None:
-    full = os.path.join(bundle, path)
-    info = os.lstat(full)
-    lines.append(_line(full, path, info, owner))
-    if stat.S_ISDIR(info.st_mode):
-        for name in os.listdir(full):
-            _walk(bundle, path + b"/" + name, owner, lines)
 
 
 def _line(full: bytes, path: bytes, info: os.stat_result, owner: tuple[int, int] | None) -> bytes:
