@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from test_yocto_signing import _build_signs_images
 
 import board
 from conftest import Runner, require_tool
@@ -444,3 +445,16 @@ def test_another_user_cannot_sign_an_image_with_files_of_other_owners(
     assert line.startswith("hellocontainer: error: cannot sign the bundle ")
     assert "etc/motd belongs to a user other than root" in line
     assert not (folder / "bundle").exists()
+
+
+@pytest.mark.skipif(not _build_signs_images(),
+                    reason="build --sign-key (the image's signature) is not in this packager")
+def test_build_with_a_bundle_signs_the_image_and_the_bundle_with_one_key(
+        signed: dict[str, Path], hello_static: Path, hellocontainer: Runner,
+        tmp_path: Path) -> None:
+    result = hellocontainer("build", hello_static, "--output", tmp_path / "layout", "--json",
+                            "--bundle", tmp_path / "bundle", "--sign-key", signed["ecdsa.pem"])
+    manifest = json.loads(result.stdout)["manifest"]
+    payload = json.loads((tmp_path / "bundle" / PAYLOAD).read_bytes())
+    assert payload["critical"]["image"]["docker-manifest-digest"] == manifest
+    assert (tmp_path / "bundle" / LISTING).read_bytes() == (signed["ecdsa"] / LISTING).read_bytes()
