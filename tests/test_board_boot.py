@@ -12,7 +12,10 @@ file system holds exactly what our build systems install, made by their own code
 
 plus two negative controls that must fail where a person reading the console sees it: the
 bundle of the other architecture, and a runtime that is not on the board; and a container that
-keeps failing, whose restarts back off and give up.
+keeps failing, whose restarts back off and give up. And signed bundles (autostart --verify-key,
+with Debian's openssl on the board): the public key on the root, the bundles in a data folder;
+the good one greets, and a flipped program byte, a changed config.json, another key's signature
+and no signature each print one line and never start.
 """
 
 from __future__ import annotations
