@@ -15,11 +15,11 @@ finds them. glibc is counted apart: a glibc board has it anyway, a musl or stati
 podman is measured, not booted: podman with conmon, and with crun beside them since podman needs
 a runtime.
 
-    .venv/bin/python bench/board.py                  # amd64 and arm64, 3 boots per runtime
+    .venv/bin/python bench/board.py                  # amd64, arm64, armhf: 3 boots per runtime
     .venv/bin/python bench/board.py --arch arm64 --repeat 1
 
 Needs what tests/test_board_boot.py needs (qemu-system-x86, qemu-system-arm, binutils,
-gcc-aarch64-linux-gnu) and the packager in the running Python (scripts/dev-venv).
+gcc-aarch64-linux-gnu, gcc-arm-linux-gnueabihf) and the packager in the running Python (scripts/dev-venv).
 Prints one markdown document on stdout.
 """
 
@@ -42,7 +42,8 @@ sys.path.insert(0, str(HERE.parent / "tests"))
 import board  # noqa: E402  (tests/board.py: the harness the tests boot with)
 
 HELLO_C = HERE.parent / "examples" / "hello" / "hello.c"
-COMPILERS = {"amd64": "x86_64-linux-gnu-gcc", "arm64": "aarch64-linux-gnu-gcc"}
+COMPILERS = {"amd64": "x86_64-linux-gnu-gcc", "arm64": "aarch64-linux-gnu-gcc",
+             "armhf": "arm-linux-gnueabihf-gcc"}
 GLIBC = ("libc6",)
 BOOTED = ("crun", "runc")
 MEASURED = (("crun",), ("runc",), ("podman",), ("podman", "crun"))
@@ -113,10 +114,10 @@ def _spread(values: list[float]) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--arch", action="append", choices=sorted(board.ARCHES),
-                        help="board architecture (repeatable; default: amd64 and arm64)")
+                        help="board architecture (repeatable; default: all three)")
     parser.add_argument("--repeat", type=int, default=3, help="boots per runtime (default 3)")
     args = parser.parse_args()
-    arches = args.arch or ["amd64", "arm64"]
+    arches = args.arch or ["amd64", "arm64", "armhf"]
 
     lines = [
         "# On the board: runtime footprint and boot to greeting",
@@ -127,7 +128,7 @@ def main() -> int:
         f"{os.getloadavg()[0]:.2f}",
     ]
     kernels = {arch: board.kernel(arch).version for arch in arches}
-    lines += [f"- Debian kernel for {arch}: linux-image-{arch} {version}"
+    lines += [f"- Debian kernel for {arch}: linux-image-{board.ARCHES[arch].kernel_flavour} {version}"
               for arch, version in kernels.items()]
     lines += [
         "",

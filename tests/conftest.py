@@ -39,6 +39,7 @@ SLOW_MODULES = {
     "test_board_boot", "test_architectures", "test_fault_injection", "test_full_disk",
     "test_reprotest", "test_fuzz_layouts", "test_example_hello", "test_scripts",
     "test_packaging_oldest", "test_registry", "test_reader_race", "test_multiarch",
+    "test_sign_interop",
 }
 
 

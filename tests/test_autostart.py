@@ -86,16 +86,26 @@ def test_runc_runs_the_bundle_with_runc(hellocontainer: Runner, tmp_path: Path) 
     assert unit_shell(unit, "ExecStart").endswith(f'"$RUNTIME" run --bundle {BUNDLE} hello\n')
 
 
-def test_podman_runs_the_layout_by_tag_with_the_chosen_network(
+# podman's store on a writable path, with a driver any file system has (the board's root may
+# be read-only, or a tmpfs, which overlay refuses).
+PODMAN_STORE = ["--root", "/run/hellocontainer/podman/storage", "--runroot",
+                "/run/hellocontainer/podman-run", "--tmpdir", "/run/hellocontainer/podman-run/libpod",
+                "--storage-driver", "vfs"]
+
+
+def test_podman_runs_the_stored_image_by_tag_with_the_chosen_network(
         hellocontainer: Runner, tmp_path: Path) -> None:
     write(hellocontainer, tmp_path, "--runtime", "podman", "--name", "hello",
           "--layout", f"{LAYOUT}:1.0", "--network", "host")
     script = (tmp_path / "S95hello").read_text()
     unit = (tmp_path / "hello.service").read_text()
-    run = ["run", "--rm", "--name", "hello", "--net=host", f"oci:{LAYOUT}:1.0"]
-    assert ["$RUNTIME", *run] in script_commands(script)
-    assert ["$RUNTIME", "rm", "-f", "hello"] in script_commands(script)
-    assert unit_shell(unit, "ExecStart").endswith(f'exec "$RUNTIME" {shlex.join(run)}\n')
+    run = shlex.join([*PODMAN_STORE, "run", "--rm", "--quiet", "--name", "hello", "--net=host",
+                      f"localhost{LAYOUT}:1.0"])
+    # The layout is copied into the store first (podman_image), then run from there.
+    assert f'\t\tpodman_image && "$RUNTIME" {run} </dev/null\n' in script
+    assert ["$RUNTIME", *PODMAN_STORE, "rm", "-f", "hello"] in script_commands(script)
+    assert f'"$RUNTIME" {shlex.join(PODMAN_STORE)} pull --quiet "oci:{LAYOUT}:1.0"' in script
+    assert unit_shell(unit, "ExecStart").endswith(f'podman_image || exit 1\nexec "$RUNTIME" {run}\n')
     # A host-network container waits for the network.
     assert unit_values(unit, "After") == ["network-online.target"]
 
@@ -105,9 +115,20 @@ def test_podman_gets_no_network_unless_host_networking_is_asked(
     write(hellocontainer, tmp_path, "--runtime", "podman", "--name", "hello", "--layout", LAYOUT)
     script = (tmp_path / "S95hello").read_text()
     unit = (tmp_path / "hello.service").read_text()
-    run = ["run", "--rm", "--name", "hello", "--net=none", f"oci:{LAYOUT}"]
-    assert ["$RUNTIME", *run] in script_commands(script)
-    assert unit_shell(unit, "ExecStart").endswith(f'exec "$RUNTIME" {shlex.join(run)}\n')
+    run = shlex.join([*PODMAN_STORE, "run", "--rm", "--quiet", "--name", "hello", "--net=none",
+                      f"localhost{LAYOUT}:latest"])
+    assert f'podman_image && "$RUNTIME" {run} </dev/null' in script
+    assert f'pull --quiet "oci:{LAYOUT}" >/dev/null' in script
+    assert unit_shell(unit, "ExecStart").endswith(f'exec "$RUNTIME" {run}\n')
+
+
+def test_podman_store_goes_where_podman_root_says(hellocontainer: Runner, tmp_path: Path) -> None:
+    write(hellocontainer, tmp_path, "--runtime", "podman", "--name", "hello", "--layout", LAYOUT,
+          "--podman-root", "/data/podman")
+    script = (tmp_path / "S95hello").read_text()
+    assert '"$RUNTIME" --root /data/podman/storage --runroot /run/hellocontainer/podman-run ' in script
+    assert 'TMPDIR="/data/podman/tmp"\nexport TMPDIR\n' in script
+    assert "/run/hellocontainer/podman/" not in script
 
 
 def test_runtime_path_is_used_as_given(hellocontainer: Runner, tmp_path: Path) -> None:
@@ -256,6 +277,16 @@ ERRORS = {
                            "--bundle is for crun and runc"),
     "podman without layout": (["--runtime", "podman"], "--runtime podman needs --layout DIR[:TAG]"),
     "bad tag": (["--runtime", "podman", "--layout", f"{LAYOUT}:-x"], "'-x' is not a tag"),
+    # podman would fail at every start on the board: "repository name must be lowercase".
+    "capitals in podman layout": (["--runtime", "podman", "--layout", "/usr/share/Hello-OCI"],
+                                  "podman names the image after the layout's path, and "
+                                  "'Hello-OCI' is not a part of an image name"),
+    "plus in podman layout": (["--runtime", "podman", "--layout", "/opt/gtk+/oci"],
+                              "'gtk+' is not a part of an image name"),
+    "podman root for crun": (["--bundle", BUNDLE, "--podman-root", "/data"],
+                             "--podman-root is for podman"),
+    "relative podman root": (["--runtime", "podman", "--layout", LAYOUT, "--podman-root", "data"],
+                             "--podman-root 'data': not an absolute path"),
     "bad name": (["--bundle", BUNDLE, "--name", "my container"], "--name 'my container': a "
                  "container name is"),
     "bad restart": (["--bundle", BUNDLE, "--restart", "sometimes"], "argument --restart: invalid "
@@ -281,7 +312,8 @@ def test_bad_settings_are_one_line_and_write_nothing(case: str, hellocontainer: 
 def test_nothing_to_write_is_a_usage_error(hellocontainer: Runner) -> None:
     result = hellocontainer("autostart", "--name", "hello", "--bundle", BUNDLE, check=False)
     assert (result.returncode, result.stderr) == (
-        2, "hellocontainer: error: nothing to write: give --sysv FILE and/or --systemd FILE\n")
+        2, "hellocontainer: error: nothing to write: give --sysv FILE, --systemd FILE and/or "
+        "--quadlet FILE\n")
 
 
 def test_unwritable_target_writes_neither_file(hellocontainer: Runner, tmp_path: Path) -> None:
@@ -299,7 +331,7 @@ def test_same_file_for_both_is_refused(hellocontainer: Runner, tmp_path: Path) -
     result = hellocontainer("autostart", "--name", "hello", "--bundle", BUNDLE,
                             "--sysv", tmp_path / "x", "--systemd", tmp_path / "x", check=False)
     assert result.returncode == 1
-    assert "--sysv and --systemd name the same file" in result.stderr
+    assert "two of --sysv, --systemd and --quadlet name the same file" in result.stderr
     assert list(tmp_path.iterdir()) == []
 
 

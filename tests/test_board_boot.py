@@ -36,8 +36,10 @@ from foreign import build_static_hello, cross_compilers
 from test_buildroot_external import buildroot_target_overlay
 from yocto_class import update_rc_links, yocto_oci_files
 
-ARCHES = ("amd64", "arm64")
-OTHER = {"amd64": "arm64", "arm64": "amd64"}
+ARCHES = ("amd64", "arm64", "armhf")
+OTHER = {"amd64": "arm64", "arm64": "amd64", "armhf": "amd64"}
+# The cross compiler's platform (tests/foreign.py) for each board: armhf is ARMv7-A.
+PLATFORM = {"amd64": "amd64", "arm64": "arm64", "armhf": "arm/v7"}
 BUNDLES = "/var/lib/hellocontainer"  # where the bundles are on the board
 GREETING = "Hello container!"
 MISSING_RUNTIME = "/opt/runtime/crun"  # a --runtime-path the board does not have
@@ -65,7 +67,9 @@ def _autostart(overlay: Path, script: str, *args: str) -> None:
     _cli("autostart", *args, "--sysv", overlay / script.lstrip("/"))
 
 
-BUILDROOT_ARCH = {"amd64": "x86_64", "arm64": "aarch64"}  # BR2_ARCH, and Yocto's TARGET_ARCH
+BUILDROOT_ARCH = {"amd64": "x86_64", "arm64": "aarch64", "armhf": "arm"}  # BR2_ARCH, TARGET_ARCH
+# What else a Buildroot .config says for the architecture.
+BUILDROOT_SYMBOLS = {"armhf": {"BR2_ARM_CPU_ARMV7A": "y"}}
 BUILDROOT_SCRIPT = "S95hellocontainer-hello"
 YOCTO_SCRIPT = "S95hellocontainer-hello-container"
 
@@ -81,7 +85,8 @@ def _overlay(arch: str, hellos: dict[str, Path], work: Path) -> Path:
     # What Buildroot's package installs, by its own .mk commands.
     _merge_into(overlay, buildroot_target_overlay(work / "buildroot", hellos[arch],
                                                   BUILDROOT_ARCH[arch], runtime="crun",
-                                                  init="busybox"))
+                                                  init="busybox",
+                                                  **BUILDROOT_SYMBOLS.get(arch, {})))
     # What the Yocto class's ${PN}-oci holds, by the class's own functions, plus the links
     # update-rc.d makes from its INITSCRIPT_PARAMS when the image's root is assembled.
     image = yocto_oci_files(work / "yocto", hellos[arch], BUILDROOT_ARCH[arch],
@@ -97,19 +102,30 @@ def _overlay(arch: str, hellos: dict[str, Path], work: Path) -> Path:
     _autostart(overlay, "/etc/init.d/S70noruntime", "--runtime", "crun", "--name", "noruntime",
                "--runtime-path", MISSING_RUNTIME, "--bundle", f"{BUNDLES}/foreign",
                "--restart", "no")
-    # A container that cannot start its program: restarts 1 s, then 2 s apart, and gives up.
-    # The cap, 8 s, is well above how long a failed start takes under TCG (up to 3 s): a run
-    # as long as the cap would start the backoff again.
+    _failing(arch, hellos, work, overlay)
+    _signed_overlay(hellos[arch], work, overlay)
+    return overlay
+
+
+# The failing container says when it starts (guest uptime) and exits 1: the console shows the
+# gaps between starts growing, 1 s, 2 s, 4 s, before the script gives up after 4 exits. The cap,
+# 8 s, is well above how long a start takes under TCG (up to 3 s): a run as long as the cap
+# would start the backoff again.
+FAILING = 'read -r up _ < /proc/uptime; echo "failing started at $up"; exit 1'
+FAILING_START = re.compile(r"^failing started at (\d+(?:\.\d+)?)$", re.MULTILINE)
+
+
+def _failing(arch: str, hellos: dict[str, Path], work: Path, overlay: Path) -> None:
+    """/etc/init.d/S65failing: the bundle's program is the board's BusyBox running FAILING."""
     failing = overlay / BUNDLES.lstrip("/") / "failing"
     _bundle(hellos[arch], work, f"{BUNDLES}/failing", overlay)
+    shutil.copy(board.busybox(arch), failing / "rootfs" / "busybox")
     config = json.loads((failing / "config.json").read_text())
-    config["process"]["args"] = ["/missing"]
+    config["process"]["args"] = ["/busybox", "sh", "-c", FAILING]
     (failing / "config.json").write_text(json.dumps(config))
     _autostart(overlay, "/etc/init.d/S65failing", "--runtime", "crun", "--name", "failing",
                "--bundle", f"{BUNDLES}/failing", "--restart-max-delay", "8",
-               "--give-up-after", "3")
-    _signed_overlay(hellos[arch], work, overlay)
-    return overlay
+               "--give-up-after", "4")
 
 
 # Signed bundles (autostart --verify-key): the public key on the root, the bundles in a data
@@ -167,7 +183,7 @@ def _signed_overlay(hello: Path, work: Path, overlay: Path) -> None:
 def hellos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """examples/hello, static, for each board architecture."""
     out = tmp_path_factory.mktemp("hellos")
-    return {arch: build_static_hello(cross_compilers()[arch], out) for arch in ARCHES}
+    return {arch: build_static_hello(cross_compilers()[PLATFORM[arch]], out) for arch in ARCHES}
 
 
 @pytest.fixture(scope="module", params=ARCHES)
@@ -212,7 +228,7 @@ def test_bundle_of_other_architecture_fails_once_before_it_starts(booted: board.
     run = booted.script("S60foreign")
     assert run.status not in (0, None), booted.console
     assert GREETING not in run.output, booted.console
-    names = {"amd64": "x86-64", "arm64": "aarch64"}
+    names = {"amd64": "x86-64", "arm64": "aarch64", "armhf": "arm"}
     arch = request.node.callspec.params["booted"]
     assert re.search(rf"^hellocontainer: {BUNDLES}/foreign/rootfs/\S+ is a program for "
                      rf"{names[OTHER[arch]]}, and this board runs {names[arch]}: ",
@@ -225,14 +241,18 @@ def test_failing_container_backs_off_then_gives_up(booted: board.BootResult) -> 
     run = booted.script("S65failing")
     assert run.status == 0 and run.ended is not None, booted.console
     ours = [line for line in run.output.splitlines() if line.startswith("hellocontainer: ")]
-    assert len(ours) == 3, booted.console
-    status = ours[0].split()[3].rstrip(",")
-    assert ours == [f"hellocontainer: failing exited {status}, restarting in 1 s",
-                    f"hellocontainer: failing exited {status}, restarting in 2 s",
-                    f"hellocontainer: failing exited {status}, 3 times in a row; not "
-                    "restarting it"], booted.console
-    # Three starts, with waits of 1 and 2 s between them.
-    assert run.ended - run.started >= 3, booted.console
+    assert ours == ["hellocontainer: failing exited 1, restarting in 1 s",
+                    "hellocontainer: failing exited 1, restarting in 2 s",
+                    "hellocontainer: failing exited 1, restarting in 4 s",
+                    "hellocontainer: failing exited 1, 4 times in a row; not restarting it"
+                    ], booted.console
+    # Four starts on the guest's clock, each wait longer than the one before: 1, 2, 4 s plus
+    # the start's own time.
+    starts = [float(up) for up in FAILING_START.findall(run.output)]
+    assert len(starts) == 4, booted.console
+    gaps = [later - earlier for earlier, later in zip(starts, starts[1:])]
+    assert [round(gap) >= wait for gap, wait in zip(gaps, (1, 2, 4))] == [True] * 3, gaps
+    assert gaps[0] < gaps[1] < gaps[2], gaps
 
 
 def test_missing_runtime_is_named_on_the_console(booted: board.BootResult) -> None:

@@ -65,6 +65,7 @@ BUILDROOT_STUBS = {
     "BR2_PACKAGE_OPENSSL": 'bool "openssl support"',
     "BR2_PACKAGE_OPENSSL_FORCE_LIBOPENSSL": "bool",
     "BR2_PACKAGE_LIBOPENSSL_BIN": 'bool "openssl binary"',
+    "BR2_INIT_SYSTEMD": 'bool "systemd"',  # a member of Buildroot's init choice
 }
 
 # Settings a user would type into menuconfig: spaces, runs of spaces, both quote kinds; a
@@ -206,6 +207,13 @@ def test_readme_table_gives_each_options_kconfig_default(kconf) -> None:
                          and kconfiglib.expr_value(kconf.syms[name].direct_dep) == 2})
         if switch:
             kconf.syms[switch].set_value(2)
+    # podman's own options appear once podman is the runtime (Quadlet's under systemd).
+    kconf.syms["BR2_PACKAGE_PODMAN"].set_value(2)
+    kconf.syms["BR2_INIT_SYSTEMD"].set_value(2)
+    kconf.syms["BR2_PACKAGE_HELLOCONTAINER_HELLO_ROOTFS_PATH"].set_value("/usr/share/hello-oci")
+    kconf.syms["BR2_PACKAGE_HELLOCONTAINER_HELLO_RUNTIME_PODMAN"].set_value(2)
+    defaults.update({name: kconfig_value(kconf.syms[name]) for name in table
+                     if name not in defaults})
     assert defaults == table
 
 
@@ -717,8 +725,21 @@ def test_autostart_with_podman_runs_the_installed_layout(tmp_path: Path,
                                       rootfs_path="/usr/share/hellocontainer/hello-oci/")
     script = (target / "etc/init.d/S95hellocontainer-hello").read_text()
     assert "oci:/usr/share/hellocontainer/hello-oci:latest" in script
+    assert "--root /run/hellocontainer/podman/storage " in script  # the store's default
     assert not (target / "usr/share/hellocontainer/hello-bundle").exists()
     assert not (tmp_path / "images/hello-bundle").exists()
+
+
+def test_podman_quadlet_installs_a_container_file_instead_of_the_unit(
+        tmp_path: Path, hello_static: Path) -> None:
+    prefix = "BR2_PACKAGE_HELLOCONTAINER_HELLO"
+    target = buildroot_target_overlay(tmp_path, hello_static, buildroot_arch(), runtime="podman",
+                                      init="systemd", **{f"{prefix}_QUADLET": "y",
+                                                         f"{prefix}_PODMAN_ROOT": '"/data/podman"'})
+    quadlet = (target / "etc/containers/systemd/hellocontainer-hello.container").read_text()
+    assert "\nImage=localhost/usr/share/hellocontainer/hello-oci:latest\n" in quadlet
+    assert "GlobalArgs=--root /data/podman/storage " in quadlet
+    assert not (target / "usr/lib/systemd").exists()
 
 
 def test_autostart_off_installs_no_init_files(tmp_path: Path, make_env: dict[str, str],
@@ -747,6 +768,12 @@ def test_podman_runtime_needs_podman_and_a_rootfs_path(kconf) -> None:
     assert podman.visibility == 0  # no root filesystem path yet
     kconf.syms["BR2_PACKAGE_HELLOCONTAINER_HELLO_ROOTFS_PATH"].set_value("/usr/share/hello-oci")
     assert podman.visibility == 2
+    # Quadlet is a systemd generator: offered only with systemd as init.
+    podman.set_value(2)
+    quadlet = kconf.syms["BR2_PACKAGE_HELLOCONTAINER_HELLO_QUADLET"]
+    assert quadlet.visibility == 0
+    kconf.syms["BR2_INIT_SYSTEMD"].set_value(2)
+    assert quadlet.visibility == 2
 
 
 def test_autostart_without_an_available_runtime_stops_make(
@@ -1055,6 +1082,12 @@ def test_buildroot_arm_core_gives_the_packager_its_architecture_level(tmp_path: 
     merge_defconfig(output, "qemu_arm_vexpress", FRAGMENT)
     assert printvars(output)["HCTR_PLATFORM_OPTS"].split() == [
         "--arch", "'arm'", "--tune", "'armv7A'"]
+    # And the package's build step (its post-build hook), as Buildroot expands it, hands
+    # them to the packager.
+    script = " ".join(printvars(output, ("HELLOCONTAINER_HELLO_BUILD_IMAGE",))[
+        "HELLOCONTAINER_HELLO_BUILD_IMAGE"].split())
+    assert re.search(r"/host/bin/hellocontainer build /usr/bin/hello .*"
+                     r"--arch 'arm' --tune 'armv7A' ", script), script
 
 
 # Toolchains whose C library reaches the SBOM: (defconfig lines, libc package prefix, SPDX name).

@@ -127,10 +127,11 @@ def test_build_json_names_what_was_published(hellocontainer, hello_static, tmp_p
                             "--json")
     report = json.loads(result.stdout)
     assert list(report) == sorted(report) == ["archive", "bundle", "digest", "layout",
-                                              "manifest", "platform", "sbom", "tags"]
+                                              "manifest", "platform", "sbom", "signatures", "tags"]
     assert report["layout"] == str(out) and report["tags"] == ["1.0", "latest"]
     assert report["platform"] == "linux/amd64" and report["digest"] == report["manifest"]
     assert report["sbom"] is report["archive"] is report["bundle"] is None
+    assert report["signatures"] == []
     inspected = json.loads(hellocontainer("inspect", f"{out}:1.0", "--json").stdout)
     assert report["manifest"] in json.dumps(inspected)
     assert result.stderr == ""

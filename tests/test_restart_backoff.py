@@ -232,6 +232,18 @@ def test_delay_doubles_to_the_cap_and_each_line_is_printed_once(init: str, board
 
 
 @pytest.mark.parametrize("init", sorted(INITS))
+def test_a_program_failing_for_ten_minutes_is_said_ten_times(init: str, board: Board) -> None:
+    # Default settings; each run fails after 1 s (a failed start on a board). Starts at 0, 2, 5,
+    # 10, 19, 36, 69, 134, 263 and 520 s: ten in ten minutes (the next is at 821 s), where a
+    # restart every second printed two lines per second, about 1,200.
+    board.plan(*["1 1"] * 10, "stop")
+    lines, gaps = INITS[init](board)
+    assert gaps == [1, 2, 4, 8, 16, 32, 64, 128, 256, 300]
+    assert sum(gaps[:9]) + 10 <= 600 < sum(gaps) + 11
+    assert lines == [*(_say(1, delay) for delay in gaps), "hellocontainer: hello exited 143"]
+
+
+@pytest.mark.parametrize("init", sorted(INITS))
 def test_a_run_as_long_as_the_cap_starts_the_backoff_again(init: str, board: Board) -> None:
     board.plan("1 0", "1 0", "1 0", "1 7", "1 8", "1 0", "stop")
     lines, gaps = INITS[init](board, restart_max_delay=8)

@@ -90,8 +90,12 @@ def test_own_runtime_layer_can_be_named(tmp_path: Path) -> None:
     ({"HELLOCONTAINER_AUTOSTART": "podman", "HELLOCONTAINER_INSTALL_DIR": ""},
      "runs the image layout, and HELLOCONTAINER_INSTALL_DIR is empty"),
     ({"HELLOCONTAINER_BUNDLE_DIR": ""}, "needs HELLOCONTAINER_BUNDLE_DIR"),
+    ({"HELLOCONTAINER_QUADLET": "1", "DISTRO_FEATURES": "systemd"},
+     'HELLOCONTAINER_QUADLET = "1" is for podman under systemd'),
+    ({"HELLOCONTAINER_QUADLET": "1", "HELLOCONTAINER_AUTOSTART": "podman"},
+     'HELLOCONTAINER_QUADLET = "1" is for podman under systemd'),
 ], ids=["no-init-system", "unknown-runtime", "crun-without-bundle", "podman-without-layout",
-        "bundle-without-dir"])
+        "bundle-without-dir", "quadlet-for-crun", "quadlet-without-systemd"])
 def test_impossible_settings_stop_the_parse(variables: dict[str, str], expected: str,
                                             tmp_path: Path) -> None:
     assert expected in fatal_message(tmp_path, **variables)
@@ -121,8 +125,34 @@ def test_podman_on_systemd_runs_the_installed_layout(tmp_path: Path) -> None:
         ["hellocontainer", "autostart", "--runtime", "podman", "--name", "hello-prebuilt",
          "--restart", "always", "--network", "none", "--restart-max-delay", "300",
          "--give-up-after", "0", "--give-up-window", "0", "--layout", f"{LAYOUT_DIR}:latest",
+         "--podman-root", "/run/hellocontainer/podman",
          "--systemd", f"{image}/usr/lib/systemd/system/{SERVICE}.service"],
     ]
+
+
+def test_podman_quadlet_writes_a_container_file_where_meta_virtualization_puts_them(
+        tmp_path: Path) -> None:
+    d = recipe(tmp_path, HELLOCONTAINER_AUTOSTART="podman", DISTRO_FEATURES="systemd",
+               HELLOCONTAINER_QUADLET="1", HELLOCONTAINER_PODMAN_ROOT="/data/podman")
+    image = str(tmp_path / "image")
+    (argv,) = call("target_argvs", d, "/w/layout")
+    assert argv[-4:] == ["--podman-root", "/data/podman",
+                         "--quadlet", f"{image}/etc/containers/systemd/{SERVICE}.container"]
+    # podman's generator makes and enables the unit: no systemd.bbclass, no update-rc.d.
+    assert call("init_class", d) == ""
+
+
+def test_podman_quadlet_installs_the_file_the_cli_writes(tmp_path: Path, hello_static: Path,
+                                                         hellocontainer: Runner) -> None:
+    image = yocto_oci_files(tmp_path, hello_static, "x86_64", HELLOCONTAINER_AUTOSTART="podman",
+                            DISTRO_FEATURES="systemd", HELLOCONTAINER_QUADLET="1")
+    files = installed(image)
+    assert f"/etc/containers/systemd/{SERVICE}.container" in files
+    assert not any(path.startswith("/usr/lib/systemd") for path in files)
+    hellocontainer("autostart", "--runtime", "podman", "--name", "hello-prebuilt",
+                   "--layout", f"{LAYOUT_DIR}:latest", "--quadlet", tmp_path / "direct")
+    assert (image / f"etc/containers/systemd/{SERVICE}.container").read_bytes() == \
+        (tmp_path / "direct").read_bytes()
 
 
 def test_restart_backoff_variables_reach_the_autostart_call(tmp_path: Path) -> None:

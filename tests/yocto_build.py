@@ -262,9 +262,13 @@ def _tclibcappend() -> str:
 
 
 def start_build(top: Path, layers: list[Path], local_conf: str,
-                multiconfigs: dict[str, str] | None = None) -> Build:
+                multiconfigs: dict[str, str] | None = None, *, cut: bool = True) -> Build:
     """Write conf/ of the build directory `top` (unchanged bytes stay untouched), and parse
-    once, timed: later BitBake calls use the cache."""
+    once, timed: later BitBake calls use the cache.
+
+    `cut` adds the settings that cut a build where it would hand over to us (BASE_LOCAL_CONF);
+    without it only what any offline build here needs (no network, no sanity, no uninative),
+    as a user's own build directory would have."""
     if not (BITBAKE_DIR and OECORE_DIR):
         pytest.skip("no BitBake / openembedded-core checkout given")
     localedef = require_tool("localedef", "libc-bin")
@@ -279,8 +283,12 @@ def start_build(top: Path, layers: list[Path], local_conf: str,
     write_if_changed(conf / "bblayers.conf",
                      'BBPATH = "${TOPDIR}"\nBBFILES ?= ""\n'
                      f'BBLAYERS = "{" ".join(str(layer) for layer in layers)}"\n')
-    write_if_changed(conf / "local.conf", local_conf + BASE_LOCAL_CONF.format(
-        tclibcappend=_tclibcappend(), **pseudo_paths()))
+    if cut:
+        base = BASE_LOCAL_CONF.format(tclibcappend=_tclibcappend(), **pseudo_paths())
+    else:
+        base = ('DISTRO = "nodistro"\n' + _tclibcappend() + 'BB_NO_NETWORK = "1"\n'
+                'INHERIT:remove = "sanity uninative"\n')
+    write_if_changed(conf / "local.conf", local_conf + base)
     for name, text in (multiconfigs or {}).items():
         write_if_changed(conf / "multiconfig" / f"{name}.conf", text)
 

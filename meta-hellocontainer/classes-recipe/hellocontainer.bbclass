@@ -99,6 +99,11 @@ HELLOCONTAINER_RESTART_MAX_DELAY ?= "300"
 HELLOCONTAINER_GIVE_UP_AFTER ?= "0"
 # Count only the exits of the last this many seconds (0: all since the last long run)
 HELLOCONTAINER_GIVE_UP_WINDOW ?= "0"
+# podman with systemd: install a Quadlet .container file for podman's generator (1, podman
+# >= 4.8) instead of the service unit (0)
+HELLOCONTAINER_QUADLET ?= "0"
+# podman: its image store on the target, a writable folder (under /run: copied in at each boot)
+HELLOCONTAINER_PODMAN_ROOT ?= "/run/hellocontainer/podman"
 # Network of the container: none (loopback only) or host (the board's)
 HELLOCONTAINER_NETWORK ?= "none"
 # Where the autostart finds the bundle on the target: the installed one, or a folder on a
@@ -215,6 +220,7 @@ FILES:${PN}-oci += "\
     ${sysconfdir}/init.d/${HELLOCONTAINER_SERVICE} \
     ${systemd_system_unitdir}/${HELLOCONTAINER_SERVICE}.service \
     ${HELLOCONTAINER_VERIFY_KEY_PATH} \
+    ${sysconfdir}/containers/systemd/${HELLOCONTAINER_SERVICE}.container \
 "
 RDEPENDS:${PN}-oci += "${HELLOCONTAINER_RUNTIME_PACKAGE}"
 # The check of a signed bundle at boot runs the openssl command. Whether there is one, not

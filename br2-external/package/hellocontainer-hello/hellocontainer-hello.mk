@@ -199,7 +199,8 @@ HELLOCONTAINER_HELLO_AUTOSTART_OPTS = \
 
 ifeq ($(HELLOCONTAINER_HELLO_RUNTIME),podman)
 HELLOCONTAINER_HELLO_AUTOSTART_OPTS += \
-	--layout $(HELLOCONTAINER_HELLO_ROOTFS_DIR):$(HELLOCONTAINER_HELLO_FIRST_TAG)
+	--layout $(HELLOCONTAINER_HELLO_ROOTFS_DIR):$(HELLOCONTAINER_HELLO_FIRST_TAG) \
+	--podman-root $(call qstrip,$(BR2_PACKAGE_HELLOCONTAINER_HELLO_PODMAN_ROOT))
 else
 HELLOCONTAINER_HELLO_AUTOSTART_OPTS += --bundle $(HELLOCONTAINER_HELLO_BUNDLE_DIR)
 HELLOCONTAINER_HELLO_INSTALLS_BUNDLE = y
@@ -224,10 +225,18 @@ define HELLOCONTAINER_HELLO_INSTALL_INIT_SYSV
 		--sysv $(TARGET_DIR)/etc/init.d/S95hellocontainer-hello
 endef
 
+ifeq ($(BR2_PACKAGE_HELLOCONTAINER_HELLO_QUADLET),y)
+# podman's Quadlet generator makes and enables the unit at boot.
+define HELLOCONTAINER_HELLO_INSTALL_INIT_SYSTEMD
+	$(HCTR_CLI) autostart $(HELLOCONTAINER_HELLO_AUTOSTART_OPTS) \
+		--quadlet $(TARGET_DIR)/etc/containers/systemd/hellocontainer-hello.container
+endef
+else
 define HELLOCONTAINER_HELLO_INSTALL_INIT_SYSTEMD
 	$(HCTR_CLI) autostart $(HELLOCONTAINER_HELLO_AUTOSTART_OPTS) \
 		--systemd $(TARGET_DIR)/usr/lib/systemd/system/hellocontainer-hello.service
 endef
+endif
 endif
 
 # The target gets the layout (with a root filesystem path) and the runtime

@@ -249,10 +249,16 @@ def init_system(d):
     return next((name for name in ("systemd", "sysvinit") if name in features), "")
 
 
+def quadlet(d):
+    """Whether the service is a Quadlet .container file (podman's generator makes the unit)."""
+    return bb.utils.to_boolean(d.getVar("HELLOCONTAINER_QUADLET"))
+
+
 def init_class(d):
     """The class that registers the service, or nothing when the container does not start
-    at boot: never both systemd and update-rc.d."""
-    if not d.getVar("HELLOCONTAINER_AUTOSTART"):
+    at boot: never both systemd and update-rc.d. A Quadlet file needs neither: podman's
+    systemd generator reads it at every boot, and its [Install] section enables the unit."""
+    if not d.getVar("HELLOCONTAINER_AUTOSTART") or quadlet(d):
         return ""
     return {"systemd": "systemd", "sysvinit": "update-rc.d"}.get(init_system(d), "")
 
@@ -293,6 +299,10 @@ def check_autostart(d):
     if runtime in ("crun", "runc") and not bundle and installed_here:
         bb.fatal(f"HELLOCONTAINER_AUTOSTART = \"{runtime}\" runs the runtime bundle, and "
                  "HELLOCONTAINER_BUNDLE = \"0\" installs none; set it to \"1\"")
+    if quadlet(d) and (runtime != "podman" or init_system(d) != "systemd"):
+        bb.fatal("HELLOCONTAINER_QUADLET = \"1\" is for podman under systemd (podman's Quadlet "
+                 "generator is a systemd generator); set HELLOCONTAINER_AUTOSTART = \"podman\" "
+                 "and \"systemd\" in DISTRO_FEATURES, or HELLOCONTAINER_QUADLET = \"0\"")
     if runtime == "podman" and not d.getVar("HELLOCONTAINER_INSTALL_DIR"):
         bb.fatal("HELLOCONTAINER_AUTOSTART = \"podman\" runs the image layout, and "
                  "HELLOCONTAINER_INSTALL_DIR is empty; set the layout's path on the target")
@@ -304,6 +314,9 @@ def service_path(d):
     if not d.getVar("HELLOCONTAINER_AUTOSTART"):
         return ""
     service = d.getVar("HELLOCONTAINER_SERVICE")
+    if quadlet(d):
+        # Where meta-virtualization's recipes install Quadlet files.
+        return "{}/containers/systemd/{}.container".format(d.getVar("sysconfdir"), service)
     if init_system(d) == "systemd":
         return "{}/{}.service".format(d.getVar("systemd_system_unitdir"), service)
     return "{}/init.d/{}".format(d.getVar("sysconfdir"), service)
@@ -336,12 +349,15 @@ def target_argvs(d, layout):
             if value and value.strip():
                 argv += [flag, value.strip()]
         if runtime == "podman":
-            argv += ["--layout", "{}:{}".format(d.getVar("HELLOCONTAINER_INSTALL_DIR"), tags[0])]
+            argv += ["--layout", "{}:{}".format(d.getVar("HELLOCONTAINER_INSTALL_DIR"), tags[0]),
+                     "--podman-root", d.getVar("HELLOCONTAINER_PODMAN_ROOT")]
         else:
             argv += ["--bundle", d.getVar("HELLOCONTAINER_AUTOSTART_BUNDLE_DIR")]
         if d.getVar("HELLOCONTAINER_VERIFY_KEY"):
             argv += ["--verify-key", d.getVar("HELLOCONTAINER_VERIFY_KEY_PATH")]
         option = "--systemd" if init_system(d) == "systemd" else "--sysv"
+        if quadlet(d):
+            option = "--quadlet"
         argv += [option, dest + service_path(d)]
         argvs.append(argv)
     return argvs

@@ -7,8 +7,10 @@ leave a silent board. So both files are generated here, from one validated `Auto
 build systems only choose the paths:
 
 - crun and runc run an OCI runtime *bundle* (`crun run --bundle DIR NAME`); podman runs the image
-  *layout* (`podman run --rm oci:DIR:TAG`). A stale container of the same name (left by a power
-  cut: its state lives in /run only while /run survives) is deleted before each start.
+  *layout*, copied once into a store of its own on a writable path (see "podman on a board"
+  below; a Quadlet .container file is a third form, for podman's systemd generator). A stale
+  container of the same name (left by a power cut: its state lives in /run only while /run
+  survives) is deleted before each start.
 - The SysV script supervises in the background (`start` must return, or the boot stops there):
   it runs the container and restarts it per the policy. `stop` tells the supervisor not to
   restart, then signals the container. The systemd unit lets systemd restart it (`Restart=`).
@@ -53,6 +55,9 @@ RUNTIMES = ("crun", "runc", "podman")
 RESTART_POLICIES = ("no", "on-failure", "always")
 NETWORKS = ("none", "host")
 
+# podman's image store on the target: under /run, because the root may be read-only and a board
+# mounts a tmpfs there. A board with a writable data partition may keep it there instead.
+DEFAULT_PODMAN_ROOT = "/run/hellocontainer/podman"
 DEFAULT_RESTART_MAX_DELAY = 300  # seconds: the backoff's cap, and the run that resets it
 RESTART_MAX_DELAY_LIMIT = 86400
 # The status of "cannot start, do not restart" (sysexits.h's EX_CONFIG).
@@ -96,6 +101,7 @@ class Autostart:
     restart_max_delay: int = DEFAULT_RESTART_MAX_DELAY  # seconds
     give_up_after: int = 0  # exits in a row; 0: never give up
     give_up_window: int = 0  # seconds; 0: no time limit, only a long run resets the count
+    podman_root: str = DEFAULT_PODMAN_ROOT  # podman: its image store, a writable path
     verify_key: str | None = None  # crun, runc: the public key that must have signed the bundle
 
     @property
@@ -108,7 +114,8 @@ def autostart(runtime: str, name: str, *, restart: str = "on-failure", network: 
               bundle: str | None = None, layout: str | None = None,
               runtime_path: str | None = None,
               restart_max_delay: int = DEFAULT_RESTART_MAX_DELAY, give_up_after: int = 0,
-              give_up_window: int = 0, verify_key: str | None = None) -> Autostart:
+              give_up_window: int = 0, podman_root: str = DEFAULT_PODMAN_ROOT,
+              verify_key: str | None = None) -> Autostart:
     """Check the settings (as the CLI spells them) and return them as an Autostart.
 
     `layout` is LAYOUT[:TAG], as `podman run oci:` takes it.
@@ -140,10 +147,15 @@ def autostart(runtime: str, name: str, *, restart: str = "on-failure", network: 
             raise AutostartError(f"--layout {layout}:{tag}: {tag!r} is not a tag; tags are "
                                  "letters, digits, '_', '.' and '-', e.g. latest")
         _check_path("--layout", layout)
+        _check_podman_name(layout, tag)
+        _check_path("--podman-root", podman_root)
     else:
         if layout is not None:
             raise AutostartError(f"--layout is for podman; {runtime} runs a runtime bundle: give "
                                  "--bundle DIR instead (write it with 'hellocontainer bundle')")
+        if podman_root != DEFAULT_PODMAN_ROOT:
+            raise AutostartError(f"--podman-root is for podman; {runtime} keeps no image store: "
+                                 "drop it")
         if bundle is None:
             raise AutostartError(f"--runtime {runtime} needs --bundle DIR, the runtime bundle's "
                                  "path on the target")
@@ -155,7 +167,7 @@ def autostart(runtime: str, name: str, *, restart: str = "on-failure", network: 
     _check_seconds("--give-up-window", give_up_window, 0)
     _check_verify_key(runtime, verify_key)
     return Autostart(runtime, name, restart, network, bundle, layout, tag, runtime_path,
-                     restart_max_delay, give_up_after, give_up_window, verify_key)
+                     restart_max_delay, give_up_after, give_up_window, podman_root, verify_key)
 
 
 def _check_verify_key(runtime: str, verify_key: str | None) -> None:
@@ -182,13 +194,90 @@ def _check_path(flag: str, path: str) -> None:
                              "/usr/share/hellocontainer/hello")
 
 
+# podman names the image it copies from `oci:DIR` localhost/DIR, and an image name is lowercase
+# letters and digits, parts joined by one '.', one or two '_' or any number of '-' (the
+# distribution reference grammar); a path outside it fails at every start on the board
+# ("repository name must be lowercase"), so it is refused here.
+_NAME_PART = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*")
+
+
+def _check_podman_name(layout: str, tag: str | None) -> None:
+    bad = [part for part in layout.split("/")[1:] if not _NAME_PART.fullmatch(part)]
+    if bad or len(_podman_image(layout, tag)) > 255:
+        why = (f"{bad[0]!r} is not" if bad else "the path is too long for")
+        raise AutostartError(f"--layout {layout}: podman names the image after the layout's "
+                             f"path, and {why} a part of an image name (lowercase letters and "
+                             "digits, joined by '.', '_' or '-', at most 255 characters in "
+                             "all); install the layout at a path such as "
+                             "/usr/share/hellocontainer/hello")
+
+
+# ---------------------------------------------------------------------------------------------
+# podman on a board: a writable store, the layout copied in once.
+#
+# podman's default store (/var/lib/containers, overlay driver) fails on a read-only root and on
+# a tmpfs root; every call therefore names the store: --root under --podman-root, with the vfs
+# driver (plain directories: works on any file system, and a hello-sized image costs no more),
+# --runroot and --tmpdir (state that must not outlive a boot) under /run. `podman run oci:DIR`
+# would copy the layout into the store at every start: the shell pulls it once, and again only
+# when the layout's index.json (which names every manifest by digest) differs from the copy
+# kept beside the store; the container then runs the stored image by name, with --quiet.
+
+PODMAN_RUN = "/run/hellocontainer/podman-run"
+
+
+def _podman_image(layout: str, tag: str | None) -> str:
+    """The name podman gives the image it copies from oci:LAYOUT[:TAG]."""
+    return f"localhost{layout}:{tag or 'latest'}"
+
+
+def _podman_globals(cfg: Autostart) -> str:
+    return (f"--root {cfg.podman_root}/storage --runroot {PODMAN_RUN} "
+            f"--tmpdir {PODMAN_RUN}/libpod --storage-driver vfs")
+
+
+_PODMAN_PULL = """\
+# podman writes image temporaries to TMPDIR (/var/tmp by default, which a
+# read-only root does not have) when it copies an image and when it runs one.
+TMPDIR="@PODMAN_ROOT@/tmp"
+export TMPDIR
+
+# The image in podman's store, copied from the layout unless the copy is
+# from the layout's present index.json. Status 1, with podman's error, when
+# the copy fails.
+podman_image() {
+	mkdir -p "$TMPDIR" || return 1
+	kept="@PODMAN_ROOT@/$NAME.index.json"
+	if cmp -s "@LAYOUT@/index.json" "$kept" &&
+		"$RUNTIME" @GLOBALS@ image exists "@IMAGE@"; then
+		return 0
+	fi
+	# Recorded before the copy: a layout replaced meanwhile is copied again next time.
+	cp "@LAYOUT@/index.json" "$kept.new" || return 1
+	"$RUNTIME" @GLOBALS@ pull --quiet "@SOURCE_IMAGE@" >/dev/null || return 1
+	mv "$kept.new" "$kept"
+}
+"""
+
+
+def _podman_shell(cfg: Autostart) -> str:
+    """podman_image(), for the shared shell of a podman script or unit."""
+    assert cfg.layout is not None
+    return _fill(_PODMAN_PULL, {
+        "PODMAN_ROOT": cfg.podman_root, "LAYOUT": cfg.layout, "GLOBALS": _podman_globals(cfg),
+        "IMAGE": _podman_image(cfg.layout, cfg.tag),
+        "SOURCE_IMAGE": f"oci:{cfg.layout}" + (f":{cfg.tag}" if cfg.tag else ""),
+    })
+
+
 # ---------------------------------------------------------------------------------------------
 # What the runtime is told to do, as shell words: shared by the script and the unit.
 
 def _run_words(cfg: Autostart) -> str:
     if cfg.runtime == "podman":
-        image = f"oci:{cfg.layout}" + (f":{cfg.tag}" if cfg.tag else "")
-        return f"run --rm --name {cfg.name} --net={cfg.network} {image}"
+        assert cfg.layout is not None
+        return (f"{_podman_globals(cfg)} run --rm --quiet --name {cfg.name} "
+                f"--net={cfg.network} {_podman_image(cfg.layout, cfg.tag)}")
     # The bundle's config.json decides the namespaces; --network only orders the start.
     return f"run --bundle {_started_bundle(cfg)} {cfg.name}"
 
@@ -223,13 +312,27 @@ def _else_checks(cfg: Autostart, arch: str) -> str:
             "\t\tif [ -n \"$reason\" ]; then echo \"$reason\"; else wrong_arch; fi\n")
 
 
+def _start_words(cfg: Autostart) -> str:
+    """The SysV supervisor's start of the container (podman: the image copied in first)."""
+    run = f'"$RUNTIME" {_run_words(cfg)}'
+    return f"podman_image && {run}" if cfg.runtime == "podman" else run
+
+
+def _exec_lines(cfg: Autostart) -> str:
+    """The unit's last lines: the runtime replaces the shell, as the service's main process."""
+    run = f'exec "$RUNTIME" {_run_words(cfg)}'
+    return f"podman_image || exit 1\n{run}" if cfg.runtime == "podman" else run
+
+
 def _delete_words(cfg: Autostart) -> str:
-    return f"rm -f {cfg.name}" if cfg.runtime == "podman" else f"delete -f {cfg.name}"
+    if cfg.runtime == "podman":
+        return f"{_podman_globals(cfg)} rm -f {cfg.name}"
+    return f"delete -f {cfg.name}"
 
 
 def _kill_words(cfg: Autostart, signal: str) -> str:
     if cfg.runtime == "podman":
-        return f"kill --signal {signal} {cfg.name}"
+        return f"{_podman_globals(cfg)} kill --signal {signal} {cfg.name}"
     return f"kill {cfg.name} {signal}"
 
 
@@ -371,14 +474,16 @@ def _shared(cfg: Autostart) -> dict[str, str]:
         "GIVE_UP_SPAN": (f"within {cfg.give_up_window} s" if cfg.give_up_window else "in a row"),
         "MISSING": _missing_message(cfg), "SOURCE_FILE": path, "WHAT": what,
         "ELSE_ARCH": _else_checks(cfg, arch), "BUNDLE": cfg.bundle or "",
-        "DELETE": _delete_words(cfg), "RUN": _run_words(cfg), "RESTART": cfg.restart,
+        "DELETE": _delete_words(cfg), "START": _start_words(cfg), "EXEC": _exec_lines(cfg),
+        "RESTART": cfg.restart,
         "NO_RESTART": str(NO_RESTART_STATUS),
         "KEY": cfg.verify_key or "", "COPY": _verified_copy(cfg),
     }
     values["SETTINGS"] = _fill(_SETTINGS, values)
     values["NOW"] = _NOW
-    values["SHARED"] = _fill("\n".join([_LIMITS, _PROBLEM, arch, _signature_shell(cfg), _NOW,
-                                        _BACKOFF])
+    podman = _podman_shell(cfg) if cfg.runtime == "podman" else ""
+    values["SHARED"] = _fill("\n".join([_LIMITS, _PROBLEM, arch, podman, _signature_shell(cfg),
+                                        _NOW, _BACKOFF])
                              .replace("\n\n\n", "\n\n"), values)
     return values
 
@@ -431,7 +536,7 @@ supervise() {
 		# killed supervisor) would make the start fail.
 		"$RUNTIME" @DELETE@ >/dev/null 2>&1
 		started=$(now)
-		"$RUNTIME" @RUN@ </dev/null
+		@START@ </dev/null
 		status=$?
 		ended=$(now)
 		again=0
@@ -573,7 +678,7 @@ else
 fi
 "$RUNTIME" @DELETE@ >/dev/null 2>&1
 echo "running - $(now) - $delay $shown $fails" > "$STATE"
-exec "$RUNTIME" @RUN@
+@EXEC@
 """
 
 _UNIT_STOP = """\
@@ -668,6 +773,86 @@ def systemd_unit(cfg: Autostart) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
+# Quadlet .container file (podman >= 4.8)
+#
+# meta-virtualization installs podman containers as Quadlet files: podman's systemd generator
+# (/usr/lib/systemd/system-generators/podman-system-generator) turns NAME.container in
+# /etc/containers/systemd/ into NAME.service at boot. The file names the same store as the
+# script and the unit (GlobalArgs=, podman 4.8) and runs the stored image by name;
+# ExecCondition= checks the parts and ExecStartPre= copies the layout in when it changed, with
+# the script's own shell functions.
+# Restarts back off with systemd's own RestartSteps=/RestartMaxDelaySec= (systemd >= 254; older
+# systemd warns about them and restarts every second): the exits are systemd's console lines.
+
+# A missing part is checked by ExecCondition=: its failure (1) skips the unit once, with the
+# line, and systemd does not restart a skipped unit (an ExecStartPre= failure would be
+# restarted, and RestartPreventExitStatus= looks at the main process only).
+_QUADLET_CHECK = """\
+@SETTINGS@@PROBLEM@
+reason=$(problem)
+if [ -n "$reason" ]; then
+	echo "hellocontainer: $reason" >&2
+	exit 1
+fi
+"""
+
+_QUADLET_PRE = """\
+@SETTINGS@@PODMAN@
+podman_image
+"""
+
+
+def quadlet_container(cfg: Autostart) -> str:
+    """The Quadlet .container file for a podman Autostart."""
+    if cfg.runtime != "podman" or cfg.layout is None:
+        raise AutostartError(f"--quadlet is for podman; {cfg.runtime} has no Quadlet: give "
+                             "--runtime podman --layout DIR[:TAG], or write --sysv/--systemd")
+    if cfg.runtime_path is not None:
+        raise AutostartError("--quadlet: Quadlet starts the podman it came with; drop "
+                             "--runtime-path")
+    values = _shared(cfg)
+    values["PROBLEM"] = _fill(_PROBLEM, values)
+    values["PODMAN"] = _podman_shell(cfg)
+    unit = ["[Unit]", f"Description=hellocontainer: container {cfg.name} (podman, Quadlet)"]
+    if cfg.network == "host":
+        unit += ["Wants=network-online.target", "After=network-online.target"]
+    else:
+        unit += ["After=local-fs.target"]
+    if cfg.restart != "no":
+        unit += ["StartLimitIntervalSec=0"]
+    # Steps from 1 s to the cap: about one doubling each, as the script's backoff.
+    steps = max(1, cfg.restart_max_delay.bit_length() - 1)
+    lines = [
+        *unit,
+        "",
+        "[Container]",
+        f"ContainerName={cfg.name}",
+        f"Image={_podman_image(cfg.layout, cfg.tag)}",
+        f"Network={cfg.network}",
+        f"GlobalArgs={_podman_globals(cfg)}",
+        # Quadlet runs the container detached (-d); passthrough gives it the service's own
+        # output, so its lines reach the console as under the script and the unit.
+        "LogDriver=passthrough",
+        "PodmanArgs=--quiet",
+        "",
+        "[Service]",
+        f"Environment=TMPDIR={cfg.podman_root}/tmp",
+        "ExecCondition=" + _exec_shell(_fill(_QUADLET_CHECK, values)),
+        "ExecStartPre=" + _exec_shell(_fill(_QUADLET_PRE, values)),
+        f"Restart={cfg.restart}",
+        "RestartSec=1",
+        f"RestartSteps={steps}",
+        f"RestartMaxDelaySec={cfg.restart_max_delay}",
+        "StandardOutput=journal+console",
+        "StandardError=journal+console",
+        "",
+        "[Install]",
+        "WantedBy=multi-user.target",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------------------------------------
 # Writing
 
 def write_files(files: list[tuple[Path, str, int]]) -> None:
@@ -678,7 +863,8 @@ def write_files(files: list[tuple[Path, str, int]]) -> None:
     already renamed into place are put back as they were. Parent folders are created, like
     --output's."""
     if len({os.path.abspath(path) for path, _, _ in files}) != len(files):
-        raise AutostartError("--sysv and --systemd name the same file; give each its own path")
+        raise AutostartError("two of --sysv, --systemd and --quadlet name the same file; give "
+                             "each its own path")
     staged: list[tuple[str, Path]] = []
     kept: list[str | None] = []
     try:

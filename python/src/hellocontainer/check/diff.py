@@ -77,16 +77,32 @@ class Differ:
         """Add the platforms only one side has to `out`; the pairs of the others, to compare."""
         def by_platform(reader: LayoutReader, d: Descriptor) -> dict[str, Descriptor]:
             children = reader.children(d)
-            names = {c.digest: model.platform_name(c.platform or {}) or c.digest for c in children}
-            found = {}
+            listed = {c.digest: c for c in children}
+            names: dict[str, str] = {}
+
+            def name(child: Descriptor, hops: int = 0) -> str:
+                # An attestation (an SBOM, a signature) is `unknown/unknown`: name it after what
+                # it is about and its type ("linux/arm64 application/spdx+json", and the SBOM's
+                # signature after that), so that each is compared with its counterpart.
+                if child.digest not in names:
+                    about = child.annotations.get(referrers.ANNOTATION_REFERENCE_DIGEST)
+                    if child.annotations.get(referrers.ANNOTATION_REFERENCE_TYPE) and about:
+                        subject = listed.get(about)
+                        base = name(subject, hops + 1) if subject and hops < len(listed) \
+                            else about
+                        names[child.digest] = f"{base} {_artifact_type(reader, child)}"
+                    else:
+                        names[child.digest] = model.platform_name(child.platform or {}) \
+                            or child.digest
+                return names[child.digest]
+
+            found: dict[str, Descriptor] = {}
             for child in children:
-                # An attestation (an SBOM) is `unknown/unknown`: name it after the image it is
-                # about, so that each platform's SBOM is compared with its counterpart.
-                about = child.annotations.get(referrers.ANNOTATION_REFERENCE_DIGEST)
-                if child.annotations.get(referrers.ANNOTATION_REFERENCE_TYPE) and about:
-                    found[f"{names.get(about, about)} attestation"] = child
-                else:
-                    found[names[child.digest]] = child
+                key, number = name(child), 1
+                while key in found:  # a second signature of one image (another key): #2
+                    number += 1
+                    key = f"{name(child)} #{number}"
+                found[key] = child
             return found
 
         pa, pb = by_platform(self.a, da), by_platform(self.b, db)
@@ -210,3 +226,12 @@ def diff_layouts(a: tuple[Path, str | None], b: tuple[Path, str | None]) -> Spil
     for tag in sorted(set(ea) & set(eb)):
         out += differ.descriptors(ea[tag], eb[tag], f"tag {tag}")
     return out
+
+
+def _artifact_type(reader: LayoutReader, descriptor: Descriptor) -> str:
+    """What an attestation is: its manifest's artifactType (or config type), else "attestation"."""
+    if descriptor.media_type not in model.MANIFEST_TYPES:
+        return "attestation"
+    manifest = reader.document(descriptor, "manifest")
+    return str(manifest.get("artifactType") or manifest["config"].get("mediaType")
+               or "attestation")

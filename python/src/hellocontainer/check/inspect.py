@@ -142,21 +142,25 @@ def _referrer(reader: LayoutReader, descriptor: Descriptor) -> tuple[str | None,
 
 def _attach_referrers(reader: LayoutReader, images: list[dict[str, Any]],
                       candidates: list[Descriptor], seen: set[str]) -> list[Descriptor]:
-    """Add each candidate whose subject is one of `images` to that image's `referrers`;
-    return the candidates that refer to none of them."""
+    """Add each candidate whose subject is one of `images` to that image's `referrers`, and a
+    referrer of a referrer (the signature of an SBOM) to that referrer's; return the candidates
+    that refer to none of them."""
     by_digest = {image["digest"]: image for image in images}
-    left = []
-    for candidate in candidates:
-        if candidate.media_type not in model.MANIFEST_TYPES:
-            left.append(candidate)
-            continue
-        subject, report = _referrer(reader, candidate)
-        if subject not in by_digest:
-            left.append(candidate)
-            continue
-        seen.add(candidate.digest)
-        by_digest[subject].setdefault("referrers", []).append(report)
-    return left
+    left = [c for c in candidates if c.media_type in model.MANIFEST_TYPES]
+    unread = [c for c in candidates if c.media_type not in model.MANIFEST_TYPES]
+    reports = {c.digest: _referrer(reader, c) for c in left}
+    attached = True
+    while attached:  # each pass attaches the next level down; a cycle attaches nothing
+        attached = False
+        for candidate in list(left):
+            subject, report = reports[candidate.digest]
+            if subject in by_digest:
+                seen.add(candidate.digest)
+                by_digest[subject].setdefault("referrers", []).append(report)
+                by_digest.setdefault(candidate.digest, report)
+                left.remove(candidate)
+                attached = True
+    return unread + left
 
 
 def _layout_bytes(root: Path) -> int:
@@ -232,9 +236,15 @@ def _describe_image(image: dict[str, Any], indent: str) -> Iterator[str]:
         for f in layer["files"]:
             target = f" -> {f['linkname']}" if f.get("linkname") else ""
             yield f"{indent}  {f['mode']} {f['uid']}:{f['gid']} {f['size']:>9} {f['path']}{target}"
-    for referrer in image.get("referrers", []):
+    yield from _describe_referrers(image, indent)
+
+
+def _describe_referrers(report: dict[str, Any], indent: str) -> Iterator[str]:
+    """An image's referrers, and under each its own (the signature of an SBOM)."""
+    for referrer in report.get("referrers", []):
         yield (f"{indent}referrer  {referrer['digest']} ({referrer['size']} B) "
                f"{referrer['artifactType']}")
+        yield from _describe_referrers(referrer, indent + "  ")
 
 
 def describe(report: dict[str, Any]) -> Iterator[str]:

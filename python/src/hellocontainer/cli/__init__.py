@@ -23,13 +23,13 @@ from typing import Any, NoReturn
 
 from .. import __version__
 from ..errors import HelloContainerError, UsageError, os_error_message
-from . import autostart, build, bundle, diff, gc, index, inspect, validate
+from . import autostart, build, bundle, diff, gc, index, inspect, sign, validate, verify
 from .options import PROG
 
 # Every command, by the name a user types it, in the order `hellocontainer --help` lists them.
 COMMANDS: dict[str, ModuleType] = {
     module.__name__.rpartition(".")[2]: module
-    for module in (build, validate, index, diff, gc, inspect, bundle, autostart)
+    for module in (build, validate, index, diff, gc, inspect, bundle, autostart, sign, verify)
 }
 
 

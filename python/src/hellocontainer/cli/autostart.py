@@ -11,14 +11,16 @@ from pathlib import Path
 from ..errors import UsageError
 
 HELP = "write the init script or systemd unit that starts a container at boot"
-DESCRIPTION = ("Write a SysV/BusyBox init script (--sysv) and/or a systemd unit (--systemd) "
-               "that start the container NAME at boot: crun or runc run the runtime bundle --bundle, "
-               "podman runs the image layout --layout. Paths given to --bundle, --layout and "
-               "--runtime-path are paths on the target. Same settings, same bytes.")
+DESCRIPTION = ("Write a SysV/BusyBox init script (--sysv), a systemd unit (--systemd) and/or, "
+               "for podman, a Quadlet file (--quadlet) that start the container NAME at boot: "
+               "crun or runc run the runtime bundle --bundle, podman runs the image layout "
+               "--layout from its store under --podman-root. Paths given to --bundle, --layout, "
+               "--podman-root and --runtime-path are paths on the target. Same settings, same "
+               "bytes.")
 
 
 def setup(parser: argparse.ArgumentParser) -> None:
-    from ..board.autostart import NETWORKS, RESTART_POLICIES, RUNTIMES
+    from ..board.autostart import DEFAULT_PODMAN_ROOT, NETWORKS, RESTART_POLICIES, RUNTIMES
 
     parser.add_argument("--runtime", choices=RUNTIMES, default="crun",
                         help="the container runtime on the target (default crun)")
@@ -47,26 +49,45 @@ def setup(parser: argparse.ArgumentParser) -> None:
                         help="crun, runc: the public key (PEM) on the target that must have "
                         "signed the bundle ('bundle --sign-key'); checked with openssl before "
                         "each start, nothing starts without it")
+    parser.add_argument("--podman-root", metavar="/DIR", default=DEFAULT_PODMAN_ROOT,
+                        help="podman: a writable folder on the target for its image store "
+                        f"(default {DEFAULT_PODMAN_ROOT}: copied in at each boot, and works on "
+                        "a read-only root)")
     parser.add_argument("--sysv", metavar="FILE", help="write the init script here")
     parser.add_argument("--systemd", metavar="FILE", help="write the systemd unit here")
+    parser.add_argument("--quadlet", metavar="FILE", help="podman >= 4.8: write a Quadlet "
+                        "file here (NAME.container, for /etc/containers/systemd/)")
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..board.autostart import SCRIPT_MODE, UNIT_MODE, autostart, systemd_unit, sysv_script, write_files
+    from ..board.autostart import (
+        SCRIPT_MODE,
+        UNIT_MODE,
+        autostart,
+        quadlet_container,
+        systemd_unit,
+        sysv_script,
+        write_files,
+    )
 
-    if not (args.sysv or args.systemd):
-        raise UsageError("nothing to write: give --sysv FILE and/or --systemd FILE")
+    if not (args.sysv or args.systemd or args.quadlet):
+        raise UsageError("nothing to write: give --sysv FILE, --systemd FILE and/or "
+                         "--quadlet FILE")
     cfg = autostart(args.runtime, args.name, restart=args.restart, network=args.network,
                     bundle=args.bundle, layout=args.layout, runtime_path=args.runtime_path,
                     restart_max_delay=args.restart_max_delay, give_up_after=args.give_up_after,
-                    give_up_window=args.give_up_window, verify_key=args.verify_key)
+                    give_up_window=args.give_up_window, podman_root=args.podman_root,
+                    verify_key=args.verify_key)
     files = []
     if args.sysv:
         files.append((Path(args.sysv), sysv_script(cfg), SCRIPT_MODE))
     if args.systemd:
         files.append((Path(args.systemd), systemd_unit(cfg), UNIT_MODE))
+    if args.quadlet:
+        files.append((Path(args.quadlet), quadlet_container(cfg), UNIT_MODE))
     write_files(files)
-    for path, kind in ((args.sysv, "init script"), (args.systemd, "systemd unit")):
+    for path, kind in ((args.sysv, "init script"), (args.systemd, "systemd unit"),
+                       (args.quadlet, "Quadlet file")):
         if path:
             print(f"{path}: {kind} starting {cfg.name} with {cfg.runtime}")
     return 0

@@ -73,6 +73,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"{args.output}:{tag} {digest} {result.platform.name()}")
         if result.sbom is not None:
             print(f"{args.output}: SBOM {result.sbom.digest} for {result.manifest.digest}")
+        for signed in result.signatures:
+            print(f"{args.output}: signature {signed.digest}")
     written = None
     if bundle_dir is not None:
         # The manifest itself, not its tag: another build may retag the layout meanwhile.
@@ -88,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
             "layout": args.output, "tags": list(result.tags), "digest": digest,
             "manifest": result.manifest.digest, "platform": result.platform.name(),
             "sbom": result.sbom and result.sbom.digest, "archive": args.archive,
+            "signatures": [d.digest for d in result.signatures],
             "bundle": written and {"path": args.bundle, "manifest": written.manifest.digest,
                                    "platform": written.platform}})
     return 0

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
+from ..provenance.signing import PASSPHRASE_ENV
 
 PROG = "hellocontainer"
 
@@ -197,9 +198,18 @@ def add_image_flags(parser: argparse.ArgumentParser) -> None:
     # Where the SBOM is copied to, like --archive: an output of the build, not a spec key.
     sbom_copy = sbom.add_argument("--sbom-copy", metavar="FILE",
                                   help="also write the SBOM to FILE (e.g. DEPLOY/NAME.spdx.json)")
+    sign = parser.add_argument_group(
+        "signature (spec keys sign_key, sign_identity)", "A cosign-compatible signature of the "
+        "image (and of its SBOM), attached as an OCI 1.1 referrer; needs hellocontainer[sign]. "
+        f"A key's passphrase comes from ${PASSPHRASE_ENV} (or $COSIGN_PASSWORD), never a flag.")
+    sign.add_argument("--sign-key", metavar="FILE",
+                      help="private key (PEM: cosign.key, PKCS#8 or SEC1; ECDSA P-256 or Ed25519)")
+    sign.add_argument("--sign-identity", metavar="NAME",
+                      help="the repository the image is published as, signed into the payload "
+                      "(containers/image's sigstoreSigned policy matches it); default: none")
     # argparse keeps each group's own actions in _group_actions, in the order they were added.
     parser.set_defaults(image_flags=tuple(
-        action.dest for group in (image, sbom) for action in group._group_actions
+        action.dest for group in (image, sbom, sign) for action in group._group_actions
         if action is not sbom_copy))
 
 

@@ -24,9 +24,10 @@ from ..oci.platforms import Platform
 from ..oci.reader import LayoutReader
 from ..oci.safefile import file_kind
 from ..provenance import sbom
+from ..provenance.signing import load_signing_key
 from ..store.archive import ArchiveWriter
 from ..store.layout import Staging, preflight, publish
-from . import elfcheck
+from . import elfcheck, signing
 from .documents import config_document, manifest_document
 from .layer import Progress, layer_entries, write_layer
 from .spec import ExtraFile, ImageSpec, check_tags
@@ -49,8 +50,9 @@ class BuildResult:
     manifest: Descriptor
     platform: Platform
     tags: tuple[str, ...]
-    index: Descriptor | None = None  # what the tags name when an SBOM is attached
+    index: Descriptor | None = None  # what the tags name when an SBOM or signature is attached
     sbom: Descriptor | None = None  # the SBOM's artifact manifest
+    signatures: tuple[Descriptor, ...] = ()  # the signature manifests (image first, then SBOM)
 
 
 def resolve_in_root(root: Path, path: str) -> Path:
@@ -120,6 +122,8 @@ def build(request: BuildRequest, progress: Progress | None = None) -> BuildResul
     if request.sbom_copy is not None and spec.sbom is None:
         raise SpecError("--sbom-copy needs an SBOM; add --sbom (or the spec key sbom)")
     _check_beside_layout(request.sbom_copy, request.output, "--sbom-copy")
+    # Loaded before any work: a wrong passphrase must not cost a compressed layer.
+    key = load_signing_key(Path(spec.sign_key)) if spec.sign_key else None
     preflight(request.output)
 
     with Staging(request.output) as staging:
@@ -132,10 +136,22 @@ def build(request: BuildRequest, progress: Progress | None = None) -> BuildResul
         image = Descriptor(manifest_descriptor.media_type, manifest_descriptor.digest,
                            manifest_descriptor.size, platform.to_oci())
         index = sbom_descriptor = spdx = None
+        listed: list[Descriptor] = []  # the image's referrers, as its index lists them
         if spec.sbom is not None:
             facts = sbom.ImageFacts(image, platform.to_oci(), dest, *_file_hashes(binary))
             spdx = sbom.document(spec.sbom, facts, request.epoch)
-            index, sbom_descriptor = _attach_sbom(staging, image, spdx)
+            sbom_descriptor = _attach_sbom(staging, image, spdx)
+            listed.append(referrers.index_entry(sbom_descriptor, image))
+        signatures: list[Descriptor] = []
+        if key is not None:
+            subjects = [image] + ([sbom_descriptor] if sbom_descriptor else [])
+            signed = signing.attach(staging, subjects, key, spec.sign_identity)
+            listed += signed
+            signatures = [Descriptor(d.media_type, d.digest, d.size) for d in signed]
+        if listed:
+            # referrers.py says why the tags then name an index rather than the image.
+            document = model.canonical_json(referrers.image_index([image], listed))
+            index = staging.add_blob(model.MEDIA_INDEX, document)
         named = index or image
         tagged = [Descriptor(named.media_type, named.digest, named.size, named.platform,
                              {model.ANNOTATION_REF_NAME: tag}) for tag in spec.tags]
@@ -169,7 +185,8 @@ def build(request: BuildRequest, progress: Progress | None = None) -> BuildResul
                 archive.discard()
             if copy is not None:
                 copy.discard()
-    return BuildResult(manifest_descriptor, platform, spec.tags, index, sbom_descriptor)
+    return BuildResult(manifest_descriptor, platform, spec.tags, index, sbom_descriptor,
+                       tuple(signatures))
 
 
 def _file_hashes(path: Path) -> tuple[str, str]:
@@ -183,15 +200,12 @@ def _file_hashes(path: Path) -> tuple[str, str]:
     return sha256.hexdigest(), sha1.hexdigest()
 
 
-def _attach_sbom(staging: Staging, image: Descriptor, spdx: bytes) -> tuple[Descriptor, Descriptor]:
-    """Stage the SBOM as an OCI 1.1 referrer of `image`, and the image index the tags then
-    name (referrers.py says why an index): (that index, the SBOM's artifact manifest)."""
+def _attach_sbom(staging: Staging, image: Descriptor, spdx: bytes) -> Descriptor:
+    """Stage the SBOM as an OCI 1.1 referrer of `image`: its artifact manifest."""
     payload = staging.add_blob(sbom.MEDIA_SPDX, spdx)
     staging.add_blob(referrers.MEDIA_EMPTY, referrers.EMPTY_BYTES)
     artifact = referrers.artifact_manifest(sbom.MEDIA_SPDX, payload, image)
-    artifact_descriptor = staging.add_blob(model.MEDIA_MANIFEST, model.canonical_json(artifact))
-    index = referrers.image_index([image], [referrers.index_entry(artifact_descriptor, image)])
-    return staging.add_blob(model.MEDIA_INDEX, model.canonical_json(index)), artifact_descriptor
+    return staging.add_blob(model.MEDIA_MANIFEST, model.canonical_json(artifact))
 
 
 class _PendingFile:

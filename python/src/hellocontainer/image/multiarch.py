@@ -72,9 +72,20 @@ def _entries(source: Source) -> list[Entry]:
     for child in children:
         image = reader.platform_image(child, None)
         platform = model.config_platform(image.config)
-        found = sorted({d.digest: Descriptor(d.media_type, d.digest, d.size)
-                        for d in candidates if _subject(reader, d) == child.digest}.values(),
-                       key=lambda d: d.digest)
+        # Its referrers, and theirs (the signature of its SBOM), each listed under its own
+        # subject: they travel with the image they are about.
+        about = {child.digest}
+        found_by_digest: dict[str, Descriptor] = {}
+        while True:
+            more = {d.digest: Descriptor(d.media_type, d.digest, d.size, None,
+                                         {referrers.ANNOTATION_REFERENCE_DIGEST: subject})
+                    for d in candidates if d.digest not in found_by_digest
+                    and (subject := _subject(reader, d)) in about}
+            if not more:
+                break
+            found_by_digest.update(more)
+            about |= set(more)
+        found = sorted(found_by_digest.values(), key=lambda d: d.digest)
         out.append((Descriptor(child.media_type, child.digest, child.size, platform),
                     image.config.get("config") or {}, found))
     return out
@@ -136,7 +147,11 @@ def build_index(sources: list[Source], output: Path, tags: tuple[str, ...],
                         "--entrypoint, or pass --allow-different-programs")
     preflight(output)
 
-    listed = [referrers.index_entry(referrer, image) for image in manifests
+    # Each listed under its own subject: the image, or the referrer it is about.
+    listed = [referrers.index_entry(
+                  Descriptor(referrer.media_type, referrer.digest, referrer.size),
+                  Descriptor("", referrer.annotations[referrers.ANNOTATION_REFERENCE_DIGEST], 0))
+              for image in manifests
               for referrer, _ in sorted(referrers_of.get(image.digest, []),
                                         key=lambda item: item[0].digest)]
 

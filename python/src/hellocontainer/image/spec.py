@@ -32,7 +32,7 @@ OCI_SHORT_KEYS = ("labels", "annotations")
 OCI_KEY_PREFIX = "org.opencontainers.image"
 # Spec keys naming files on the build machine: relative to the spec file's folder, like a
 # `files` source.
-PATH_KEYS = ("passwd_file", "group_file")
+PATH_KEYS = ("passwd_file", "group_file", "sign_key")
 
 
 @dataclass(frozen=True)
@@ -72,6 +72,8 @@ class ImageSpec:
     tune: str | None = None
     allow_dynamic: bool = False
     sbom: SbomSpec | None = None  # None: no SBOM
+    sign_key: str | None = None  # the private key's path (never its content); None: unsigned
+    sign_identity: str = ""  # the signature's docker-reference (provenance/signature.py)
 
 
 def split_words(flag: str, value: str) -> list[str]:
@@ -374,4 +376,6 @@ def _to_spec(raw: Mapping[str, Any]) -> ImageSpec:
         tune=raw.get("tune"),
         allow_dynamic=raw.get("allow_dynamic", False),
         sbom=sbom_spec(raw.get("sbom")),
+        sign_key=raw.get("sign_key"),
+        sign_identity=raw.get("sign_identity", ""),
     )

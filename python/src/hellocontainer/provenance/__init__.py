@@ -1,4 +1,8 @@
-"""What an image says about where it came from: its SBOM, attached as an OCI referrer.
+"""What an image says about where it came from: its SBOM and its signatures, as OCI referrers.
 
-It imports `oci`, `errors` and `sourcedate`; the image room calls it while building.
+sbom.py writes the SPDX document; signing.py loads keys and signs bytes, with rfc6979.py for
+deterministic ECDSA (the two import the optional `cryptography`, inside functions, so nothing
+else needs it) and cosignkey.py for cosign's encrypted keys; signature.py gives a signature
+cosign's artifact shape; verify.py checks a signed layout. It imports `oci`, `errors` and
+`sourcedate`; the image room calls it while building and signing.
 """

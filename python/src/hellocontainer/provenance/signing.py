@@ -1,12 +1,20 @@
 """Keys and signatures: load a signing key from a PEM file, sign bytes, verify them.
 
-This is the one place that touches `cryptography` (the optional `sign` extra); the commands
-call it and never import `cryptography` themselves, so a packager without the extra still
-runs every other command and refuses signing options with one line.
+This module (with rfc6979.py, which it calls) is the one place that touches `cryptography` (the
+optional `sign` extra); the commands call it and never import `cryptography` themselves, so a
+packager without the extra still runs every other command and refuses signing options with one
+line.
 
 Signatures are over raw bytes (cosign's simple-signing payload, or a bundle's payload): ECDSA
 P-256 with SHA-256 in DER (what `cosign generate-key-pair` keys make and `openssl dgst -sha256
--verify` checks on a board), or Ed25519.
+-verify` checks on a board), or Ed25519. Both are deterministic here, so the same key and bytes
+give the same signature on every `cryptography` release: Ed25519 by construction, ECDSA by the
+RFC 6979 nonce (rfc6979.py says why it is derived here). Other key types and curves are refused
+with one line: cosign and containers/image verify these two, and one hash (SHA-256) keeps the
+board's `openssl` check simple.
+
+Keys are PEM files: PKCS#8 (`openssl genpkey`), SEC1 `EC PRIVATE KEY`, or cosign's own
+encrypted format (cosignkey.py). A passphrase comes from the environment only.
 """
 
 from __future__ import annotations
@@ -21,6 +29,9 @@ from hellocontainer.errors import HelloContainerError
 # The environment variable a key's passphrase comes from; never a command-line argument, which
 # any user of the machine can read in /proc.
 PASSPHRASE_ENV = "HELLOCONTAINER_SIGN_PASSWORD"
+# cosign's own variable, read when ours is unset: a key made by `cosign generate-key-pair`
+# then opens the way cosign opens it.
+COSIGN_PASSPHRASE_ENV = "COSIGN_PASSWORD"
 
 
 class SigningError(HelloContainerError):
@@ -45,14 +56,14 @@ class SigningKey:
     key: Any
 
     def sign(self, data: bytes) -> bytes:
-        # Seed implementation; the deterministic (RFC 6979) form is the packager's job to
-        # provide, so that the same key and image give the same signature bytes.
-        from cryptography.hazmat.primitives import hashes
-        from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+        """The signature of `data`: the same bytes for the same key and data, always."""
+        from cryptography.hazmat.primitives.asymmetric import ed25519, utils
+
+        from .rfc6979 import sign_p256
 
         if isinstance(self.key, ed25519.Ed25519PrivateKey):
             return self.key.sign(data)
-        return self.key.sign(data, ec.ECDSA(hashes.SHA256()))
+        return utils.encode_dss_signature(*sign_p256(self.key, data))
 
     def public_pem(self) -> bytes:
         serialization = _crypto()
@@ -75,7 +86,7 @@ class VerifyKey:
                 self.key.verify(signature, data)
             else:
                 self.key.verify(signature, data, ec.ECDSA(hashes.SHA256()))
-        except InvalidSignature:
+        except (InvalidSignature, ValueError):  # ValueError: not a DER signature at all
             return False
         return True
 
@@ -87,15 +98,58 @@ def _read(path: Path, what: str) -> bytes:
         raise SigningError(f"cannot read {what} {path}: {error.strerror}") from None
 
 
-def load_signing_key(path: Path) -> SigningKey:
-    """The private key in PEM file `path`, its passphrase (if any) from PASSPHRASE_ENV."""
-    serialization = _crypto()
-    data = _read(path, "signing key")
+def _passphrase(cosign: bool) -> bytes | None:
+    """The passphrase from the environment; COSIGN_PASSWORD counts for cosign's keys only, so
+    that a shell set up for cosign does not break a plain PEM key."""
     secret = os.environ.get(PASSPHRASE_ENV)
+    if secret is None and cosign:
+        secret = os.environ.get(COSIGN_PASSPHRASE_ENV)
+    return None if secret is None else secret.encode()
+
+
+def _check_type(key: Any, path: Path, what: str) -> None:
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+
+    if isinstance(key, (ed25519.Ed25519PrivateKey, ed25519.Ed25519PublicKey)):
+        return
+    if isinstance(key, (ec.EllipticCurvePrivateKey, ec.EllipticCurvePublicKey)) \
+            and isinstance(key.curve, ec.SECP256R1):
+        return
+    raise SigningError(f"{what} {path} is not an ECDSA P-256 or Ed25519 key; make one with "
+                       "'cosign generate-key-pair' or 'openssl genpkey -algorithm EC "
+                       "-pkeyopt ec_paramgen_curve:P-256'")
+
+
+def load_signing_key(path: Path) -> SigningKey:
+    """The private key in PEM file `path`; its passphrase, if any, from PASSPHRASE_ENV (or
+    COSIGN_PASSWORD when that is unset)."""
+    serialization = _crypto()
+    from . import cosignkey
+
+    data = _read(path, "signing key")
+    cosign = cosignkey.is_cosign_key(data)
+    # PKCS#8 "ENCRYPTED PRIVATE KEY" or a legacy "Proc-Type: 4,ENCRYPTED" header; a passphrase
+    # in the environment is not an error for a key that needs none.
+    secret = _passphrase(cosign) if cosign or b"ENCRYPTED" in data else None
     try:
-        key = serialization.load_pem_private_key(data, secret.encode() if secret else None)
-    except (ValueError, TypeError) as error:
+        if cosign:
+            if secret is None:
+                raise SigningError(f"signing key {path} is encrypted; set {PASSPHRASE_ENV} (or "
+                                   f"{COSIGN_PASSPHRASE_ENV}) to its password")
+            key = serialization.load_der_private_key(cosignkey.open_key(data, secret), None)
+        else:
+            key = serialization.load_pem_private_key(data, secret or None)
+    except TypeError as error:
+        # cryptography: "Password was not given but private key is encrypted", or the reverse.
+        if secret is None:
+            raise SigningError(f"signing key {path} is encrypted; set {PASSPHRASE_ENV} to its "
+                               "passphrase") from None
         raise SigningError(f"cannot load signing key {path}: {error}") from None
+    except ValueError as error:
+        reason = str(error).split("\n")[0].rstrip(".")
+        raise SigningError(f"cannot load signing key {path}: {reason}; is it a private key in "
+                           "PEM form, and the passphrase right?") from None
+    _check_type(key, path, "signing key")
     return SigningKey(key)
 
 
@@ -106,7 +160,10 @@ def load_verify_key(path: Path) -> VerifyKey:
     try:
         key = serialization.load_pem_public_key(data)
     except (ValueError, TypeError) as error:
-        raise SigningError(f"cannot load public key {path}: {error}") from None
+        reason = str(error).split("\n")[0].rstrip(".")
+        raise SigningError(f"cannot load public key {path}: {reason}; give the public key in "
+                           "PEM form (cosign.pub)") from None
+    _check_type(key, path, "public key")
     return VerifyKey(key)
 
 

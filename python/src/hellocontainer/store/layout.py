@@ -25,7 +25,7 @@ import errno
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import BinaryIO
 
@@ -104,13 +104,16 @@ ArchiveHook = Callable[[Path, dict[str, Path]], None]
 
 
 def publish(staging: Staging, manifests: list[Descriptor], archive: ArchiveHook | None = None,
-            then: Callable[[], None] | None = None) -> None:
+            then: Callable[[], None] | None = None,
+            replaces: Mapping[str, str] | None = None) -> None:
     """Make `manifests` (tagged descriptors whose blobs are staged) visible in the output layout.
 
     A new output is created by renaming the complete staging folder into place. An existing one
     is updated under the lock: blobs first, index.json last. `archive` is given the exact
     content about to be published, and must have written it completely before anything is;
-    `then` runs after publishing, while the lock is still held.
+    `then` runs after publishing, while the lock is still held. `replaces` (tag → digest) is
+    what a command that rewrites tags (`sign`) read before it worked: if another command moved
+    one of those tags meanwhile, nothing is published.
     """
     output = staging.output
     try:
@@ -121,7 +124,7 @@ def publish(staging: Staging, manifests: list[Descriptor], archive: ArchiveHook 
         if output.is_symlink() or not output.is_dir():
             raise LayoutError(f"output {output} exists and is not a directory; choose another --output")
         with staging_module.locked(output):
-            _merge(staging, manifests, archive)
+            _merge(staging, manifests, archive, replaces or {})
             if then is not None:
                 then()
     except OSError as error:
@@ -155,7 +158,8 @@ def _publish_new(staging: Staging, manifests: list[Descriptor],
     return True
 
 
-def _merge(staging: Staging, manifests: list[Descriptor], archive: ArchiveHook | None) -> None:
+def _merge(staging: Staging, manifests: list[Descriptor], archive: ArchiveHook | None,
+           replaces: Mapping[str, str]) -> None:
     output = staging.output
     has_layout = os.path.lexists(output / "oci-layout")
     if not has_layout and any(output.iterdir()):
@@ -171,6 +175,11 @@ def _merge(staging: Staging, manifests: list[Descriptor], archive: ArchiveHook |
         reader.reachable(old)  # every document of the kept tags parses and verifies
     else:
         document, old = {}, []
+    current = {d.ref_name: d.digest for d in old if d.ref_name}
+    moved = sorted(tag for tag, digest in replaces.items() if current.get(tag) != digest)
+    if moved:
+        raise LayoutError(f"tag {', '.join(moved)} of {output} changed while this command ran; "
+                          "nothing was published: run it again")
     new_tags = {d.ref_name for d in manifests}
     kept = [d for d in old if d.ref_name is None or d.ref_name not in new_tags]
     if has_layout:
