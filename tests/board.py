@@ -93,6 +93,9 @@ class Runtime:
 RUNTIMES: dict[str, Runtime] = {
     "crun": Runtime("crun", ("usr/bin/crun",)),
     "runc": Runtime("runc", ("usr/sbin/runc",)),
+    # Not a runtime: the openssl command line, which the signature check before a start needs
+    # (autostart --verify-key).
+    "openssl": Runtime("openssl", ("usr/bin/openssl",)),
     # Measured only (bench/board.py), never booted: podman needs far more than a board offers.
     "podman": Runtime("podman", ("usr/bin/podman",),
                       (Runtime("conmon", ("usr/bin/conmon",)),)),

@@ -27,7 +27,7 @@ ALLOWED = {
     "check": {"errors", "oci"},
     "provenance": {"errors", "sourcedate", "oci"},
     "image": {"errors", "sourcedate", "oci", "store", "check", "provenance"},
-    "board": {"errors", "oci", "store"},
+    "board": {"errors", "oci", "store", "provenance"},
 }
 # The command line: it may import every room, and it is the only package that prints or exits.
 CLI = "cli"

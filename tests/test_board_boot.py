@@ -12,7 +12,10 @@ file system holds exactly what our build systems install, made by their own code
 
 plus two negative controls that must fail where a person reading the console sees it: the
 bundle of the other architecture, and a runtime that is not on the board; and a container that
-keeps failing, whose restarts back off and give up.
+keeps failing, whose restarts back off and give up. And signed bundles (autostart --verify-key,
+with Debian's openssl on the board): the public key on the root, the bundles in a data folder;
+the good one greets, and a flipped program byte, a changed config.json, another key's signature
+and no signature each print one line and never start.
 """
 
 from __future__ import annotations
@@ -100,6 +103,7 @@ def _overlay(arch: str, hellos: dict[str, Path], work: Path) -> Path:
                "--runtime-path", MISSING_RUNTIME, "--bundle", f"{BUNDLES}/foreign",
                "--restart", "no")
     _failing(arch, hellos, work, overlay)
+    _signed_overlay(hellos[arch], work, overlay)
     return overlay
 
 
@@ -124,6 +128,57 @@ def _failing(arch: str, hellos: dict[str, Path], work: Path, overlay: Path) -> N
                "--give-up-after", "4")
 
 
+# Signed bundles (autostart --verify-key): the public key on the root, the bundles in a data
+# folder of their own, as an update tool would write them. Each starts with the default restart
+# policy, so a refused one shows that it is not retried either.
+VERIFY_KEY = "/etc/hellocontainer/keys/hello.pub"
+DATA = "/data/hellocontainer"
+SIGNED_CASES = {  # init script -> what is wrong with its bundle
+    "S80signed": None,
+    "S81flipped": "a byte of the program flipped",
+    "S82config": "config.json changed",
+    "S83otherkey": "signed by another key",
+    "S84unsigned": "not signed",
+}
+
+
+def _key_pair(folder: Path, name: str) -> tuple[Path, Path]:
+    private, public = folder / f"{name}.pem", folder / f"{name}.pub"
+    subprocess.run(["openssl", "genpkey", "-algorithm", "EC", "-pkeyopt",
+                    "ec_paramgen_curve:P-256", "-out", private], check=True, capture_output=True)
+    subprocess.run(["openssl", "pkey", "-in", private, "-pubout", "-out", public], check=True,
+                   capture_output=True)
+    return private, public
+
+
+def _signed_overlay(hello: Path, work: Path, overlay: Path) -> None:
+    keys = work / "keys"
+    keys.mkdir()
+    private, public = _key_pair(keys, "hello")
+    other, _ = _key_pair(keys, "other")
+    (overlay / VERIFY_KEY.lstrip("/")).parent.mkdir(parents=True)
+    shutil.copyfile(public, overlay / VERIFY_KEY.lstrip("/"))
+    layout = work / "layout-signed"
+    _cli("build", hello, "--output", layout, "--tag", "latest")
+    for script, wrong in SIGNED_CASES.items():
+        name = script[3:]
+        bundle = overlay / DATA.lstrip("/") / name
+        key = [] if wrong == "not signed" else [
+            "--sign-key", other if wrong == "signed by another key" else private]
+        _cli("bundle", f"{layout}:latest", "--output", bundle, *key)
+        if wrong == "a byte of the program flipped":
+            program = bundle / "rootfs" / hello.name
+            data = bytearray(program.read_bytes())
+            data[len(data) // 2] ^= 0x01
+            program.write_bytes(bytes(data))
+        elif wrong == "config.json changed":
+            config = json.loads((bundle / "config.json").read_text())
+            config["process"]["env"].append("EVIL=1")
+            (bundle / "config.json").write_text(json.dumps(config))
+        _autostart(overlay, f"/etc/init.d/{script}", "--runtime", "crun", "--name", name,
+                   "--bundle", f"{DATA}/{name}", "--verify-key", VERIFY_KEY)
+
+
 @pytest.fixture(scope="module")
 def hellos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """examples/hello, static, for each board architecture."""
@@ -138,9 +193,11 @@ def booted(request: pytest.FixtureRequest, hellos: dict[str, Path],
     arch = request.param
     for tool, package in board.host_tools(arch):
         require_tool(tool, package)
+    require_tool("openssl", "openssl")  # the keys of the signed bundles
     work = tmp_path_factory.mktemp(f"board-{arch}")
     overlay = _overlay(arch, hellos, work)
-    initramfs = board.build_initramfs(arch, overlay, work / "initramfs.cpio", ("crun", "runc"))
+    initramfs = board.build_initramfs(arch, overlay, work / "initramfs.cpio",
+                                      ("crun", "runc", "openssl"))
     return board.boot_initramfs(arch, initramfs)
 
 
@@ -203,3 +260,31 @@ def test_missing_runtime_is_named_on_the_console(booted: board.BootResult) -> No
     assert run.status not in (0, None), booted.console
     assert f"{MISSING_RUNTIME} not found" in run.output, booted.console
     assert GREETING not in run.output, booted.console
+
+
+def test_signed_bundle_is_checked_then_starts_from_its_copy(booted: board.BootResult) -> None:
+    run = booted.script("S80signed")
+    assert run.status == 0, booted.console
+    assert run.output.count(GREETING) == 1, booted.console
+    assert "hellocontainer: signed exited 0" in run.output, booted.console
+    assert "signature check failed" not in run.output, booted.console
+
+
+@pytest.mark.parametrize("script,reason", [
+    ("S81flipped", r"rootfs/hello-\S+ was changed after signing"),
+    ("S82config", r"config\.json was changed after signing"),
+    ("S83otherkey", re.escape(f"the signature is not from the key {VERIFY_KEY}")),
+    ("S84unsigned", re.escape(f"{DATA}/unsigned is not signed (hellocontainer.payload not "
+                              "found)")),
+])
+def test_tampered_or_unsigned_bundle_prints_one_line_and_never_starts(
+        script: str, reason: str, booted: board.BootResult) -> None:
+    run = booted.script(script)
+    name = script[3:]
+    assert run.status not in (0, None), booted.console
+    assert GREETING not in run.output, booted.console
+    ours = [line for line in run.output.splitlines() if line.startswith("hellocontainer: ")]
+    assert len(ours) == 1, booted.console
+    assert re.fullmatch(f"hellocontainer: {name}: signature check failed: {reason}", ours[0]), \
+        booted.console
+    assert f"Starting {name}: FAIL" in run.output, booted.console

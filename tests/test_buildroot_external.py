@@ -61,6 +61,10 @@ BUILDROOT_STUBS = {
     "BR2_PACKAGE_CRUN": 'bool "crun"',
     "BR2_PACKAGE_RUNC": 'bool "runc"',
     "BR2_PACKAGE_PODMAN": 'bool "podman"',
+    # the openssl program, which the signature check at boot runs
+    "BR2_PACKAGE_OPENSSL": 'bool "openssl support"',
+    "BR2_PACKAGE_OPENSSL_FORCE_LIBOPENSSL": "bool",
+    "BR2_PACKAGE_LIBOPENSSL_BIN": 'bool "openssl binary"',
     "BR2_INIT_SYSTEMD": 'bool "systemd"',  # a member of Buildroot's init choice
 }
 
@@ -105,6 +109,7 @@ def write_target_user_database(target: Path) -> None:
 # and Buildroot's step recipes call.
 MAKE_PREAMBLE = """\
 qstrip = $(strip $(subst ",,$(1)))
+INSTALL = install
 define sep
 
 
@@ -196,7 +201,8 @@ def test_readme_table_gives_each_options_kconfig_default(kconf) -> None:
     # package, then autostart); each level is read before the next one is switched on.
     defaults: dict[str, str] = {}
     for switch in ("BR2_PACKAGE_HELLOCONTAINER_HELLO", "BR2_PACKAGE_HELLOCONTAINER_HELLO_AUTOSTART",
-                   "BR2_PACKAGE_HELLOCONTAINER_HELLO_SBOM", None):
+                   "BR2_PACKAGE_HELLOCONTAINER_HELLO_SBOM",
+                   "BR2_PACKAGE_HELLOCONTAINER_HELLO_VERIFY", None):
         defaults.update({name: kconfig_value(kconf.syms[name]) for name in table
                          if name not in defaults
                          and kconfiglib.expr_value(kconf.syms[name].direct_dep) == 2})

@@ -492,9 +492,10 @@ SIGNATURE_TASKS = {
         STOP_SIGNAL TAGS COMPRESSION GZIP_LEVEL ARCHIVE ARCH TUNE STRIP ALLOW_DYNAMIC EXTRA_ARGS
         SBOM SBOM_SUPPLIER SBOM_CREATOR_ORGANIZATION SBOM_FORMATS LIBC_CPE INSTALL_DIR AUTOSTART
         BUNDLE BUNDLE_DIR RESTART NETWORK NAME
-        SERVICE RESTART_MAX_DELAY GIVE_UP_AFTER GIVE_UP_WINDOW QUADLET PODMAN_ROOT""",
+        SERVICE RESTART_MAX_DELAY GIVE_UP_AFTER GIVE_UP_WINDOW QUADLET PODMAN_ROOT
+        AUTOSTART_BUNDLE_DIR VERIFY_KEY_PATH""",
     "do_deploy": "IMAGE_NAME IMAGE_LINK_NAME IMAGE_LATEST_NAME",
-    "do_package": "RUNTIME_PACKAGE INSTALL_DIR BUNDLE_DIR SERVICE",
+    "do_package": "RUNTIME_PACKAGE INSTALL_DIR BUNDLE_DIR SERVICE VERIFY_KEY_PATH",
 }
 INDEX_SIGNATURE_TASKS = {
     "do_hellocontainer_index": """INDEX_RECIPE INDEX_MULTICONFIGS INDEX_DEPLOY_DIR[arm]
@@ -504,6 +505,9 @@ INDEX_SIGNATURE_TASKS = {
 # Read only by the parse-time checks: a change there stops the parse or passes, and changes
 # nothing any task makes.
 PARSE_TIME_ONLY = {"HELLOCONTAINER_RUNTIME_LAYERS"}
+# Key files: their CONTENTS are in do_hellocontainer's signature ([file-checksums]), not their
+# paths, so that the same key elsewhere on another machine keeps sstate valid.
+KEY_FILES = {"HELLOCONTAINER_SIGN_KEY", "HELLOCONTAINER_VERIFY_KEY"}
 
 
 def _class_variables(path: Path) -> set[str]:
@@ -534,10 +538,11 @@ def test_every_class_variable_is_in_a_task_signature_table_and_the_readme() -> N
     image = set().union(*_expected(SIGNATURE_TASKS).values())
     index = {name.split("[")[0] for name in set().union(*_expected(INDEX_SIGNATURE_TASKS).values())}
     classes = LAYER / "classes-recipe"
-    assert _class_variables(classes / "hellocontainer.bbclass") == image | PARSE_TIME_ONLY
+    assert _class_variables(classes / "hellocontainer.bbclass") == \
+        image | PARSE_TIME_ONLY | KEY_FILES
     assert _class_variables(classes / "hellocontainer_index.bbclass") | {
         "HELLOCONTAINER_INDEX_DEPLOY_DIR"} == index
-    for name in image | index | PARSE_TIME_ONLY:
+    for name in image | index | PARSE_TIME_ONLY | KEY_FILES:
         assert f"`{name}" in readme, name
     # Each has a one-line comment above it.
     for path in (LAYER / "classes-recipe").glob("*.bbclass"):
@@ -580,6 +585,34 @@ def test_changed_multiconfig_deploy_dir_reruns_the_index_task(build: Build) -> N
     finally:
         recipe.write_text(original)
     assert before != after
+
+
+@needs_bitbake
+def test_a_changed_key_reruns_the_task_and_a_moved_one_does_not(build: Build,
+                                                                tmp_path: Path) -> None:
+    settings = build.top / "meta-hctest" / "recipes-test" / "hello-paths" / "hello-paths.inc"
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    for name in ("a", "b"):
+        subprocess.run(["openssl", "genpkey", "-algorithm", "EC", "-pkeyopt",
+                        "ec_paramgen_curve:P-256", "-out", keys / f"{name}.pem"], check=True,
+                       capture_output=True)
+    shutil.copyfile(keys / "a.pem", keys / "moved-a.pem")
+
+    def task_hash(key: str) -> str:
+        settings.write_text(PATHS_DEFAULT + f'HELLOCONTAINER_SIGN_KEY = "{keys / key}"\n')
+        build.bitbake("-S", "none", "hello-paths")
+        sigdata = max((build.top / "tmp" / "stamps").glob(
+            "qemux86_64-*/hello-paths/*.do_hellocontainer.sigdata.*"),
+            key=lambda path: path.stat().st_mtime)
+        return sigdata.name.rsplit(".", 1)[1]
+
+    try:
+        first = task_hash("a.pem")
+        assert task_hash("b.pem") != first  # another key: the task reruns, no cleansstate
+        assert task_hash("moved-a.pem") == first  # the same key elsewhere: sstate stays valid
+    finally:
+        settings.write_text(PATHS_DEFAULT)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -112,6 +112,17 @@ HELLOCONTAINER_QUADLET ?= "0"
 HELLOCONTAINER_PODMAN_ROOT ?= "/run/hellocontainer/podman"
 # Network of the container: none (loopback only) or host (the board's)
 HELLOCONTAINER_NETWORK ?= "none"
+# Where the autostart finds the bundle on the target: the installed one, or a folder on a
+# writable data partition that an update tool fills (then HELLOCONTAINER_BUNDLE may be "0")
+HELLOCONTAINER_AUTOSTART_BUNDLE_DIR ?= "${HELLOCONTAINER_BUNDLE_DIR}"
+# Private key (PEM file on the build machine) that signs the image and its bundle (empty:
+# unsigned); a passphrase comes from the environment variable HELLOCONTAINER_SIGN_PASSWORD
+HELLOCONTAINER_SIGN_KEY ?= ""
+# Public key (PEM file on the build machine) the target checks the bundle with before each
+# start, with openssl (empty: no check); crun and runc only
+HELLOCONTAINER_VERIFY_KEY ?= ""
+# Where ${PN}-oci installs that public key on the target (keep it on the read-only root)
+HELLOCONTAINER_VERIFY_KEY_PATH ?= "${sysconfdir}/hellocontainer/keys/${BPN}.pub"
 # Name of the container
 HELLOCONTAINER_NAME ?= "${BPN}"
 # Name of the systemd service (without .service) or of the SysV init script
@@ -148,6 +159,11 @@ do_hellocontainer[depends] += "${@'virtual/libc:do_packagedata' if bb.utils.to_b
 # With create-spdx-3.0 the SPDX 3 SBOM names the recipe's own package element, which
 # do_create_recipe_spdx writes (hellocontainer_layer.image.recipe_spdx3_id).
 do_hellocontainer[depends] += "${@'${PN}:do_create_recipe_spdx' if bb.utils.to_boolean(d.getVar('HELLOCONTAINER_SBOM')) and (d.getVar('SPDX_VERSION') or '').startswith('3') and 'spdx3' in hellocontainer_layer.image.sbom_formats(d) else ''}"
+# Signing: the keys' contents are in the signature, never their paths or bytes in a variable
+# (lib/hellocontainer_layer/image.py, "Signing"); the packager needs cryptography then.
+do_hellocontainer[file-checksums] += "${@hellocontainer_layer.image.key_file_checksums(d)}"
+do_hellocontainer[vardepsexclude] += "HELLOCONTAINER_SIGN_KEY HELLOCONTAINER_VERIFY_KEY"
+do_hellocontainer[depends] += "${@'python3-cryptography-native:do_populate_sysroot' if d.getVar('HELLOCONTAINER_SIGN_KEY') else ''}"
 # Before do_populate_sysroot too: that task copies ${datadir} out of ${D}, and
 # must not read it while the layout is being written there.
 addtask hellocontainer after do_install before do_package do_populate_sysroot do_deploy
@@ -216,9 +232,15 @@ FILES:${PN}-oci += "\
     ${HELLOCONTAINER_BUNDLE_DIR} \
     ${sysconfdir}/init.d/${HELLOCONTAINER_SERVICE} \
     ${systemd_system_unitdir}/${HELLOCONTAINER_SERVICE}.service \
+    ${HELLOCONTAINER_VERIFY_KEY_PATH} \
     ${sysconfdir}/containers/systemd/${HELLOCONTAINER_SERVICE}.container \
 "
 RDEPENDS:${PN}-oci += "${HELLOCONTAINER_RUNTIME_PACKAGE}"
+# The check of a signed bundle at boot runs the openssl command. Whether there is one, not
+# where the public key is on the build machine, is in do_package's signature.
+HELLOCONTAINER_VERIFYING = "${@'1' if d.getVar('HELLOCONTAINER_VERIFY_KEY') else '0'}"
+HELLOCONTAINER_VERIFYING[vardepvalue] = "${HELLOCONTAINER_VERIFYING}"
+RDEPENDS:${PN}-oci += "${@hellocontainer_layer.image.openssl_package(d)}"
 
 # Start at boot. The deferred inherit picks systemd.bbclass or
 # update-rc.d.bbclass (or neither) by DISTRO_FEATURES once the recipe is
@@ -229,6 +251,7 @@ inherit_defer ${@hellocontainer_layer.image.init_class(d)}
 # nooelint: oelint.task.noanonpython
 python __anonymous() {
     hellocontainer_layer.image.check_autostart(d)
+    hellocontainer_layer.image.check_keys(d)
     init_class = hellocontainer_layer.image.init_class(d)
     if init_class == "systemd":
         d.appendVar("SYSTEMD_PACKAGES", " ${PN}-oci")

@@ -46,7 +46,8 @@ HELLOCONTAINER_HELLO_PACKAGER_OPTS = \
 	$(call HCTR_KCONFIG_FLAG,--port,BR2_PACKAGE_HELLOCONTAINER_HELLO_PORTS) \
 	$(call HCTR_KCONFIG_FLAG,--label,BR2_PACKAGE_HELLOCONTAINER_HELLO_LABELS) \
 	$(call HCTR_KCONFIG_FLAG,--compression,BR2_PACKAGE_HELLOCONTAINER_HELLO_COMPRESSION) \
-	$(call HCTR_KCONFIG_FLAG,--gzip-level,BR2_PACKAGE_HELLOCONTAINER_HELLO_GZIP_LEVEL)
+	$(call HCTR_KCONFIG_FLAG,--gzip-level,BR2_PACKAGE_HELLOCONTAINER_HELLO_GZIP_LEVEL) \
+	$(HELLOCONTAINER_HELLO_SIGN_OPTS)
 
 # A user name is looked up at build time in the target's user database,
 # since the image has none: the skeleton's /etc/passwd and /etc/group are
@@ -153,8 +154,41 @@ endif
 # crun and runc a runtime bundle of the image.
 HELLOCONTAINER_HELLO_RUNTIME = $(call qstrip,$(BR2_PACKAGE_HELLOCONTAINER_HELLO_RUNTIME))
 # Where the bundle goes on the target; only read at run time, so a
-# read-only root filesystem is fine.
-HELLOCONTAINER_HELLO_BUNDLE_DIR = /usr/share/hellocontainer/hello-bundle
+# read-only root filesystem is fine, and so is a data partition.
+HELLOCONTAINER_HELLO_BUNDLE_DIR = \
+	$(or $(call qstrip,$(BR2_PACKAGE_HELLOCONTAINER_HELLO_BUNDLE_PATH)),/usr/share/hellocontainer/hello-bundle)
+
+# Signing: the private key's path (the option, else HCTR_SIGN_KEY from the
+# command line or the environment, so that no defconfig need hold it),
+# read by the packager where it is and never copied; the public key the
+# board checks the bundle with, on its root.
+HELLOCONTAINER_HELLO_SIGN_KEY = \
+	$(or $(call qstrip,$(BR2_PACKAGE_HELLOCONTAINER_HELLO_SIGN_KEY)),$(HCTR_SIGN_KEY))
+HELLOCONTAINER_HELLO_VERIFY_KEY = \
+	$(call qstrip,$(BR2_PACKAGE_HELLOCONTAINER_HELLO_VERIFY_KEY))
+HELLOCONTAINER_HELLO_VERIFY_KEY_PATH = /etc/hellocontainer/keys/hello.pub
+ifneq ($(HELLOCONTAINER_HELLO_SIGN_KEY),)
+HELLOCONTAINER_HELLO_DEPENDENCIES += host-python-cryptography
+HELLOCONTAINER_HELLO_SIGN_OPTS = --sign-key '$(HELLOCONTAINER_HELLO_SIGN_KEY)'
+endif
+
+ifeq ($(BR2_PACKAGE_HELLOCONTAINER_HELLO)$(BR2_PACKAGE_HELLOCONTAINER_HELLO_AUTOSTART),yy)
+ifeq ($(BR_BUILDING),y)
+# The bundle path is removed before the copy, so it must name one
+# directory strictly inside the target, as the root filesystem path.
+ifneq ($(filter-out /%,$(HELLOCONTAINER_HELLO_BUNDLE_DIR))$(filter-out 1,$(words $(HELLOCONTAINER_HELLO_BUNDLE_DIR)))$(filter . ..,$(subst /, ,$(HELLOCONTAINER_HELLO_BUNDLE_DIR))),)
+$(error BR2_PACKAGE_HELLOCONTAINER_HELLO_BUNDLE_PATH="$(HELLOCONTAINER_HELLO_BUNDLE_DIR)" is not a directory inside the root filesystem; set an absolute path such as /data/hello-bundle)
+endif
+ifeq ($(subst /,,$(HELLOCONTAINER_HELLO_BUNDLE_DIR)),)
+$(error BR2_PACKAGE_HELLOCONTAINER_HELLO_BUNDLE_PATH="$(HELLOCONTAINER_HELLO_BUNDLE_DIR)" is not a directory inside the root filesystem; set an absolute path such as /data/hello-bundle)
+endif
+ifeq ($(BR2_PACKAGE_HELLOCONTAINER_HELLO_VERIFY),y)
+ifeq ($(HELLOCONTAINER_HELLO_VERIFY_KEY),)
+$(error BR2_PACKAGE_HELLOCONTAINER_HELLO_VERIFY is set, but BR2_PACKAGE_HELLOCONTAINER_HELLO_VERIFY_KEY names no public key; set the path of the signing key's public half)
+endif
+endif
+endif
+endif
 # The image the board runs: the first tag's (all tags name one image).
 # Tags hold no quotes or blanks, so the first word of the string is it.
 HELLOCONTAINER_HELLO_FIRST_TAG = \
@@ -189,9 +223,15 @@ define HELLOCONTAINER_HELLO_BUILD_BUNDLE
 	$(HCTR_CLI) bundle \
 		$(HELLOCONTAINER_HELLO_OCI_DIR)/hello-oci:$(HELLOCONTAINER_HELLO_FIRST_TAG) \
 		--output $(HELLOCONTAINER_HELLO_OCI_DIR)/hello-bundle \
-		--network $(call qstrip,$(BR2_PACKAGE_HELLOCONTAINER_HELLO_NETWORK))
+		--network $(call qstrip,$(BR2_PACKAGE_HELLOCONTAINER_HELLO_NETWORK)) \
+		$(HELLOCONTAINER_HELLO_SIGN_OPTS)
 endef
 HELLOCONTAINER_HELLO_POST_BUILD_HOOKS += HELLOCONTAINER_HELLO_BUILD_BUNDLE
+
+ifeq ($(BR2_PACKAGE_HELLOCONTAINER_HELLO_VERIFY),y)
+HELLOCONTAINER_HELLO_AUTOSTART_OPTS += \
+	--verify-key $(HELLOCONTAINER_HELLO_VERIFY_KEY_PATH)
+endif
 endif
 
 define HELLOCONTAINER_HELLO_INSTALL_INIT_SYSV
@@ -222,6 +262,9 @@ endif
 
 # Each copy replaces the directory whole, so that a -rebuild with other
 # settings (tags, compression...) leaves no stale blob at the same path.
+# The bundle keeps its modes (cp -p): plain cp would apply the umask and
+# drop setuid bits, and the board would run files other than the image's
+# (and a signed bundle would fail its check).
 # A path the package no longer installs to (the setting changed, autostart
 # was switched off) keeps its copy, as for any Buildroot package: that
 # takes a full rebuild (make clean all).
@@ -234,8 +277,11 @@ define HELLOCONTAINER_HELLO_INSTALL_TARGET_CMDS
 	$(if $(HELLOCONTAINER_HELLO_INSTALLS_BUNDLE), \
 		rm -rf $(TARGET_DIR)$(HELLOCONTAINER_HELLO_BUNDLE_DIR) && \
 		mkdir -p $(TARGET_DIR)$(HELLOCONTAINER_HELLO_BUNDLE_DIR) && \
-		cp -R $(HELLOCONTAINER_HELLO_OCI_DIR)/hello-bundle/. \
+		cp -R -p $(HELLOCONTAINER_HELLO_OCI_DIR)/hello-bundle/. \
 			$(TARGET_DIR)$(HELLOCONTAINER_HELLO_BUNDLE_DIR))
+	$(if $(filter y,$(BR2_PACKAGE_HELLOCONTAINER_HELLO_VERIFY)), \
+		$(INSTALL) -D -m 0644 '$(HELLOCONTAINER_HELLO_VERIFY_KEY)' \
+			$(TARGET_DIR)$(HELLOCONTAINER_HELLO_VERIFY_KEY_PATH))
 endef
 
 $(eval $(autotools-package))

@@ -81,8 +81,64 @@ def build_argv(d, program, layout):
         for name in sbom_formats(d):
             argv += ["--sbom-format", name, "--sbom-copy",
                      os.path.join(os.path.dirname(layout), SBOM_COPIES[name])]
+    argv += sign_key_argv(d)
     argv += shlex.split(d.getVar("HELLOCONTAINER_EXTRA_ARGS") or "")
     return argv
+
+
+# ---------------------------------------------------------------------------------------------
+# Signing: the image and its bundle with HELLOCONTAINER_SIGN_KEY on the build machine; the
+# bundle checked at boot with the public key HELLOCONTAINER_VERIFY_KEY on the target's root.
+# The packager reads the private key where it is: it is never copied into WORKDIR, sstate,
+# the deploy folder or a log. Its CONTENT, not its path, is in the task signature
+# ([file-checksums] in the class; the path is in [vardepsexclude]): a new key reruns the task,
+# and the same key at another path on another machine keeps sstate valid.
+
+# The environment variable the packager reads a private key's passphrase from
+# (python/src/hellocontainer/provenance/signing.py).
+PASSPHRASE_ENV = "HELLOCONTAINER_SIGN_PASSWORD"
+
+
+def sign_key_argv(d):
+    """--sign-key for `build` and `bundle`, when HELLOCONTAINER_SIGN_KEY names a key."""
+    key = d.getVar("HELLOCONTAINER_SIGN_KEY")
+    return ["--sign-key", key] if key else []
+
+
+def key_file_checksums(d):
+    """[file-checksums] of do_hellocontainer: the private key and the public key it installs,
+    by content ("path:True": BitBake hashes the file, not the path)."""
+    keys = (d.getVar("HELLOCONTAINER_SIGN_KEY"), d.getVar("HELLOCONTAINER_VERIFY_KEY"))
+    return " ".join(f"{key}:True" for key in keys if key)
+
+
+def passphrase_env(d):
+    """The private key's passphrase, from the environment bitbake was started in (BitBake
+    cleans its tasks' environment; BB_ORIGENV keeps the original, and no signature reads it),
+    as an environment for the packager; empty when there is none."""
+    origenv = d.getVar("BB_ORIGENV", False)
+    secret = origenv.getVar(PASSPHRASE_ENV) if origenv is not None else None
+    return {PASSPHRASE_ENV: secret} if secret else {}
+
+
+def check_keys(d):
+    """Parse-time checks of the key settings: the files exist, and verification has a bundle
+    to check (crun or runc)."""
+    for name in ("HELLOCONTAINER_SIGN_KEY", "HELLOCONTAINER_VERIFY_KEY"):
+        path = d.getVar(name)
+        if path and not (os.path.isabs(path) and os.path.isfile(path)):
+            bb.fatal(f"{name} = \"{path}\" is not a file on this machine; give the absolute "
+                     "path of the PEM key (see meta-hellocontainer/README.md, Signing)")
+    if d.getVar("HELLOCONTAINER_VERIFY_KEY") and \
+            d.getVar("HELLOCONTAINER_AUTOSTART") not in ("crun", "runc"):
+        bb.fatal("HELLOCONTAINER_VERIFY_KEY checks the signed runtime bundle before crun or runc "
+                 "start it: set HELLOCONTAINER_AUTOSTART to crun or runc, or leave it empty")
+
+
+def openssl_package(d):
+    """The package that puts the openssl command on the target, when the bundle is checked
+    at boot (oe-core's openssl recipe ships the program in ${PN}-bin)."""
+    return "openssl-bin" if d.getVar("HELLOCONTAINER_VERIFYING") == "1" else ""
 
 
 def cpe_ids(products, version):
@@ -315,7 +371,9 @@ def check_autostart(d):
         bb.fatal("HELLOCONTAINER_AUTOSTART needs \"systemd\" or \"sysvinit\" in DISTRO_FEATURES "
                  "to install a service (BusyBox init runs the same rc5.d links as sysvinit); "
                  "add one, or leave HELLOCONTAINER_AUTOSTART empty")
-    if runtime in ("crun", "runc") and not bundle:
+    installed_here = d.getVar("HELLOCONTAINER_AUTOSTART_BUNDLE_DIR") == \
+        d.getVar("HELLOCONTAINER_BUNDLE_DIR")
+    if runtime in ("crun", "runc") and not bundle and installed_here:
         bb.fatal(f"HELLOCONTAINER_AUTOSTART = \"{runtime}\" runs the runtime bundle, and "
                  "HELLOCONTAINER_BUNDLE = \"0\" installs none; set it to \"1\"")
     if quadlet(d) and (runtime != "podman" or init_system(d) != "systemd"):
@@ -352,7 +410,7 @@ def target_argvs(d, layout):
     if bb.utils.to_boolean(d.getVar("HELLOCONTAINER_BUNDLE")):
         argvs.append(["hellocontainer", "bundle", f"{layout}:{tags[0]}",
                       "--output", dest + d.getVar("HELLOCONTAINER_BUNDLE_DIR"),
-                      "--network", network])
+                      "--network", network, *sign_key_argv(d)])
     runtime = d.getVar("HELLOCONTAINER_AUTOSTART")
     if runtime:
         argv = ["hellocontainer", "autostart", "--runtime", runtime,
@@ -371,7 +429,9 @@ def target_argvs(d, layout):
             argv += ["--layout", "{}:{}".format(d.getVar("HELLOCONTAINER_INSTALL_DIR"), tags[0]),
                      "--podman-root", d.getVar("HELLOCONTAINER_PODMAN_ROOT")]
         else:
-            argv += ["--bundle", d.getVar("HELLOCONTAINER_BUNDLE_DIR")]
+            argv += ["--bundle", d.getVar("HELLOCONTAINER_AUTOSTART_BUNDLE_DIR")]
+        if d.getVar("HELLOCONTAINER_VERIFY_KEY"):
+            argv += ["--verify-key", d.getVar("HELLOCONTAINER_VERIFY_KEY_PATH")]
         option = "--systemd" if init_system(d) == "systemd" else "--sysv"
         if quadlet(d):
             option = "--quadlet"
@@ -386,6 +446,8 @@ def installed_paths(d):
     paths = [d.getVar("HELLOCONTAINER_INSTALL_DIR") or "", service_path(d)]
     if bb.utils.to_boolean(d.getVar("HELLOCONTAINER_BUNDLE")):
         paths.append(d.getVar("HELLOCONTAINER_BUNDLE_DIR") or "")
+    if d.getVar("HELLOCONTAINER_VERIFY_KEY"):
+        paths.append(d.getVar("HELLOCONTAINER_VERIFY_KEY_PATH") or "")
     return [os.path.normpath(path) for path in paths if path]
 
 
@@ -442,6 +504,7 @@ def package(d):
     # The image's timestamps come from the recipe's SOURCE_DATE_EPOCH, which
     # oe-core derives from the sources, never from the clock of this build.
     env["SOURCE_DATE_EPOCH"] = d.getVar("SOURCE_DATE_EPOCH")
+    env.update(passphrase_env(d))
 
     def run(argv):
         bb.note("Running: SOURCE_DATE_EPOCH={} {}".format(env["SOURCE_DATE_EPOCH"], shlex.join(argv)))
@@ -493,3 +556,10 @@ def package(d):
         shutil.copytree(layout, dest + installdir, symlinks=True)
     for argv in target_argvs(d, layout):
         run(argv)
+    public = d.getVar("HELLOCONTAINER_VERIFY_KEY")
+    if public:
+        # A copy of the public key, on the target's (read-only) root.
+        key_path = dest + d.getVar("HELLOCONTAINER_VERIFY_KEY_PATH")
+        bb.utils.mkdirhier(os.path.dirname(key_path))
+        shutil.copyfile(public, key_path)
+        os.chmod(key_path, 0o644)

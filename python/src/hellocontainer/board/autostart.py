@@ -49,6 +49,7 @@ from pathlib import Path
 from ..errors import HelloContainerError, os_error_message
 from ..oci.safefile import file_kind
 from ..store.staging import write_beside
+from .signed_bundle import BOARD_CHECK
 
 RUNTIMES = ("crun", "runc", "podman")
 RESTART_POLICIES = ("no", "on-failure", "always")
@@ -101,6 +102,7 @@ class Autostart:
     give_up_after: int = 0  # exits in a row; 0: never give up
     give_up_window: int = 0  # seconds; 0: no time limit, only a long run resets the count
     podman_root: str = DEFAULT_PODMAN_ROOT  # podman: its image store, a writable path
+    verify_key: str | None = None  # crun, runc: the public key that must have signed the bundle
 
     @property
     def program(self) -> str:
@@ -112,7 +114,8 @@ def autostart(runtime: str, name: str, *, restart: str = "on-failure", network: 
               bundle: str | None = None, layout: str | None = None,
               runtime_path: str | None = None,
               restart_max_delay: int = DEFAULT_RESTART_MAX_DELAY, give_up_after: int = 0,
-              give_up_window: int = 0, podman_root: str = DEFAULT_PODMAN_ROOT) -> Autostart:
+              give_up_window: int = 0, podman_root: str = DEFAULT_PODMAN_ROOT,
+              verify_key: str | None = None) -> Autostart:
     """Check the settings (as the CLI spells them) and return them as an Autostart.
 
     `layout` is LAYOUT[:TAG], as `podman run oci:` takes it.
@@ -162,8 +165,20 @@ def autostart(runtime: str, name: str, *, restart: str = "on-failure", network: 
     _check_seconds("--restart-max-delay", restart_max_delay, 1)
     _check_seconds("--give-up-after", give_up_after, 0, "exits, e.g. 10 (0: never give up)")
     _check_seconds("--give-up-window", give_up_window, 0)
+    _check_verify_key(runtime, verify_key)
     return Autostart(runtime, name, restart, network, bundle, layout, tag, runtime_path,
-                     restart_max_delay, give_up_after, give_up_window, podman_root)
+                     restart_max_delay, give_up_after, give_up_window, podman_root, verify_key)
+
+
+def _check_verify_key(runtime: str, verify_key: str | None) -> None:
+    if verify_key is None:
+        return
+    if runtime == "podman":
+        raise AutostartError("--verify-key checks a signed runtime bundle before crun or runc "
+                             "start it; podman runs the image layout, which the board cannot "
+                             "check yet: use --runtime crun or runc with a bundle made by "
+                             "'hellocontainer bundle --sign-key'")
+    _check_path("--verify-key", verify_key)
 
 
 def _check_seconds(flag: str, value: int, least: int, unit: str = "seconds, e.g. 300") -> None:
@@ -264,7 +279,37 @@ def _run_words(cfg: Autostart) -> str:
         return (f"{_podman_globals(cfg)} run --rm --quiet --name {cfg.name} "
                 f"--net={cfg.network} {_podman_image(cfg.layout, cfg.tag)}")
     # The bundle's config.json decides the namespaces; --network only orders the start.
-    return f"run --bundle {cfg.bundle} {cfg.name}"
+    return f"run --bundle {_started_bundle(cfg)} {cfg.name}"
+
+
+# ---------------------------------------------------------------------------------------------
+# A signed bundle (--verify-key): checked before each start by signed_bundle.BOARD_CHECK, on a
+# copy in /run that the runtime then starts from, so nothing changes between check and start.
+
+def _verified_copy(cfg: Autostart) -> str:
+    """Where the checked copy of the bundle lives on the board (RAM, gone at the next boot)."""
+    return f"/run/hellocontainer-{cfg.name}.bundle"
+
+
+def _started_bundle(cfg: Autostart) -> str:
+    """The bundle the runtime starts: the checked copy with --verify-key, else the bundle."""
+    return _verified_copy(cfg) if cfg.verify_key else str(cfg.bundle)
+
+
+def _signature_shell(cfg: Autostart) -> str:
+    """The board's check, or nothing without --verify-key."""
+    if not cfg.verify_key:
+        return ""
+    return BOARD_CHECK  # its placeholders (@KEY@, @COPY@ ...) are among _shared's
+
+
+def _else_checks(cfg: Autostart, arch: str) -> str:
+    """The last branch of `problem`: the signature (first: nothing else of an unchecked bundle
+    is worth reading), then the architecture of the bundle's program."""
+    if not cfg.verify_key:
+        return "\telse\n\t\twrong_arch\n" if arch else ""
+    return ("\telse\n\t\treason=$(signature)\n"
+            "\t\tif [ -n \"$reason\" ]; then echo \"$reason\"; else wrong_arch; fi\n")
 
 
 def _start_words(cfg: Autostart) -> str:
@@ -428,15 +473,17 @@ def _shared(cfg: Autostart) -> dict[str, str]:
         "GIVE_UP_WINDOW": str(cfg.give_up_window),
         "GIVE_UP_SPAN": (f"within {cfg.give_up_window} s" if cfg.give_up_window else "in a row"),
         "MISSING": _missing_message(cfg), "SOURCE_FILE": path, "WHAT": what,
-        "ELSE_ARCH": "\telse\n\t\twrong_arch\n" if arch else "", "BUNDLE": cfg.bundle or "",
+        "ELSE_ARCH": _else_checks(cfg, arch), "BUNDLE": cfg.bundle or "",
         "DELETE": _delete_words(cfg), "START": _start_words(cfg), "EXEC": _exec_lines(cfg),
         "RESTART": cfg.restart,
         "NO_RESTART": str(NO_RESTART_STATUS),
+        "KEY": cfg.verify_key or "", "COPY": _verified_copy(cfg),
     }
     values["SETTINGS"] = _fill(_SETTINGS, values)
     values["NOW"] = _NOW
     podman = _podman_shell(cfg) if cfg.runtime == "podman" else ""
-    values["SHARED"] = _fill("\n".join([_LIMITS, _PROBLEM, arch, podman, _NOW, _BACKOFF])
+    values["SHARED"] = _fill("\n".join([_LIMITS, _PROBLEM, arch, podman, _signature_shell(cfg),
+                                        _NOW, _BACKOFF])
                              .replace("\n\n\n", "\n\n"), values)
     return values
 

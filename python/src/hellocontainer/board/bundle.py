@@ -30,11 +30,14 @@ from ..oci import model
 from ..oci.leftovers import staging_prefix
 from ..oci.model import Descriptor
 from ..oci.reader import LayoutReader
+from ..provenance.signing import load_signing_key
 from ..store.staging import StagingDir, locked, remove_tree
-from . import rootfs, runtime_config
+from . import rootfs, runtime_config, signed_bundle
 
 MARKER = "hellocontainer.json"  # {"manifest": DIGEST, "platform": OS/ARCH}: we wrote this bundle
 BUNDLE_ENTRIES = {"config.json": stat.S_ISREG, "rootfs": stat.S_ISDIR, MARKER: stat.S_ISREG}
+# A signed bundle (--sign-key) holds these too; an unsigned one does not.
+SIGNED_ENTRIES = {name: stat.S_ISREG for name in signed_bundle.FILES}
 MARKER_CAP = 4096
 FILE_MODE = 0o644
 DIR_MODE = 0o700  # the bundle's own folder: only its owner reaches rootfs/
@@ -50,6 +53,9 @@ class BundleRequest:
     # The exact manifest to bundle (`build --bundle`: the image just built, even if another
     # build retags meanwhile); None: what `tag` names.
     manifest: Descriptor | None = None
+    # A private key (PEM) to sign the bundle with (signed_bundle.py), so that a board's
+    # autostart can check it before it starts; None: unsigned.
+    sign_key: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -71,6 +77,8 @@ def write_bundle(request: BundleRequest, progress: rootfs.Progress | None = None
         raise LayoutError(f"the image is for {platform}; runtime bundles are made for Linux images")
     check_separate(request.layout, request.output, "--output")
     check_output(request.output)
+    # Loaded before any work: a wrong key or passphrase costs nothing.
+    key = load_signing_key(Path(request.sign_key)) if request.sign_key is not None else None
 
     with _Staging(request.output) as staging:
         try:
@@ -96,11 +104,28 @@ def write_bundle(request: BundleRequest, progress: rootfs.Progress | None = None
             for path, mode in ((config, FILE_MODE), (marker, FILE_MODE), (staging.dir, DIR_MODE)):
                 os.chmod(path, mode)  # explicit: the umask of whoever bundles must not show
                 os.utime(path, (tree.newest_mtime, tree.newest_mtime))
+            if key is not None:
+                signed_bundle.sign(staging.dir, image.manifest_descriptor.digest, key,
+                                   _signed_owner(tree, request.output), FILE_MODE,
+                                   tree.newest_mtime)
         except OSError as error:
             raise LayoutError(os_error_message(error, f"cannot write the bundle {request.output}")) \
                 from None
         staging.publish()
     return BundleResult(image.manifest_descriptor, platform, tuple(tree.notes.lines()))
+
+
+def _signed_owner(tree: rootfs.Tree, output: Path) -> tuple[int, int] | None:
+    """The owner a signed listing gives every entry, or None: the owners the files have."""
+    if tree.chown:
+        return None  # root wrote the image's own owners
+    if tree.first_not_root_owned is not None:
+        raise LayoutError(f"cannot sign the bundle {output}: the image's "
+                          f"{tree.first_not_root_owned} belongs to a user other than root, and "
+                          "only root can give it that owner; run the bundle step as root, or "
+                          "under fakeroot or pseudo as Yocto and Buildroot do")
+    # Not root: the files are ours, and will be root's once in a root file system.
+    return (0, 0)
 
 
 def check_output(output: Path) -> None:
@@ -128,9 +153,11 @@ def check_output(output: Path) -> None:
 
 def _ours(output: Path, names: list[str]) -> bool:
     """Whether the folder holds exactly a bundle's entries, with our marker in it."""
-    if set(names) != set(BUNDLE_ENTRIES):
+    kinds = {**BUNDLE_ENTRIES, **SIGNED_ENTRIES} if SIGNED_ENTRIES.keys() & set(names) else \
+        BUNDLE_ENTRIES
+    if set(names) != set(kinds):
         return False
-    for name, is_kind in BUNDLE_ENTRIES.items():
+    for name, is_kind in kinds.items():
         if not is_kind(os.lstat(output / name).st_mode):
             return False
     fd = os.open(output / MARKER, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)

@@ -84,6 +84,9 @@ class Tree:
     chown: bool = field(default_factory=lambda: os.geteuid() == 0)
     notes: Notes = field(default_factory=Notes)  # what was skipped or read otherwise, to report
     newest_mtime: int = 0
+    # The first entry owned by anyone but root, which only root can create as such: a signed
+    # bundle made without root must not claim owners its files do not have (signed_bundle.py).
+    first_not_root_owned: str | None = None
     # By inode: a directory's attributes follow it, and a path removed and made again gets
     # fresh ones, since every directory we make is recorded anew (no prefix scans on removal).
     _dirs: dict[int, _DirAttrs] = field(default_factory=dict)
@@ -196,6 +199,8 @@ class Tree:
                 self._entry(member, entry, what)
 
     def _root_entry(self, member: Member) -> None:
+        if self.first_not_root_owned is None and (member.uid, member.gid) != (0, 0):
+            self.first_not_root_owned = member.path or "/"
         self._dirs[self._root_inode] = _DirAttrs(member.mode, member.uid, member.gid,
                                                  member.mtime)
 
@@ -235,6 +240,8 @@ class Tree:
             os.close(fd)
 
     def _entry(self, member: Member, entry: Entry, what: str) -> None:
+        if self.first_not_root_owned is None and (member.uid, member.gid) != (0, 0):
+            self.first_not_root_owned = member.path
         parts = entry.parts
         name = parts[-1]
         with self.paths.parent(parts, create=True, what=what) as parent_fd:

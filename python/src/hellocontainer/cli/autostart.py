@@ -45,6 +45,10 @@ def setup(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--give-up-window", metavar="SECONDS", type=int, default=0,
                         help="with --give-up-after: count only the exits of the last SECONDS "
                         "(default 0: all since the last long run)")
+    parser.add_argument("--verify-key", metavar="/PATH",
+                        help="crun, runc: the public key (PEM) on the target that must have "
+                        "signed the bundle ('bundle --sign-key'); checked with openssl before "
+                        "each start, nothing starts without it")
     parser.add_argument("--podman-root", metavar="/DIR", default=DEFAULT_PODMAN_ROOT,
                         help="podman: a writable folder on the target for its image store "
                         f"(default {DEFAULT_PODMAN_ROOT}: copied in at each boot, and works on "
@@ -72,7 +76,8 @@ def run(args: argparse.Namespace) -> int:
     cfg = autostart(args.runtime, args.name, restart=args.restart, network=args.network,
                     bundle=args.bundle, layout=args.layout, runtime_path=args.runtime_path,
                     restart_max_delay=args.restart_max_delay, give_up_after=args.give_up_after,
-                    give_up_window=args.give_up_window, podman_root=args.podman_root)
+                    give_up_window=args.give_up_window, podman_root=args.podman_root,
+                    verify_key=args.verify_key)
     files = []
     if args.sysv:
         files.append((Path(args.sysv), sysv_script(cfg), SCRIPT_MODE))

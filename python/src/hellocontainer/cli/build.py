@@ -78,8 +78,11 @@ def run(args: argparse.Namespace) -> int:
     written = None
     if bundle_dir is not None:
         # The manifest itself, not its tag: another build may retag the layout meanwhile.
+        # build's --sign-key (the image's signature) signs its bundle too.
         written = bundle.write(BundleRequest(request.output, None, bundle_dir,
-                                             manifest=result.manifest, **bundle_settings),
+                                             manifest=result.manifest,
+                                             sign_key=getattr(args, "sign_key", None),
+                                             **bundle_settings),
                                args.bundle, published=f"{args.output}:{result.tags[0]}",
                                say=not args.json, quiet=args.quiet)
     if args.json:

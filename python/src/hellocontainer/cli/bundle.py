@@ -31,7 +31,15 @@ def setup(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--platform", metavar="OS/ARCH[/VARIANT]",
                         help="the image to take from a multi-platform index, e.g. linux/arm64")
     options.add_quiet(parser)
+    add_sign_key(parser)
     add_settings(parser, "bundle settings (also for build --bundle)")
+
+
+def add_sign_key(parser: argparse.ArgumentParser) -> None:
+    """--sign-key: sign the bundle, so that a board's autostart --verify-key checks it."""
+    parser.add_argument("--sign-key", metavar="PATH", type=Path,
+                        help="sign the bundle with this private key (PEM; a passphrase comes "
+                        "from HELLOCONTAINER_SIGN_PASSWORD) for autostart --verify-key")
 
 
 def add_settings(parser: argparse.ArgumentParser, title: str) -> None:
@@ -60,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
 
     layout, tag = options.split_ref(args.ref)
     write(BundleRequest(layout, tag, Path(os.path.abspath(args.output)), args.platform,
-                        **settings(args)), args.output, quiet=args.quiet)
+                        sign_key=args.sign_key, **settings(args)), args.output, quiet=args.quiet)
     return 0
 
 
@@ -82,5 +90,6 @@ def write(request: BundleRequest, output: str, published: str | None = None,
     for note in result.notes:
         print(f"{PROG}: note: {note}", file=sys.stderr)
     if say:
-        print(f"{output}: runtime bundle of {result.manifest.digest} {result.platform}")
+        signed = ", signed" if request.sign_key is not None else ""
+        print(f"{output}: runtime bundle of {result.manifest.digest} {result.platform}{signed}")
     return result
