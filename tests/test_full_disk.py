@@ -177,6 +177,17 @@ def test_read_only_file_system_is_one_error_line(mount, hello_static, existing):
         assert_valid(cli("validate", f"{layout}:old"))
 
 
+def test_gc_on_a_read_only_file_system_is_one_error_line(mount, hello_static):
+    fs = mount("size=4m")
+    layout = fs / "L"
+    build(hello_static, layout, "moving", "--env", "V=1")
+    build(hello_static, layout, "moving", "--env", "V=2")  # V=1's blobs are garbage now
+    subprocess.run(["mount", "-o", "remount,ro", str(fs)], check=True)
+    before = snapshot(fs)
+    assert_one_error(cli("gc", layout), "cannot remove", "read-only")
+    assert snapshot(fs) == before
+
+
 @pytest.mark.parametrize("where", ["output", "output-parent", "archive", "spec", "binary", "file"])
 def test_path_component_too_long_is_one_error_line(hello_static, tmp_path, where):
     long = "n" * 300  # NAME_MAX is 255
