@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from layouts import (
     assert_one_error,
     assert_valid,
     build,
+    canonical,
     changes,
     cli,
     cli_argv,
@@ -33,12 +35,14 @@ from layouts import (
     finish,
     free_pages,
     padded_binary,
+    read_index,
     snapshot,
     start,
     summary,
     tags,
     tmpfs,
     tree,
+    write_blob,
 )
 
 MAX_STEPS = 64  # pages or inodes given back before the small build must fit
@@ -145,6 +149,34 @@ def test_archive_that_does_not_fit_publishes_nothing(mount, hello_static, big_bi
     assert not changes(before, snapshot(layout)), changes(before, snapshot(layout))
     assert sorted(os.listdir(tmp_path)) == beside
     assert tree(fs) == set()
+
+
+def test_a_build_failing_after_it_collected_garbage_leaves_a_valid_layout(mount, hello_static,
+                                                                          tmp_path):
+    """Once index.json has settled, a build removes garbage before it publishes. If it then fails
+    (here: its archive does not fit), the layout must still be valid: an untagged referrer whose
+    subject is gone (other tools leave such entries) must not stay listed without its blobs."""
+    layout = tmp_path / "L"
+    build(hello_static, layout, "latest")
+    (image,) = read_index(layout)["manifests"]
+    build(hello_static, layout, "latest", "--env", "V=2")  # the first image is garbage now
+    manifest = "application/vnd.oci.image.manifest.v1+json"
+    artifact = write_blob(layout, canonical({
+        "schemaVersion": 2, "mediaType": manifest, "artifactType": "application/vnd.example.sig",
+        "config": write_blob(layout, b"{}", "application/vnd.oci.empty.v1+json"),
+        "layers": [write_blob(layout, b"signature", "application/octet-stream")],
+        "subject": {key: image[key] for key in ("mediaType", "digest", "size")}}), manifest)
+    index = read_index(layout)
+    index["manifests"].append(artifact)
+    (layout / "index.json").write_bytes(canonical(index))
+    settled = time.time() - 600
+    os.utime(layout / "index.json", (settled, settled))
+    assert_valid(cli("validate", layout))
+    fs = mount("size=4k")
+    assert_one_error(cli("build", hello_static, "--output", layout, "--tag", "new", "--env", "V=3",
+                         "--archive", fs / "a.tar"))
+    assert "new" not in tags(layout)
+    assert_valid(cli("validate", layout))
 
 
 def test_build_when_inodes_run_out_keeps_the_layout_intact(mount, hello_static):

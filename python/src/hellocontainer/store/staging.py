@@ -66,7 +66,7 @@ class StagingDir:
         self.kind = kind
         self.published = False  # True once the folder became (or went into) the output
         self._created: list[Path] = []
-        self._lock_fd = -1
+        self._lock_fd: int | None = None  # the folder's, while we hold its lock
         try:
             for parent in reversed([output.parent, *output.parent.parents]):
                 if not parent.exists():
@@ -91,9 +91,9 @@ class StagingDir:
     def _cleanup(self, failed: bool) -> None:
         if not self.published and hasattr(self, "dir"):
             remove_tree(self.dir)
-        if self._lock_fd >= 0:
+        if self._lock_fd is not None:
             os.close(self._lock_fd)
-            self._lock_fd = -1
+            self._lock_fd = None
         if failed:
             for parent in reversed(self._created):
                 with contextlib.suppress(OSError):
