@@ -225,8 +225,10 @@ def test_path_component_too_long_is_one_error_line(hello_static, tmp_path, where
     long = "n" * 300  # NAME_MAX is 255
     work = tmp_path / "work"
     work.mkdir()
-    paths = {"output": work / long, "output-parent": work / long / "L", "archive": work / f"{long}.tar",
-             "spec": work / f"{long}.yaml", "binary": work / long, "file": work / long}
+    # output-parent: the folder `new` is made before the long name fails, and must go again.
+    paths = {"output": work / long, "output-parent": work / "new" / long / "L",
+             "archive": work / f"{long}.tar", "spec": work / f"{long}.yaml", "binary": work / long,
+             "file": work / long}
     args: list[object] = ["build", hello_static, "--output", work / "L"]
     if where.startswith("output"):
         args[3] = paths[where]
