@@ -97,12 +97,15 @@ def _descriptor(root: Path, media_type: str, data: bytes, **extra: Any) -> dict[
 
 
 def add_image(root: Path, layers: list[bytes], settings: dict[str, Any] | None = None,
-              arch: str = "amd64") -> dict[str, Any]:
-    """Blobs of one image (uncompressed tar layers); returns its manifest descriptor."""
-    config = {"architecture": arch, "os": "linux", "created": "2023-11-14T22:13:20Z",
+              arch: str = "amd64", os_name: str = "linux",
+              diff_ids: list[str] | None = None) -> dict[str, Any]:
+    """Blobs of one image (uncompressed tar layers); returns its manifest descriptor. `diff_ids`:
+    what the config claims, when not the layers' own."""
+    if diff_ids is None:
+        diff_ids = [f"sha256:{hashlib.sha256(data).hexdigest()}" for data in layers]
+    config = {"architecture": arch, "os": os_name, "created": "2023-11-14T22:13:20Z",
               "config": {"Entrypoint": ["/hello"], **(settings or {})},
-              "rootfs": {"type": "layers",
-                         "diff_ids": [f"sha256:{hashlib.sha256(data).hexdigest()}" for data in layers]}}
+              "rootfs": {"type": "layers", "diff_ids": diff_ids}}
     manifest = {
         "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
         "config": _descriptor(root, "application/vnd.oci.image.config.v1+json",
@@ -110,7 +113,7 @@ def add_image(root: Path, layers: list[bytes], settings: dict[str, Any] | None =
         "layers": [_descriptor(root, "application/vnd.oci.image.layer.v1.tar", data) for data in layers],
     }
     return _descriptor(root, manifest["mediaType"], json.dumps(manifest).encode(),
-                       platform={"architecture": arch, "os": "linux"})
+                       platform={"architecture": arch, "os": os_name})
 
 
 def write_index(root: Path, manifests: list[dict[str, Any]]) -> Path:
@@ -553,6 +556,30 @@ def test_output_that_is_not_a_bundle_is_refused(hello_layout, tmp_path, existing
     error = one_line_error(cli("bundle", hello_layout, "--output", output))
     assert "choose another --output" in error
     assert output.is_file() or (output / "precious").exists()
+
+
+def _tagged(root: Path, descriptor: dict[str, Any]) -> Path:
+    descriptor["annotations"] = {"org.opencontainers.image.ref.name": "latest"}
+    return write_index(root, [descriptor])
+
+
+def test_an_image_for_another_os_is_refused(tmp_path):
+    root = tmp_path / "layout"
+    _tagged(root, add_image(root, [layer(entry("hello", data=b"x", mode=0o755))], os_name="windows"))
+    error = one_line_error(cli("bundle", root, "--output", tmp_path / "bundle"))
+    assert "the image is for windows/amd64; runtime bundles are made for Linux images" in error
+    assert not (tmp_path / "bundle").exists()
+    no_debris(tmp_path)
+
+
+def test_a_config_listing_fewer_diff_ids_than_layers_is_refused(tmp_path):
+    root = tmp_path / "layout"
+    layers = [layer(entry("a", data=b"a")), layer(entry("b", data=b"b"))]
+    _tagged(root, add_image(root, layers, diff_ids=[f"sha256:{hashlib.sha256(layers[0]).hexdigest()}"]))
+    error = one_line_error(cli("bundle", root, "--output", tmp_path / "bundle"))
+    assert "the image config lists 1 diff_ids for 2 layers" in error
+    assert not (tmp_path / "bundle").exists()
+    no_debris(tmp_path)
 
 
 def test_a_layer_whose_diff_id_the_config_contradicts_is_refused(tmp_path):

@@ -177,6 +177,38 @@ def test_a_bundle_this_tool_wrote_is_replaced_and_says_what_it_holds(tmp_path):
     no_debris(tmp_path)
 
 
+@pytest.mark.parametrize(("names", "shown"), [
+    (["c", "a", "b"], "a, b, c"),
+    (["d", "c", "a", "b"], "a, b, c, ..."),
+])
+def test_a_foreign_folder_is_refused_naming_its_first_entries(tmp_path, names, shown):
+    layout = small_layout(tmp_path / "layout")
+    output = tmp_path / "out"
+    output.mkdir()
+    for name in names:
+        (output / name).write_text("x")
+    error = assert_one_error(run("bundle", layout, "--output", output))
+    assert f"--output {output} holds {shown}, which is no bundle hellocontainer wrote" in error
+
+
+@pytest.mark.parametrize(("size", "replaced"), [(4096, True), (4097, False)])
+def test_a_bundle_marker_is_believed_up_to_4_kib(tmp_path, size, replaced):
+    """Deciding whether --output is ours reads at most 4 KiB of its marker, whatever is there."""
+    layout = small_layout(tmp_path / "layout")
+    output = tmp_path / "out"
+    ok("bundle", layout, "--output", output)
+    marker = output / "hellocontainer.json"
+    text = marker.read_text()
+    marker.write_text(text + " " * (size - len(text)))  # still the same JSON document
+    result = run("bundle", layout, "--output", output)
+    if replaced:
+        assert result.returncode == 0, summary(result)
+        assert len(marker.read_bytes()) == len(text)
+    else:
+        assert "which is no bundle hellocontainer wrote" in assert_one_error(result)
+        assert len(marker.read_bytes()) == size
+
+
 @pytest.mark.parametrize("where", ["inside", "itself", "around"])
 def test_a_bundle_overlapping_its_layout_is_refused(tmp_path, where):
     layout = small_layout(tmp_path / "layout")
