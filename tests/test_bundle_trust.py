@@ -144,7 +144,8 @@ def small_layout(root: Path) -> Path:
     return make_layout(root, layer(entry("hello", data=b"x", mode=0o755)))
 
 
-@pytest.mark.parametrize("shape", ["config.json", "rootfs", "unmarked bundle", "forged marker"])
+@pytest.mark.parametrize("shape", ["config.json", "rootfs", "unmarked bundle", "forged marker",
+                                   "marker of another shape"])
 def test_a_folder_this_tool_did_not_write_is_never_replaced(tmp_path, shape):
     layout = small_layout(tmp_path / "layout")
     output = tmp_path / "out"
@@ -156,6 +157,8 @@ def test_a_folder_this_tool_did_not_write_is_never_replaced(tmp_path, shape):
         (output / "rootfs" / "precious").write_text("x")
     if shape == "forged marker":
         (output / "hellocontainer.json").symlink_to("/etc/hostname")
+    if shape == "marker of another shape":
+        (output / "hellocontainer.json").write_text('["manifest", "sha256:"]')
     before = listing(output)
     error = assert_one_error(run("bundle", layout, "--output", output))
     assert f"--output {output} holds " in error and "choose another --output" in error
