@@ -180,6 +180,23 @@ def test_a_bundle_this_tool_wrote_is_replaced_and_says_what_it_holds(tmp_path):
     no_debris(tmp_path)
 
 
+def test_an_output_that_is_a_symbolic_link_is_refused(tmp_path):
+    layout = small_layout(tmp_path / "layout")
+    (tmp_path / "real").mkdir()
+    (tmp_path / "out").symlink_to("real")
+    error = assert_one_error(run("bundle", layout, "--output", tmp_path / "out"))
+    assert f"--output {tmp_path / 'out'} is a symbolic link; name the directory itself" in error
+    assert os.listdir(tmp_path / "real") == [] and (tmp_path / "out").is_symlink()
+
+
+def test_an_empty_output_folder_becomes_the_bundle(tmp_path):
+    layout = small_layout(tmp_path / "layout")
+    (tmp_path / "out").mkdir()
+    ok("bundle", layout, "--output", tmp_path / "out")
+    assert sorted(os.listdir(tmp_path / "out")) == ["config.json", "hellocontainer.json", "rootfs"]
+    no_debris(tmp_path)
+
+
 @pytest.mark.parametrize(("names", "shown"), [
     (["c", "a", "b"], "a, b, c"),
     (["d", "c", "a", "b"], "a, b, c, ..."),
