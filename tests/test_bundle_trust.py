@@ -145,7 +145,7 @@ def small_layout(root: Path) -> Path:
 
 
 @pytest.mark.parametrize("shape", ["config.json", "rootfs", "unmarked bundle", "forged marker",
-                                   "marker of another shape"])
+                                   "marker of another shape", "marker that is no JSON"])
 def test_a_folder_this_tool_did_not_write_is_never_replaced(tmp_path, shape):
     layout = small_layout(tmp_path / "layout")
     output = tmp_path / "out"
@@ -159,6 +159,8 @@ def test_a_folder_this_tool_did_not_write_is_never_replaced(tmp_path, shape):
         (output / "hellocontainer.json").symlink_to("/etc/hostname")
     if shape == "marker of another shape":
         (output / "hellocontainer.json").write_text('["manifest", "sha256:"]')
+    if shape == "marker that is no JSON":
+        (output / "hellocontainer.json").write_bytes(b'{"manifest": "\xff')
     before = listing(output)
     error = assert_one_error(run("bundle", layout, "--output", output))
     assert f"--output {output} holds " in error and "choose another --output" in error
