@@ -376,6 +376,10 @@ def test_two_bundles_of_one_layout_are_identical(tmp_path):
     assert listing(tmp_path / "one") == listing(tmp_path / "two")
     assert (tmp_path / "one" / "config.json").read_bytes() == \
         (tmp_path / "two" / "config.json").read_bytes()
+    # What we write ourselves: the folder private to its owner, its files readable by all.
+    modes = {name: stat.S_IMODE(os.lstat(tmp_path / "two" / name).st_mode)
+             for name in ("", "config.json", "hellocontainer.json")}
+    assert modes == {"": 0o700, "config.json": 0o644, "hellocontainer.json": 0o644}
 
 
 def test_modes_owners_and_mtimes_come_from_the_layer(tmp_path):
