@@ -109,6 +109,7 @@ def test_full_disk_error_names_the_path_and_what_to_do(mount, hello_static):
     line = assert_one_error(cli("build", hello_static, "--output", fs / "L"), status=1)
     assert str(fs) in line  # where: the user must know which file system is full
     assert "No space left on device; free space on that file system, or write somewhere else" in line
+    assert line.endswith("; nothing was published")  # and the user knows no half layout is left
 
 
 @pytest.mark.parametrize("compression", ["gzip", "none"])
