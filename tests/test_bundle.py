@@ -576,6 +576,16 @@ def test_an_image_for_another_os_is_refused(tmp_path):
     no_debris(tmp_path)
 
 
+def test_several_untagged_images_are_named_by_their_short_digests(tmp_path):
+    root = tmp_path / "layout"
+    images = [add_image(root, [layer(entry("hello", data=data, mode=0o755))]) for data in (b"1", b"2")]
+    write_index(root, images)
+    error = one_line_error(cli("bundle", root, "--output", tmp_path / "bundle"))
+    short = ", ".join(sorted(image["digest"][:19] for image in images))  # sha256: and 12 digits
+    assert f"holds several images ({short}); name one as LAYOUT:TAG" in error
+    assert not (tmp_path / "bundle").exists()
+
+
 def test_a_config_listing_fewer_diff_ids_than_layers_is_refused(tmp_path):
     root = tmp_path / "layout"
     layers = [layer(entry("a", data=b"a")), layer(entry("b", data=b"b"))]
