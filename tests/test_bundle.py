@@ -480,6 +480,17 @@ def test_device_nodes_are_skipped_and_fifos_kept(tmp_path):
     assert stat.S_ISFIFO(fifo.st_mode) and stat.S_IMODE(fifo.st_mode) == 0o620
 
 
+def test_hardlinks_at_any_depth_share_their_file(tmp_path):
+    layout = make_layout(tmp_path / "layout", layer(
+        entry("top", data=b"top"), entry("a/b/deep", data=b"deep"),
+        entry("link-to-top", "hardlink", link="top"),
+        entry("a/link-to-deep", "hardlink", link="a/b/deep")))
+    ok("bundle", layout, "--output", tmp_path / "bundle")
+    root = tmp_path / "bundle" / "rootfs"
+    assert os.stat(root / "link-to-top").st_ino == os.stat(root / "top").st_ino
+    assert os.stat(root / "a" / "link-to-deep").st_ino == os.stat(root / "a" / "b" / "deep").st_ino
+
+
 def test_whiteouts_delete_lower_files_and_are_not_kept(tmp_path):
     layout = make_layout(
         tmp_path / "layout",
