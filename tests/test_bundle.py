@@ -491,6 +491,14 @@ def test_hardlinks_at_any_depth_share_their_file(tmp_path):
     assert os.stat(root / "a" / "link-to-deep").st_ino == os.stat(root / "a" / "b" / "deep").st_ino
 
 
+@pytest.mark.parametrize("where", ["", "x/y/"], ids=["top", "two-down"])
+def test_a_whiteout_spares_what_its_own_layer_made_below_it(tmp_path, where):
+    layout = make_layout(tmp_path / "layout", layer(entry(f"{where}a/old", data=b"old")),
+                         layer(entry(f"{where}a/new", data=b"new"), entry(f"{where}.wh.a")))
+    ok("bundle", layout, "--output", tmp_path / "bundle")
+    assert sorted(os.listdir(tmp_path / "bundle" / "rootfs" / where / "a")) == ["new"]
+
+
 def test_whiteouts_delete_lower_files_and_are_not_kept(tmp_path):
     layout = make_layout(
         tmp_path / "layout",
