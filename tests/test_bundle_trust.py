@@ -191,6 +191,13 @@ def test_an_output_that_is_a_symbolic_link_is_refused(tmp_path):
     assert os.listdir(tmp_path / "real") == [] and (tmp_path / "out").is_symlink()
 
 
+def test_an_output_under_a_file_is_one_error_line(tmp_path):
+    layout = small_layout(tmp_path / "layout")
+    (tmp_path / "blocker").write_text("")
+    error = assert_one_error(run("bundle", layout, "--output", tmp_path / "blocker" / "out"))
+    assert f"--output ({tmp_path / 'blocker' / 'out'}): Not a directory" in error
+
+
 def test_an_empty_output_folder_becomes_the_bundle(tmp_path):
     layout = small_layout(tmp_path / "layout")
     (tmp_path / "out").mkdir()
