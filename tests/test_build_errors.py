@@ -263,6 +263,16 @@ def test_archive_under_a_file_is_refused_before_anything_is_written(hellocontain
     nothing_written(out.parent, set())
 
 
+def test_output_under_a_file_is_one_line_naming_the_output(hellocontainer, hello_static, tmp_path):
+    (tmp_path / "blocker").write_text("")
+    output = tmp_path / "blocker" / "hello-oci"
+    result = hellocontainer("build", hello_static, "--output", output, check=False)
+    # The output and the cause, never a temporary name the user did not choose.
+    assert_one_line_error(result, f"cannot write --output {output}: Not a directory")
+    assert ".hellocontainer-" not in result.stderr
+    nothing_written(tmp_path, {"blocker"})
+
+
 @pytest.mark.parametrize(("yaml_text", "fragment"), [
     ("path: /a\npath: /b\n", "given twice"),
     ("env: {yes: '1'}\n", "not a string"),

@@ -97,12 +97,15 @@ def _descriptor(root: Path, media_type: str, data: bytes, **extra: Any) -> dict[
 
 
 def add_image(root: Path, layers: list[bytes], settings: dict[str, Any] | None = None,
-              arch: str = "amd64") -> dict[str, Any]:
-    """Blobs of one image (uncompressed tar layers); returns its manifest descriptor."""
-    config = {"architecture": arch, "os": "linux", "created": "2023-11-14T22:13:20Z",
+              arch: str = "amd64", os_name: str = "linux",
+              diff_ids: list[str] | None = None) -> dict[str, Any]:
+    """Blobs of one image (uncompressed tar layers); returns its manifest descriptor. `diff_ids`:
+    what the config claims, when not the layers' own."""
+    if diff_ids is None:
+        diff_ids = [f"sha256:{hashlib.sha256(data).hexdigest()}" for data in layers]
+    config = {"architecture": arch, "os": os_name, "created": "2023-11-14T22:13:20Z",
               "config": {"Entrypoint": ["/hello"], **(settings or {})},
-              "rootfs": {"type": "layers",
-                         "diff_ids": [f"sha256:{hashlib.sha256(data).hexdigest()}" for data in layers]}}
+              "rootfs": {"type": "layers", "diff_ids": diff_ids}}
     manifest = {
         "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
         "config": _descriptor(root, "application/vnd.oci.image.config.v1+json",
@@ -110,7 +113,7 @@ def add_image(root: Path, layers: list[bytes], settings: dict[str, Any] | None =
         "layers": [_descriptor(root, "application/vnd.oci.image.layer.v1.tar", data) for data in layers],
     }
     return _descriptor(root, manifest["mediaType"], json.dumps(manifest).encode(),
-                       platform={"architecture": arch, "os": "linux"})
+                       platform={"architecture": arch, "os": os_name})
 
 
 def write_index(root: Path, manifests: list[dict[str, Any]]) -> Path:
@@ -373,6 +376,10 @@ def test_two_bundles_of_one_layout_are_identical(tmp_path):
     assert listing(tmp_path / "one") == listing(tmp_path / "two")
     assert (tmp_path / "one" / "config.json").read_bytes() == \
         (tmp_path / "two" / "config.json").read_bytes()
+    # What we write ourselves: the folder private to its owner, its files readable by all.
+    modes = {name: stat.S_IMODE(os.lstat(tmp_path / "two" / name).st_mode)
+             for name in ("", "config.json", "hellocontainer.json")}
+    assert modes == {"": 0o700, "config.json": 0o644, "hellocontainer.json": 0o644}
 
 
 def test_modes_owners_and_mtimes_come_from_the_layer(tmp_path):
@@ -473,6 +480,25 @@ def test_device_nodes_are_skipped_and_fifos_kept(tmp_path):
     assert stat.S_ISFIFO(fifo.st_mode) and stat.S_IMODE(fifo.st_mode) == 0o620
 
 
+def test_hardlinks_at_any_depth_share_their_file(tmp_path):
+    layout = make_layout(tmp_path / "layout", layer(
+        entry("top", data=b"top"), entry("a/b/deep", data=b"deep"),
+        entry("link-to-top", "hardlink", link="top"),
+        entry("a/link-to-deep", "hardlink", link="a/b/deep")))
+    ok("bundle", layout, "--output", tmp_path / "bundle")
+    root = tmp_path / "bundle" / "rootfs"
+    assert os.stat(root / "link-to-top").st_ino == os.stat(root / "top").st_ino
+    assert os.stat(root / "a" / "link-to-deep").st_ino == os.stat(root / "a" / "b" / "deep").st_ino
+
+
+@pytest.mark.parametrize("where", ["", "x/y/"], ids=["top", "two-down"])
+def test_a_whiteout_spares_what_its_own_layer_made_below_it(tmp_path, where):
+    layout = make_layout(tmp_path / "layout", layer(entry(f"{where}a/old", data=b"old")),
+                         layer(entry(f"{where}a/new", data=b"new"), entry(f"{where}.wh.a")))
+    ok("bundle", layout, "--output", tmp_path / "bundle")
+    assert sorted(os.listdir(tmp_path / "bundle" / "rootfs" / where / "a")) == ["new"]
+
+
 def test_whiteouts_delete_lower_files_and_are_not_kept(tmp_path):
     layout = make_layout(
         tmp_path / "layout",
@@ -553,6 +579,40 @@ def test_output_that_is_not_a_bundle_is_refused(hello_layout, tmp_path, existing
     error = one_line_error(cli("bundle", hello_layout, "--output", output))
     assert "choose another --output" in error
     assert output.is_file() or (output / "precious").exists()
+
+
+def _tagged(root: Path, descriptor: dict[str, Any]) -> Path:
+    descriptor["annotations"] = {"org.opencontainers.image.ref.name": "latest"}
+    return write_index(root, [descriptor])
+
+
+def test_an_image_for_another_os_is_refused(tmp_path):
+    root = tmp_path / "layout"
+    _tagged(root, add_image(root, [layer(entry("hello", data=b"x", mode=0o755))], os_name="windows"))
+    error = one_line_error(cli("bundle", root, "--output", tmp_path / "bundle"))
+    assert "the image is for windows/amd64; runtime bundles are made for Linux images" in error
+    assert not (tmp_path / "bundle").exists()
+    no_debris(tmp_path)
+
+
+def test_several_untagged_images_are_named_by_their_short_digests(tmp_path):
+    root = tmp_path / "layout"
+    images = [add_image(root, [layer(entry("hello", data=data, mode=0o755))]) for data in (b"1", b"2")]
+    write_index(root, images)
+    error = one_line_error(cli("bundle", root, "--output", tmp_path / "bundle"))
+    short = ", ".join(sorted(image["digest"][:19] for image in images))  # sha256: and 12 digits
+    assert f"holds several images ({short}); name one as LAYOUT:TAG" in error
+    assert not (tmp_path / "bundle").exists()
+
+
+def test_a_config_listing_fewer_diff_ids_than_layers_is_refused(tmp_path):
+    root = tmp_path / "layout"
+    layers = [layer(entry("a", data=b"a")), layer(entry("b", data=b"b"))]
+    _tagged(root, add_image(root, layers, diff_ids=[f"sha256:{hashlib.sha256(layers[0]).hexdigest()}"]))
+    error = one_line_error(cli("bundle", root, "--output", tmp_path / "bundle"))
+    assert "the image config lists 1 diff_ids for 2 layers" in error
+    assert not (tmp_path / "bundle").exists()
+    no_debris(tmp_path)
 
 
 def test_a_layer_whose_diff_id_the_config_contradicts_is_refused(tmp_path):

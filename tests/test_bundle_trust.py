@@ -144,7 +144,8 @@ def small_layout(root: Path) -> Path:
     return make_layout(root, layer(entry("hello", data=b"x", mode=0o755)))
 
 
-@pytest.mark.parametrize("shape", ["config.json", "rootfs", "unmarked bundle", "forged marker"])
+@pytest.mark.parametrize("shape", ["config.json", "rootfs", "unmarked bundle", "forged marker",
+                                   "marker of another shape", "marker that is no JSON"])
 def test_a_folder_this_tool_did_not_write_is_never_replaced(tmp_path, shape):
     layout = small_layout(tmp_path / "layout")
     output = tmp_path / "out"
@@ -156,6 +157,10 @@ def test_a_folder_this_tool_did_not_write_is_never_replaced(tmp_path, shape):
         (output / "rootfs" / "precious").write_text("x")
     if shape == "forged marker":
         (output / "hellocontainer.json").symlink_to("/etc/hostname")
+    if shape == "marker of another shape":
+        (output / "hellocontainer.json").write_text('["manifest", "sha256:"]')
+    if shape == "marker that is no JSON":
+        (output / "hellocontainer.json").write_bytes(b'{"manifest": "\xff')
     before = listing(output)
     error = assert_one_error(run("bundle", layout, "--output", output))
     assert f"--output {output} holds " in error and "choose another --output" in error
@@ -175,6 +180,62 @@ def test_a_bundle_this_tool_wrote_is_replaced_and_says_what_it_holds(tmp_path):
     assert marker == {"manifest": index["manifests"][0]["digest"], "platform": "linux/amd64"}
     assert sorted(os.listdir(output)) == ["config.json", "hellocontainer.json", "rootfs"]
     no_debris(tmp_path)
+
+
+def test_an_output_that_is_a_symbolic_link_is_refused(tmp_path):
+    layout = small_layout(tmp_path / "layout")
+    (tmp_path / "real").mkdir()
+    (tmp_path / "out").symlink_to("real")
+    error = assert_one_error(run("bundle", layout, "--output", tmp_path / "out"))
+    assert f"--output {tmp_path / 'out'} is a symbolic link; name the directory itself" in error
+    assert os.listdir(tmp_path / "real") == [] and (tmp_path / "out").is_symlink()
+
+
+def test_an_output_under_a_file_is_one_error_line(tmp_path):
+    layout = small_layout(tmp_path / "layout")
+    (tmp_path / "blocker").write_text("")
+    error = assert_one_error(run("bundle", layout, "--output", tmp_path / "blocker" / "out"))
+    assert f"--output ({tmp_path / 'blocker' / 'out'}): Not a directory" in error
+
+
+def test_an_empty_output_folder_becomes_the_bundle(tmp_path):
+    layout = small_layout(tmp_path / "layout")
+    (tmp_path / "out").mkdir()
+    ok("bundle", layout, "--output", tmp_path / "out")
+    assert sorted(os.listdir(tmp_path / "out")) == ["config.json", "hellocontainer.json", "rootfs"]
+    no_debris(tmp_path)
+
+
+@pytest.mark.parametrize(("names", "shown"), [
+    (["c", "a", "b"], "a, b, c"),
+    (["d", "c", "a", "b"], "a, b, c, ..."),
+])
+def test_a_foreign_folder_is_refused_naming_its_first_entries(tmp_path, names, shown):
+    layout = small_layout(tmp_path / "layout")
+    output = tmp_path / "out"
+    output.mkdir()
+    for name in names:
+        (output / name).write_text("x")
+    error = assert_one_error(run("bundle", layout, "--output", output))
+    assert f"--output {output} holds {shown}, which is no bundle hellocontainer wrote" in error
+
+
+@pytest.mark.parametrize(("size", "replaced"), [(4096, True), (4097, False)])
+def test_a_bundle_marker_is_believed_up_to_4_kib(tmp_path, size, replaced):
+    """Deciding whether --output is ours reads at most 4 KiB of its marker, whatever is there."""
+    layout = small_layout(tmp_path / "layout")
+    output = tmp_path / "out"
+    ok("bundle", layout, "--output", output)
+    marker = output / "hellocontainer.json"
+    text = marker.read_text()
+    marker.write_text(text + " " * (size - len(text)))  # still the same JSON document
+    result = run("bundle", layout, "--output", output)
+    if replaced:
+        assert result.returncode == 0, summary(result)
+        assert len(marker.read_bytes()) == len(text)
+    else:
+        assert "which is no bundle hellocontainer wrote" in assert_one_error(result)
+        assert len(marker.read_bytes()) == size
 
 
 @pytest.mark.parametrize("where", ["inside", "itself", "around"])

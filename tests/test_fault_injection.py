@@ -162,9 +162,12 @@ def test_validate_warns_about_litter_and_names_gc(untidy):
 def test_gc_removes_litter_and_says_what(untidy):
     unreachable = sorted(tree(untidy) - reachable_files(untidy))
     assert unreachable  # the fixture's litter, and the replaced tag's blobs a build must keep
+    size = sum((untidy / name).lstat().st_size for name in unreachable)
     result = cli("gc", untidy)
     assert_no_crash(result)
     assert result.returncode == 0, summary(result)
+    assert result.stdout.endswith(f"removed {len(unreachable) + 1} files ({size} bytes)\n"), \
+        result.stdout  # the staging folder counts as one, its bytes not
     for name in unreachable:
         if name.startswith("blobs/sha256/"):
             assert name.rsplit("/", 1)[1] in result.stdout, f"gc did not report {name}"
@@ -207,3 +210,19 @@ def test_gc_killed_at_each_unlink_leaves_a_valid_layout(untidy, tmp_path):
             assert old.returncode == 0, f"after a kill at {syscall} #{n} of gc: " + summary(old)
         else:
             pytest.fail(f"gc was still killed at {syscall} #{MAX_KILLS}")
+
+
+def test_gc_passes_over_a_file_that_vanishes_under_it(untidy):
+    """Another process (a user's rm, a gc of the same folder from another host) may remove a
+    file between gc's listing and its unlink: gc goes on with the rest. strace makes the
+    moment exact: every stat of that one file says ENOENT."""
+    strace = require_tool("strace", "strace")
+    vanishing = untidy / ".index.json.a"  # gc's first victim: sorted before .index.json.k1ll3d
+    vanishing.write_bytes(b"{}")
+    argv = [strace, "-f", "-qq", "-o", "/dev/null", "-P", str(vanishing), "-e", "trace=%%stat",
+            "-e", "inject=%%stat:error=ENOENT", *cli_argv("gc", untidy)]
+    result = finish(start(argv, cli_env(), memory=None), timeout=60)
+    assert_no_crash(result)
+    assert result.returncode == 0, summary(result)
+    assert ".index.json.a" not in result.stdout and ".index.json.k1ll3d" in result.stdout
+    assert tree(untidy) == reachable_files(untidy) | {".index.json.a"}

@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from layouts import (
     assert_one_error,
     assert_valid,
     build,
+    canonical,
     changes,
     cli,
     cli_argv,
@@ -33,12 +35,14 @@ from layouts import (
     finish,
     free_pages,
     padded_binary,
+    read_index,
     snapshot,
     start,
     summary,
     tags,
     tmpfs,
     tree,
+    write_blob,
 )
 
 MAX_STEPS = 64  # pages or inodes given back before the small build must fit
@@ -105,6 +109,7 @@ def test_full_disk_error_names_the_path_and_what_to_do(mount, hello_static):
     line = assert_one_error(cli("build", hello_static, "--output", fs / "L"), status=1)
     assert str(fs) in line  # where: the user must know which file system is full
     assert "No space left on device; free space on that file system, or write somewhere else" in line
+    assert line.endswith("; nothing was published")  # and the user knows no half layout is left
 
 
 @pytest.mark.parametrize("compression", ["gzip", "none"])
@@ -147,6 +152,34 @@ def test_archive_that_does_not_fit_publishes_nothing(mount, hello_static, big_bi
     assert tree(fs) == set()
 
 
+def test_a_build_failing_after_it_collected_garbage_leaves_a_valid_layout(mount, hello_static,
+                                                                          tmp_path):
+    """Once index.json has settled, a build removes garbage before it publishes. If it then fails
+    (here: its archive does not fit), the layout must still be valid: an untagged referrer whose
+    subject is gone (other tools leave such entries) must not stay listed without its blobs."""
+    layout = tmp_path / "L"
+    build(hello_static, layout, "latest")
+    (image,) = read_index(layout)["manifests"]
+    build(hello_static, layout, "latest", "--env", "V=2")  # the first image is garbage now
+    manifest = "application/vnd.oci.image.manifest.v1+json"
+    artifact = write_blob(layout, canonical({
+        "schemaVersion": 2, "mediaType": manifest, "artifactType": "application/vnd.example.sig",
+        "config": write_blob(layout, b"{}", "application/vnd.oci.empty.v1+json"),
+        "layers": [write_blob(layout, b"signature", "application/octet-stream")],
+        "subject": {key: image[key] for key in ("mediaType", "digest", "size")}}), manifest)
+    index = read_index(layout)
+    index["manifests"].append(artifact)
+    (layout / "index.json").write_bytes(canonical(index))
+    settled = time.time() - 600
+    os.utime(layout / "index.json", (settled, settled))
+    assert_valid(cli("validate", layout))
+    fs = mount("size=4k")
+    assert_one_error(cli("build", hello_static, "--output", layout, "--tag", "new", "--env", "V=3",
+                         "--archive", fs / "a.tar"))
+    assert "new" not in tags(layout)
+    assert_valid(cli("validate", layout))
+
+
 def test_build_when_inodes_run_out_keeps_the_layout_intact(mount, hello_static):
     fs = mount("size=8m,nr_inodes=64")
     layout = fs / "L"
@@ -177,13 +210,26 @@ def test_read_only_file_system_is_one_error_line(mount, hello_static, existing):
         assert_valid(cli("validate", f"{layout}:old"))
 
 
+def test_gc_on_a_read_only_file_system_is_one_error_line(mount, hello_static):
+    fs = mount("size=4m")
+    layout = fs / "L"
+    build(hello_static, layout, "moving", "--env", "V=1")
+    build(hello_static, layout, "moving", "--env", "V=2")  # V=1's blobs are garbage now
+    subprocess.run(["mount", "-o", "remount,ro", str(fs)], check=True)
+    before = snapshot(fs)
+    assert_one_error(cli("gc", layout), "cannot remove", "read-only")
+    assert snapshot(fs) == before
+
+
 @pytest.mark.parametrize("where", ["output", "output-parent", "archive", "spec", "binary", "file"])
 def test_path_component_too_long_is_one_error_line(hello_static, tmp_path, where):
     long = "n" * 300  # NAME_MAX is 255
     work = tmp_path / "work"
     work.mkdir()
-    paths = {"output": work / long, "output-parent": work / long / "L", "archive": work / f"{long}.tar",
-             "spec": work / f"{long}.yaml", "binary": work / long, "file": work / long}
+    # output-parent: the folder `new` is made before the long name fails, and must go again.
+    paths = {"output": work / long, "output-parent": work / "new" / long / "L",
+             "archive": work / f"{long}.tar", "spec": work / f"{long}.yaml", "binary": work / long,
+             "file": work / long}
     args: list[object] = ["build", hello_static, "--output", work / "L"]
     if where.startswith("output"):
         args[3] = paths[where]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import pty
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -65,6 +66,11 @@ def test_build_and_bundle_show_progress_on_a_terminal(hellocontainer, hello_stat
     stdout, terminal, status = on_a_terminal("bundle", out, "--output", bundle, env=AT_ONCE)
     assert status == 0 and stdout.startswith(f"{bundle}: runtime bundle of")
     assert_cleared_progress(terminal, "unpacking the layers")
+    # The layer blobs read so far, of all of them: growing, never past the whole.
+    shown = re.findall(r"unpacking the layers: ([0-9.]+) of ([0-9.]+) MiB \((\d+)%\)", terminal)
+    assert shown and {total for _, total, _ in shown} == {"6.0"}, shown
+    done = [float(part) for part, _, _ in shown]
+    assert done == sorted(done) and done[0] >= 0 and done[-1] <= 6.0, shown
 
 
 def test_quiet_quick_work_and_a_log_get_no_progress(hellocontainer, hello_static, big_file,

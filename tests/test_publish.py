@@ -75,6 +75,24 @@ def test_a_later_build_collects_garbage_once_the_index_has_settled(hellocontaine
     assert hellocontainer("validate", layout).stderr == ""
 
 
+@pytest.mark.parametrize(("age", "collected"), [(299, False), (300, True)])
+def test_a_build_collects_garbage_only_once_the_index_has_stood_five_minutes(
+        hellocontainer, hello_static, tmp_path, age, collected):
+    """The README's rule to the second: the last build's clock stands still (faketime, 0 s per
+    reading), so index.json's age is exact."""
+    faketime = require_tool("faketime", "faketime")
+    layout = tmp_path / "layout"
+    hellocontainer("build", hello_static, "--output", layout, "--tag", "moving", "--env", "V=1")
+    hellocontainer("build", hello_static, "--output", layout, "--tag", "moving", "--env", "V=2")
+    now = 1949985600  # 2031-10-17 06:40:00 UTC
+    os.utime(layout / "index.json", (now - age, now - age))
+    subprocess.run([faketime, "-f", "@2031-10-17 06:40:00 i0",
+                    *build_command(hello_static, layout, "other", "--env", "V=2")],
+                   env={**os.environ, "TZ": "UTC", "SOURCE_DATE_EPOCH": "1700000000"}, check=True,
+                   capture_output=True)
+    assert len(_blob_names(layout)) == (3 if collected else 5)
+
+
 def test_concurrent_builds_into_one_layout_keep_both_tags(hello_static, tmp_path):
     layout = tmp_path / "layout"
     env = {**os.environ, "SOURCE_DATE_EPOCH": "1"}

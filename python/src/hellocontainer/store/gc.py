@@ -41,12 +41,15 @@ class Collected:
     bytes: int
 
 
-def collect(root: Path, reader: LayoutReader, blobs: bool = True, prune: bool = True) -> Collected:
-    """Remove debris and (with `blobs`) unreferenced blobs, and (with `prune`) the index.json
-    entries of referrers whose subject is gone. The caller holds the layout's lock."""
+def collect(root: Path, reader: LayoutReader, blobs: bool = True) -> Collected:
+    """Remove debris and (with `blobs`) unreferenced blobs. The caller holds the layout's lock.
+
+    Blobs go only after index.json no longer lists the referrers whose subject is gone: their
+    blobs count as unreferenced, and an entry must never outlive its blobs, even when the caller
+    (a build) fails before writing an index.json of its own."""
     removed: list[str] = []
     size = 0
-    if blobs and prune:
+    if blobs:
         removed += _prune_index(root, reader)
     victims = temporary_index_files(root)
     if blobs:
@@ -80,9 +83,6 @@ def _prune_index(root: Path, reader: LayoutReader) -> list[str]:
 
 
 def index_is_settled(root: Path) -> bool:
-    """Whether index.json has stood unchanged for GRACE_SECONDS (see the module's rule)."""
-    try:
-        age = time.time() - os.stat(root / "index.json").st_mtime
-    except OSError:
-        return False
-    return age >= GRACE_SECONDS
+    """Whether index.json has stood unchanged for GRACE_SECONDS (see the module's rule). The
+    caller has read it under the lock a moment ago: an OSError here is the caller's to report."""
+    return time.time() - os.stat(root / "index.json").st_mtime >= GRACE_SECONDS

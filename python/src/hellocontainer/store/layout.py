@@ -192,7 +192,7 @@ def _merge(staging: Staging, manifests: list[Descriptor], archive: ArchiveHook |
     # Debris of killed builds, and (once it is safe for readers) blobs no tag needs: removed
     # before our own blobs move in, which no index reaches yet.
     if has_layout:
-        gc.collect(output, reader, blobs=gc.index_is_settled(output), prune=False)
+        gc.collect(output, reader, blobs=gc.index_is_settled(output))
 
     blobs = output / "blobs" / "sha256"
     blobs.mkdir(parents=True, exist_ok=True)

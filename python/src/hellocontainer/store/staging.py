@@ -26,11 +26,15 @@ from ..errors import LayoutError, os_error_message
 from ..oci.leftovers import staging_prefix, stale_staging
 from . import fdwalk
 
+# How a folder is opened to hold flock(2) on it: a file in its place is refused (ENOTDIR), and no
+# child process inherits the lock.
+LOCK_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+
 
 @contextlib.contextmanager
 def locked(directory: Path) -> Iterator[None]:
     """An exclusive flock(2) on a folder itself: no lock file to leave behind."""
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    fd = os.open(directory, LOCK_FLAGS)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
@@ -66,7 +70,7 @@ class StagingDir:
         self.kind = kind
         self.published = False  # True once the folder became (or went into) the output
         self._created: list[Path] = []
-        self._lock_fd = -1
+        self._lock_fd: int | None = None  # the folder's, while we hold its lock
         try:
             for parent in reversed([output.parent, *output.parent.parents]):
                 if not parent.exists():
@@ -75,7 +79,7 @@ class StagingDir:
             with locked(output.parent):
                 remove_stale(output, kind)
                 self.dir = Path(tempfile.mkdtemp(prefix=staging_prefix(output, kind), dir=output.parent))
-                self._lock_fd = os.open(self.dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+                self._lock_fd = os.open(self.dir, LOCK_FLAGS)
                 fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
         except OSError as error:
             self._cleanup(failed=True)
@@ -91,9 +95,9 @@ class StagingDir:
     def _cleanup(self, failed: bool) -> None:
         if not self.published and hasattr(self, "dir"):
             remove_tree(self.dir)
-        if self._lock_fd >= 0:
+        if self._lock_fd is not None:
             os.close(self._lock_fd)
-            self._lock_fd = -1
+            self._lock_fd = None
         if failed:
             for parent in reversed(self._created):
                 with contextlib.suppress(OSError):
