@@ -83,6 +83,9 @@ class ArchiveWriter:
     def discard(self) -> None:
         """Remove the temporary file unless `commit` moved it into place."""
         if not self._moved:
-            self._stream.close()
+            # Closing flushes what a failed write left in the buffer, which fails again on a
+            # full disk; the file must go all the same.
+            with contextlib.suppress(OSError):
+                self._stream.close()
             with contextlib.suppress(OSError):
                 os.unlink(self._tmp)
