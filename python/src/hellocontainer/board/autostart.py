@@ -735,22 +735,25 @@ def _exec_shell(program: str) -> str:
     return '/bin/sh -c "' + "\\\n".join(lines) + '"'
 
 
-def systemd_unit(cfg: Autostart) -> str:
-    """The service unit: Type=exec, output to the journal and the console, Restart= the policy,
-    with the backoff and the checks in shell around the runtime (see above)."""
-    values = _shared(cfg)
-    unit = [
-        "[Unit]",
-        f"Description=hellocontainer: container {cfg.name} ({cfg.runtime})",
-    ]
+
+def _unit_section(cfg: Autostart, description: str) -> list[str]:
+    """The [Unit] section of the systemd unit and of the Quadlet file."""
+    unit = ["[Unit]", f"Description=hellocontainer: {description}"]
     if cfg.network == "host":
         # The container shares the board's network: start once it is configured.
         unit += ["Wants=network-online.target", "After=network-online.target"]
     else:
         unit += ["After=local-fs.target"]
     if cfg.restart != "no":
-        # The backoff in ExecStart limits the restarts, not systemd's start limit.
+        # The backoff limits the restarts, not systemd's start limit.
         unit += ["StartLimitIntervalSec=0"]
+    return unit
+
+def systemd_unit(cfg: Autostart) -> str:
+    """The service unit: Type=exec, output to the journal and the console, Restart= the policy,
+    with the backoff and the checks in shell around the runtime (see above)."""
+    values = _shared(cfg)
+    unit = _unit_section(cfg, f"container {cfg.name} ({cfg.runtime})")
     service = [
         "",
         "[Service]",
@@ -813,13 +816,7 @@ def quadlet_container(cfg: Autostart) -> str:
     values = _shared(cfg)
     values["PROBLEM"] = _fill(_PROBLEM, values)
     values["PODMAN"] = _podman_shell(cfg)
-    unit = ["[Unit]", f"Description=hellocontainer: container {cfg.name} (podman, Quadlet)"]
-    if cfg.network == "host":
-        unit += ["Wants=network-online.target", "After=network-online.target"]
-    else:
-        unit += ["After=local-fs.target"]
-    if cfg.restart != "no":
-        unit += ["StartLimitIntervalSec=0"]
+    unit = _unit_section(cfg, f"container {cfg.name} (podman, Quadlet)")
     # Steps from 1 s to the cap: about one doubling each, as the script's backoff.
     steps = max(1, cfg.restart_max_delay.bit_length() - 1)
     lines = [
