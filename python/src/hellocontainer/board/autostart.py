@@ -735,7 +735,6 @@ def _exec_shell(program: str) -> str:
     return '/bin/sh -c "' + "\\\n".join(lines) + '"'
 
 
-
 def _unit_section(cfg: Autostart, description: str) -> list[str]:
     """The [Unit] section of the systemd unit and of the Quadlet file."""
     unit = ["[Unit]", f"Description=hellocontainer: {description}"]
@@ -748,6 +747,7 @@ def _unit_section(cfg: Autostart, description: str) -> list[str]:
         # The backoff limits the restarts, not systemd's start limit.
         unit += ["StartLimitIntervalSec=0"]
     return unit
+
 
 def systemd_unit(cfg: Autostart) -> str:
     """The service unit: Type=exec, output to the journal and the console, Restart= the policy,
