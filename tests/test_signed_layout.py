@@ -261,6 +261,53 @@ def test_a_signature_of_another_image_is_refused(layouts: dict[str, Path],
     assert out == f"{FAILED}the signed image {other['manifest']} is not in {layout}\n"
 
 
+@pytest.fixture(scope="module")
+def multi(tmp_path_factory: pytest.TempPathFactory, hello_static: Path,
+          keys: dict[str, Path]) -> Path:
+    """An index of hello for amd64 and arm64, both images signed by the ECDSA key."""
+    from foreign import build_static_hello, cross_compilers
+
+    work = tmp_path_factory.mktemp("multi")
+    host = {"x86_64": "amd64", "aarch64": "arm64"}[os.uname().machine]
+    other = "arm64" if host == "amd64" else "amd64"
+    sources = {host: build(hello_static, work / host, None, "--path", "/hello"),
+               other: build(build_static_hello(cross_compilers()[other], work), work / other,
+                            None, "--path", "/hello")}
+    env = {**os.environ, "SOURCE_DATE_EPOCH": "1700000000"}
+    cli = [sys.executable, "-m", "hellocontainer"]
+    subprocess.run([*cli, "index", "--output", work / "multi", "--tag", "latest",
+                    *(f"{layout}:latest" for layout in sources.values())], env=env, check=True,
+                   capture_output=True)
+    subprocess.run([*cli, "sign", f"{work / 'multi'}:latest", "--key", keys["ecdsa.pem"]],
+                   env=env, check=True, capture_output=True)
+    return work / "multi"
+
+
+def test_of_several_signed_platforms_the_boards_is_taken(multi: Path, keys: dict[str, Path],
+                                                         busybox_path: Path,
+                                                         tmp_path: Path) -> None:
+    assert check(busybox_path, multi, keys["ecdsa.pub"], tmp_path) == ""
+    copy = tmp_path / "run" / "verified" / "hello"
+    (entry,) = json.loads((copy / "index.json").read_text())["manifests"]
+    manifest = document(multi, entry["digest"])
+    config = document(multi, manifest["config"]["digest"])
+    host = {"x86_64": "amd64", "aarch64": "arm64"}[os.uname().machine]
+    assert config["architecture"] == host
+
+
+def test_two_signed_images_for_this_board_are_refused(layouts: dict[str, Path],
+                                                      keys: dict[str, Path], busybox_path: Path,
+                                                      tmp_path: Path) -> None:
+    """Which one the tag names is not signed: neither is picked."""
+    layout = copied(layouts, tmp_path)
+    for path in (layouts["another image"] / "blobs" / "sha256").iterdir():
+        shutil.copyfile(path, layout / "blobs" / "sha256" / path.name)
+    out = check(busybox_path, layout, keys["ecdsa.pub"], tmp_path)
+    assert out == (f"{FAILED}{layout} holds 2 signed images, none or several for this board "
+                   f"({os.uname().machine}); install a layout with one signed image per "
+                   "platform\n")
+
+
 def test_a_missing_key_or_openssl_is_named(layouts: dict[str, Path], busybox_path: Path,
                                            tmp_path: Path) -> None:
     out = check(busybox_path, layouts["ecdsa"], tmp_path / "nowhere.pub", tmp_path)

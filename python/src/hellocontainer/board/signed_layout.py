@@ -149,8 +149,9 @@ signature_problem() {{
 	image=$(chosen_image $(sort -u "@COPY@.found"))
 	if [ -z "$image" ]; then
 		if [ -s "@COPY@.found" ]; then
-			echo "@LAYOUT@ holds $(sort -u "@COPY@.found" | wc -l) signed images, and not" \\
-				"one for this board ($(uname -m)); install a layout of one image per platform"
+			echo "@LAYOUT@ holds $(sort -u "@COPY@.found" | wc -l) signed images, none or" \\
+				"several for this board ($(uname -m)); install a layout with one signed image" \\
+				"per platform"
 		elif [ -n "$unknown" ]; then
 			echo "the signed image sha256:$unknown is not in @LAYOUT@"
 		elif [ "$signatures" -eq 0 ]; then
