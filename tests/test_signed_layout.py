@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from test_signed_bundle import board_path, make_key, run_board_shell
 
-from conftest import Runner, require_tool
+from conftest import Runner, podman_command, require_tool
 from hellocontainer.board.autostart import autostart, systemd_unit, sysv_script
 
 KEY = "/etc/hellocontainer/hello.pub"  # as the init script names it; the test maps it
@@ -383,3 +383,53 @@ def test_unit_checks_then_pulls_from_the_copy(good: bool, layouts: dict[str, Pat
         assert result.stderr.startswith(f"hellocontainer: {FAILED}blobs/sha256/")
         assert result.stderr.endswith(" was changed after signing\n")
         assert not copy.exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# With the real podman: the script's start, and Quadlet's generator
+
+def test_the_script_starts_the_signed_image_with_the_real_podman(
+        layouts: dict[str, Path], keys: dict[str, Path], hellocontainer: Runner,
+        podman_home: Path, tmp_path: Path) -> None:
+    """`S95hello start` (check, then the supervisor: pull from the copy, run) with the host's
+    podman, in a mount namespace whose /run/hellocontainer is a fresh tmpfs."""
+    podman = require_tool("podman", "podman")
+    unshare = require_tool("unshare", "util-linux")
+    require_tool("openssl", "openssl")
+    layout = copied(layouts, tmp_path)
+    script = tmp_path / "S95hello"
+    hellocontainer("autostart", "--runtime", "podman", "--name", "hello", "--layout",
+                   f"{layout}:latest", "--restart", "no", "--runtime-path", podman,
+                   "--podman-root", tmp_path / "store", "--verify-key", keys["ecdsa.pub"],
+                   "--sysv", script)
+    _, env = podman_command(podman_home)
+    program = ("mkdir -p /run/hellocontainer && mount -t tmpfs tmpfs /run/hellocontainer && "
+               f"sh {script} start && wait")
+    result = subprocess.run([unshare, "-m", "--propagation", "private", "sh", "-c", program],
+                            capture_output=True, text=True, env=env, timeout=120)
+    assert result.stdout.splitlines() == ["Starting hello: OK", GREETING,
+                                          "hellocontainer: hello exited 0"], result
+    # The same with a flipped layer byte: one line, no start.
+    reason = flip_layer_byte(layout)
+    result = subprocess.run([unshare, "-m", "--propagation", "private", "sh", "-c", program],
+                            capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode != 0
+    assert result.stdout == "Starting hello: FAIL\n"
+    assert result.stderr == f"hellocontainer: {FAILED}{reason}\n"
+
+
+def test_quadlet_checks_in_its_condition_and_pulls_from_the_copy(hellocontainer: Runner,
+                                                                 tmp_path: Path) -> None:
+    from test_podman_autostart import _generate, quadlet_generator
+
+    source = tmp_path / "units" / "hello.container"
+    hellocontainer("autostart", "--runtime", "podman", "--name", "hello", "--layout",
+                   f"{LAYOUT}:latest", "--verify-key", KEY, "--quadlet", source)
+    service = _generate(quadlet_generator(), source)
+    (start,) = service["ExecStart"]
+    assert start.endswith(f" --quiet localhost{COPY}:latest")
+    (condition,) = service["ExecCondition"]
+    assert f'cp -a \\"{LAYOUT}/blobs/sha256\\"' in condition
+    assert "signature check failed" in condition
+    (pre,) = service["ExecStartPre"]
+    assert f'pull --quiet \\"oci:{COPY}:latest\\"' in pre
