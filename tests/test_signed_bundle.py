@@ -375,6 +375,10 @@ def test_unit_checks_before_it_execs_the_runtime_on_the_copy(
 
 
 @pytest.mark.parametrize("args,expected", [
+    (["--runtime", "podman", "--layout", "/usr/share/hello-oci", "--podman-root",
+      "/data/podman", "--verify-key", KEY],
+     "--verify-key with --podman-root /data/podman: the check covers the layout, not podman's "
+     "store"),
     (["--bundle", "/data/hello", "--verify-key", "keys/hello.pub"],
      "--verify-key 'keys/hello.pub': not an absolute path on the target"),
 ])

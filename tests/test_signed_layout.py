@@ -97,6 +97,8 @@ def layouts(tmp_path_factory: pytest.TempPathFactory, hello_static: Path,
     found["unsigned"] = build(hello_static, work / "unsigned", None)
     found["another image"] = build(hello_static, work / "another", keys["ecdsa.pem"],
                                    "--label", "version=2")
+    found["sbom"] = build(hello_static, work / "sbom", keys["ecdsa.pem"], "--sbom",
+                          "--sbom-supplier", "ACME", "--sbom-incomplete")
     return found
 
 
@@ -135,6 +137,20 @@ def test_a_signed_layout_passes_and_its_copy_names_the_signed_image_alone(
         p.name for p in (layout / "blobs" / "sha256").iterdir())
     assert oct(copy.stat().st_mode & 0o777) == "0o700"
     assert sorted(p.name for p in copy.parent.iterdir()) == ["hello"]
+
+
+def test_a_signed_sbom_beside_the_image_is_not_what_podman_gets(
+        layouts: dict[str, Path], keys: dict[str, Path], busybox_path: Path,
+        tmp_path: Path) -> None:
+    """Its manifest is signed too (an artifact, whose config is empty): the image is chosen."""
+    layout = layouts["sbom"]
+    signatures = [p for p in (layout / "blobs" / "sha256").iterdir()
+                  if b"dev.cosignproject.cosign/signature" in p.read_bytes()]
+    assert len(signatures) == 2
+    assert check(busybox_path, layout, keys["ecdsa.pub"], tmp_path) == ""
+    copy = tmp_path / "run" / "verified" / "hello"
+    (entry,) = json.loads((copy / "index.json").read_text())["manifests"]
+    assert entry["digest"] == image_of(layout)["manifest"]
 
 
 def test_podman_runs_the_image_from_the_checked_copy(layouts: dict[str, Path],
@@ -366,7 +382,7 @@ def test_unit_checks_then_pulls_from_the_copy(good: bool, layouts: dict[str, Pat
     run = tmp_path / "run"
     run.mkdir()
     cfg = autostart("podman", "hello", layout=f"{LAYOUT}:latest", verify_key=KEY,
-                    runtime_path=str(runtime), podman_root=str(tmp_path / "store"))
+                    runtime_path=str(runtime))
     unit = (systemd_unit(cfg).replace(KEY, str(keys["ecdsa.pub"])).replace(LAYOUT, str(layout))
             .replace("/run/hellocontainer", f"{run}/hellocontainer"))
     ((start,),) = (unit_commands(unit, tmp_path)["ExecStart"],)
@@ -392,7 +408,8 @@ def test_the_script_starts_the_signed_image_with_the_real_podman(
         layouts: dict[str, Path], keys: dict[str, Path], hellocontainer: Runner,
         podman_home: Path, tmp_path: Path) -> None:
     """`S95hello start` (check, then the supervisor: pull from the copy, run) with the host's
-    podman, in a mount namespace whose /run/hellocontainer is a fresh tmpfs."""
+    podman, in a mount namespace whose /run/hellocontainer (the copy, podman's store) is a fresh
+    tmpfs."""
     podman = require_tool("podman", "podman")
     unshare = require_tool("unshare", "util-linux")
     require_tool("openssl", "openssl")
@@ -400,8 +417,7 @@ def test_the_script_starts_the_signed_image_with_the_real_podman(
     script = tmp_path / "S95hello"
     hellocontainer("autostart", "--runtime", "podman", "--name", "hello", "--layout",
                    f"{layout}:latest", "--restart", "no", "--runtime-path", podman,
-                   "--podman-root", tmp_path / "store", "--verify-key", keys["ecdsa.pub"],
-                   "--sysv", script)
+                   "--verify-key", keys["ecdsa.pub"], "--sysv", script)
     _, env = podman_command(podman_home)
     program = ("mkdir -p /run/hellocontainer && mount -t tmpfs tmpfs /run/hellocontainer && "
                f"sh {script} start && wait")

@@ -167,14 +167,23 @@ def autostart(runtime: str, name: str, *, restart: str = "on-failure", network: 
     _check_seconds("--restart-max-delay", restart_max_delay, 1)
     _check_seconds("--give-up-after", give_up_after, 0, "exits, e.g. 10 (0: never give up)")
     _check_seconds("--give-up-window", give_up_window, 0)
-    _check_verify_key(runtime, verify_key)
+    _check_verify_key(runtime, verify_key, podman_root)
     return Autostart(runtime, name, restart, network, bundle, layout, tag, runtime_path,
                      restart_max_delay, give_up_after, give_up_window, podman_root, verify_key)
 
 
-def _check_verify_key(runtime: str, verify_key: str | None) -> None:
-    if verify_key is not None:
-        _check_path("--verify-key", verify_key)
+def _check_verify_key(runtime: str, verify_key: str | None, podman_root: str) -> None:
+    if verify_key is None:
+        return
+    _check_path("--verify-key", verify_key)
+    # The check covers the layout, not podman's store: a store that outlives the boot (on a
+    # data partition) would start what is in it, whoever wrote it, without a copy from the
+    # checked layout. Under /run it starts empty at each boot and only root writes it.
+    if runtime == "podman" and not (podman_root + "/").startswith("/run/"):
+        raise AutostartError(f"--verify-key with --podman-root {podman_root}: the check covers "
+                             "the layout, not podman's store, and a store that outlives the "
+                             "boot is not checked again; keep the store under /run (the "
+                             f"default, {DEFAULT_PODMAN_ROOT})")
 
 
 def _check_seconds(flag: str, value: int, least: int, unit: str = "seconds, e.g. 300") -> None:
