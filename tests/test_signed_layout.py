@@ -449,3 +449,21 @@ def test_quadlet_checks_in_its_condition_and_pulls_from_the_copy(hellocontainer:
     assert "signature check failed" in condition
     (pre,) = service["ExecStartPre"]
     assert f'pull --quiet \\"oci:{COPY}:latest\\"' in pre
+
+
+def test_a_name_with_capitals_gets_a_copy_podman_can_name_an_image_after() -> None:
+    """podman names the image after the copy's path, which must be lowercase: "Hello" gets a
+    digest of its name, and no copy of "hello"."""
+    import re
+
+    def copy_of(name: str) -> str:
+        script = sysv_script(autostart("podman", name, layout=f"{LAYOUT}:latest",
+                                       verify_key=KEY))
+        (image,) = set(re.findall(r"localhost(/run/hellocontainer/verified/[^:\s\"]+):latest",
+                                  script))
+        return image
+
+    assert copy_of("hello") == COPY
+    capitals = copy_of("Hello")
+    assert re.fullmatch(r"/run/hellocontainer/verified/[0-9a-f]{16}", capitals)
+    assert capitals != copy_of("hello.world_x") != COPY
