@@ -392,7 +392,7 @@ def test_unit_checks_then_pulls_from_the_copy(good: bool, layouts: dict[str, Pat
         assert result.returncode == 0, result.stderr
         lines = calls.read_text().splitlines()
         assert any(line.endswith(f"pull --quiet oci:{copy}:latest") for line in lines), lines
-        assert lines[-1].endswith(f"run --rm --quiet --name hello --net=none "
+        assert lines[-1].endswith(f"run --rm --quiet --cgroups=split --name hello --net=none "
                                   f"localhost{copy}:latest")
     else:
         assert result.returncode == 78

@@ -290,10 +290,10 @@ def _podman_tag(cfg: Autostart) -> str | None:
 # ---------------------------------------------------------------------------------------------
 # What the runtime is told to do, as shell words: shared by the script and the unit.
 
-def _run_words(cfg: Autostart) -> str:
+def _run_words(cfg: Autostart, podman_options: str = "") -> str:
     if cfg.runtime == "podman":
         assert cfg.layout is not None
-        return (f"{_podman_globals(cfg)} run --rm --quiet --name {cfg.name} "
+        return (f"{_podman_globals(cfg)} run --rm --quiet{podman_options} --name {cfg.name} "
                 f"--net={cfg.network} {_podman_image(_podman_source(cfg), _podman_tag(cfg))}")
     # The bundle's config.json decides the namespaces; --network only orders the start.
     return f"run --bundle {_started_bundle(cfg)} {cfg.name}"
@@ -352,7 +352,10 @@ def _start_words(cfg: Autostart) -> str:
 
 def _exec_lines(cfg: Autostart) -> str:
     """The unit's last lines: the runtime replaces the shell, as the service's main process."""
-    run = f'exec "$RUNTIME" {_run_words(cfg)}'
+    # podman under systemd: the container's cgroups go below the unit's own (Delegate=yes),
+    # as Quadlet does, rather than into a scope made over D-Bus, which a board without a bus
+    # does not have ("crun: cannot open sd-bus").
+    run = f'exec "$RUNTIME" {_run_words(cfg, " --cgroups=split")}'
     return f"podman_image || exit 1\n{run}" if cfg.runtime == "podman" else run
 
 
@@ -799,6 +802,7 @@ def systemd_unit(cfg: Autostart) -> str:
         # A floor under the backoff (ExecStart sleeps the rest of it).
         "RestartSec=1",
         f"RestartPreventExitStatus={NO_RESTART_STATUS}",
+        *(["Delegate=yes"] if cfg.runtime == "podman" else []),  # --cgroups=split, above
         "StandardOutput=journal+console",
         "StandardError=journal+console",
         "",
