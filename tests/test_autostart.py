@@ -105,7 +105,11 @@ def test_podman_runs_the_stored_image_by_tag_with_the_chosen_network(
     assert f'\t\tpodman_image && "$RUNTIME" {run} </dev/null\n' in script
     assert ["$RUNTIME", *PODMAN_STORE, "rm", "-f", "hello"] in script_commands(script)
     assert f'"$RUNTIME" {shlex.join(PODMAN_STORE)} pull --quiet "oci:{LAYOUT}:1.0"' in script
-    assert unit_shell(unit, "ExecStart").endswith(f'podman_image || exit 1\nexec "$RUNTIME" {run}\n')
+    # Under systemd the container's cgroups go below the unit's (no D-Bus needed).
+    unit_run = run.replace(" --quiet ", " --quiet --cgroups=split ", 1)
+    assert unit_shell(unit, "ExecStart").endswith(
+        f'podman_image || exit 1\nexec "$RUNTIME" {unit_run}\n')
+    assert unit_values(unit, "Delegate") == ["yes"]
     # A host-network container waits for the network.
     assert unit_values(unit, "After") == ["network-online.target"]
 
@@ -119,7 +123,8 @@ def test_podman_gets_no_network_unless_host_networking_is_asked(
                       f"localhost{LAYOUT}:latest"])
     assert f'podman_image && "$RUNTIME" {run} </dev/null' in script
     assert f'pull --quiet "oci:{LAYOUT}" >/dev/null' in script
-    assert unit_shell(unit, "ExecStart").endswith(f'exec "$RUNTIME" {run}\n')
+    unit_run = run.replace(" --quiet ", " --quiet --cgroups=split ", 1)
+    assert unit_shell(unit, "ExecStart").endswith(f'exec "$RUNTIME" {unit_run}\n')
 
 
 def test_podman_store_goes_where_podman_root_says(hellocontainer: Runner, tmp_path: Path) -> None:

@@ -7,11 +7,21 @@ libraries they load, the hellocontainer-hello Buildroot package with autostart b
 own .mk commands: the layout and /etc/init.d/S95hellocontainer-hello), the policy.json every
 podman package installs, and a first init script that remounts the root read-only before any
 container starts.
+
+Signed layouts (autostart --runtime podman --verify-key, with Debian's openssl on the board) boot
+in the same board: the public key on the read-only root, the layouts in a data folder; the good
+one greets, and a flipped layer byte, another key's signature and no signature each print one
+line and never start.
 """
 
 from __future__ import annotations
 
+import re
+import shutil
+from pathlib import Path
+
 import pytest
+from test_board_boot import _autostart, _cli, _key_pair
 
 import board
 from conftest import require_tool
@@ -37,6 +47,50 @@ fi
 """
 
 
+# Signed layouts: the key on the root, each layout in a folder of its own under DATA, as an
+# update tool would write them; each with the default restart policy, so a refused one shows
+# that it is not retried either.
+VERIFY_KEY = "/etc/hellocontainer/keys/hello.pub"
+DATA = "/data/hellocontainer"
+SIGNED_CASES = {  # init script -> what is wrong with its layout
+    "S80signed": None,
+    "S81flipped": "a byte of the layer flipped",
+    "S83otherkey": "signed by another key",
+    "S84unsigned": "not signed",
+}
+
+
+def _flip_layer_byte(layout: Path) -> str:
+    """Flip a byte in the middle of the largest blob (the layer); its digest, hex."""
+    layer = max((layout / "blobs" / "sha256").iterdir(), key=lambda p: p.stat().st_size)
+    data = bytearray(layer.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    layer.write_bytes(bytes(data))
+    return layer.name
+
+
+def _signed_layouts(hello: Path, work: Path, overlay: Path) -> dict[str, str]:
+    """The signed cases in the board's root; the layer digest of the flipped one."""
+    keys = work / "keys"
+    keys.mkdir()
+    private, public = _key_pair(keys, "hello")
+    other, _ = _key_pair(keys, "other")
+    (overlay / VERIFY_KEY.lstrip("/")).parent.mkdir(parents=True)
+    shutil.copyfile(public, overlay / VERIFY_KEY.lstrip("/"))
+    found = {}
+    for script, wrong in SIGNED_CASES.items():
+        name = script[3:]
+        layout = overlay / DATA.lstrip("/") / name
+        key = [] if wrong == "not signed" else [
+            "--sign-key", other if wrong == "signed by another key" else private]
+        _cli("build", hello, "--output", layout, "--tag", "latest", *key)
+        if wrong == "a byte of the layer flipped":
+            found[name] = _flip_layer_byte(layout)
+        _autostart(overlay, f"/etc/init.d/{script}", "--runtime", "podman", "--name", name,
+                   "--layout", f"{DATA}/{name}:latest", "--verify-key", VERIFY_KEY)
+    return found
+
+
 @pytest.fixture(scope="module")
 def booted(tmp_path_factory: pytest.TempPathFactory) -> board.BootResult:
     for tool, package in board.host_tools(ARCH):
@@ -50,8 +104,14 @@ def booted(tmp_path_factory: pytest.TempPathFactory) -> board.BootResult:
     first = overlay / "etc" / "init.d" / "S01readonly"
     first.write_text(READ_ONLY)
     first.chmod(0o755)
-    initramfs = board.build_initramfs(ARCH, overlay, work / "initramfs.cpio", ("podman", "crun"))
-    return board.boot_initramfs(ARCH, initramfs, timeout=300)
+    require_tool("openssl", "openssl")  # the keys of the signed layouts
+    flipped.update(_signed_layouts(hello, work, overlay))
+    initramfs = board.build_initramfs(ARCH, overlay, work / "initramfs.cpio",
+                                      ("podman", "crun", "openssl"))
+    return board.boot_initramfs(ARCH, initramfs, timeout=420)
+
+
+flipped: dict[str, str] = {}  # container name -> the layer digest flipped in its layout
 
 
 def test_root_is_read_only_before_the_container_starts(booted: board.BootResult) -> None:
@@ -74,3 +134,32 @@ def test_podman_prints_nothing_but_the_container_and_its_end(booted: board.BootR
 
 def test_board_with_podman_powers_off(booted: board.BootResult) -> None:
     assert not booted.timed_out and booted.powered_off, booted.console
+
+
+def test_signed_layout_is_checked_then_podman_runs_the_signed_image(
+        booted: board.BootResult) -> None:
+    run = booted.script("S80signed")
+    assert run.status == 0, booted.console
+    assert run.output.splitlines() == ["Starting signed: OK", GREETING,
+                                       "hellocontainer: signed exited 0"], booted.console
+
+
+@pytest.mark.parametrize("script,reason", [
+    ("S81flipped", "blobs/sha256/{layer} was changed after signing"),
+    ("S83otherkey", re.escape(f"the signature is not from the key {VERIFY_KEY}")),
+    ("S84unsigned", re.escape(f"{DATA}/unsigned is not signed (no cosign signature among its "
+                              "blobs)")),
+])
+def test_tampered_or_unsigned_layout_prints_one_line_and_never_starts(
+        script: str, reason: str, booted: board.BootResult) -> None:
+    run = booted.script(script)
+    name = script[3:]
+    assert run.status not in (0, None), booted.console
+    assert GREETING not in run.output, booted.console
+    ours = [line for line in run.output.splitlines() if line.startswith("hellocontainer: ")]
+    assert len(ours) == 1, booted.console
+    reason = reason.format(layer=flipped.get(name, ""))
+    assert re.fullmatch(f"hellocontainer: {name}: signature check failed: {reason}", ours[0]), \
+        booted.console
+    assert f"Starting {name}: FAIL" in run.output, booted.console
+    assert " exited " not in run.output, booted.console

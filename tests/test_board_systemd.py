@@ -8,6 +8,10 @@ goes through the Quadlet generator of Debian trixie's podman 5.4 on this machine
 systemd generator would turn it into a unit at boot), and the unit it makes starts the
 container with podman 4.3 on the board. So the generated unit is booted; the generator itself
 does not run on the board.
+
+Signed layouts (autostart --runtime podman --verify-key, with Debian's openssl on the board), as
+a plain unit and as a Quadlet file: the good layout greets; one with a flipped layer byte prints
+one line and is neither started nor restarted (the unit exits 78; Quadlet's ExecCondition= skips).
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from pathlib import Path
 
 import pytest
 from board_systemd import enable, systemd_overlay
-from test_board_boot import FAILING, _cli
+from test_board_boot import FAILING, _cli, _key_pair
 from test_board_podman import POLICY
 from test_podman_autostart import quadlet_generator
 
@@ -65,7 +69,10 @@ def booted(tmp_path_factory: pytest.TempPathFactory) -> board.BootResult:
     _unit(overlay, "nobundle", "--bundle", MISSING_BUNDLE)
     _failing_unit(overlay, work)
     _quadlet_units(overlay, work)
-    initramfs = board.build_initramfs(ARCH, overlay, work / "initramfs.cpio", ("crun", "podman"))
+    require_tool("openssl", "openssl")  # the keys of the signed layouts
+    _signed_podman_units(hello, overlay, work)
+    initramfs = board.build_initramfs(ARCH, overlay, work / "initramfs.cpio",
+                                      ("crun", "podman", "openssl"))
     return board.boot_initramfs(ARCH, initramfs, timeout=600, memory_mib=768)
 
 
@@ -102,6 +109,50 @@ def _quadlet_units(overlay: Path, work: Path) -> None:
         enable(overlay, unit)
 
 
+VERIFY_KEY = "/etc/hellocontainer/keys/hello.pub"
+SIGNED = "/data/hellocontainer"  # the signed layouts, one folder each
+SIGNED_UNITS = ("podsigned", "podflipped", "quadsigned", "quadflipped")  # quad*: Quadlet files
+
+
+def _signed_podman_units(hello: Path, overlay: Path, work: Path) -> None:
+    """A signed layout for each of SIGNED_UNITS, the *flipped ones with a layer byte flipped,
+    started by a unit (pod*) or by the unit Quadlet makes of our file (quad*)."""
+    private, public = _key_pair(work, "signing")
+    (overlay / VERIFY_KEY.lstrip("/")).parent.mkdir(parents=True)
+    shutil.copyfile(public, overlay / VERIFY_KEY.lstrip("/"))
+    sources = work / "quadlet-signed"
+    for name in SIGNED_UNITS:
+        layout = overlay / SIGNED.lstrip("/") / name
+        _cli("build", hello, "--output", layout, "--tag", "latest",
+             "--sign-key", private)
+        if name.endswith("flipped"):
+            layer = max((layout / "blobs" / "sha256").iterdir(), key=lambda p: p.stat().st_size)
+            data = bytearray(layer.read_bytes())
+            data[len(data) // 2] ^= 0x01
+            layer.write_bytes(bytes(data))
+            FLIPPED[name] = layer.name
+        args = ("--runtime", "podman", "--layout", f"{SIGNED}/{name}:latest",
+                "--verify-key", VERIFY_KEY)
+        if name.startswith("pod"):
+            _unit(overlay, name, *args)
+        else:
+            _cli("autostart", "--name", name, *args,
+                 "--quadlet", sources / f"hellocontainer-{name}.container")
+    units = work / "quadlet-signed-units"
+    units.mkdir()
+    generated = subprocess.run([str(quadlet_generator()), str(units)], capture_output=True,
+                               text=True, env={**os.environ, "QUADLET_UNIT_DIRS": str(sources)})
+    assert generated.returncode == 0, generated.stderr
+    for name in SIGNED_UNITS:
+        if name.startswith("quad"):
+            unit = f"hellocontainer-{name}.service"
+            shutil.copy(units / unit, overlay / "etc" / "systemd" / "system" / unit)
+            enable(overlay, unit)
+
+
+FLIPPED: dict[str, str] = {}  # unit name -> the layer digest flipped in its layout
+
+
 def _units(booted: board.BootResult) -> dict[str, dict[str, str]]:
     return {m["unit"]: m.groupdict() for m in UNIT_LINE.finditer(booted.console)}
 
@@ -112,12 +163,15 @@ def test_systemd_board_powers_off_after_the_units_settle(booted: board.BootResul
                                    "hellocontainer-podman.service",
                                    "hellocontainer-podmanmissing.service",
                                    "hellocontainer-noruntime.service",
-                                   "hellocontainer-nobundle.service"}, booted.console
+                                   "hellocontainer-nobundle.service",
+                                   *(f"hellocontainer-{name}.service" for name in SIGNED_UNITS)
+                                   }, booted.console
 
 
 def test_unit_starts_the_container_under_systemd(booted: board.BootResult) -> None:
-    # journald's prefix names the process: the unit's shell exec'd crun.
-    assert len(re.findall(rf"\bsh\[\d+\]: {GREETING}$", booted.console, re.MULTILINE)) == 1, \
+    # journald's prefix names the process: the unit's shell exec'd crun (and podsigned's,
+    # podman: two greetings, each unit's once).
+    assert len(re.findall(rf"\bsh\[\d+\]: {GREETING}$", booted.console, re.MULTILINE)) == 2, \
         booted.console
     assert "hellocontainer: hello exited 0" in booted.console, booted.console
     hello = _units(booted)["hellocontainer-hello.service"]
@@ -178,3 +232,29 @@ def test_quadlet_unit_with_a_missing_layout_is_skipped_once(booted: board.BootRe
         booted.console
     state = _units(booted)["hellocontainer-podmanmissing.service"]
     assert (state["result"], state["restarts"]) == ("exec-condition", "0"), booted.console
+
+
+@pytest.mark.parametrize("name", ["podsigned", "quadsigned"])
+def test_signed_layout_is_checked_then_podman_runs_it_under_systemd(
+        name: str, booted: board.BootResult) -> None:
+    # The unit's shell exec's podman: its greeting is sh[pid]'s, counted with hello's by
+    # test_unit_starts_the_container_under_systemd. Quadlet's unit is named after itself.
+    if name.startswith("quad"):
+        assert len(re.findall(rf"hellocontainer-{name}\[\d+\]: {GREETING}$", booted.console,
+                              re.MULTILINE)) == 1, booted.console
+    assert "signature check failed" not in "".join(
+        line for line in booted.console.splitlines() if f" {name}:" in line), booted.console
+    state = _units(booted)[f"hellocontainer-{name}.service"]
+    assert (state["result"], state["restarts"]) == ("success", "0"), booted.console
+
+
+@pytest.mark.parametrize("name,result", [("podflipped", "exit-code"),
+                                         ("quadflipped", "exec-condition")])
+def test_tampered_layout_prints_one_line_and_never_starts_under_systemd(
+        name: str, result: str, booted: board.BootResult) -> None:
+    line = (f"hellocontainer: {name}: signature check failed: blobs/sha256/{FLIPPED[name]} was "
+            "changed after signing")
+    assert len([text for text in booted.console.splitlines() if text.endswith(line)]) == 1, \
+        booted.console
+    state = _units(booted)[f"hellocontainer-{name}.service"]
+    assert (state["result"], state["restarts"]) == (result, "0"), booted.console

@@ -62,6 +62,29 @@ def test_verify_installs_the_public_key_and_the_script_checks_the_bundle_at_its_
     assert "run --bundle /run/hellocontainer-hello.bundle hello" in script
 
 
+@pytest.mark.skipif(not _build_signs_images(),
+                    reason="build --sign-key (the image's signature) is not in this packager")
+def test_verify_with_podman_signs_the_layout_and_the_script_checks_it(
+        tmp_path: Path, hello_static: Path, keys: tuple[Path, Path],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    private, public = keys
+    monkeypatch.setenv("HCTR_SIGN_KEY", str(private))
+    target = buildroot_target_overlay(
+        tmp_path, hello_static, buildroot_arch(), runtime="podman",
+        BR2_PACKAGE_HELLOCONTAINER_HELLO_VERIFY="y",
+        BR2_PACKAGE_HELLOCONTAINER_HELLO_VERIFY_KEY=f'"{public}"')
+    assert (target / PUBLIC.lstrip("/")).read_bytes() == public.read_bytes()
+    layout = target / "usr/share/hellocontainer/hello-oci"
+    signatures = [p for p in (layout / "blobs" / "sha256").iterdir()
+                  if b"dev.cosignproject.cosign/signature" in p.read_bytes()]
+    assert len(signatures) == 1
+    assert not (target / "usr/share/hellocontainer/hello-bundle").exists()
+    script = (target / "etc/init.d/S95hellocontainer-hello").read_text()
+    assert f'"{PUBLIC}"' in script
+    assert 'cp -a "/usr/share/hellocontainer/hello-oci/blobs/sha256"' in script
+    assert "pull --quiet \"oci:/run/hellocontainer/verified/hello:latest\"" in script
+
+
 @pytest.mark.parametrize("symbols,expected", [
     ({"BR2_PACKAGE_HELLOCONTAINER_HELLO_VERIFY": "y"},
      "BR2_PACKAGE_HELLOCONTAINER_HELLO_VERIFY is set, but BR2_PACKAGE_HELLOCONTAINER_HELLO_"

@@ -35,12 +35,16 @@ KEY = "/etc/hellocontainer/hello.pub"  # as the init script names it; the test m
 
 @pytest.fixture(scope="module")
 def busybox_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A folder of BusyBox applet links, the host's openssl among them: a board's PATH."""
+    return board_path(tmp_path_factory.mktemp("busybox-bin"))
+
+
+def board_path(folder: Path) -> Path:
+    """`folder` made a folder of BusyBox applet links, the host's openssl among them: a board's
+    PATH."""
     for tool, package in (("apt-get", "apt"), ("dpkg-deb", "dpkg"), ("readelf", "binutils")):
         require_tool(tool, package)
     openssl = require_tool("openssl", "openssl")
     busybox = board.busybox(HOST_ARCH)
-    folder = tmp_path_factory.mktemp("busybox-bin")
     applets = subprocess.run([busybox, "--list"], capture_output=True, text=True,
                              check=True).stdout.split()
     for applet in applets:
@@ -371,8 +375,10 @@ def test_unit_checks_before_it_execs_the_runtime_on_the_copy(
 
 
 @pytest.mark.parametrize("args,expected", [
-    (["--runtime", "podman", "--layout", "/usr/share/hello-oci", "--verify-key", KEY],
-     "--verify-key checks a signed runtime bundle before crun or runc start it"),
+    (["--runtime", "podman", "--layout", "/usr/share/hello-oci", "--podman-root",
+      "/data/podman", "--verify-key", KEY],
+     "--verify-key with --podman-root /data/podman: the check covers the layout, not podman's "
+     "store"),
     (["--bundle", "/data/hello", "--verify-key", "keys/hello.pub"],
      "--verify-key 'keys/hello.pub': not an absolute path on the target"),
 ])

@@ -227,11 +227,13 @@ define HELLOCONTAINER_HELLO_BUILD_BUNDLE
 		$(HELLOCONTAINER_HELLO_SIGN_OPTS)
 endef
 HELLOCONTAINER_HELLO_POST_BUILD_HOOKS += HELLOCONTAINER_HELLO_BUILD_BUNDLE
+endif
 
+# crun and runc: the signed bundle; podman: the signed image in the layout
+# (build --sign-key), each checked with the public key before every start.
 ifeq ($(BR2_PACKAGE_HELLOCONTAINER_HELLO_VERIFY),y)
 HELLOCONTAINER_HELLO_AUTOSTART_OPTS += \
 	--verify-key $(HELLOCONTAINER_HELLO_VERIFY_KEY_PATH)
-endif
 endif
 
 define HELLOCONTAINER_HELLO_INSTALL_INIT_SYSV

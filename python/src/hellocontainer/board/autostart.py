@@ -40,6 +40,7 @@ build systems only choose the paths:
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import re
 import tempfile
@@ -50,6 +51,7 @@ from ..errors import HelloContainerError, os_error_message
 from ..oci.safefile import file_kind
 from ..store.staging import write_beside
 from .signed_bundle import BOARD_CHECK
+from .signed_layout import LAYOUT_CHECK
 
 RUNTIMES = ("crun", "runc", "podman")
 RESTART_POLICIES = ("no", "on-failure", "always")
@@ -102,7 +104,7 @@ class Autostart:
     give_up_after: int = 0  # exits in a row; 0: never give up
     give_up_window: int = 0  # seconds; 0: no time limit, only a long run resets the count
     podman_root: str = DEFAULT_PODMAN_ROOT  # podman: its image store, a writable path
-    verify_key: str | None = None  # crun, runc: the public key that must have signed the bundle
+    verify_key: str | None = None  # the public key that must have signed the bundle or image
 
     @property
     def program(self) -> str:
@@ -165,20 +167,23 @@ def autostart(runtime: str, name: str, *, restart: str = "on-failure", network: 
     _check_seconds("--restart-max-delay", restart_max_delay, 1)
     _check_seconds("--give-up-after", give_up_after, 0, "exits, e.g. 10 (0: never give up)")
     _check_seconds("--give-up-window", give_up_window, 0)
-    _check_verify_key(runtime, verify_key)
+    _check_verify_key(runtime, verify_key, podman_root)
     return Autostart(runtime, name, restart, network, bundle, layout, tag, runtime_path,
                      restart_max_delay, give_up_after, give_up_window, podman_root, verify_key)
 
 
-def _check_verify_key(runtime: str, verify_key: str | None) -> None:
+def _check_verify_key(runtime: str, verify_key: str | None, podman_root: str) -> None:
     if verify_key is None:
         return
-    if runtime == "podman":
-        raise AutostartError("--verify-key checks a signed runtime bundle before crun or runc "
-                             "start it; podman runs the image layout, which the board cannot "
-                             "check yet: use --runtime crun or runc with a bundle made by "
-                             "'hellocontainer bundle --sign-key'")
     _check_path("--verify-key", verify_key)
+    # The check covers the layout, not podman's store: a store that outlives the boot (on a
+    # data partition) would start what is in it, whoever wrote it, without a copy from the
+    # checked layout. Under /run it starts empty at each boot and only root writes it.
+    if runtime == "podman" and not (podman_root + "/").startswith("/run/"):
+        raise AutostartError(f"--verify-key with --podman-root {podman_root}: the check covers "
+                             "the layout, not podman's store, and a store that outlives the "
+                             "boot is not checked again; keep the store under /run (the "
+                             f"default, {DEFAULT_PODMAN_ROOT})")
 
 
 def _check_seconds(flag: str, value: int, least: int, unit: str = "seconds, e.g. 300") -> None:
@@ -248,12 +253,12 @@ export TMPDIR
 podman_image() {
 	mkdir -p "$TMPDIR" || return 1
 	kept="@PODMAN_ROOT@/$NAME.index.json"
-	if cmp -s "@LAYOUT@/index.json" "$kept" &&
+	if cmp -s "@SOURCE_LAYOUT@/index.json" "$kept" &&
 		"$RUNTIME" @GLOBALS@ image exists "@IMAGE@"; then
 		return 0
 	fi
 	# Recorded before the copy: a layout replaced meanwhile is copied again next time.
-	cp "@LAYOUT@/index.json" "$kept.new" || return 1
+	cp "@SOURCE_LAYOUT@/index.json" "$kept.new" || return 1
 	"$RUNTIME" @GLOBALS@ pull --quiet "@SOURCE_IMAGE@" >/dev/null || return 1
 	mv "$kept.new" "$kept"
 }
@@ -263,32 +268,56 @@ podman_image() {
 def _podman_shell(cfg: Autostart) -> str:
     """podman_image(), for the shared shell of a podman script or unit."""
     assert cfg.layout is not None
+    source = _podman_source(cfg)
     return _fill(_PODMAN_PULL, {
-        "PODMAN_ROOT": cfg.podman_root, "LAYOUT": cfg.layout, "GLOBALS": _podman_globals(cfg),
-        "IMAGE": _podman_image(cfg.layout, cfg.tag),
-        "SOURCE_IMAGE": f"oci:{cfg.layout}" + (f":{cfg.tag}" if cfg.tag else ""),
+        "PODMAN_ROOT": cfg.podman_root, "SOURCE_LAYOUT": source, "GLOBALS": _podman_globals(cfg),
+        "IMAGE": _podman_image(source, _podman_tag(cfg)),
+        "SOURCE_IMAGE": f"oci:{source}" + (f":{_podman_tag(cfg)}" if _podman_tag(cfg) else ""),
     })
+
+
+def _podman_source(cfg: Autostart) -> str:
+    """The layout podman copies its image from: the checked copy with --verify-key."""
+    assert cfg.layout is not None
+    return _verified_copy(cfg) if cfg.verify_key else cfg.layout
+
+
+def _podman_tag(cfg: Autostart) -> str | None:
+    """The tag podman is asked for: the checked copy's index.json always names one."""
+    return (cfg.tag or "latest") if cfg.verify_key else cfg.tag
 
 
 # ---------------------------------------------------------------------------------------------
 # What the runtime is told to do, as shell words: shared by the script and the unit.
 
-def _run_words(cfg: Autostart) -> str:
+def _run_words(cfg: Autostart, podman_options: str = "") -> str:
     if cfg.runtime == "podman":
         assert cfg.layout is not None
-        return (f"{_podman_globals(cfg)} run --rm --quiet --name {cfg.name} "
-                f"--net={cfg.network} {_podman_image(cfg.layout, cfg.tag)}")
+        return (f"{_podman_globals(cfg)} run --rm --quiet{podman_options} --name {cfg.name} "
+                f"--net={cfg.network} {_podman_image(_podman_source(cfg), _podman_tag(cfg))}")
     # The bundle's config.json decides the namespaces; --network only orders the start.
     return f"run --bundle {_started_bundle(cfg)} {cfg.name}"
 
 
 # ---------------------------------------------------------------------------------------------
-# A signed bundle (--verify-key): checked before each start by signed_bundle.BOARD_CHECK, on a
-# copy in /run that the runtime then starts from, so nothing changes between check and start.
+# A signed bundle or image (--verify-key): checked before each start by signed_bundle.BOARD_CHECK
+# (crun, runc) or signed_layout.LAYOUT_CHECK (podman), on a copy in /run that the runtime then
+# starts from (podman: copies its image from), so nothing changes between check and start.
+
+VERIFIED_LAYOUTS = "/run/hellocontainer/verified"
+
 
 def _verified_copy(cfg: Autostart) -> str:
-    """Where the checked copy of the bundle lives on the board (RAM, gone at the next boot)."""
-    return f"/run/hellocontainer-{cfg.name}.bundle"
+    """Where the checked copy of the bundle or layout lives on the board (RAM, gone at the next
+    boot). podman names the image after the layout's path, so a layout's copy is named by the
+    container's name where that is an image name's part, else by a digest of it (a name with
+    capitals: "Hello" and "hello" are two containers)."""
+    if cfg.runtime != "podman":
+        return f"/run/hellocontainer-{cfg.name}.bundle"
+    part = cfg.name
+    if not _NAME_PART.fullmatch(part):
+        part = hashlib.sha256(part.encode()).hexdigest()[:16]
+    return f"{VERIFIED_LAYOUTS}/{part}"
 
 
 def _started_bundle(cfg: Autostart) -> str:
@@ -300,7 +329,8 @@ def _signature_shell(cfg: Autostart) -> str:
     """The board's check, or nothing without --verify-key."""
     if not cfg.verify_key:
         return ""
-    return BOARD_CHECK  # its placeholders (@KEY@, @COPY@ ...) are among _shared's
+    # Their placeholders (@KEY@, @COPY@ ...) are among _shared's.
+    return LAYOUT_CHECK if cfg.runtime == "podman" else BOARD_CHECK
 
 
 def _else_checks(cfg: Autostart, arch: str) -> str:
@@ -308,6 +338,8 @@ def _else_checks(cfg: Autostart, arch: str) -> str:
     is worth reading), then the architecture of the bundle's program."""
     if not cfg.verify_key:
         return "\telse\n\t\twrong_arch\n" if arch else ""
+    if not arch:
+        return "\telse\n\t\tsignature\n"
     return ("\telse\n\t\treason=$(signature)\n"
             "\t\tif [ -n \"$reason\" ]; then echo \"$reason\"; else wrong_arch; fi\n")
 
@@ -320,7 +352,10 @@ def _start_words(cfg: Autostart) -> str:
 
 def _exec_lines(cfg: Autostart) -> str:
     """The unit's last lines: the runtime replaces the shell, as the service's main process."""
-    run = f'exec "$RUNTIME" {_run_words(cfg)}'
+    # podman under systemd: the container's cgroups go below the unit's own (Delegate=yes),
+    # as Quadlet does, rather than into a scope made over D-Bus, which a board without a bus
+    # does not have ("crun: cannot open sd-bus").
+    run = f'exec "$RUNTIME" {_run_words(cfg, " --cgroups=split")}'
     return f"podman_image || exit 1\n{run}" if cfg.runtime == "podman" else run
 
 
@@ -474,6 +509,7 @@ def _shared(cfg: Autostart) -> dict[str, str]:
         "GIVE_UP_SPAN": (f"within {cfg.give_up_window} s" if cfg.give_up_window else "in a row"),
         "MISSING": _missing_message(cfg), "SOURCE_FILE": path, "WHAT": what,
         "ELSE_ARCH": _else_checks(cfg, arch), "BUNDLE": cfg.bundle or "",
+        "LAYOUT": cfg.layout or "", "TAG": cfg.tag or "latest",
         "DELETE": _delete_words(cfg), "START": _start_words(cfg), "EXEC": _exec_lines(cfg),
         "RESTART": cfg.restart,
         "NO_RESTART": str(NO_RESTART_STATUS),
@@ -766,6 +802,7 @@ def systemd_unit(cfg: Autostart) -> str:
         # A floor under the backoff (ExecStart sleeps the rest of it).
         "RestartSec=1",
         f"RestartPreventExitStatus={NO_RESTART_STATUS}",
+        *(["Delegate=yes"] if cfg.runtime == "podman" else []),  # --cgroups=split, above
         "StandardOutput=journal+console",
         "StandardError=journal+console",
         "",
@@ -814,7 +851,8 @@ def quadlet_container(cfg: Autostart) -> str:
         raise AutostartError("--quadlet: Quadlet starts the podman it came with; drop "
                              "--runtime-path")
     values = _shared(cfg)
-    values["PROBLEM"] = _fill(_PROBLEM, values)
+    values["PROBLEM"] = _fill("\n".join([_PROBLEM, _signature_shell(cfg)]).rstrip("\n") + "\n",
+                              values)
     values["PODMAN"] = _podman_shell(cfg)
     unit = _unit_section(cfg, f"container {cfg.name} (podman, Quadlet)")
     # Steps from 1 s to the cap: about one doubling each, as the script's backoff.
@@ -824,7 +862,7 @@ def quadlet_container(cfg: Autostart) -> str:
         "",
         "[Container]",
         f"ContainerName={cfg.name}",
-        f"Image={_podman_image(cfg.layout, cfg.tag)}",
+        f"Image={_podman_image(_podman_source(cfg), _podman_tag(cfg))}",
         f"Network={cfg.network}",
         f"GlobalArgs={_podman_globals(cfg)}",
         # Quadlet runs the container detached (-d); passthrough gives it the service's own

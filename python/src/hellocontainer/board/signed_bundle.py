@@ -126,8 +126,11 @@ def sign(bundle: Path, manifest_digest: str, key: SigningKey, owner: tuple[int, 
 # with @NAME@-style placeholders filled by autostart.py. Word for word the rules above; the test
 # tests/test_signed_bundle.py runs it under Debian's busybox-static against listing().
 #
-# `problem` prints "NAME: signature check failed: REASON" (then printed as one console line) or
-# nothing, in which case @COPY@ holds the checked copy the runtime is started from.
+# SIGNATURE_SHELL is what every signature check on the board shares (signed_layout.py's check of
+# an image layout for podman too): the hash, the tools and key it needs, openssl's verification
+# of a signature over a file, and `signature`, which runs the check's `signature_problem` and
+# prints "NAME: signature check failed: REASON" (then printed as one console line) or nothing,
+# in which case @COPY@ holds the checked copy the runtime is started from.
 
 _READ_WORDS = " ".join(READ_BY_RUNTIME)
 _FILE_WORDS = " ".join(FILES)
@@ -135,16 +138,46 @@ _COPIED_WORDS = " ".join(f'"@BUNDLE@/{name}"' for name in READ_BY_RUNTIME + FILE
 _CLAIM_PATTERN = LISTING_CLAIM.replace(".", "[.]")  # a sed pattern: '.' is any character
 OPENSSL_PACKAGES = "openssl (Buildroot: BR2_PACKAGE_LIBOPENSSL_BIN; Yocto: openssl-bin)"
 
-BOARD_CHECK = f"""\
+SIGNATURE_SHELL = """\
 # A file's sha256 (on stdin), hex: BusyBox's sha256sum, or openssl's where it has none.
-sha256() {{
+sha256() {
 	if command -v sha256sum >/dev/null 2>&1; then
 		sha256sum
 	else
 		openssl dgst -sha256 -r
-	fi | {{ read -r sum _; printf '%s\\n' "$sum"; }}
-}}
+	fi | { read -r sum _; printf '%s\\n' "$sum"; }
+}
 
+# Why no signature can be checked here (no openssl, no key), or nothing.
+signature_tools() {
+	if ! command -v openssl >/dev/null 2>&1; then
+		echo "openssl not found; install @OPENSSL_PACKAGES@"
+	elif [ ! -f "@KEY@" ]; then
+		echo "the public key @KEY@ not found"
+	fi
+}
+
+# Status 0 when $2 (binary: DER ECDSA P-256/SHA-256, or Ed25519) is @KEY@'s signature of $1.
+signed_by_key() {
+	case "$(openssl pkey -pubin -in "@KEY@" -noout -text 2>/dev/null)" in
+		ED25519*)
+			openssl pkeyutl -verify -pubin -inkey "@KEY@" -rawin -in "$1" -sigfile "$2" ;;
+		*)
+			openssl dgst -sha256 -verify "@KEY@" -signature "$2" "$1" ;;
+	esac >/dev/null 2>&1
+}
+
+# "NAME: signature check failed: REASON", or nothing: then @COPY@ is checked and may start.
+signature() {
+	reason=$(signature_problem)
+	if [ -n "$reason" ]; then
+		rm -rf "@COPY@" "@COPY@.found"
+		echo "@NAME@: signature check failed: $reason"
+	fi
+}
+""".replace("@OPENSSL_PACKAGES@", OPENSSL_PACKAGES)
+
+BOARD_CHECK = SIGNATURE_SHELL + f"""\
 # The listing of the bundle $1 as the packager signed it: one sorted line per entry the runtime
 # reads, "MODE UID GID SIZE SHA256 PATH" (see board/signed_bundle.py).
 listing() (
@@ -175,11 +208,9 @@ signature_problem() {{
 			return
 		fi
 	done
-	if ! command -v openssl >/dev/null 2>&1; then
-		echo "openssl not found; install {OPENSSL_PACKAGES}"
-		return
-	elif [ ! -f "@KEY@" ]; then
-		echo "the public key @KEY@ not found"
+	reason=$(signature_tools)
+	if [ -n "$reason" ]; then
+		echo "$reason"
 		return
 	fi
 	rm -rf "@COPY@"
@@ -188,17 +219,10 @@ signature_problem() {{
 		echo "cannot copy @BUNDLE@ to @COPY@"
 		return
 	fi
-	case "$(openssl pkey -pubin -in "@KEY@" -noout -text 2>/dev/null)" in
-		ED25519*)
-			openssl pkeyutl -verify -pubin -inkey "@KEY@" -rawin \\
-				-in "@COPY@/{PAYLOAD}" -sigfile "@COPY@/{SIGNATURE}" ;;
-		*)
-			openssl dgst -sha256 -verify "@KEY@" -signature "@COPY@/{SIGNATURE}" \\
-				"@COPY@/{PAYLOAD}" ;;
-	esac >/dev/null 2>&1 || {{
+	if ! signed_by_key "@COPY@/{PAYLOAD}" "@COPY@/{SIGNATURE}"; then
 		echo "the signature is not from the key @KEY@"
 		return
-	}}
+	fi
 	signed=$(sed -n 's/.*"{_CLAIM_PATTERN}":"sha256:\\([0-9a-f]*\\)".*/\\1/p' "@COPY@/{PAYLOAD}")
 	if [ -z "$signed" ] || [ "$signed" != "$(sha256 < "@COPY@/{LISTING}")" ]; then
 		echo "{LISTING} is not the listing that was signed"
@@ -222,14 +246,5 @@ signature_problem() {{
 		return
 	fi
 	rm -f "@COPY@.found"
-}}
-
-# "NAME: signature check failed: REASON", or nothing: then @COPY@ is checked and may start.
-signature() {{
-	reason=$(signature_problem)
-	if [ -n "$reason" ]; then
-		rm -rf "@COPY@" "@COPY@.found"
-		echo "@NAME@: signature check failed: $reason"
-	fi
 }}
 """

@@ -46,9 +46,9 @@ def setup(parser: argparse.ArgumentParser) -> None:
                         help="with --give-up-after: count only the exits of the last SECONDS "
                         "(default 0: all since the last long run)")
     parser.add_argument("--verify-key", metavar="/PATH",
-                        help="crun, runc: the public key (PEM) on the target that must have "
-                        "signed the bundle ('bundle --sign-key'); checked with openssl before "
-                        "each start, nothing starts without it")
+                        help="the public key (PEM) on the target that must have signed the "
+                        "bundle ('bundle --sign-key'; podman: the image, 'build --sign-key'); "
+                        "checked with openssl before each start, nothing starts without it")
     parser.add_argument("--podman-root", metavar="/DIR", default=DEFAULT_PODMAN_ROOT,
                         help="podman: a writable folder on the target for its image store "
                         f"(default {DEFAULT_PODMAN_ROOT}: copied in at each boot, and works on "
