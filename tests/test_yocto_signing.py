@@ -84,10 +84,31 @@ def test_a_key_that_is_not_there_stops_the_parse(variables: dict[str, str], expe
         call("check_keys", recipe(tmp_path, **variables))
 
 
-def test_verify_key_with_podman_stops_the_parse(tmp_path: Path, keys: tuple[Path, Path]) -> None:
-    with pytest.raises(BBFatal, match="HELLOCONTAINER_VERIFY_KEY checks the signed runtime bundle"):
-        call("check_keys", recipe(tmp_path, HELLOCONTAINER_AUTOSTART="podman",
-                                  HELLOCONTAINER_VERIFY_KEY=str(keys[1])))
+def test_verify_key_with_podman_checks_the_layout_at_boot(tmp_path: Path,
+                                                         keys: tuple[Path, Path]) -> None:
+    private, public = keys
+    d = recipe(tmp_path, HELLOCONTAINER_AUTOSTART="podman", HELLOCONTAINER_SIGN_KEY=str(private),
+               HELLOCONTAINER_VERIFY_KEY=str(public))
+    call("check_keys", d)
+    build = call("build_argv", d, "/p", "/l")
+    assert build[build.index("--sign-key") + 1] == str(private)  # the signature the board checks
+    (autostart,) = call("target_argvs", d, "/l")
+    assert autostart[autostart.index("--verify-key") + 1] == KEY_PATH
+    assert autostart[autostart.index("--podman-root") + 1].startswith("/run/")
+    assert call("openssl_package", d) == "openssl-bin"
+
+
+@pytest.mark.parametrize("variables,expected", [
+    ({"HELLOCONTAINER_AUTOSTART": "podman", "HELLOCONTAINER_PODMAN_ROOT": "/var/lib/hello"},
+     'HELLOCONTAINER_PODMAN_ROOT = "/var/lib/hello" outlives a reboot'),
+    ({"HELLOCONTAINER_AUTOSTART": ""},
+     "set HELLOCONTAINER_AUTOSTART to crun, runc or podman"),
+])
+def test_a_verify_key_without_a_checked_start_stops_the_parse(
+        variables: dict[str, str], expected: str, tmp_path: Path,
+        keys: tuple[Path, Path]) -> None:
+    with pytest.raises(BBFatal, match=expected):
+        call("check_keys", recipe(tmp_path, HELLOCONTAINER_VERIFY_KEY=str(keys[1]), **variables))
 
 
 def test_a_bundle_on_a_data_partition_needs_none_installed(tmp_path: Path) -> None:

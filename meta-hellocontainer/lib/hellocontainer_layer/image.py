@@ -122,22 +122,31 @@ def passphrase_env(d):
 
 
 def check_keys(d):
-    """Parse-time checks of the key settings: the files exist, and verification has a bundle
-    to check (crun or runc)."""
+    """Parse-time checks of the key settings: the files exist, verification has something to
+    check before a start (the bundle of crun or runc, the layout of podman), and podman's store
+    is rebuilt from the checked layout at every boot."""
     for name in ("HELLOCONTAINER_SIGN_KEY", "HELLOCONTAINER_VERIFY_KEY"):
         path = d.getVar(name)
         if path and not (os.path.isabs(path) and os.path.isfile(path)):
             bb.fatal(f"{name} = \"{path}\" is not a file on this machine; give the absolute "
                      "path of the PEM key (see meta-hellocontainer/README.md, Signing)")
-    if d.getVar("HELLOCONTAINER_VERIFY_KEY") and \
-            d.getVar("HELLOCONTAINER_AUTOSTART") not in ("crun", "runc"):
-        bb.fatal("HELLOCONTAINER_VERIFY_KEY checks the signed runtime bundle before crun or runc "
-                 "start it: set HELLOCONTAINER_AUTOSTART to crun or runc, or leave it empty")
+    if not d.getVar("HELLOCONTAINER_VERIFY_KEY"):
+        return
+    runtime = d.getVar("HELLOCONTAINER_AUTOSTART")
+    if runtime not in ("crun", "runc", "podman"):
+        bb.fatal("HELLOCONTAINER_VERIFY_KEY checks the signed image before the autostart starts "
+                 "it: set HELLOCONTAINER_AUTOSTART to crun, runc or podman, or leave it empty")
+    root = os.path.normpath(d.getVar("HELLOCONTAINER_PODMAN_ROOT") or "")
+    if runtime == "podman" and not root.startswith("/run/"):
+        # A store kept across boots would be started from as it is, unchecked.
+        bb.fatal(f"HELLOCONTAINER_PODMAN_ROOT = \"{root}\" outlives a reboot, so podman would "
+                 "start what it holds without the signature check: keep it under /run with "
+                 "HELLOCONTAINER_VERIFY_KEY")
 
 
 def openssl_package(d):
-    """The package that puts the openssl command on the target, when the bundle is checked
-    at boot (oe-core's openssl recipe ships the program in ${PN}-bin)."""
+    """The package that puts the openssl command on the target, when the bundle or layout is
+    checked at boot (oe-core's openssl recipe ships the program in ${PN}-bin)."""
     return "openssl-bin" if d.getVar("HELLOCONTAINER_VERIFYING") == "1" else ""
 
 
