@@ -55,6 +55,7 @@ import pytest
 
 shared = {{}}
 failed = []
+seconds = {{}}
 
 def _switch(context):
     os.environ["{CONTEXT_ENV}"] = context
@@ -82,12 +83,13 @@ def pytest_runtest_teardown(item):
     _switch("teardown|" + item.nodeid)
 
 def pytest_runtest_logreport(report):
+    seconds[report.nodeid] = seconds.get(report.nodeid, 0.0) + report.duration
     if report.failed and report.nodeid not in failed:
         failed.append(report.nodeid)
 
 def pytest_sessionfinish(session):
     with open(os.environ["HELLOCONTAINER_MUTATE_SHARED"], "w") as stream:
-        json.dump({{"shared": shared, "failed": failed}}, stream)
+        json.dump({{"shared": shared, "failed": failed, "seconds": seconds}}, stream)
 """
 
 
@@ -132,7 +134,6 @@ def map_lines(module_file: Path, map_path: Path, pytest_args: list[str]) -> int:
                 lines.setdefault(str(line), [])
                 lines[str(line)] += [c for c in contexts if c]
         recorded = json.loads((work / "shared.json").read_text())
-    # "shared" keeps the order the tests ran in: the run step keeps to it.
     map_path.write_text(json.dumps({"lines": lines, **recorded}))
     return 0
 
@@ -215,9 +216,11 @@ def run_mutant(module_file: Path, pristine_file: Path, map_path: Path,
     if not tests:
         print(f"no test executes lines {spans}: survives", flush=True)
         return 0
-    order = list(shared)  # the subset's own order
-    chosen = sorted(tests, key=lambda t: order.index(t) if t in order else len(order))
-    print(f"lines {spans}: {len(chosen)} of {len(order)} tests", flush=True)
+    # Quickest first: with -x the first failing test ends the run, and most mutants are
+    # killed, so a mutant costs about its quickest killing test rather than the subset.
+    seconds: dict[str, float] = recorded.get("seconds", {})
+    chosen = sorted(tests, key=lambda test: (seconds.get(test, float("inf")), test))
+    print(f"lines {spans}: {len(chosen)} of {len(shared)} tests", flush=True)
     return subprocess.run([*base, *chosen], check=False).returncode
 
 
