@@ -198,6 +198,38 @@ def test_an_output_under_a_file_is_one_error_line(tmp_path):
     assert f"--output ({tmp_path / 'blocker' / 'out'}): Not a directory" in error
 
 
+def test_an_output_folder_the_user_cannot_list_is_one_error_line(shared_tmp):
+    """A folder another user may enter but not read: which bundle it is cannot be told, so the
+    error names --output and the cause (not a later step's words)."""
+    layout = small_layout(shared_tmp / "layout")
+    output = shared_tmp / "out"
+    output.mkdir(mode=0o711)
+    output.chmod(0o711)
+    error = assert_one_error(run("bundle", layout, "--output", output, as_nobody=True))
+    assert f"--output {output}: Permission denied" in error
+    assert output.stat().st_mode & 0o7777 == 0o711 and not os.listdir(output)
+
+
+def test_a_bundle_that_cannot_be_published_is_one_error_line_and_leaves_no_debris(tmp_path):
+    """The last step fails (the rename of the finished bundle to --output, made to fail by
+    strace): one line naming the bundle, and neither the bundle nor its staging folder remain."""
+    strace = require_tool("strace", "strace")
+    from layouts import cli_argv, cli_env, finish, start
+
+    layout = small_layout(tmp_path / "layout")
+    output = tmp_path / "out"
+    # The publishing rename is the only rename of a bundle into a fresh --output (with no
+    # .pyc written), so the first traced rename is the one that fails.
+    argv = [strace, "-f", "-qq", "-o", "/dev/null", "-e", "trace=rename,renameat,renameat2",
+            "-e", "inject=rename,renameat,renameat2:error=EIO:when=1",
+            *cli_argv("bundle", layout, "--output", output)]
+    env = cli_env({"PYTHONDONTWRITEBYTECODE": "1"})
+    error = assert_one_error(finish(start(argv, env), TIMEOUT))
+    assert f"cannot publish the bundle {output}" in error and "Input/output error" in error
+    assert not output.exists()
+    no_debris(tmp_path)
+
+
 def test_an_empty_output_folder_becomes_the_bundle(tmp_path):
     layout = small_layout(tmp_path / "layout")
     (tmp_path / "out").mkdir()

@@ -395,6 +395,15 @@ def test_build_refuses_an_existing_tag_whose_manifest_is_malformed(hello_static,
     _refused_build(tmp_path, hello_static, "--tag", "new")
 
 
+def test_a_manifest_with_two_problems_is_refused_naming_the_first(hello_static, built, tmp_path):
+    """One line, so one problem: the first the schema finds (`validate` lists them all)."""
+    manifest = read_blob_json(built, descriptor_of(built, "old")["digest"])
+    bad = {k: v for k, v in manifest.items() if k not in ("config", "layers")}
+    set_tag(built, write_json_blob(built, bad, MEDIA_MANIFEST), "old")
+    error = _refused_build(tmp_path, hello_static, "--tag", "new")
+    assert "'config' is a required property" in error and "'layers'" not in error, error
+
+
 # --- the archive ---------------------------------------------------------------------------
 
 @pytest.mark.parametrize("archive", ["same", "inside"])

@@ -38,6 +38,21 @@ def test_second_tag_keeps_the_first(hellocontainer, hello_static, tmp_path):
     hellocontainer("validate", f"{layout}:2.0")
 
 
+def test_a_second_build_leaves_the_blobs_it_shares_untouched(hellocontainer, hello_static,
+                                                             tmp_path):
+    """A blob already in the layout, verified, is kept as it is (same file, same time): copies
+    and sync tools see nothing new, and a reader holding it open reads on undisturbed."""
+    layout = tmp_path / "layout"
+    hellocontainer("build", hello_static, "--output", layout, "--tag", "1.0")
+    blobs = layout / "blobs" / "sha256"
+    before = {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in blobs.iterdir()}
+    hellocontainer("build", hello_static, "--output", layout, "--tag", "2.0", "--env", "V=2")
+    after = {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in blobs.iterdir()}
+    shared = set(before) & set(after)
+    assert shared, "the second build shares its layer with the first"
+    assert {name: after[name] for name in shared} == {name: before[name] for name in shared}
+
+
 def _blob_names(layout: Path) -> set[str]:
     return {p.name for p in (layout / "blobs" / "sha256").iterdir()}
 
