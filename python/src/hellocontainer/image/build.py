@@ -13,8 +13,8 @@ import hashlib
 import os
 import stat
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from ..check.validate import Checker
 from ..errors import BinaryError, LayoutError, SpecError, os_error_message
@@ -31,8 +31,7 @@ from .layer import Progress, layer_entries, write_layer
 from .spec import ExtraFile, ImageSpec, check_tags
 
 
-@dataclass(frozen=True)
-class BuildRequest:
+class BuildRequest(NamedTuple):
     binary: str  # a path, or with `sysroot` a path inside it
     output: Path
     spec: ImageSpec
@@ -44,8 +43,7 @@ class BuildRequest:
     sbom_copy: tuple[Path, ...] = ()
 
 
-@dataclass(frozen=True)
-class BuildResult:
+class BuildResult(NamedTuple):
     manifest: Descriptor
     platform: Platform
     tags: tuple[str, ...]

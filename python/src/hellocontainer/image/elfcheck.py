@@ -8,7 +8,6 @@ libraries are not in the image (the container then dies with a bare "no such fil
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, NamedTuple
 
@@ -26,8 +25,7 @@ _ARM_CPU_ARCH_VARIANT = {
 _VARIANT_ORDER = ("v5", "v6", "v7", "v8")
 
 
-@dataclass(frozen=True)
-class ElfFacts:
+class ElfFacts(NamedTuple):
     """What the packager needs to know about one ELF file."""
 
     target: ElfTarget

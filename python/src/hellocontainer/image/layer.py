@@ -5,9 +5,8 @@ from __future__ import annotations
 import posixpath
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, NamedTuple
 
 from ..errors import BinaryError, SpecError
 from ..oci.model import Descriptor
@@ -22,8 +21,7 @@ BINARY_MODE = 0o755
 DIR_MODE = 0o755
 
 
-@dataclass(frozen=True)
-class Layer:
+class Layer(NamedTuple):
     descriptor: Descriptor  # the compressed blob
     diff_id: str  # sha256 of the uncompressed tar, for the config's rootfs
 

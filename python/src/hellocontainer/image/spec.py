@@ -12,9 +12,8 @@ import posixpath
 import re
 import shlex
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..errors import SpecError
 from ..oci import model, schema
@@ -40,8 +39,7 @@ OCI_KEY_PREFIX = "org.opencontainers.image"
 PATH_KEYS = ("passwd_file", "group_file", "sign_key")
 
 
-@dataclass(frozen=True)
-class ExtraFile:
+class ExtraFile(NamedTuple):
     """A file copied from the build machine into the image."""
 
     src: str  # as written: relative to `base`, or absolute (inside the sysroot, if one is given)
@@ -55,8 +53,7 @@ class ExtraFile:
     origin: str = "--file"
 
 
-@dataclass(frozen=True)
-class ImageSpec:
+class ImageSpec(NamedTuple):
     """Everything about an image except the binary's bytes; defaults apply where None."""
 
     path: str | None = None

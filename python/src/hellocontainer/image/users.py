@@ -10,8 +10,8 @@ machine's /etc/passwd, whose ids mean nothing on the board.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from ..errors import SpecError
 from .inputs import read_input_text
@@ -22,8 +22,7 @@ USER_DB_CAP = 1 << 20
 ID_MAX = 2**32 - 2  # (uid_t)-1 means "unchanged" to the kernel, so it is no one's id
 
 
-@dataclass(frozen=True)
-class _Database:
+class _Database(NamedTuple):
     """One of the two user databases: its name, line shape and the option that names it."""
 
     name: str  # passwd or group

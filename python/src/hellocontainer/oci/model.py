@@ -9,8 +9,9 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any, NamedTuple
 
 OCI_LAYOUT_VERSION = "1.0.0"
 MEDIA_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -68,18 +69,25 @@ def platform_name(platform: dict[str, str]) -> str:
     return "/".join(platform[key] for key in PLATFORM_FIELDS if platform.get(key))
 
 
-@dataclass(frozen=True)
-class Descriptor:
+# The default of a descriptor's mappings: one object every descriptor shares, so it must not be
+# changeable.
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+
+# The value types of every build are NamedTuples or plain classes, not dataclasses: importing
+# `dataclasses` (with `inspect`) and compiling each class's methods from source costs more
+# start-up time than a hello build spends writing its image.
+class Descriptor(NamedTuple):
     """An image-spec descriptor: what a blob is, its digest and size, and optional extras."""
 
     media_type: str
     digest: str
     size: int
     platform: dict[str, str] | None = None
-    annotations: dict[str, str] = field(default_factory=dict)
+    annotations: Mapping[str, str] = _EMPTY
     # Fields we do not interpret (artifactType, urls, data, …), kept so that rewriting an index
     # another tool wrote loses nothing of its entries.
-    extra: dict[str, Any] = field(default_factory=dict)
+    extra: Mapping[str, Any] = _EMPTY
 
     @classmethod
     def of(cls, media_type: str, data: bytes) -> Descriptor:

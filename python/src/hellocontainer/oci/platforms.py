@@ -10,13 +10,12 @@ refuse "the host binary packaged for arm64".
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from ..errors import SpecError
 
 
-@dataclass(frozen=True)
-class ElfTarget:
+class ElfTarget(NamedTuple):
     """The ELF header fields a binary for a platform carries."""
 
     machine: str  # pyelftools' e_machine name, e.g. "EM_AARCH64"
@@ -28,8 +27,7 @@ class ElfTarget:
         return f"{self.machine.removeprefix('EM_')} {self.bits}-bit {endian}-endian"
 
 
-@dataclass(frozen=True)
-class Platform:
+class Platform(NamedTuple):
     """An OCI platform (image-spec `architecture`, `os`, `variant`) plus its expected ELF header."""
 
     architecture: str

@@ -25,9 +25,8 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Callable, Generator, Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..errors import LayoutError, os_error_message
 from . import model, referrers, schema
@@ -42,8 +41,7 @@ JSON_CAP = 16 << 20  # index.json, manifests, configs: far above any real one (a
 KEPT_DOCUMENT_BYTES = 64 << 10  # documents this small are read once per reader (real: a few KiB)
 
 
-@dataclass(frozen=True)
-class Image:
+class Image(NamedTuple):
     """One single-platform image of a layout, its documents verified."""
 
     manifest_descriptor: Descriptor

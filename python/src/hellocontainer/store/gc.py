@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from ..errors import LayoutError, os_error_message
 from ..oci.leftovers import LAYOUT_STAGING_KIND, live_entries, temporary_index_files, unreferenced_blobs
@@ -35,8 +35,7 @@ from .index import index_document, write_index
 GRACE_SECONDS = 300
 
 
-@dataclass(frozen=True)
-class Collected:
+class Collected(NamedTuple):
     removed: tuple[str, ...]  # paths relative to the layout (staging folders: beside it)
     bytes: int
 

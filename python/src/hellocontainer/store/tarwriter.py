@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import tarfile
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, NamedTuple
 
 from ..errors import BinaryError
 
@@ -19,8 +18,7 @@ BLOCK = 512
 CHUNK = 1 << 20  # read files 1 MiB at a time: constant memory for any size
 
 
-@dataclass(frozen=True)
-class TarEntry:
+class TarEntry(NamedTuple):
     """One member: a directory, or a regular file whose bytes come from `source`."""
 
     name: str  # relative POSIX path, no leading "/", no "." or ".." parts
