@@ -29,7 +29,7 @@ from .layertree import ImageEntries
 class Report:
     """What a check found: problems make a layout invalid, warnings do not."""
 
-    __slots__ = ("problems", "warnings")  # a plain class: see oci/model.py
+    __slots__ = ("problems", "warnings")  # a plain class: see oci/value.py
 
     def __init__(self, problems: list[str] | None = None,
                  warnings: list[str] | None = None) -> None:

@@ -11,7 +11,9 @@ import json
 import re
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Any, NamedTuple
+from typing import Any
+
+from .value import Value
 
 OCI_LAYOUT_VERSION = "1.0.0"
 MEDIA_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -74,20 +76,28 @@ def platform_name(platform: dict[str, str]) -> str:
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 
 
-# The value types of every build are NamedTuples or plain classes, not dataclasses: importing
-# `dataclasses` (with `inspect`) and compiling each class's methods from source costs more
-# start-up time than a hello build spends writing its image.
-class Descriptor(NamedTuple):
+class Descriptor(Value):
     """An image-spec descriptor: what a blob is, its digest and size, and optional extras."""
 
-    media_type: str
-    digest: str
-    size: int
-    platform: dict[str, str] | None = None
-    annotations: Mapping[str, str] = _EMPTY
-    # Fields we do not interpret (artifactType, urls, data, …), kept so that rewriting an index
-    # another tool wrote loses nothing of its entries.
-    extra: Mapping[str, Any] = _EMPTY
+    __slots__ = ("annotations", "digest", "extra", "media_type", "platform", "size")
+
+    def __init__(
+        self,
+        media_type: str,
+        digest: str,
+        size: int,
+        platform: dict[str, str] | None = None,
+        annotations: Mapping[str, str] = _EMPTY,
+        extra: Mapping[str, Any] = _EMPTY,
+    ) -> None:
+        self.media_type = media_type
+        self.digest = digest
+        self.size = size
+        self.platform = platform
+        self.annotations = annotations
+        # Fields we do not interpret (artifactType, urls, data, …), kept so that rewriting an index
+        # another tool wrote loses nothing of its entries.
+        self.extra = extra
 
     @classmethod
     def of(cls, media_type: str, data: bytes) -> Descriptor:

@@ -50,7 +50,7 @@ def sniff(head: bytes) -> str:
 class Member:
     """One tar entry of a layer, as read from the stream."""
 
-    # A plain class (see oci/model.py): one is made per entry of every layer read.
+    # A plain class (see oci/value.py): one is made per entry of every layer read.
     __slots__ = (
         "_stream",
         "absolute",

@@ -43,7 +43,7 @@ class Node(Generic[T]):
     """One descriptor the walk reached, with what its visitor attached to the edge leading here
     (a location to name in messages, a report to fill) and its depth."""
 
-    # A plain class (see oci/model.py), equal only to itself: two nodes of one descriptor are
+    # A plain class (see oci/value.py), equal only to itself: two nodes of one descriptor are
     # two visits.
     __slots__ = ("context", "depth", "descriptor")
 

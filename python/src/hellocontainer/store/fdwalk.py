@@ -27,7 +27,7 @@ Leave = Callable[[int, "int | None", "str | None"], None]
 
 
 class _Frame(Generic[T]):
-    __slots__ = ("identity", "name", "pending")  # a plain class: see oci/model.py
+    __slots__ = ("identity", "name", "pending")  # a plain class: see oci/value.py
 
     def __init__(self, name: str | None, pending: list[tuple[str, T]],
                  identity: tuple[int, int]) -> None:
