@@ -104,18 +104,27 @@ def measure(argv: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, int
     # GNU time forks the command from its own small process and reports wait4's ru_maxrss,
     # which Linux raises to the peak of every waited-for descendant. Forking from this Python
     # process instead would count this process's own RSS: exec records the pre-exec peak.
+    # CPU time comes from this process's own wait4 on GNU time, in microseconds: GNU time
+    # prints it in hundredths, too coarse for a hello build's few hundredths of a second. It
+    # counts GNU time's own fork and wait too (well under a millisecond, the same for every
+    # tool).
     report = cwd / ".time"
     start = time.perf_counter()
-    proc = subprocess.run([TIME, "-f", "%M %U %S", "-o", str(report), *argv], cwd=cwd, env=env,
-                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False)
+    proc = subprocess.Popen([TIME, "-f", "%M", "-o", str(report), *argv], cwd=cwd, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    assert proc.stderr is not None
+    errors = proc.stderr.read()
+    proc.stderr.close()
+    _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - start
+    proc.returncode = os.waitstatus_to_exitcode(status)  # waited for here, not by Popen
     if proc.returncode != 0:
         raise SystemExit(f"bench: error: {' '.join(argv)} exited {proc.returncode}:\n"
-                         f"{proc.stderr.decode(errors='replace')}")
+                         f"{errors.decode(errors='replace')}")
     # The last line: GNU time puts notes such as "Command exited…" before it.
-    peak, user, system = report.read_text().splitlines()[-1].split()
+    peak = report.read_text().splitlines()[-1]
     report.unlink()
-    return wall, int(peak), float(user) + float(system)
+    return wall, int(peak), usage.ru_utime + usage.ru_stime
 
 
 def tree(layout: Path) -> tuple[int, str]:
@@ -282,7 +291,7 @@ def write_markdown(rows: list[Row], path: Path, facts: dict[str, str], repeat: i
     for row in rows:
         base = umoci.get((row.input_name, row.tool.startswith("unpack:")))
         lines.append(
-            f"| {row.input_name} | {row.input_bytes:,} | {cell(row.tool)} | {row.wall:.3f} | {row.cpu:.2f} "
+            f"| {row.input_name} | {row.input_bytes:,} | {cell(row.tool)} | {row.wall:.3f} | {row.cpu:.3f} "
             f"| {row.peak_rss_kib / 1024:.1f} | {row.layout_bytes:,} "
             f"| {ratio(row.wall, base.wall if base else None)} "
             f"| {ratio(row.cpu, base.cpu if base else None)} "

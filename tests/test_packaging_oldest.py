@@ -115,7 +115,7 @@ def test_wheel_builds_without_warnings_and_holds_the_whole_package(built, tools:
                 for path in PACKAGE.rglob("*") if path.suffix in (".py", ".json")}
     assert any(name.startswith("hellocontainer/oci/schemas/") for name in expected)
     assert expected <= names, sorted(expected - names)
-    assert "hellocontainer = hellocontainer.cli:main" in entry_points
+    assert "hellocontainer = hellocontainer.cli:run_and_exit" in entry_points
 
     meta = metadata(result.wheel)
     assert meta["Requires-Python"] == ">=3.9"

@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import LayoutError
@@ -27,12 +26,15 @@ from ..oci.tarstream import TarStream, compression_of
 from .layertree import ImageEntries
 
 
-@dataclass
 class Report:
     """What a check found: problems make a layout invalid, warnings do not."""
 
-    problems: list[str] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
+    __slots__ = ("problems", "warnings")  # a plain class: see oci/value.py
+
+    def __init__(self, problems: list[str] | None = None,
+                 warnings: list[str] | None = None) -> None:
+        self.problems = [] if problems is None else problems
+        self.warnings = [] if warnings is None else warnings
 
 
 class BlobChecker:

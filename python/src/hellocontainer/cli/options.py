@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
-from ..provenance.signing import PASSPHRASE_ENV
+from ..provenance.passphrase import COSIGN_PASSPHRASE_ENV, PASSPHRASE_ENV
 
 PROG = "hellocontainer"
 
@@ -217,7 +217,7 @@ def add_image_flags(parser: argparse.ArgumentParser) -> None:
     sign = parser.add_argument_group(
         "signature (spec keys sign_key, sign_identity)", "A cosign-compatible signature of the "
         "image (and of its SBOM), attached as an OCI 1.1 referrer; needs hellocontainer[sign]. "
-        f"A key's passphrase comes from ${PASSPHRASE_ENV} (or $COSIGN_PASSWORD), never a flag.")
+        f"A key's passphrase comes from ${PASSPHRASE_ENV} (or ${COSIGN_PASSPHRASE_ENV}), never a flag.")
     sign.add_argument("--sign-key", metavar="FILE",
                       help="private key (PEM: cosign.key, PKCS#8 or SEC1; ECDSA P-256 or Ed25519)")
     sign.add_argument("--sign-identity", metavar="NAME",

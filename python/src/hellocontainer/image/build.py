@@ -13,7 +13,6 @@ import hashlib
 import os
 import stat
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
 from ..check.validate import Checker
@@ -23,6 +22,7 @@ from ..oci.model import Descriptor
 from ..oci.platforms import Platform
 from ..oci.reader import LayoutReader
 from ..oci.safefile import file_kind
+from ..oci.value import Value
 from ..store.archive import ArchiveWriter
 from ..store.layout import Staging, preflight, publish
 from . import elfcheck
@@ -31,27 +31,49 @@ from .layer import Progress, layer_entries, write_layer
 from .spec import ExtraFile, ImageSpec, check_tags
 
 
-@dataclass(frozen=True)
-class BuildRequest:
-    binary: str  # a path, or with `sysroot` a path inside it
-    output: Path
-    spec: ImageSpec
-    epoch: int
-    archive: Path | None = None
-    jobs: int | None = None
-    sysroot: Path | None = None
-    # also write the SBOMs here (the deploy folder's <name>.spdx.json), one per format in order
-    sbom_copy: tuple[Path, ...] = ()
+class BuildRequest(Value):
+    __slots__ = ("archive", "binary", "epoch", "jobs", "output", "sbom_copy", "spec", "sysroot")
+
+    def __init__(
+        self,
+        binary: str,
+        output: Path,
+        spec: ImageSpec,
+        epoch: int,
+        archive: Path | None = None,
+        jobs: int | None = None,
+        sysroot: Path | None = None,
+        sbom_copy: tuple[Path, ...] = (),
+    ) -> None:
+        self.binary = binary  # a path, or with `sysroot` a path inside it
+        self.output = output
+        self.spec = spec
+        self.epoch = epoch
+        self.archive = archive
+        self.jobs = jobs
+        self.sysroot = sysroot
+        # also write the SBOMs here (the deploy folder's <name>.spdx.json), one per format in order
+        self.sbom_copy = sbom_copy
 
 
-@dataclass(frozen=True)
-class BuildResult:
-    manifest: Descriptor
-    platform: Platform
-    tags: tuple[str, ...]
-    index: Descriptor | None = None  # what the tags name when an SBOM or signature is attached
-    sboms: tuple[tuple[str, Descriptor], ...] = ()  # (format, its artifact manifest) in order
-    signatures: tuple[Descriptor, ...] = ()  # the signature manifests (image first, then SBOMs)
+class BuildResult(Value):
+    __slots__ = ("index", "manifest", "platform", "sboms", "signatures", "tags")
+
+    def __init__(
+        self,
+        manifest: Descriptor,
+        platform: Platform,
+        tags: tuple[str, ...],
+        index: Descriptor | None = None,
+        sboms: tuple[tuple[str, Descriptor], ...] = (),
+        signatures: tuple[Descriptor, ...] = (),
+    ) -> None:
+        self.manifest = manifest
+        self.platform = platform
+        self.tags = tags
+        self.index = index  # what the tags name when an SBOM or signature is attached
+        self.sboms = sboms  # (format, its artifact manifest) in order
+        self.signatures = signatures  # the signature manifests (image first, then SBOMs)
 
     @property
     def sbom(self) -> Descriptor | None:

@@ -8,13 +8,13 @@ libraries are not in the image (the container then dies with a bare "no such fil
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, NamedTuple
 
 from ..errors import BinaryError, DynamicBinaryError
 from ..oci import platforms
 from ..oci.platforms import ElfTarget, Platform
+from ..oci.value import Value
 
 # ARM EABI Tag_CPU_arch values → OCI variant (ARM IHI 0045, "Addenda to the ARM ABI").
 # A binary runs on its own level and above, so each value maps to the lowest variant that has it.
@@ -26,14 +26,22 @@ _ARM_CPU_ARCH_VARIANT = {
 _VARIANT_ORDER = ("v5", "v6", "v7", "v8")
 
 
-@dataclass(frozen=True)
-class ElfFacts:
+class ElfFacts(Value):
     """What the packager needs to know about one ELF file."""
 
-    target: ElfTarget
-    interpreter: str | None  # PT_INTERP: the dynamic loader, absent in a static binary
-    needed: tuple[str, ...]  # DT_NEEDED: shared libraries it asks for
-    arm_variant: str | None  # the lowest ARM level it runs on, from .ARM.attributes
+    __slots__ = ("arm_variant", "interpreter", "needed", "target")
+
+    def __init__(
+        self,
+        target: ElfTarget,
+        interpreter: str | None,
+        needed: tuple[str, ...],
+        arm_variant: str | None,
+    ) -> None:
+        self.target = target
+        self.interpreter = interpreter  # PT_INTERP: the dynamic loader, absent in a static binary
+        self.needed = needed  # DT_NEEDED: shared libraries it asks for
+        self.arm_variant = arm_variant  # the lowest ARM level it runs on, from .ARM.attributes
 
     @property
     def is_dynamic(self) -> bool:

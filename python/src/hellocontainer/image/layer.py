@@ -5,12 +5,12 @@ from __future__ import annotations
 import posixpath
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 from ..errors import BinaryError, SpecError
 from ..oci.model import Descriptor
+from ..oci.value import Value
 from ..store.layout import Staging
 from ..store.tarwriter import BLOCK, TarEntry, write_tar
 from .compress import MEDIA_TYPES, GzipLevel, HashingWriter, open_compressor
@@ -22,10 +22,12 @@ BINARY_MODE = 0o755
 DIR_MODE = 0o755
 
 
-@dataclass(frozen=True)
-class Layer:
-    descriptor: Descriptor  # the compressed blob
-    diff_id: str  # sha256 of the uncompressed tar, for the config's rootfs
+class Layer(Value):
+    __slots__ = ("descriptor", "diff_id")
+
+    def __init__(self, descriptor: Descriptor, diff_id: str) -> None:
+        self.descriptor = descriptor  # the compressed blob
+        self.diff_id = diff_id  # sha256 of the uncompressed tar, for the config's rootfs
 
 
 def _file_entry(source: Path, dest: str, mode: int | None, uid: int, gid: int,

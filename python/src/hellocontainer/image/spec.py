@@ -12,12 +12,12 @@ import posixpath
 import re
 import shlex
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import SpecError
 from ..oci import model, schema
+from ..oci.value import Value
 from .inputs import read_input_text
 from .users import resolve_user
 
@@ -40,45 +40,101 @@ OCI_KEY_PREFIX = "org.opencontainers.image"
 PATH_KEYS = ("passwd_file", "group_file", "sign_key")
 
 
-@dataclass(frozen=True)
-class ExtraFile:
+class ExtraFile(Value):
     """A file copied from the build machine into the image."""
 
-    src: str  # as written: relative to `base`, or absolute (inside the sysroot, if one is given)
-    dest: str
-    mode: int | None  # None: 0755 if the source is executable, else 0644
-    uid: int = 0
-    gid: int = 0
-    base: Path = Path()  # the spec file's folder, or the current directory for --file
-    # Where the user wrote it, for an error about its source: the spec key
-    # (`files[3].src in image.yaml`) or the flag (`--file motd:/etc/motd`).
-    origin: str = "--file"
+    __slots__ = ("base", "dest", "gid", "mode", "origin", "src", "uid")
+
+    def __init__(
+        self,
+        src: str,
+        dest: str,
+        mode: int | None,
+        uid: int = 0,
+        gid: int = 0,
+        base: Path = Path(),
+        origin: str = "--file",
+    ) -> None:
+        self.src = src  # as written: relative to `base`, or absolute (inside the sysroot, if one is given)
+        self.dest = dest
+        self.mode = mode  # None: 0755 if the source is executable, else 0644
+        self.uid = uid
+        self.gid = gid
+        self.base = base  # the spec file's folder, or the current directory for --file
+        # Where the user wrote it, for an error about its source: the spec key
+        # (`files[3].src in image.yaml`) or the flag (`--file motd:/etc/motd`).
+        self.origin = origin
 
 
-@dataclass(frozen=True)
-class ImageSpec:
+class ImageSpec(Value):
     """Everything about an image except the binary's bytes; defaults apply where None."""
 
-    path: str | None = None
-    entrypoint: tuple[str, ...] | None = None
-    cmd: tuple[str, ...] | None = None
-    env: tuple[tuple[str, str], ...] = ()
-    user: str | None = None
-    workdir: str | None = None
-    ports: tuple[str, ...] = ()
-    labels: tuple[tuple[str, str], ...] = ()
-    annotations: tuple[tuple[str, str], ...] = ()
-    stop_signal: str | None = None
-    tags: tuple[str, ...] = ("latest",)
-    files: tuple[ExtraFile, ...] = ()
-    compression: str = "gzip"
-    gzip_level: int | str | None = None  # 1-9 or "max"; None: by layer size (layer.gzip_level_for)
-    arch: str | None = None
-    tune: str | None = None
-    allow_dynamic: bool = False
-    sbom: SbomSpec | None = None  # None: no SBOM
-    sign_key: str | None = None  # the private key's path (never its content); None: unsigned
-    sign_identity: str = ""  # the signature's docker-reference (provenance/signature.py)
+    __slots__ = (
+        "allow_dynamic",
+        "annotations",
+        "arch",
+        "cmd",
+        "compression",
+        "entrypoint",
+        "env",
+        "files",
+        "gzip_level",
+        "labels",
+        "path",
+        "ports",
+        "sbom",
+        "sign_identity",
+        "sign_key",
+        "stop_signal",
+        "tags",
+        "tune",
+        "user",
+        "workdir",
+    )
+
+    def __init__(
+        self,
+        path: str | None = None,
+        entrypoint: tuple[str, ...] | None = None,
+        cmd: tuple[str, ...] | None = None,
+        env: tuple[tuple[str, str], ...] = (),
+        user: str | None = None,
+        workdir: str | None = None,
+        ports: tuple[str, ...] = (),
+        labels: tuple[tuple[str, str], ...] = (),
+        annotations: tuple[tuple[str, str], ...] = (),
+        stop_signal: str | None = None,
+        tags: tuple[str, ...] = ("latest",),
+        files: tuple[ExtraFile, ...] = (),
+        compression: str = "gzip",
+        gzip_level: int | str | None = None,
+        arch: str | None = None,
+        tune: str | None = None,
+        allow_dynamic: bool = False,
+        sbom: SbomSpec | None = None,
+        sign_key: str | None = None,
+        sign_identity: str = "",
+    ) -> None:
+        self.path = path
+        self.entrypoint = entrypoint
+        self.cmd = cmd
+        self.env = env
+        self.user = user
+        self.workdir = workdir
+        self.ports = ports
+        self.labels = labels
+        self.annotations = annotations
+        self.stop_signal = stop_signal
+        self.tags = tags
+        self.files = files
+        self.compression = compression
+        self.gzip_level = gzip_level  # 1-9 or "max"; None: by layer size (layer.gzip_level_for)
+        self.arch = arch
+        self.tune = tune
+        self.allow_dynamic = allow_dynamic
+        self.sbom = sbom  # None: no SBOM
+        self.sign_key = sign_key  # the private key's path (never its content); None: unsigned
+        self.sign_identity = sign_identity  # the signature's docker-reference (provenance/signature.py)
 
 
 def split_words(flag: str, value: str) -> list[str]:

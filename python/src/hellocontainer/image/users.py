@@ -10,10 +10,10 @@ machine's /etc/passwd, whose ids mean nothing on the board.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import SpecError
+from ..oci.value import Value
 from .inputs import read_input_text
 
 # A few KiB in any real root filesystem; the bound keeps a wrong path (/dev/zero, a disk image)
@@ -22,13 +22,15 @@ USER_DB_CAP = 1 << 20
 ID_MAX = 2**32 - 2  # (uid_t)-1 means "unchanged" to the kernel, so it is no one's id
 
 
-@dataclass(frozen=True)
-class _Database:
+class _Database(Value):
     """One of the two user databases: its name, line shape and the option that names it."""
 
-    name: str  # passwd or group
-    shape: str  # the line's fields, for errors
-    flag: str
+    __slots__ = ("flag", "name", "shape")
+
+    def __init__(self, name: str, shape: str, flag: str) -> None:
+        self.name = name  # passwd or group
+        self.shape = shape  # the line's fields, for errors
+        self.flag = flag
 
     @property
     def option(self) -> str:

@@ -9,8 +9,11 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any
+
+from .value import Value
 
 OCI_LAYOUT_VERSION = "1.0.0"
 MEDIA_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -68,18 +71,33 @@ def platform_name(platform: dict[str, str]) -> str:
     return "/".join(platform[key] for key in PLATFORM_FIELDS if platform.get(key))
 
 
-@dataclass(frozen=True)
-class Descriptor:
+# The default of a descriptor's mappings: one object every descriptor shares, so it must not be
+# changeable.
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+
+class Descriptor(Value):
     """An image-spec descriptor: what a blob is, its digest and size, and optional extras."""
 
-    media_type: str
-    digest: str
-    size: int
-    platform: dict[str, str] | None = None
-    annotations: dict[str, str] = field(default_factory=dict)
-    # Fields we do not interpret (artifactType, urls, data, …), kept so that rewriting an index
-    # another tool wrote loses nothing of its entries.
-    extra: dict[str, Any] = field(default_factory=dict)
+    __slots__ = ("annotations", "digest", "extra", "media_type", "platform", "size")
+
+    def __init__(
+        self,
+        media_type: str,
+        digest: str,
+        size: int,
+        platform: dict[str, str] | None = None,
+        annotations: Mapping[str, str] = _EMPTY,
+        extra: Mapping[str, Any] = _EMPTY,
+    ) -> None:
+        self.media_type = media_type
+        self.digest = digest
+        self.size = size
+        self.platform = platform
+        self.annotations = annotations
+        # Fields we do not interpret (artifactType, urls, data, …), kept so that rewriting an index
+        # another tool wrote loses nothing of its entries.
+        self.extra = extra
 
     @classmethod
     def of(cls, media_type: str, data: bytes) -> Descriptor:

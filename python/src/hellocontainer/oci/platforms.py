@@ -10,32 +10,42 @@ refuse "the host binary packaged for arm64".
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
 from ..errors import SpecError
+from .value import Value
 
 
-@dataclass(frozen=True)
-class ElfTarget:
+class ElfTarget(Value):
     """The ELF header fields a binary for a platform carries."""
 
-    machine: str  # pyelftools' e_machine name, e.g. "EM_AARCH64"
-    bits: int  # ELFCLASS32 or ELFCLASS64 as 32 / 64
-    little_endian: bool
+    __slots__ = ("bits", "little_endian", "machine")
+
+    def __init__(self, machine: str, bits: int, little_endian: bool) -> None:
+        self.machine = machine  # pyelftools' e_machine name, e.g. "EM_AARCH64"
+        self.bits = bits  # ELFCLASS32 or ELFCLASS64 as 32 / 64
+        self.little_endian = little_endian
 
     def describe(self) -> str:
         endian = "little" if self.little_endian else "big"
         return f"{self.machine.removeprefix('EM_')} {self.bits}-bit {endian}-endian"
 
 
-@dataclass(frozen=True)
-class Platform:
+class Platform(Value):
     """An OCI platform (image-spec `architecture`, `os`, `variant`) plus its expected ELF header."""
 
-    architecture: str
-    elf: ElfTarget
-    variant: str | None = None
-    os: str = "linux"
+    __slots__ = ("architecture", "elf", "os", "variant")
+
+    def __init__(
+        self,
+        architecture: str,
+        elf: ElfTarget,
+        variant: str | None = None,
+        os: str = "linux",
+    ) -> None:
+        self.architecture = architecture
+        self.elf = elf
+        self.variant = variant
+        self.os = os
 
     def name(self) -> str:
         """The name podman's `--platform` takes, e.g. `linux/arm/v7`."""

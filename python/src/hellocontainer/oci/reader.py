@@ -25,7 +25,6 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Callable, Generator, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,21 +35,31 @@ from .model import Descriptor
 from .parsing import descriptor_from, parse_json
 from .safefile import file_kind, open_regular, read_bounded
 from .tarstream import Member, TarStream, inflate, layer_compression
+from .value import Value
 from .walk import Edge, Node, walk
 
 JSON_CAP = 16 << 20  # index.json, manifests, configs: far above any real one (a few KiB)
 KEPT_DOCUMENT_BYTES = 64 << 10  # documents this small are read once per reader (real: a few KiB)
 
 
-@dataclass(frozen=True)
-class Image:
+class Image(Value):
     """One single-platform image of a layout, its documents verified."""
 
-    manifest_descriptor: Descriptor
-    manifest: dict[str, Any]
-    config_descriptor: Descriptor
-    config: dict[str, Any]
-    layers: list[Descriptor]
+    __slots__ = ("config", "config_descriptor", "layers", "manifest", "manifest_descriptor")
+
+    def __init__(
+        self,
+        manifest_descriptor: Descriptor,
+        manifest: dict[str, Any],
+        config_descriptor: Descriptor,
+        config: dict[str, Any],
+        layers: list[Descriptor],
+    ) -> None:
+        self.manifest_descriptor = manifest_descriptor
+        self.manifest = manifest
+        self.config_descriptor = config_descriptor
+        self.config = config
+        self.layers = layers
 
     @property
     def platform(self) -> dict[str, str]:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import re
 import zlib
 from collections.abc import Generator, Iterator
-from dataclasses import dataclass
 from typing import Any
 
 from ..errors import LayoutError
@@ -48,23 +47,45 @@ def sniff(head: bytes) -> str:
     return "unknown"
 
 
-@dataclass
 class Member:
     """One tar entry of a layer, as read from the stream."""
 
-    path: str  # leading "./" and "/" stripped; may hold ".." (a layer is untrusted)
-    kind: str  # file, dir, symlink, hardlink, char, block, fifo
-    mode: int
-    uid: int
-    gid: int
-    mtime: int
-    size: int
-    linkname: str
-    uname: str
-    gname: str
-    absolute: bool = False  # the name began with "/" (read inside the root all the same)
-    typeflag: str = ""  # the tar type as written, to name an unknown one
-    _stream: TarStream | None = None
+    # A plain class (see oci/value.py): one is made per entry of every layer read.
+    __slots__ = (
+        "_stream",
+        "absolute",
+        "gid",
+        "gname",
+        "kind",
+        "linkname",
+        "mode",
+        "mtime",
+        "path",
+        "size",
+        "typeflag",
+        "uid",
+        "uname",
+    )
+
+    def __init__(self, *, path: str, kind: str, mode: int, uid: int, gid: int, mtime: int,
+                 size: int, linkname: str, uname: str, gname: str, absolute: bool = False,
+                 typeflag: str = "", stream: TarStream | None = None) -> None:
+        self.path = path  # leading "./" and "/" stripped; may hold ".." (a layer is untrusted)
+        self.kind = kind  # file, dir, symlink, hardlink, char, block, fifo
+        self.mode = mode
+        self.uid = uid
+        self.gid = gid
+        self.mtime = mtime
+        self.size = size
+        self.linkname = linkname
+        self.uname = uname
+        self.gname = gname
+        self.absolute = absolute  # the name began with "/" (read inside the root all the same)
+        self.typeflag = typeflag  # the tar type as written, to name an unknown one
+        self._stream = stream  # where a regular file's content is read from
+
+    def __repr__(self) -> str:
+        return f"Member(path={self.path!r}, kind={self.kind!r}, size={self.size})"
 
     def chunks(self) -> Iterator[bytes]:
         """The content of a regular file, read from the layer stream (once, before advancing)."""
@@ -259,8 +280,9 @@ class TarStream:
             path = pax.get("path") or long_name or fields["name"]
             linkname = pax.get("linkpath") or long_link or fields["linkname"]
             size = _pax_int(pax, "size", size, self._name)
+            kind = _KIND.get(typeflag, "other")
             member = Member(
-                path=_clean(path), kind=_KIND.get(typeflag, "other"),
+                path=_clean(path), kind=kind,
                 mode=fields["mode"] & 0o7777,
                 uid=_pax_int(pax, "uid", fields["uid"], self._name),
                 gid=_pax_int(pax, "gid", fields["gid"], self._name),
@@ -270,9 +292,8 @@ class TarStream:
                 uname=pax.get("uname", fields["uname"]), gname=pax.get("gname", fields["gname"]),
                 absolute=path.startswith("/"),
                 typeflag=typeflag.decode("latin-1"),
+                stream=self if kind == "file" else None,
             )
-            if member.kind == "file":
-                member._stream = self
             data_size = size if typeflag not in (b"1", b"2", b"3", b"4", b"5", b"6") else 0
             pax, long_name, long_link = {}, None, None
             # The consumer may read the content via chunks(); whatever it leaves is skipped, then

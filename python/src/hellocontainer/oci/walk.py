@@ -21,7 +21,6 @@ single path (choosing a platform) or that stops where two graphs agree (diff) ca
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Iterable
-from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from ..errors import LayoutError
@@ -40,14 +39,18 @@ class IndexTooDeep(LayoutError):
         super().__init__(f"{where}: image indexes nest deeper than {MAX_INDEX_DEPTH} levels")
 
 
-@dataclass(frozen=True, eq=False)
 class Node(Generic[T]):
     """One descriptor the walk reached, with what its visitor attached to the edge leading here
     (a location to name in messages, a report to fill) and its depth."""
 
-    descriptor: Descriptor
-    context: T
-    depth: int
+    # A plain class (see oci/value.py), equal only to itself: two nodes of one descriptor are
+    # two visits.
+    __slots__ = ("context", "depth", "descriptor")
+
+    def __init__(self, descriptor: Descriptor, context: T, depth: int) -> None:
+        self.descriptor = descriptor
+        self.context = context
+        self.depth = depth
 
 
 Edge = tuple[Descriptor, T]  # a descriptor to follow, with the context its node will carry

@@ -19,19 +19,13 @@ encrypted format (cosignkey.py). A passphrase comes from the environment only.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from hellocontainer.errors import HelloContainerError
 
-# The environment variable a key's passphrase comes from; never a command-line argument, which
-# any user of the machine can read in /proc.
-PASSPHRASE_ENV = "HELLOCONTAINER_SIGN_PASSWORD"
-# cosign's own variable, read when ours is unset: a key made by `cosign generate-key-pair`
-# then opens the way cosign opens it.
-COSIGN_PASSPHRASE_ENV = "COSIGN_PASSWORD"
+from .passphrase import COSIGN_PASSPHRASE_ENV, PASSPHRASE_ENV, passphrase
 
 
 class SigningError(HelloContainerError):
@@ -98,15 +92,6 @@ def _read(path: Path, what: str) -> bytes:
         raise SigningError(f"cannot read {what} {path}: {error.strerror}") from None
 
 
-def _passphrase(cosign: bool) -> bytes | None:
-    """The passphrase from the environment; COSIGN_PASSWORD counts for cosign's keys only, so
-    that a shell set up for cosign does not break a plain PEM key."""
-    secret = os.environ.get(PASSPHRASE_ENV)
-    if secret is None and cosign:
-        secret = os.environ.get(COSIGN_PASSPHRASE_ENV)
-    return None if secret is None else secret.encode()
-
-
 def _check_type(key: Any, path: Path, what: str) -> None:
     from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
@@ -130,7 +115,7 @@ def load_signing_key(path: Path) -> SigningKey:
     cosign = cosignkey.is_cosign_key(data)
     # PKCS#8 "ENCRYPTED PRIVATE KEY" or a legacy "Proc-Type: 4,ENCRYPTED" header; a passphrase
     # in the environment is not an error for a key that needs none.
-    secret = _passphrase(cosign) if cosign or b"ENCRYPTED" in data else None
+    secret = passphrase(cosign) if cosign or b"ENCRYPTED" in data else None
     try:
         if cosign:
             if secret is None:

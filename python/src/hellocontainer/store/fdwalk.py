@@ -14,7 +14,6 @@ import errno
 import os
 import stat
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -27,11 +26,14 @@ Enter = Callable[[int, T], list[tuple[str, T]]]
 Leave = Callable[[int, "int | None", "str | None"], None]
 
 
-@dataclass
 class _Frame(Generic[T]):
-    name: str | None
-    pending: list[tuple[str, T]]
-    identity: tuple[int, int]
+    __slots__ = ("identity", "name", "pending")  # a plain class: see oci/value.py
+
+    def __init__(self, name: str | None, pending: list[tuple[str, T]],
+                 identity: tuple[int, int]) -> None:
+        self.name = name
+        self.pending = pending
+        self.identity = identity
 
 
 def _identity(fd: int) -> tuple[int, int]:

@@ -23,22 +23,24 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import LayoutError, os_error_message
 from ..oci.leftovers import LAYOUT_STAGING_KIND, live_entries, temporary_index_files, unreferenced_blobs
 from ..oci.reader import LayoutReader
+from ..oci.value import Value
 from . import staging
 from .index import index_document, write_index
 
 GRACE_SECONDS = 300
 
 
-@dataclass(frozen=True)
-class Collected:
-    removed: tuple[str, ...]  # paths relative to the layout (staging folders: beside it)
-    bytes: int
+class Collected(Value):
+    __slots__ = ("bytes", "removed")
+
+    def __init__(self, removed: tuple[str, ...], bytes: int) -> None:
+        self.removed = removed  # paths relative to the layout (staging folders: beside it)
+        self.bytes = bytes
 
 
 def collect(root: Path, reader: LayoutReader, blobs: bool = True) -> Collected:

@@ -9,27 +9,38 @@ from __future__ import annotations
 
 import tarfile
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 from ..errors import BinaryError
+from ..oci.value import Value
 
 BLOCK = 512
 CHUNK = 1 << 20  # read files 1 MiB at a time: constant memory for any size
 
 
-@dataclass(frozen=True)
-class TarEntry:
+class TarEntry(Value):
     """One member: a directory, or a regular file whose bytes come from `source`."""
 
-    name: str  # relative POSIX path, no leading "/", no "." or ".." parts
-    mode: int
-    mtime: int
-    uid: int = 0
-    gid: int = 0
-    source: Path | None = None  # None for a directory
-    size: int = 0
+    __slots__ = ("gid", "mode", "mtime", "name", "size", "source", "uid")
+
+    def __init__(
+        self,
+        name: str,
+        mode: int,
+        mtime: int,
+        uid: int = 0,
+        gid: int = 0,
+        source: Path | None = None,
+        size: int = 0,
+    ) -> None:
+        self.name = name  # relative POSIX path, no leading "/", no "." or ".." parts
+        self.mode = mode
+        self.mtime = mtime
+        self.uid = uid
+        self.gid = gid
+        self.source = source  # None for a directory
+        self.size = size
 
     @property
     def is_dir(self) -> bool:
