@@ -114,8 +114,9 @@ def map_lines(module_file: Path, map_path: Path, pytest_args: list[str]) -> int:
         (work / "hook" / "sitecustomize.py").write_text(SITECUSTOMIZE)
         (work / "mutate_context_plugin.py").write_text(PLUGIN)
         rc = work / "coveragerc"
+        # patch = _exit: the CLI ends with os._exit, which coverage must save its data before.
         rc.write_text(f"[run]\ndata_file = {work}/data/coverage\nparallel = true\n"
-                      f"include = {module_file.resolve()}\n")
+                      f"patch = _exit\ninclude = {module_file.resolve()}\n")
         path = [str(work / "hook"), str(work), os.environ.get("PYTHONPATH", "")]
         env = {**os.environ, "COVERAGE_PROCESS_START": str(rc),
                "HELLOCONTAINER_MUTATE_SHARED": str(work / "shared.json"),
