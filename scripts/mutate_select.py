@@ -14,8 +14,8 @@ subsets of the big modules take minutes, and a module has hundreds of mutants.
 Four rules keep the choice sound:
 - A mutated line outside every function body (a module constant, a default argument, a class
   attribute) runs at import, before any test's context: the whole subset runs.
-- Lines executed while a test's fixtures were set up count for every test that shares one of
-  those fixtures beyond function scope (a layout built once per module serves many tests).
+- Lines executed while a fixture beyond function scope was set up count for every test that
+  uses that fixture (a layout built once per module serves many tests).
 - A test that fails under coverage (one that traces every file a process writes sees
   coverage's data files too) cannot be measured: it runs for every mutant.
 - A mutated line that no test executes is reported as such and survives: no test can see it.
@@ -74,6 +74,19 @@ def pytest_runtest_setup(item):
     shared[item.nodeid] = sorted(names)
     _switch("setup|" + item.nodeid)
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_fixture_setup(fixturedef, request):
+    # What a fixture shared beyond one test does belongs to every test that uses it.
+    if fixturedef.scope == "function":
+        yield
+        return
+    before = os.environ.get("{CONTEXT_ENV}", "")
+    _switch("fixture|" + fixturedef.argname)
+    try:
+        yield
+    finally:
+        _switch(before)
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_call(item):
     _switch("call|" + item.nodeid)
@@ -101,8 +114,9 @@ def map_lines(module_file: Path, map_path: Path, pytest_args: list[str]) -> int:
         (work / "hook" / "sitecustomize.py").write_text(SITECUSTOMIZE)
         (work / "mutate_context_plugin.py").write_text(PLUGIN)
         rc = work / "coveragerc"
+        # patch = _exit: the CLI ends with os._exit, which coverage must save its data before.
         rc.write_text(f"[run]\ndata_file = {work}/data/coverage\nparallel = true\n"
-                      f"include = {module_file.resolve()}\n")
+                      f"patch = _exit\ninclude = {module_file.resolve()}\n")
         path = [str(work / "hook"), str(work), os.environ.get("PYTHONPATH", "")]
         env = {**os.environ, "COVERAGE_PROCESS_START": str(rc),
                "HELLOCONTAINER_MUTATE_SHARED": str(work / "shared.json"),
@@ -208,11 +222,11 @@ def run_mutant(module_file: Path, pristine_file: Path, map_path: Path,
     for start, end in spans:
         for line in range(start, end + 1):
             for context in by_line.get(str(line), []):
-                phase, _, test = context.partition("|")
-                tests.add(test)
-                if phase == "setup" and shared.get(test):
-                    tests.update(other for other, names in shared.items()
-                                 if set(names) & set(shared[test]))
+                phase, _, name = context.partition("|")
+                if phase == "fixture":  # a fixture beyond function scope: each test using it
+                    tests.update(test for test, names in shared.items() if name in names)
+                else:
+                    tests.add(name)
     if not tests:
         print(f"no test executes lines {spans}: survives", flush=True)
         return 0

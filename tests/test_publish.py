@@ -53,6 +53,32 @@ def test_a_second_build_leaves_the_blobs_it_shares_untouched(hellocontainer, hel
     assert {name: after[name] for name in shared} == {name: before[name] for name in shared}
 
 
+def test_gc_of_a_layout_the_user_cannot_lock_is_one_error_line(hellocontainer, hello_static):
+    """gc locks the layout folder itself; a user who may enter it but not read it cannot, and
+    is told so in one line naming the layout, before anything is removed."""
+    import shutil
+    import tempfile
+
+    from layouts import assert_one_error, cli_argv, cli_env, finish, start
+
+    setpriv = require_tool("setpriv", "util-linux")
+    if os.geteuid() != 0:
+        pytest.skip("switching to nobody needs root")
+    shared = Path(tempfile.mkdtemp(prefix="hellocontainer-gc-", dir="/tmp"))
+    try:
+        shared.chmod(0o755)
+        layout = shared / "layout"
+        hellocontainer("build", hello_static, "--output", layout, "--tag", "1.0")
+        layout.chmod(0o711)
+        argv = [setpriv, "--reuid=nobody", "--regid=nogroup", "--clear-groups",
+                *cli_argv("gc", layout)]
+        error = assert_one_error(finish(start(argv, cli_env({"HOME": "/nonexistent"})), 60))
+        assert f"layout ({layout}): Permission denied" in error
+        assert tags(layout) == ["1.0"]
+    finally:
+        shutil.rmtree(shared)
+
+
 def _blob_names(layout: Path) -> set[str]:
     return {p.name for p in (layout / "blobs" / "sha256").iterdir()}
 

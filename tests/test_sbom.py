@@ -922,3 +922,22 @@ def test_diff_compares_each_sbom_format_with_its_counterpart(formats_layout, hel
     assert result.returncode == 1
     compared = sorted(set(re.findall(r"\[linux/amd64 (application/[^\]]+)\]", result.stdout)))
     assert compared == sorted(FORMATS.values()), result.stdout
+
+
+def test_a_referrer_whose_subject_a_build_tags_again_after_gc_took_its_blobs_leaves_the_index(
+        hellocontainer, hello_static, tmp_path):
+    """Another tool's untagged referrer of an image no tag names is garbage: gc (the index has
+    stood five minutes) removes its blobs in the very build that tags that image again. The new
+    index.json must not list the referrer whose blobs are gone."""
+    layout = tmp_path / "layout"
+    hellocontainer("build", hello_static, "--output", layout, "--tag", "t", "--env", "NEW=1")
+    (image,) = index_json(layout)["manifests"]
+    hellocontainer("build", hello_static, "--output", layout, "--tag", "t", "--env", "OLD=1")
+    loose = _loose_artifact(layout, image)  # about the image "t" no longer names
+    settled = os.stat(layout / "index.json").st_mtime - 3600
+    os.utime(layout / "index.json", (settled, settled))
+    hellocontainer("build", hello_static, "--output", layout, "--tag", "t", "--env", "NEW=1")
+    entries = index_json(layout)["manifests"]
+    assert [d["digest"] for d in entries if d.get("annotations")] == [image["digest"]]
+    assert loose["digest"] not in {d["digest"] for d in entries}, entries
+    hellocontainer("validate", layout)  # every entry's blobs are there (the old image's wait)
