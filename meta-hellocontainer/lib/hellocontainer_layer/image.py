@@ -114,8 +114,8 @@ def key_file_checksums(d):
 
 def passphrase_env(d):
     """The private key's passphrase, from the environment bitbake was started in (BitBake
-    cleans its tasks' environment; BB_ORIGENV keeps the original, and no signature reads it),
-    as an environment for the packager; empty when there is none."""
+    cleans its tasks' environment; BB_ORIGENV keeps the original, which conf/layer.conf keeps
+    out of the task signature), as an environment for the packager; empty when there is none."""
     origenv = d.getVar("BB_ORIGENV", False)
     secret = origenv.getVar(PASSPHRASE_ENV) if origenv is not None else None
     return {PASSPHRASE_ENV: secret} if secret else {}
