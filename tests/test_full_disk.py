@@ -103,6 +103,19 @@ def test_fresh_build_on_a_full_disk_writes_nothing(mount, hello_static):
     assert_valid(cli("validate", layout))
 
 
+def test_build_into_an_empty_folder_on_a_full_disk_writes_nothing(mount, hello_static):
+    """An empty --output folder is merged into like a layout: a full disk at any step, down to
+    the last file, leaves it empty (and says so in one line)."""
+    fs = mount("size=1m")
+    filler = fill(fs)
+    layout = fs / "L"
+    layout.mkdir()
+    failures = _attempts(lambda: free_pages(filler, 1),
+                         lambda: cli("build", hello_static, "--output", layout), fs)
+    assert failures > 0
+    assert_valid(cli("validate", layout))
+
+
 def test_full_disk_error_names_the_path_and_what_to_do(mount, hello_static):
     fs = mount("size=1m")
     fill(fs)

@@ -195,22 +195,26 @@ def _merge(staging: Staging, manifests: list[Descriptor], archive: ArchiveHook |
         gc.collect(output, reader, blobs=gc.index_is_settled(output))
 
     blobs = output / "blobs" / "sha256"
-    blobs.mkdir(parents=True, exist_ok=True)
-    os.chmod(output / "blobs", DIR_MODE)
-    os.chmod(blobs, DIR_MODE)
-    staged = sorted(p for p in staging.blobs.iterdir() if not p.name.startswith("."))
-    replace = [p for p in staged if not _good_blob(reader, blobs / p.name, p)]
-    if archive is not None:
-        sources = {f"sha256:{p.name}": p for p in staged}
-        for digest in reader.reachable(kept):
-            sources.setdefault(digest, reader.blob_path(digest))
-        # The archive is made from a copy of the merged layout's two files in staging: the
-        # layout itself must not change before the archive is complete.
-        write_file_atomically(staging.dir / "oci-layout", OCI_LAYOUT_BYTES)
-        write_file_atomically(staging.dir / "index.json", index)
-        archive(staging.dir, sources)
-    added: list[Path] = []  # blobs that were not there: taken back if publishing fails
+    # What publishing adds is taken back if it fails: the folders (an empty --output has none),
+    # the blobs that were not there, and oci-layout. index.json still names only what was there
+    # before, and a full disk or a read-only folder must leave the output exactly as it was.
+    made = [folder for folder in (output / "blobs", blobs) if not os.path.lexists(folder)]
+    added: list[Path] = []
     try:
+        blobs.mkdir(parents=True, exist_ok=True)
+        os.chmod(output / "blobs", DIR_MODE)
+        os.chmod(blobs, DIR_MODE)
+        staged = sorted(p for p in staging.blobs.iterdir() if not p.name.startswith("."))
+        replace = [p for p in staged if not _good_blob(reader, blobs / p.name, p)]
+        if archive is not None:
+            sources = {f"sha256:{p.name}": p for p in staged}
+            for digest in reader.reachable(kept):
+                sources.setdefault(digest, reader.blob_path(digest))
+            # The archive is made from a copy of the merged layout's two files in staging: the
+            # layout itself must not change before the archive is complete.
+            write_file_atomically(staging.dir / "oci-layout", OCI_LAYOUT_BYTES)
+            write_file_atomically(staging.dir / "index.json", index)
+            archive(staging.dir, sources)
         for path in replace:
             # Content-addressed: a verified existing blob already has these bytes. A damaged one
             # (truncated, a symlink, wrong bytes) is replaced by rename, which never follows
@@ -227,11 +231,12 @@ def _merge(staging: Staging, manifests: list[Descriptor], archive: ArchiveHook |
             write_file_atomically(output / "oci-layout", OCI_LAYOUT_BYTES)
         write_file_atomically(output / "index.json", index)
     except BaseException:
-        # index.json still names only what was there before: the blobs we added are orphans,
-        # and a full disk or a read-only folder must leave the layout exactly as it was.
         for target in [*added, *([] if has_layout else [output / "oci-layout"])]:
             with contextlib.suppress(OSError):
                 target.unlink()
+        for folder in reversed(made):
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # only ever empty here: what we put in went above
         raise
     fsync_dir(output)
 
