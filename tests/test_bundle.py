@@ -551,6 +551,17 @@ def test_a_file_replaces_a_lower_directory(tmp_path):
 def test_missing_tag_is_one_line_error(hello_layout, tmp_path):
     error = one_line_error(cli("bundle", f"{hello_layout}:nope", "--output", tmp_path / "bundle"))
     assert "no tag 'nope'" in error
+    assert "(tags: latest)" in error, error  # what there is to choose from
+
+
+@pytest.mark.parametrize("version", ["1", "{}", '"1.0.0"'])
+def test_an_oci_layout_file_without_a_version_string_is_one_line(hello_layout, tmp_path, version):
+    """oci-layout must be an object with imageLayoutVersion, a string; anything else is no
+    layout this tool reads, said before any other file is opened."""
+    document = version if version != "1" else '{"imageLayoutVersion": 1}'
+    (hello_layout / "oci-layout").write_text(document)
+    error = one_line_error(cli("bundle", hello_layout, "--output", tmp_path / "bundle"))
+    assert f"{hello_layout}/oci-layout has no imageLayoutVersion" in error
 
 
 def test_a_multi_platform_image_needs_platform(tmp_path):
@@ -566,6 +577,10 @@ def test_a_multi_platform_image_needs_platform(tmp_path):
     assert "--platform" in error and "linux/arm64" in error
     result = ok("bundle", root, "--output", tmp_path / "bundle", "--platform", "linux/arm64")
     assert result.stdout.endswith(" linux/arm64\n")
+    error = one_line_error(cli("bundle", root, "--output", tmp_path / "other", "--platform",
+                               "linux/riscv64"))
+    assert "the image has no platform linux/riscv64 (platforms: linux/amd64, linux/arm64)" \
+        in error
 
 
 @pytest.mark.parametrize("existing", ["file", "folder"])
