@@ -519,6 +519,21 @@ def test_a_layout_file_exactly_at_its_cap_is_read_and_one_byte_more_is_refused(h
     assert_one_error(cli("inspect", hostile), name, status=1)
 
 
+def test_a_manifest_exactly_at_16_mib_is_read_and_one_byte_more_is_refused_naming_the_cap(
+        hostile):
+    manifest = canonical(read_blob_json(hostile, image_blobs(hostile, "latest")["manifest"]["digest"]))
+    cap = 16 << 20
+    for size in (cap, cap + 1):
+        data = manifest[:-1] + b" " * (size - len(manifest)) + manifest[-1:]
+        set_tag(hostile, write_blob(hostile, data, MEDIA_MANIFEST), "latest")
+        result = cli("inspect", hostile)
+        if size == cap:
+            assert result.returncode == 0, result.stderr
+        else:
+            assert_one_error(result, f"claims {cap + 1} bytes; documents are limited to 16 MiB",
+                             status=1)
+
+
 def test_a_spec_file_exactly_at_the_mebibyte_cap_is_read_and_one_byte_more_is_refused(
         hello_static, tmp_path):
     spec = tmp_path / "image.yaml"
