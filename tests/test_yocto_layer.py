@@ -597,7 +597,8 @@ def test_a_changed_key_reruns_the_task_and_a_moved_one_does_not(build: Build,
         subprocess.run(["openssl", "genpkey", "-algorithm", "EC", "-pkeyopt",
                         "ec_paramgen_curve:P-256", "-out", keys / f"{name}.pem"], check=True,
                        capture_output=True)
-    shutil.copyfile(keys / "a.pem", keys / "moved-a.pem")
+    (keys / "moved").mkdir()
+    shutil.copyfile(keys / "a.pem", keys / "moved" / "a.pem")  # another folder, as on another machine
 
     def task_hash(key: str) -> str:
         settings.write_text(PATHS_DEFAULT + f'HELLOCONTAINER_SIGN_KEY = "{keys / key}"\n')
@@ -610,7 +611,7 @@ def test_a_changed_key_reruns_the_task_and_a_moved_one_does_not(build: Build,
     try:
         first = task_hash("a.pem")
         assert task_hash("b.pem") != first  # another key: the task reruns, no cleansstate
-        assert task_hash("moved-a.pem") == first  # the same key elsewhere: sstate stays valid
+        assert task_hash("moved/a.pem") == first  # the same key elsewhere: sstate stays valid
     finally:
         settings.write_text(PATHS_DEFAULT)
 

@@ -107,9 +107,12 @@ def sign_key_argv(d):
 
 def key_file_checksums(d):
     """[file-checksums] of do_hellocontainer: the private key and the public key it installs,
-    by content ("path:True": BitBake hashes the file, not the path)."""
+    by content. BitBake puts a checksummed file's path into the task hash too, all of it, or
+    only what follows "/./" in it: "DIR/./NAME:True" keeps the folder out, so the same key in
+    another folder (another machine, another checkout) keeps sstate valid."""
     keys = (d.getVar("HELLOCONTAINER_SIGN_KEY"), d.getVar("HELLOCONTAINER_VERIFY_KEY"))
-    return " ".join(f"{key}:True" for key in keys if key)
+    return " ".join(f"{os.path.dirname(key)}/./{os.path.basename(key)}:True"
+                    for key in keys if key)
 
 
 def passphrase_env(d):
