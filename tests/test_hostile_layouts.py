@@ -179,6 +179,26 @@ def test_symlink_leaving_the_layout_is_refused_and_never_read(other, hostile, tm
     assert_refused(results)
 
 
+def test_a_link_swapped_in_after_the_containment_check_is_not_followed(hostile, tmp_path,
+                                                                      monkeypatch):
+    """The reader resolves a path, checks that it stays inside the layout, then opens it. A link
+    put there between the two (a race, played here by a check that sees no link) must not be
+    followed: the open itself refuses links, so what was checked is what is read."""
+    from hellocontainer.errors import LayoutError
+    from hellocontainer.oci import reader
+
+    copy = tmp_path / "outside-index.json"
+    shutil.copy(hostile / "index.json", copy)
+    (hostile / "index.json").unlink()
+    (hostile / "index.json").symlink_to(copy)
+    _untouched(copy)
+    monkeypatch.setattr(reader.os.path, "realpath", os.path.abspath)  # the check sees no link
+    layout = reader.LayoutReader(hostile)
+    with pytest.raises(LayoutError, match="symbolic link"):
+        layout.index_document()
+    assert copy.stat().st_atime == 0, "the index.json outside the layout was read"
+
+
 # --- files of the layout that are not regular files ----------------------------------------
 
 @pytest.mark.parametrize("kind", ["fifo", "socket", "directory"])
