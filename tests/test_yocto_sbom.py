@@ -4,7 +4,9 @@ On releases whose create-spdx writes SPDX 3 (master, wrynose), the class writes 
 image package is `generated` by the recipe's own package element, named by the spdxId that
 do_create_recipe_spdx wrote under DEPLOY_DIR_SPDX. The walk goes both ways: from the recipe's
 SPDX output to our document and its image digest, and from our document back to the recipe's
-element. oe-core's documents are read as JSON and as the SPDX 3 model (spdx-python-model);
+element. On scarthgap (create-spdx-2.2) oe-core's package document refers to ours
+(meta-hellocontainer/lib/hellocontainer_layer/spdx2.py says why that way round). oe-core's
+documents are read as JSON and as the SPDX 3 model (spdx-python-model);
 ntia-conformance-checker judges ours.
 
 Env-gated like the other BitBake tests (tests/yocto_build.py); a build directory of its own.
@@ -12,6 +14,7 @@ Env-gated like the other BitBake tests (tests/yocto_build.py); a build directory
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import subprocess
@@ -149,10 +152,11 @@ def test_spdx3_sbom_loads_in_the_spdx_model_and_passes_the_ntia_checker(built: B
 @needs_bitbake
 def test_spdx2_sbom_describes_the_image_that_oe_cores_package_document_lists(
         built: Build) -> None:
-    """scarthgap (create-spdx-2.2): our SPDX 2.3 document is not linked to oe-core's, whose
-    recipe document is written only after do_package; the walk goes through the image
-    manifest's digest, which oe-core's document of ${PN}-oci lists as the SHA256 of the
-    layout's blobs/sha256/<digest> file, generated from the recipe."""
+    """scarthgap (create-spdx-2.2): oe-core's document of ${PN}-oci refers to ours, by namespace
+    and the SHA1 of its bytes, as oe-core's documents refer to each other, and says the package
+    CONTAINS our image; our document sits in DEPLOY_DIR_SPDX where combine_spdx finds it by
+    namespace. The same package document lists the layout's blobs/sha256/<digest> file with the
+    manifest digest as its SHA256, and is generated from the recipe's document."""
     if spdx3_release():
         pytest.skip("this oe-core's create-spdx writes SPDX 3 (the test above)")
     deploy = built.deploy_dir("tmp", "qemux86-64")
@@ -171,6 +175,20 @@ def test_spdx2_sbom_describes_the_image_that_oe_cores_package_document_lists(
     assert any(r["relationshipType"] == "GENERATED_FROM"
                and r["relatedSpdxElement"].startswith(recipe_ref["externalDocumentId"] + ":")
                for r in theirs["relationships"])
+    # The walk combine_spdx takes: the reference, by namespace, to our document, whose bytes
+    # have the SHA1 the reference names, and in it the image the package contains.
+    ours_bytes = (deploy / "hello-spdx-qemux86-64.spdx.json").read_bytes()
+    (ours_ref,) = [r for r in theirs["externalDocumentRefs"]
+                   if r["spdxDocument"] == ours["documentNamespace"]]
+    assert ours_ref["checksum"] == {"algorithm": "SHA1",
+                                    "checksumValue": hashlib.sha1(ours_bytes).hexdigest()}
+    assert {"spdxElementId": "SPDXRef-Package-hello-spdx-oci", "relationshipType": "CONTAINS",
+            "relatedSpdxElement": ours_ref["externalDocumentId"] + ":SPDXRef-Image"} in [
+        {k: r[k] for k in ("spdxElementId", "relationshipType", "relatedSpdxElement")}
+        for r in theirs["relationships"]]
+    (found,) = package_doc.parents[2].glob(
+        "by-namespace/*/" + ours["documentNamespace"].replace("/", "_"))
+    assert found.read_bytes() == ours_bytes
     result = subprocess.run([VENV_BIN / "ntia-checker", str(deploy / "hello-spdx-qemux86-64.spdx.json")],
                             capture_output=True, text=True)
     assert result.returncode == 0 and "Conformant: True" in result.stdout, result.stdout

@@ -159,6 +159,14 @@ do_hellocontainer[depends] += "${@'virtual/libc:do_packagedata' if bb.utils.to_b
 # With create-spdx-3.0 the SPDX 3 SBOM names the recipe's own package element, which
 # do_create_recipe_spdx writes (hellocontainer_layer.image.recipe_spdx3_id).
 do_hellocontainer[depends] += "${@'${PN}:do_create_recipe_spdx' if bb.utils.to_boolean(d.getVar('HELLOCONTAINER_SBOM')) and (d.getVar('SPDX_VERSION') or '').startswith('3') and 'spdx3' in hellocontainer_layer.image.sbom_formats(d) else ''}"
+# With create-spdx-2.2 (scarthgap) the package document of ${PN}-oci refers to our SPDX 2
+# document, by its SHA1 (lib/hellocontainer_layer/spdx2.py says why not the other way), so the
+# image's SBOM archive carries it; our deployed copy is what the layout holds.
+python hellocontainer_spdx2_link() {
+    hellocontainer_layer.spdx2.link_package_document(d)
+}
+do_create_spdx[postfuncs] += "${@'hellocontainer_spdx2_link' if hellocontainer_layer.spdx2.linking(d) else ''}"
+do_create_spdx[depends] += "${@'${PN}:do_deploy' if hellocontainer_layer.spdx2.linking(d) else ''}"
 # Signing: the keys' contents are in the signature, never their paths or bytes in a variable
 # (lib/hellocontainer_layer/image.py, "Signing"); the packager needs cryptography then.
 do_hellocontainer[file-checksums] += "${@hellocontainer_layer.image.key_file_checksums(d)}"

@@ -9,4 +9,4 @@ modules in BBIMPORTS, so the variables they read are part of the signature of ea
 calls them (by their full name, hellocontainer_layer.image.package(d)).
 """
 
-BBIMPORTS = ["image", "index"]
+BBIMPORTS = ["image", "index", "spdx2"]
