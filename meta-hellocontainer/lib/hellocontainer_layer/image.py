@@ -90,10 +90,9 @@ def build_argv(d, program, layout):
 # Signing: the image and its bundle with HELLOCONTAINER_SIGN_KEY on the build machine; the
 # bundle checked at boot with the public key HELLOCONTAINER_VERIFY_KEY on the target's root.
 # The packager reads the private key where it is: it is never copied into WORKDIR, sstate,
-# the deploy folder or a log. Its content is in the task signature ([file-checksums] in the
-# class), so a new key reruns the task. Its path is meant to stay out ([vardepsexclude]), but
-# the functions below that read it still carry it into the signature: they need the same
-# [vardepsexclude] in conf/layer.conf that passphrase_env has.
+# the deploy folder or a log. Its CONTENT, not its path, is in the task signature
+# ([file-checksums] in the class; the path is in [vardepsexclude]): a new key reruns the task,
+# and the same key at another path on another machine keeps sstate valid.
 
 # The environment variable the packager reads a private key's passphrase from
 # (python/src/hellocontainer/provenance/signing.py).
