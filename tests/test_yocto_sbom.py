@@ -189,6 +189,10 @@ def test_spdx2_sbom_describes_the_image_that_oe_cores_package_document_lists(
     (found,) = package_doc.parents[2].glob(
         "by-namespace/*/" + ours["documentNamespace"].replace("/", "_"))
     assert found.read_bytes() == ours_bytes
+    # oe-core's document with the reference added is still valid SPDX.
+    checked = subprocess.run([VENV_BIN / "pyspdxtools", "-i", str(package_doc)],
+                             capture_output=True, text=True)
+    assert checked.returncode == 0 and not checked.stdout.strip(), checked.stdout + checked.stderr
     result = subprocess.run([VENV_BIN / "ntia-checker", str(deploy / "hello-spdx-qemux86-64.spdx.json")],
                             capture_output=True, text=True)
     assert result.returncode == 0 and "Conformant: True" in result.stdout, result.stdout
