@@ -794,6 +794,23 @@ class BootResult:
         return matches[0]
 
 
+def assert_refused_once(booted: BootResult, script: str, reason: str,
+                        greeting: str = "Hello container!") -> None:
+    """The init script `script` (e.g. S81flipped) refused to start its container NAME: it
+    failed, printed exactly one line of ours, `hellocontainer: NAME: signature check failed:
+    REASON` (`reason` a regular expression), said FAIL, and nothing ran or exited."""
+    run = booted.script(script)
+    name = script[3:]
+    assert run.status not in (0, None), booted.console
+    assert greeting not in run.output, booted.console
+    ours = [line for line in run.output.splitlines() if line.startswith("hellocontainer: ")]
+    assert len(ours) == 1, booted.console
+    assert re.fullmatch(f"hellocontainer: {name}: signature check failed: {reason}", ours[0]), \
+        booted.console
+    assert f"Starting {name}: FAIL" in run.output, booted.console
+    assert " exited " not in run.output, booted.console
+
+
 def boot_initramfs(arch: str, initramfs: Path, timeout: float = DEFAULT_TIMEOUT,
                    memory_mib: int = 512) -> BootResult:
     """Boot Debian's kernel with `initramfs` in qemu and return the console once the board is off.

@@ -279,12 +279,4 @@ def test_signed_bundle_is_checked_then_starts_from_its_copy(booted: board.BootRe
 ])
 def test_tampered_or_unsigned_bundle_prints_one_line_and_never_starts(
         script: str, reason: str, booted: board.BootResult) -> None:
-    run = booted.script(script)
-    name = script[3:]
-    assert run.status not in (0, None), booted.console
-    assert GREETING not in run.output, booted.console
-    ours = [line for line in run.output.splitlines() if line.startswith("hellocontainer: ")]
-    assert len(ours) == 1, booted.console
-    assert re.fullmatch(f"hellocontainer: {name}: signature check failed: {reason}", ours[0]), \
-        booted.console
-    assert f"Starting {name}: FAIL" in run.output, booted.console
+    board.assert_refused_once(booted, script, reason, GREETING)

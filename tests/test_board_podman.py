@@ -152,14 +152,5 @@ def test_signed_layout_is_checked_then_podman_runs_the_signed_image(
 ])
 def test_tampered_or_unsigned_layout_prints_one_line_and_never_starts(
         script: str, reason: str, booted: board.BootResult) -> None:
-    run = booted.script(script)
-    name = script[3:]
-    assert run.status not in (0, None), booted.console
-    assert GREETING not in run.output, booted.console
-    ours = [line for line in run.output.splitlines() if line.startswith("hellocontainer: ")]
-    assert len(ours) == 1, booted.console
-    reason = reason.format(layer=flipped.get(name, ""))
-    assert re.fullmatch(f"hellocontainer: {name}: signature check failed: {reason}", ours[0]), \
-        booted.console
-    assert f"Starting {name}: FAIL" in run.output, booted.console
-    assert " exited " not in run.output, booted.console
+    board.assert_refused_once(booted, script, reason.format(layer=flipped.get(script[3:], "")),
+                              GREETING)
