@@ -2,8 +2,8 @@
 
 podman's defaults keep images in /var/lib/containers with the overlay driver, which fails on a
 read-only root ("mkdir /var/lib/containers: read-only file system") and on a tmpfs root. The
-board here is an amd64 board (tests/board.py) with Debian 12's podman, conmon and crun and the
-libraries they load, the hellocontainer-hello Buildroot package with autostart by podman (its
+boards here (amd64, arm64 and armhf; tests/board.py) have Debian 12's podman, conmon and crun and
+the libraries they load, the hellocontainer-hello Buildroot package with autostart by podman (its
 own .mk commands: the layout and /etc/init.d/S95hellocontainer-hello), the policy.json every
 podman package installs, and a first init script that remounts the root read-only before any
 container starts.
@@ -21,14 +21,22 @@ import shutil
 from pathlib import Path
 
 import pytest
-from test_board_boot import _autostart, _cli, _key_pair
+from test_board_boot import (
+    BUILDROOT_ARCH,
+    BUILDROOT_SYMBOLS,
+    PLATFORM,
+    _autostart,
+    _cli,
+    _key_pair,
+)
 
 import board
 from conftest import require_tool
 from foreign import build_static_hello, cross_compilers
 from test_buildroot_external import buildroot_target_overlay
 
-ARCH = "amd64"
+# The boards (Debian architectures): each as the bundle boards build it (tests/test_board_boot.py)
+ARCHES = ("amd64", "arm64", "armhf")
 GREETING = "Hello container!"
 SCRIPT = "S95hellocontainer-hello"
 
@@ -91,27 +99,33 @@ def _signed_layouts(hello: Path, work: Path, overlay: Path) -> dict[str, str]:
     return found
 
 
+@pytest.fixture(scope="module", params=ARCHES)
+def arch(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
 @pytest.fixture(scope="module")
-def booted(tmp_path_factory: pytest.TempPathFactory) -> board.BootResult:
-    for tool, package in board.host_tools(ARCH):
+def booted(arch: str, tmp_path_factory: pytest.TempPathFactory) -> board.BootResult:
+    for tool, package in board.host_tools(arch):
         require_tool(tool, package)
-    work = tmp_path_factory.mktemp("board-podman")
-    hello = build_static_hello(cross_compilers()[ARCH], work)
-    overlay = buildroot_target_overlay(work / "buildroot", hello, "x86_64", runtime="podman",
-                                       init="busybox")
+    work = tmp_path_factory.mktemp(f"board-podman-{arch}")
+    hello = build_static_hello(cross_compilers()[PLATFORM[arch]], work)
+    overlay = buildroot_target_overlay(work / "buildroot", hello, BUILDROOT_ARCH[arch],
+                                       runtime="podman", init="busybox",
+                                       **BUILDROOT_SYMBOLS.get(arch, {}))
     (overlay / "etc" / "containers").mkdir(parents=True, exist_ok=True)
     (overlay / "etc" / "containers" / "policy.json").write_text(POLICY)
     first = overlay / "etc" / "init.d" / "S01readonly"
     first.write_text(READ_ONLY)
     first.chmod(0o755)
     require_tool("openssl", "openssl")  # the keys of the signed layouts
-    flipped.update(_signed_layouts(hello, work, overlay))
-    initramfs = board.build_initramfs(ARCH, overlay, work / "initramfs.cpio",
+    flipped[arch] = _signed_layouts(hello, work, overlay)
+    initramfs = board.build_initramfs(arch, overlay, work / "initramfs.cpio",
                                       ("podman", "crun", "openssl"))
-    return board.boot_initramfs(ARCH, initramfs, timeout=420)
+    return board.boot_initramfs(arch, initramfs, timeout=420)
 
 
-flipped: dict[str, str] = {}  # container name -> the layer digest flipped in its layout
+flipped: dict[str, dict[str, str]] = {}  # arch -> container name -> the layer digest flipped
 
 
 def test_root_is_read_only_before_the_container_starts(booted: board.BootResult) -> None:
@@ -151,6 +165,6 @@ def test_signed_layout_is_checked_then_podman_runs_the_signed_image(
                               "blobs)")),
 ])
 def test_tampered_or_unsigned_layout_prints_one_line_and_never_starts(
-        script: str, reason: str, booted: board.BootResult) -> None:
-    board.assert_refused_once(booted, script, reason.format(layer=flipped.get(script[3:], "")),
-                              GREETING)
+        script: str, reason: str, arch: str, booted: board.BootResult) -> None:
+    layer = flipped[arch].get(script[3:], "")
+    board.assert_refused_once(booted, script, reason.format(layer=layer), GREETING)
