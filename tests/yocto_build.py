@@ -77,6 +77,10 @@ FAKEROOTCMD = "{pseudo}"
 FAKEROOTBASEENV = "PSEUDO_BINDIR={pseudo_bindir} PSEUDO_LIBDIR={pseudo_libdir} \\
     PSEUDO_PREFIX={pseudo_prefix} PSEUDO_DISABLED=1 PYTHONDONTWRITEBYTECODE=1 \\
     PSEUDO_IGNORE_PATHS=${{@oe.path.canonicalize(d.getVar('PSEUDO_IGNORE_PATHS'))}}"
+# The packager runs from this checkout and its Python environment, whose .pyc files the tests
+# rewrite outside pseudo: pseudo, which remembers every path a fakeroot task opened, would
+# abort the task on the new inode ("path mismatch"). A native recipe's sysroot has no such files.
+PSEUDO_IGNORE_PATHS .= ",{packager_paths}"
 FAKEROOTENV = "PSEUDO_PREFIX={pseudo_prefix} PSEUDO_LOCALSTATEDIR=${{PSEUDO_LOCALSTATEDIR}} \\
     PSEUDO_PASSWD=${{PSEUDO_PASSWD}} PSEUDO_NOSYMLINKEXP=1 PSEUDO_DISABLED=0"
 """
@@ -154,8 +158,12 @@ def pseudo_paths() -> dict[str, str]:
         prefix.glob("lib/pseudo/libpseudo.so"))
     if not libs:
         pytest.fail(f"libpseudo.so not found below {prefix}/lib; reinstall the pseudo package")
+    packager = [str(REPO / "python")]
+    if sys.prefix != sys.base_prefix:  # a virtual environment of its own, not the system's /usr
+        packager.append(sys.prefix)
     return {"pseudo": str(pseudo), "pseudo_bindir": str(pseudo.parent),
-            "pseudo_libdir": str(libs[0].parent), "pseudo_prefix": str(prefix)}
+            "pseudo_libdir": str(libs[0].parent), "pseudo_prefix": str(prefix),
+            "packager_paths": ",".join(packager)}
 
 
 def require_host_tools() -> None:
