@@ -540,6 +540,56 @@ def test_an_opaque_whiteout_hides_every_lower_child(tmp_path, marker_last):
                                                  "keep", "keep/x"}
 
 
+def test_an_opaque_whiteout_spares_its_own_layer_across_directory_changes(tmp_path):
+    """What a layer made is recorded folder by folder (rootfs._Made): entries that leave a
+    folder and come back, go up to a folder's own entry, or jump between trees must all be
+    spared by the layer's opaque marker, and only the lower layer's files go."""
+    layout = make_layout(
+        tmp_path / "layout",
+        layer(entry("bin/one"), entry("bin/sub/sub"), entry("etc/x")),
+        layer(entry("bin/tools/mine"), entry("bin/new"),  # up one, without a folder entry
+              entry("etc/deep/y"), entry("bin/sub/a"),  # to another tree and back
+              entry("bin/sub", "dir"),  # the folder's own entry after its child
+              entry("bin/.wh..wh..opq")),
+    )
+    ok("bundle", layout, "--output", tmp_path / "bundle")
+    assert rootfs_names(tmp_path / "bundle") == {
+        "bin", "bin/tools", "bin/tools/mine", "bin/new", "bin/sub", "bin/sub/a",
+        "etc", "etc/x", "etc/deep", "etc/deep/y"}
+
+
+def test_a_whiteout_in_a_folder_no_lower_layer_has_makes_nothing(tmp_path):
+    layout = make_layout(tmp_path / "layout", layer(entry("a")),
+                         layer(entry("none/.wh.x"), entry("gone/.wh..wh..opq")))
+    ok("bundle", layout, "--output", tmp_path / "bundle")
+    assert rootfs_names(tmp_path / "bundle") == {"a"}
+
+
+@pytest.mark.parametrize("target", ["../keep", "/"])
+def test_an_opaque_whiteout_never_follows_its_layers_link_to_a_folder(tmp_path, target):
+    """The layer's own link to a folder is spared by the marker, never entered or judged by
+    what it points at: an absolute target would name a folder of the host."""
+    layout = make_layout(
+        tmp_path / "layout",
+        layer(entry("keep/x"), entry("d/old"), entry("d/sub/old")),
+        layer(entry("d/link", "symlink", link=target), entry("d/sub/link", "symlink", link=target),
+              entry("d/.wh..wh..opq")),
+    )
+    ok("bundle", layout, "--output", tmp_path / "bundle")
+    assert rootfs_names(tmp_path / "bundle") == {"keep", "keep/x", "d", "d/link", "d/sub",
+                                                 "d/sub/link"}
+    assert os.readlink(tmp_path / "bundle" / "rootfs" / "d" / "sub" / "link") == target
+
+
+@pytest.mark.parametrize("cwd", ["/.", "/a/../b"])
+def test_mount_points_are_made_whatever_the_working_directory_says(tmp_path, cwd):
+    """A working directory with nothing to make (the root, or a '..' the runtime resolves)
+    does not stop the mount points after it."""
+    layout = make_layout(tmp_path / "layout", layer(entry("hello", data=b"x")), WorkingDir=cwd)
+    ok("bundle", layout, "--output", tmp_path / "bundle")
+    assert {"proc", "dev", "sys"} <= {p.name for p in (tmp_path / "bundle" / "rootfs").iterdir()}
+
+
 def test_a_file_replaces_a_lower_directory(tmp_path):
     layout = make_layout(tmp_path / "layout", layer(entry("p/q/r")), layer(entry("p", data=b"file")))
     ok("bundle", layout, "--output", tmp_path / "bundle")

@@ -453,6 +453,32 @@ def test_another_user_cannot_sign_an_image_with_files_of_other_owners(
     assert not (folder / "bundle").exists()
 
 
+@pytest.mark.parametrize("owner", [(0, 0), (0, 1000), (1000, 0)])
+def test_another_user_signs_only_if_the_images_root_folder_is_roots(
+        owner: tuple[int, int], shared: tuple[Path, list[str]]) -> None:
+    """A layer may carry an entry for the root folder itself ("./"), with an owner: only root
+    can give the bundle's rootfs that owner, so another user's signed listing would lie."""
+    from test_bundle import entry, layer, make_layout
+
+    folder = shared[0].parent
+    uid, gid = owner
+    make_layout(folder / "layout", layer(entry("./", "dir", uid=uid, gid=gid),
+                                         entry("hello", data=b"hi", mode=0o755)))
+    subprocess.run(["chmod", "-R", "a+rX", folder], check=True)
+    key = folder / "key.pem"
+    subprocess.run(["openssl", "genpkey", "-algorithm", "ed25519", "-out", key], check=True)
+    key.chmod(0o644)
+    result = as_nobody(["bundle", "layout:latest", "--output", "bundle", "--sign-key", str(key)],
+                       shared)
+    if owner == (0, 0):
+        assert result.returncode == 0, result.stderr
+        return
+    assert result.returncode == 1
+    (line,) = result.stderr.splitlines()
+    assert "the image's / belongs to a user other than root" in line, line
+    assert not (folder / "bundle").exists()
+
+
 @pytest.mark.skipif(not _build_signs_images(),
                     reason="build --sign-key (the image's signature) is not in this packager")
 def test_build_with_a_bundle_signs_the_image_and_the_bundle_with_one_key(
