@@ -590,6 +590,53 @@ def test_mount_points_are_made_whatever_the_working_directory_says(tmp_path, cwd
     assert {"proc", "dev", "sys"} <= {p.name for p in (tmp_path / "bundle" / "rootfs").iterdir()}
 
 
+@pytest.mark.parametrize("same_layer", [True, False])
+def test_a_folder_whited_out_and_made_again_gets_the_new_files(tmp_path, same_layer):
+    """The whiteout deletes the lower folder the previous entries were written into; what
+    comes after goes into the new folder, not the deleted one."""
+    again = [entry(".wh.d"), entry("d/y"), entry("d/z/w")]
+    layers = [layer(entry("d/x"), entry("d/z/v"))]
+    layers += [layer(*again)] if same_layer else [layer(*again[:1]), layer(*again[1:])]
+    layout = make_layout(tmp_path / "layout", *layers)
+    ok("bundle", layout, "--output", tmp_path / "bundle")
+    assert rootfs_names(tmp_path / "bundle") == {"d", "d/y", "d/z", "d/z/w"}
+
+
+def test_an_entry_error_names_the_layer_by_its_short_digest(tmp_path):
+    upper = layer(entry("d/.wh."))
+    layout = make_layout(tmp_path / "layout", layer(entry("a")), upper)
+    error = one_line_error(cli("bundle", layout, "--output", tmp_path / "bundle"))
+    short = "sha256:" + hashlib.sha256(upper).hexdigest()[:12]
+    assert f"layer {short} entry " in error, error
+
+
+@pytest.mark.parametrize("workdir", ["/srv/data", "/hello/data", "/a/hello/data"])
+def test_the_working_directory_is_made_or_left_to_the_runtime(tmp_path, workdir):
+    """A working directory the image has is kept, a missing one is made; one whose way holds
+    a file is the runtime's to judge, and the mount points are still made."""
+    layout = make_layout(tmp_path / "layout", layer(entry("srv/data", "dir", mode=0o750),
+                                                    entry("hello", data=b"x"),
+                                                    entry("a/hello", data=b"x")),
+                         WorkingDir=workdir)
+    ok("bundle", layout, "--output", tmp_path / "bundle")
+    rootfs = tmp_path / "bundle" / "rootfs"
+    assert {"proc", "dev", "sys"} <= {p.name for p in rootfs.iterdir()}
+    if workdir == "/srv/data":
+        assert stat.S_IMODE((rootfs / "srv" / "data").stat().st_mode) == 0o750
+
+
+@pytest.mark.parametrize("content", [[entry("a/b", mtime=0)], []])
+def test_folders_the_layer_does_not_name_take_its_newest_mtime_even_zero(tmp_path, content):
+    """A folder no entry names (a's, the root's, the mount points') gets the image's newest
+    mtime: 0 for an image of epoch 0 or of no entries at all."""
+    layout = make_layout(tmp_path / "layout", layer(*content))
+    ok("bundle", layout, "--output", tmp_path / "bundle")
+    rootfs = tmp_path / "bundle" / "rootfs"
+    assert rootfs.stat().st_mtime == 0 and (rootfs / "proc").stat().st_mtime == 0
+    if content:
+        assert (rootfs / "a").stat().st_mtime == 0
+
+
 def test_a_file_replaces_a_lower_directory(tmp_path):
     layout = make_layout(tmp_path / "layout", layer(entry("p/q/r")), layer(entry("p", data=b"file")))
     ok("bundle", layout, "--output", tmp_path / "bundle")
