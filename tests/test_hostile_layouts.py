@@ -424,6 +424,18 @@ def test_a_manifest_with_two_problems_is_refused_naming_the_first(hello_static, 
     assert "'config' is a required property" in error and "'layers'" not in error, error
 
 
+def test_an_index_json_with_two_problems_is_refused_naming_the_first(hostile, tmp_path):
+    """The same for index.json, read before any manifest."""
+    index = json.loads((hostile / "index.json").read_text())
+    del index["schemaVersion"]
+    index["manifests"] = "none"
+    (hostile / "index.json").write_text(json.dumps(index))
+    result = cli("bundle", hostile, "--output", tmp_path / "bundle")
+    error = assert_one_error(result)
+    assert "index.json is malformed: (top level): 'schemaVersion' is a required property" in \
+        error and "'none'" not in error, error
+
+
 # --- the archive ---------------------------------------------------------------------------
 
 @pytest.mark.parametrize("archive", ["same", "inside"])
