@@ -310,3 +310,18 @@ def test_build_help_gives_each_words_flag_an_example_of_its_own(hellocontainer):
         assert example.startswith(f"{flag} "), line
         examples[flag] = example
     assert len(set(examples.values())) == len(WORDS_FLAGS)
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--survivors", "board/rootfs"], "--survivors goes with --resume WORK"),
+    (["--jobs", "two", "board/rootfs"], "--jobs takes a number"),
+    (["--jobs"], "--jobs takes a number"),
+    (["--resume", "/nonexistent/hellocontainer-mutate.x"], "--resume takes a kept work folder"),
+    (["--fast"], "unknown option '--fast'"),
+])
+def test_mutate_refuses_a_wrong_call_in_one_line_before_any_work(argv, message, tmp_path):
+    result = subprocess.run([REPO / "scripts" / "mutate", *argv], capture_output=True, text=True,
+                            env={**os.environ, "TMPDIR": str(tmp_path)})
+    assert result.returncode == 2, result.stderr
+    assert result.stderr == f"hellocontainer: error: {message}; see scripts/mutate --help\n"
+    assert not list(tmp_path.iterdir()), "a work folder was made"
