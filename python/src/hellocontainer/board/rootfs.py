@@ -31,6 +31,7 @@ from pathlib import Path
 
 from ..errors import LayoutError, os_error_message
 from ..oci import entries
+from ..oci.digests import short_digest
 from ..oci.entries import DELETE, IGNORE, OPAQUE, OPAQUE_DIR, ROOT, SKIP, WHITEOUT, Entry, Notes
 from ..oci.model import Descriptor
 from ..oci.reader import LayoutReader
@@ -176,7 +177,7 @@ class Tree:
                     read: Callable[[int], None] | None = None, lowest: bool = False) -> None:
         """Apply one layer. In the `lowest`, whiteouts have nothing below them to hide, so what
         the layer makes is not recorded: a layer of a million entries costs no memory for it."""
-        name = layer.digest[:19]
+        name = short_digest(layer.digest)
         # Made by this layer, with their ancestors: whiteouts spare them.
         made = None if lowest else _Made()
         for member in reader.layer_members(layer, diff_id, read):

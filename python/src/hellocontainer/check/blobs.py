@@ -18,7 +18,7 @@ from typing import Any
 
 from ..errors import LayoutError
 from ..oci import model, schema
-from ..oci.digests import verifiable
+from ..oci.digests import short_digest, verifiable
 from ..oci.model import Descriptor
 from ..oci.parsing import parse_json
 from ..oci.reader import LayoutReader
@@ -130,7 +130,7 @@ class BlobChecker:
             return None
         found = schema.problems(document, schema_name)
         for message in found:
-            self.problem(f"{where} ({schema_name} {descriptor.digest[:19]}): {message}")
+            self.problem(f"{where} ({schema_name} {short_digest(descriptor.digest)}): {message}")
         return None if found else document
 
     def check_layers(self, layers: list[Descriptor], where: str) -> list[str | None]:

@@ -38,6 +38,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from ..errors import LayoutError
+from ..oci.digests import short_digest
 from ..oci.entries import (
     DELETE,
     MAKE,
@@ -306,7 +307,7 @@ class ImageEntries:
     def read(self, members: Iterator[Member], layer: Descriptor, where: str) -> None:
         """Judge a layer's entries (`members`) as bundle would extract them, its problems named
         by `where`."""
-        name = layer.digest[:19]
+        name = short_digest(layer.digest)
         if self.tree is not None:
             self.tree.start_layer()
         for member in members:

@@ -27,6 +27,16 @@ ALGORITHMS: dict[str, tuple[Callable[[], Any], re.Pattern[str]]] = {
 }
 
 
+# How messages name a blob: its algorithm and the first 12 digits, as docker and podman show ids.
+SHORT_DIGITS = 12
+
+
+def short_digest(digest: str) -> str:
+    """`sha256:0123456789ab` for `sha256:0123456789ab…`: enough to tell a layout's blobs apart."""
+    algorithm, _, encoded = digest.partition(":")
+    return f"{algorithm}:{encoded[:SHORT_DIGITS]}"
+
+
 def check_digest(digest: str) -> tuple[str, str]:
     """(algorithm, encoded) of a digest, or a LayoutError if it breaks the grammar."""
     match = DIGEST.fullmatch(digest) if isinstance(digest, str) else None

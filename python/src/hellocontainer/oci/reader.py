@@ -30,7 +30,7 @@ from typing import Any
 
 from ..errors import LayoutError, os_error_message
 from . import model, referrers, schema
-from .digests import check_digest, diff_checked, hashed, verified_chunks, verify
+from .digests import check_digest, diff_checked, hashed, short_digest, verified_chunks, verify
 from .model import Descriptor
 from .parsing import descriptor_from, parse_json
 from .safefile import file_kind, open_regular, read_bounded
@@ -206,7 +206,7 @@ class LayoutReader:
         """The single-platform image a tag (or the layout's only image) names, for `platform`."""
         entries = self.select(tag)
         if len({d.digest for d in entries}) > 1:
-            names = ", ".join(sorted(d.ref_name or d.digest[:19] for d in entries))
+            names = ", ".join(sorted(d.ref_name or short_digest(d.digest) for d in entries))
             raise LayoutError(f"{self.root} holds several images ({names}); name one as "
                               "LAYOUT:TAG")
         if not entries:
@@ -223,7 +223,7 @@ class LayoutReader:
                 chosen.append(current)
                 return []
             index = self.document(current, "index")
-            children = [descriptor_from(d, f"index {current.digest[:19]}")
+            children = [descriptor_from(d, f"index {short_digest(current.digest)}")
                         for d in index["manifests"]]
             # Referrers (an SBOM) listed beside the image are never the image to run.
             by_name = {model.platform_name(c.platform or {}): c for c in children
@@ -239,7 +239,7 @@ class LayoutReader:
                               "with --platform")
 
         walk([(descriptor, None)], choose, where=self._where)
-        descriptor = chosen[0]
+        (descriptor,) = chosen  # one child is chosen at each index
         if descriptor.media_type not in model.MANIFEST_TYPES:
             raise LayoutError(f"{descriptor.digest} is a {descriptor.media_type}, not an image "
                               "manifest")
@@ -270,7 +270,7 @@ class LayoutReader:
             return []
         if "subject" in document:
             found.append(document["subject"])
-        return [descriptor_from(d, f"{descriptor.digest[:19]}") for d in found]
+        return [descriptor_from(d, short_digest(descriptor.digest)) for d in found]
 
     def reachable(self, roots: list[Descriptor], strict: bool = True) -> set[str]:
         """Digests of every blob reachable from `roots`, each blob read once, depth capped (walk.py).
