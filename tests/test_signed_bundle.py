@@ -432,6 +432,17 @@ def test_a_bundle_signed_by_another_user_is_byte_for_byte_roots(
         assert (folder / "bundle" / name).read_bytes() == (signed["ed25519"] / name).read_bytes()
 
 
+def _bundle_signed_as_nobody(shared: tuple[Path, list[str]]) -> subprocess.CompletedProcess[str]:
+    """`bundle layout:latest --sign-key` run by nobody in the shared folder, with a fresh key."""
+    folder = shared[0].parent
+    subprocess.run(["chmod", "-R", "a+rX", folder], check=True)
+    key = folder / "key.pem"
+    subprocess.run(["openssl", "genpkey", "-algorithm", "ed25519", "-out", key], check=True)
+    key.chmod(0o644)
+    return as_nobody(["bundle", "layout:latest", "--output", "bundle", "--sign-key", str(key)],
+                     shared)
+
+
 def test_another_user_cannot_sign_an_image_with_files_of_other_owners(
         hello_static: Path, shared: tuple[Path, list[str]], hellocontainer: Runner) -> None:
     folder = shared[0].parent
@@ -439,12 +450,7 @@ def test_another_user_cannot_sign_an_image_with_files_of_other_owners(
     spec = folder / "image.yaml"
     spec.write_text('files: [{src: motd, dest: /etc/motd, mode: "0644", uid: 1000, gid: 1000}]\n')
     hellocontainer("build", hello_static, "--output", folder / "layout", "--spec", spec)
-    subprocess.run(["chmod", "-R", "a+rX", folder], check=True)
-    key = folder / "key.pem"
-    subprocess.run(["openssl", "genpkey", "-algorithm", "ed25519", "-out", key], check=True)
-    key.chmod(0o644)
-    result = as_nobody(["bundle", "layout:latest", "--output", "bundle", "--sign-key", str(key)],
-                       shared)
+    result = _bundle_signed_as_nobody(shared)
     assert result.returncode == 1
     assert result.stdout == ""
     (line,) = result.stderr.splitlines()
@@ -464,12 +470,7 @@ def test_another_user_signs_only_if_the_images_root_folder_is_roots(
     uid, gid = owner
     make_layout(folder / "layout", layer(entry("./", "dir", uid=uid, gid=gid),
                                          entry("hello", data=b"hi", mode=0o755)))
-    subprocess.run(["chmod", "-R", "a+rX", folder], check=True)
-    key = folder / "key.pem"
-    subprocess.run(["openssl", "genpkey", "-algorithm", "ed25519", "-out", key], check=True)
-    key.chmod(0o644)
-    result = as_nobody(["bundle", "layout:latest", "--output", "bundle", "--sign-key", str(key)],
-                       shared)
+    result = _bundle_signed_as_nobody(shared)
     if owner == (0, 0):
         assert result.returncode == 0, result.stderr
         return
