@@ -350,7 +350,11 @@ def test_autostart_files_are_those_the_class_functions_give_without_bitbake(
         build: Build, hello_static: Path, tmp_path: Path) -> None:
     from yocto_class import yocto_oci_files
 
-    features = build.variables("hello-autostart")["DISTRO_FEATURES"]
+    values = build.variables("hello-autostart")
+    # The SBOM's supplier comes from create-spdx's variables where the distro inherits it
+    # (scarthgap's defaultsetup.conf does: "Organization: OpenEmbedded ()").
+    spdx = {name: values[name] for name in ("SPDX_VERSION", "SPDX_SUPPLIER",
+                                            "SPDX_PACKAGE_SUPPLIER") if values.get(name)}
     build.bitbake("hello-autostart", "-c", "deploy")
     image = build.recipe_workdir("tmp", "hello-autostart") / "image"
     bundle = image / "usr/share/hellocontainer/hello-autostart-bundle"
@@ -358,8 +362,9 @@ def test_autostart_files_are_those_the_class_functions_give_without_bitbake(
     assert (bundle / "rootfs" / "hello").read_bytes() == hello_static.read_bytes()
     # FILE_LAYERNAME: BitBake's name of the recipe's layer, which the SBOM's purl holds.
     without = yocto_oci_files(tmp_path, hello_static, "x86_64", PN="hello-autostart",
-                              DISTRO_FEATURES=features, SOURCE_DATE_EPOCH=str(EPOCH),
-                              FILE_LAYERNAME="hctest", INHIBIT_DEFAULT_DEPS="1")
+                              DISTRO_FEATURES=values["DISTRO_FEATURES"],
+                              SOURCE_DATE_EPOCH=str(EPOCH), FILE_LAYERNAME="hctest",
+                              INHIBIT_DEFAULT_DEPS="1", **spdx)
 
     def files(root: Path) -> dict[str, bytes]:
         return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
