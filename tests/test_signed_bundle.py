@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from test_bundle import entry, layer, make_layout
 from test_yocto_signing import _build_signs_images
 
 import board
@@ -464,8 +465,6 @@ def test_another_user_signs_only_if_the_images_root_folder_is_roots(
         owner: tuple[int, int], shared: tuple[Path, list[str]]) -> None:
     """A layer may carry an entry for the root folder itself ("./"), with an owner: only root
     can give the bundle's rootfs that owner, so another user's signed listing would lie."""
-    from test_bundle import entry, layer, make_layout
-
     folder = shared[0].parent
     uid, gid = owner
     make_layout(folder / "layout", layer(entry("./", "dir", uid=uid, gid=gid),
