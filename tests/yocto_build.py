@@ -81,8 +81,12 @@ FAKEROOTBASEENV = "PSEUDO_BINDIR={pseudo_bindir} PSEUDO_LIBDIR={pseudo_libdir} \
 # rewrite outside pseudo: pseudo, which remembers every path a fakeroot task opened, would
 # abort the task on the new inode ("path mismatch"). A native recipe's sysroot has no such files.
 PSEUDO_IGNORE_PATHS .= ",{packager_paths}"
+# The task's side needs the ignored paths too, as oe-core's bitbake.conf gives them: without,
+# pseudo records the stamps and buildstats BitBake writes around the task, and aborts a later
+# fakeroot task whose buildstats folder reuses a removed stamp's inode ("path mismatch").
 FAKEROOTENV = "PSEUDO_PREFIX={pseudo_prefix} PSEUDO_LOCALSTATEDIR=${{PSEUDO_LOCALSTATEDIR}} \\
-    PSEUDO_PASSWD=${{PSEUDO_PASSWD}} PSEUDO_NOSYMLINKEXP=1 PSEUDO_DISABLED=0"
+    PSEUDO_PASSWD=${{PSEUDO_PASSWD}} PSEUDO_NOSYMLINKEXP=1 \\
+    PSEUDO_IGNORE_PATHS=${{@oe.path.canonicalize(d.getVar('PSEUDO_IGNORE_PATHS'))}} PSEUDO_DISABLED=0"
 """
 
 # Debian packages of the oe-core HOSTTOOLS that a Debian machine may lack; any other tool is
