@@ -61,9 +61,12 @@ HELLOCONTAINER_AUTOSTART = "crun"
 HELLOCONTAINER_RUNTIME_LAYERS = ""
 """
 
-# The SBOM from recipe metadata, the way a recipe of a real project sets it.
+# The SBOM from recipe metadata, the way a recipe of a real project sets it. SPDX 2 on every
+# release, the format spdx-tools validates: the default follows create-spdx, which the default
+# distro inherits, and so is SPDX 3 on master (test_yocto_sbom.py checks that one).
 SBOM_SETTINGS = """\
 PV = "2.1"
+HELLOCONTAINER_SBOM_FORMATS = "spdx2"
 HELLOCONTAINER_SBOM_SUPPLIER = "Organization: Example Inc."
 CVE_PRODUCT = "example:hello"
 """
@@ -351,10 +354,12 @@ def test_autostart_files_are_those_the_class_functions_give_without_bitbake(
     from yocto_class import yocto_oci_files
 
     values = build.variables("hello-autostart")
-    # The SBOM's supplier comes from create-spdx's variables where the distro inherits it
-    # (scarthgap's defaultsetup.conf does: "Organization: OpenEmbedded ()").
-    spdx = {name: values[name] for name in ("SPDX_VERSION", "SPDX_SUPPLIER",
-                                            "SPDX_PACKAGE_SUPPLIER") if values.get(name)}
+    # The default distro inherits create-spdx, and the SBOM follows it: its format and supplier
+    # (SPDX_VERSION, SPDX_SUPPLIER "Organization: OpenEmbedded ()" on scarthgap, the agent
+    # SPDX_PACKAGE_SUPPLIER names on master) and, for SPDX 3, the recipe's element in the
+    # document do_create_recipe_spdx wrote (DEPLOY_DIR_SPDX/SSTATE_PKGARCH).
+    spdx = {name: value for name, value in values.items()
+            if name.startswith("SPDX_") or name in ("DEPLOY_DIR_SPDX", "SSTATE_PKGARCH")}
     build.bitbake("hello-autostart", "-c", "deploy")
     image = build.recipe_workdir("tmp", "hello-autostart") / "image"
     bundle = image / "usr/share/hellocontainer/hello-autostart-bundle"
@@ -661,6 +666,9 @@ def test_changing_each_path_variable_rebuilds_with_nothing_left_behind(build: Bu
     settings = build.top / "meta-hctest" / "recipes-test" / "hello-paths" / "hello-paths.inc"
     text = PATHS_DEFAULT
     left: list[str] = []  # paths that earlier builds installed and later ones must not have
+    # Every build for real: with an earlier run's stamps or shared state, BitBake would skip or
+    # restore do_package, and ${D} would be whatever the last (maybe failed) run left there.
+    build.bitbake("hello-paths", "-c", "cleansstate")
     try:
         for name, value in [(None, None), *PATH_CHANGES]:
             if name:
